@@ -1,0 +1,1 @@
+"""ct-assets: continuous training for tabular models as a Dagster asset graph."""

@@ -1,0 +1,1 @@
+"""The data layer: context tables, raw, validated (+ quarantine), feature groups and features."""

@@ -1,0 +1,12 @@
+"""One data-layer asset group per pipeline spec found in the pipelines folder."""
+
+import dagster as dg
+
+from ct_assets.defs.data.factory import build_data_defs
+from ct_assets.lib.settings import pipelines_dir
+from ct_assets.lib.spec import load_all_specs
+
+
+@dg.definitions
+def data_pipelines() -> dg.Definitions:
+    return dg.Definitions.merge(*(build_data_defs(s) for s in load_all_specs(pipelines_dir())))

@@ -1,0 +1,89 @@
+"""Landing files: where a partition's files are and how to recognise them.
+
+Layout: `<landing>/<pipeline>/<partition_key>.csv|.parquet`, or a folder
+`<landing>/<pipeline>/<partition_key>/` holding such files. Context tables land as
+`<landing>/<pipeline>/_context/<table>.csv|.parquet`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+FORMATS = {".csv": "csv", ".parquet": "parquet"}
+CONTEXT_FOLDER = "_context"
+
+
+class LandingError(ValueError):
+    """A landing file that is missing or cannot be read; the message names the file."""
+
+
+def pipeline_folder(landing_root: Path, pipeline: str) -> Path:
+    return Path(landing_root) / pipeline
+
+
+def file_format(path: Path) -> str:
+    """'csv' or 'parquet', checked against the file's own bytes, or a `LandingError`."""
+    kind = FORMATS.get(path.suffix.lower())
+    if kind is None:
+        raise LandingError(f"{path}: not a CSV or Parquet file (expected .csv or .parquet)")
+    size = path.stat().st_size
+    if size == 0:
+        raise LandingError(f"{path}: the file is empty (0 bytes)")
+    with path.open("rb") as handle:
+        head = handle.read(4)
+    if kind == "parquet" and head != b"PAR1":
+        raise LandingError(f"{path}: not a Parquet file (no PAR1 magic bytes)")
+    if kind == "csv" and b"\x00" in head:
+        raise LandingError(f"{path}: not a text CSV file (binary content)")
+    return kind
+
+
+def partition_files(landing_root: Path, pipeline: str, partition_key: str) -> list[Path]:
+    """The files landed for one partition, sorted; a clear error when there are none."""
+    folder = pipeline_folder(landing_root, pipeline)
+    candidates = [folder / f"{partition_key}{suffix}" for suffix in FORMATS]
+    files = [p for p in candidates if p.is_file()]
+    directory = folder / partition_key
+    if directory.is_dir():
+        files += sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith("."))
+    if not files:
+        raise LandingError(
+            f"no landing file for partition {partition_key} of {pipeline}: expected "
+            f"{folder}/{partition_key}.csv, .parquet or a folder {directory}/"
+        )
+    return files
+
+
+def context_file(landing_root: Path, pipeline: str, table: str) -> Path:
+    folder = pipeline_folder(landing_root, pipeline) / CONTEXT_FOLDER
+    for suffix in FORMATS:
+        path = folder / f"{table}{suffix}"
+        if path.is_file():
+            return path
+    raise LandingError(f"no file for context table {table!r}: expected {folder}/{table}.csv or .parquet")
+
+
+def landed_partition_keys(landing_root: Path, pipeline: str) -> list[str]:
+    """Partition keys that have at least one landing file or folder."""
+    folder = pipeline_folder(landing_root, pipeline)
+    if not folder.is_dir():
+        return []
+    keys = {p.stem if p.is_file() else p.name for p in folder.iterdir() if not p.name.startswith(("_", "."))}
+    return sorted(keys)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write a landing file so that a reader never sees half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)

