@@ -1,0 +1,121 @@
+"""`ct`: the operator's command line (demo, landing demo files, the UI)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+from datetime import date, timedelta
+
+from ct_assets.lib import settings
+from ct_assets.lib.dates import day_keys
+from ct_assets.lib.instance_home import prepare_dagster_home
+from ct_assets.lib.spec import PipelineSpec, SpecError, load_all_specs
+
+
+def _spec(name: str) -> PipelineSpec:
+    specs = {s.name: s for s in load_all_specs(settings.pipelines_dir())}
+    if name not in specs:
+        raise SystemExit(f"ct: no pipeline {name!r} in {settings.pipelines_dir()} "
+                         f"(have: {', '.join(specs) or 'none'})")
+    return specs[name]
+
+
+def _cmd_land(args: argparse.Namespace) -> int:
+    from ct_assets.demo import land_days
+
+    paths = land_days(_spec(args.pipeline), day_keys(args.start, args.end))
+    print(f"landed {len(paths)} files under {settings.landing_root() / args.pipeline}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    import dagster as dg
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from ct_assets.demo import land_days, materialize_context, materialize_partition
+
+    prepare_dagster_home()
+    spec = _spec(args.pipeline)
+    start = spec.partitions.start
+    days = [(start + timedelta(days=i)).isoformat() for i in range(args.days)]
+    console = Console()
+    console.print(f"[bold]ct demo[/]: {spec.name}, {len(days)} days from {days[0]}, "
+                  f"home {settings.ct_home()}")
+    land_days(spec, days)
+    instance = dg.DagsterInstance.get()
+    materialize_context(spec, instance)
+    table = Table("partition", "rows", "valid", "quarantined", "features", "run")
+    failed = 0
+    with Progress(console=console) as progress:
+        task = progress.add_task("raw -> validated -> features", total=len(days))
+        for day in days:
+            counts = materialize_partition(spec, day, instance)
+            failed += not counts.succeeded
+            table.add_row(day, str(counts.rows), str(counts.valid), str(counts.quarantined),
+                          str(counts.features), "ok" if counts.succeeded else "[red]failed[/]")
+            progress.advance(task)
+    console.print(table)
+    if failed:
+        console.print(f"[red]{failed} partition run(s) failed; see the Dagster UI for details[/]")
+    if args.no_ui:
+        return 1 if failed else 0
+    return _serve_ui(args.port)
+
+
+def _serve_ui(port: int) -> int:
+    """Run `dagster dev` until Ctrl-C; it stops cleanly on SIGINT (not on SIGTERM)."""
+    prepare_dagster_home()
+    print(f"Dagster UI on http://127.0.0.1:{port} (Ctrl-C stops it)", flush=True)
+    command = [sys.executable, "-m", "dagster", "dev", "-w", str(settings.REPO_ROOT / "workspace.yaml"),
+               "-h", "127.0.0.1", "-p", str(port)]
+    process = subprocess.Popen(command, cwd=settings.REPO_ROOT, env=os.environ.copy())
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        process.send_signal(signal.SIGINT)
+        return process.wait()
+
+
+def _cmd_ui(args: argparse.Namespace) -> int:
+    return _serve_ui(args.port)
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="ct", description=__doc__)
+    commands = root.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser("demo", help="land the first weeks of 2013 and run them, then the UI")
+    demo.add_argument("--pipeline", default="flights_delay")
+    demo.add_argument("--days", type=int, default=21, help="how many days to run (default 21)")
+    demo.add_argument("--no-ui", action="store_true", help="stop after the runs")
+    demo.add_argument("--port", type=int, default=3000)
+    demo.set_defaults(run=_cmd_demo)
+
+    land = commands.add_parser("land", help="write demo landing files for a range of days")
+    land.add_argument("--pipeline", default="flights_delay")
+    land.add_argument("--start", required=True, type=lambda s: date.fromisoformat(s).isoformat())
+    land.add_argument("--end", required=True, type=lambda s: date.fromisoformat(s).isoformat())
+    land.set_defaults(run=_cmd_land)
+
+    ui = commands.add_parser("ui", help="start the Dagster UI and daemon on the home folder")
+    ui.add_argument("--port", type=int, default=3000)
+    ui.set_defaults(run=_cmd_ui)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except SpecError as err:
+        print(f"ct: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

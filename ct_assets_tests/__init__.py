@@ -1,0 +1,1 @@
+"""Tests for ct_assets, mirroring the package layout."""
