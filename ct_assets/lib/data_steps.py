@@ -210,7 +210,7 @@ def _stats_history(con: duckdb.DuckDBPyConnection, spec: PipelineSpec,
     if not keys:
         return []
     rows = con.execute(
-        f"SELECT column_name, rows, null_rate, q1, median, q3 FROM "
+        f"SELECT column_name, rows, null_rate, q1, median, q3, p01, p99 FROM "
         f"{table_name(spec.name, 'column_stats')} WHERE {PARTITION_COLUMN} IN "
         f"({', '.join(key_literal(k) for k in keys)}) AND q1 IS NOT NULL"
     ).fetchall()
@@ -222,9 +222,9 @@ def _write_stats(con: duckdb.DuckDBPyConnection, spec: PipelineSpec, partition_k
     import pandas as pd
 
     frame = pd.DataFrame(
-        [(s.column, s.rows, s.null_rate, s.q1, s.median, s.q3) for s in stats],
-        columns=["column_name", "rows", "null_rate", "q1", "median", "q3"],
-    ).astype({"q1": "float64", "median": "float64", "q3": "float64"})
+        [(s.column, s.rows, s.null_rate, s.q1, s.median, s.q3, s.p01, s.p99) for s in stats],
+        columns=["column_name", "rows", "null_rate", "q1", "median", "q3", "p01", "p99"],
+    ).astype({c: "float64" for c in ("q1", "median", "q3", "p01", "p99")})
     con.register("_stats", frame)
     replace_partition(con, spec.name, "column_stats", partition_key, "SELECT * FROM _stats")
     con.unregister("_stats")

@@ -1,8 +1,11 @@
 """Continuous data quality: per-partition column statistics, and outliers against robust bounds
 learned from earlier partitions.
 
-Bounds are Tukey fences on the medians of earlier partitions' quartiles, so one bad partition in
-the history cannot move them much, and a column's own partition cannot hide its outliers.
+Bounds are fences around the medians (over earlier partitions) of each column's 1st and 99th
+percentiles, widened by k times the median interquartile range (or, for columns whose quartiles
+coincide, such as mostly-zero counts, by k times the 1-99 percentile range). Taking medians over
+partitions means one bad partition in the history cannot move the bounds much, and a partition's
+own outliers cannot hide themselves. Bounds need a few partitions of history.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ class ColumnStats:
     q1: float | None
     median: float | None
     q3: float | None
+    p01: float | None = None
+    p99: float | None = None
 
 
 def column_stats(con: duckdb.DuckDBPyConnection, source: str, numeric: list[str],
@@ -33,15 +38,16 @@ def column_stats(con: duckdb.DuckDBPyConnection, source: str, numeric: list[str]
     parts = ["count(*)"]
     for column in numeric:
         col = quote(column)
-        parts += [f"count({col})", f"quantile_cont({col}::DOUBLE, [0.25, 0.5, 0.75])"]
+        parts += [f"count({col})", f"quantile_cont({col}::DOUBLE, [0.25, 0.5, 0.75, 0.01, 0.99])"]
     parts += [f"count({quote(column)})" for column in others]
     row = con.execute(f"SELECT {', '.join(parts)} FROM {source}").fetchall()[0]
     total = int(row[0])
     stats = []
     for index, column in enumerate(numeric):
         present, quartiles = row[1 + 2 * index], row[2 + 2 * index]
-        q1, mid, q3 = quartiles if quartiles else (None, None, None)
-        stats.append(ColumnStats(column, total, 1 - present / total if total else 0.0, q1, mid, q3))
+        q1, mid, q3, p01, p99 = quartiles if quartiles else (None,) * 5
+        null_rate = 1 - present / total if total else 0.0
+        stats.append(ColumnStats(column, total, null_rate, q1, mid, q3, p01, p99))
     offset = 1 + 2 * len(numeric)
     for index, column in enumerate(others):
         present = row[offset + index]
@@ -49,18 +55,26 @@ def column_stats(con: duckdb.DuckDBPyConnection, source: str, numeric: list[str]
     return stats
 
 
+MIN_HISTORY = 3
+
+
 def robust_bounds(history: list[ColumnStats], k: float) -> dict[str, tuple[float, float]]:
-    """Per column, [median q1 - k*IQR, median q3 + k*IQR] over earlier partitions' quartiles."""
+    """Per column, fences around the median 1st/99th percentiles of earlier partitions.
+
+    Columns with fewer than MIN_HISTORY partitions of history get no bounds.
+    """
     by_column: dict[str, list[ColumnStats]] = {}
     for stats in history:
-        if stats.q1 is not None and stats.q3 is not None:
+        if None not in (stats.q1, stats.q3, stats.p01, stats.p99):
             by_column.setdefault(stats.column, []).append(stats)
     bounds = {}
     for column, items in by_column.items():
-        q1 = median(s.q1 for s in items if s.q1 is not None)
-        q3 = median(s.q3 for s in items if s.q3 is not None)
-        spread = q3 - q1
-        bounds[column] = (q1 - k * spread, q3 + k * spread)
+        if len(items) < MIN_HISTORY:
+            continue
+        low = median(s.p01 for s in items)  # type: ignore[misc]
+        high = median(s.p99 for s in items)  # type: ignore[misc]
+        spread = median(s.q3 - s.q1 for s in items) or (high - low)  # type: ignore[operator]
+        bounds[column] = (low - k * spread, high + k * spread)
     return bounds
 
 

@@ -18,6 +18,7 @@ from ct_assets.defs.data import catalog
 from ct_assets.defs.resources import WAREHOUSE_POOL, LandingZone, Warehouse
 from ct_assets.lib import data_steps
 from ct_assets.lib.features import LABEL_GROUP, Group, definition_version, find_leakage, groups
+from ct_assets.lib.quality import MIN_HISTORY
 from ct_assets.lib.spec import PipelineSpec
 
 ENGINE_VERSION = "1"
@@ -226,7 +227,8 @@ def _validation_checks(spec: PipelineSpec, key: dg.AssetKey,
     history = min((r.outlier_history for r in reports.values()), default=0)
     yield dg.AssetCheckResult(
         check_name="outliers", asset_key=key, passed=not flagged, severity=WARN,
-        description=("no earlier partitions yet to learn bounds from" if history == 0 and not flagged
+        description=(f"only {history} earlier partition(s): too few to learn bounds from"
+                     if history < MIN_HISTORY and not flagged
                      else "outlier rates within limits" if not flagged else
                      "outliers above " + f"{limit:.1%}: " + "; ".join(
                          f"{k}: {cols}" for k, cols in flagged.items())),
