@@ -18,8 +18,10 @@ from ct_assets.lib.spec import PipelineSpec, SpecError, load_all_specs
 def _spec(name: str) -> PipelineSpec:
     specs = {s.name: s for s in load_all_specs(settings.pipelines_dir())}
     if name not in specs:
-        raise SystemExit(f"ct: no pipeline {name!r} in {settings.pipelines_dir()} "
-                         f"(have: {', '.join(specs) or 'none'})")
+        raise SystemExit(
+            f"ct: no pipeline {name!r} in {settings.pipelines_dir()} "
+            f"(have: {', '.join(specs) or 'none'})"
+        )
     return specs[name]
 
 
@@ -44,8 +46,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     start = spec.partitions.start
     days = [(start + timedelta(days=i)).isoformat() for i in range(args.days)]
     console = Console()
-    console.print(f"[bold]ct demo[/]: {spec.name}, {len(days)} days from {days[0]}, "
-                  f"home {settings.ct_home()}")
+    console.print(
+        f"[bold]ct demo[/]: {spec.name}, {len(days)} days from {days[0]}, home {settings.ct_home()}"
+    )
     land_days(spec, days)
     instance = dg.DagsterInstance.get()
     materialize_context(spec, instance)
@@ -56,8 +59,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         for day in days:
             counts = materialize_partition(spec, day, instance)
             failed += not counts.succeeded
-            table.add_row(day, str(counts.rows), str(counts.valid), str(counts.quarantined),
-                          str(counts.features), "ok" if counts.succeeded else "[red]failed[/]")
+            table.add_row(
+                day,
+                str(counts.rows),
+                str(counts.valid),
+                str(counts.quarantined),
+                str(counts.features),
+                "ok" if counts.succeeded else "[red]failed[/]",
+            )
             progress.advance(task)
     console.print(table)
     if failed:
@@ -71,8 +80,18 @@ def _serve_ui(port: int) -> int:
     """Run `dagster dev` until Ctrl-C; it stops cleanly on SIGINT (not on SIGTERM)."""
     prepare_dagster_home()
     print(f"Dagster UI on http://127.0.0.1:{port} (Ctrl-C stops it)", flush=True)
-    command = [sys.executable, "-m", "dagster", "dev", "-w", str(settings.REPO_ROOT / "workspace.yaml"),
-               "-h", "127.0.0.1", "-p", str(port)]
+    command = [
+        sys.executable,
+        "-m",
+        "dagster",
+        "dev",
+        "-w",
+        str(settings.REPO_ROOT / "workspace.yaml"),
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+    ]
     process = subprocess.Popen(command, cwd=settings.REPO_ROOT, env=os.environ.copy())
     try:
         return process.wait()
@@ -89,7 +108,9 @@ def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="ct", description=__doc__)
     commands = root.add_subparsers(dest="command", required=True)
 
-    demo = commands.add_parser("demo", help="land the first weeks of 2013 and run them, then the UI")
+    demo = commands.add_parser(
+        "demo", help="land the first weeks of 2013 and run them, then the UI"
+    )
     demo.add_argument("--pipeline", default="flights_delay")
     demo.add_argument("--days", type=int, default=21, help="how many days to run (default 21)")
     demo.add_argument("--no-ui", action="store_true", help="stop after the runs")

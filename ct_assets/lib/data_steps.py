@@ -62,8 +62,9 @@ class RawReport:
     ingested_at: str
 
 
-def ingest_raw(con: duckdb.DuckDBPyConnection, spec: PipelineSpec, partition_key: str,
-               files: list[Path]) -> RawReport:
+def ingest_raw(
+    con: duckdb.DuckDBPyConnection, spec: PipelineSpec, partition_key: str, files: list[Path]
+) -> RawReport:
     """Replace the partition's raw rows with the rows of its landing files, plus provenance."""
     ingested_at = _now()
     staged, reports = stage_partition(con, files, spec.columns, ingested_at)
@@ -74,7 +75,9 @@ def ingest_raw(con: duckdb.DuckDBPyConnection, spec: PipelineSpec, partition_key
     ).fetchall()[0]
     tags = {
         "source_kind": spec.source.kind,
-        "files": json.dumps([{"path": r.path, "sha256": r.sha256, "rows": r.rows} for r in reports]),
+        "files": json.dumps(
+            [{"path": r.path, "sha256": r.sha256, "rows": r.rows} for r in reports]
+        ),
         "ingested_at": ingested_at,
         "event_start": start.isoformat() if start else None,
         "event_end": end.isoformat() if end else None,
@@ -83,17 +86,30 @@ def ingest_raw(con: duckdb.DuckDBPyConnection, spec: PipelineSpec, partition_key
     with transaction(con):
         rows = replace_partition(con, spec.name, "raw", partition_key, f"SELECT * FROM {staged}")
         _write_tags(con, spec, "raw_tags", partition_key, {**tags, "rows": rows})
-    return RawReport(rows, reports, sum(r.malformed_lines for r in reports), tags["event_start"],
-                     tags["event_end"], lag, ingested_at)
+    return RawReport(
+        rows,
+        reports,
+        sum(r.malformed_lines for r in reports),
+        tags["event_start"],
+        tags["event_end"],
+        lag,
+        ingested_at,
+    )
 
 
-def _write_tags(con: duckdb.DuckDBPyConnection, spec: PipelineSpec, table: str, partition_key: str,
-                tags: dict[str, Any]) -> None:
+def _write_tags(
+    con: duckdb.DuckDBPyConnection,
+    spec: PipelineSpec,
+    table: str,
+    partition_key: str,
+    tags: dict[str, Any],
+) -> None:
     """One row of slice tags for the partition (JSON-encodes nested values)."""
     import pandas as pd
 
-    frame = pd.DataFrame([{k: json.dumps(v) if isinstance(v, dict | list) else v
-                           for k, v in tags.items()}])
+    frame = pd.DataFrame(
+        [{k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in tags.items()}]
+    )
     con.register("_tags", frame)
     replace_partition(con, spec.name, table, partition_key, "SELECT * FROM _tags")
     con.unregister("_tags")
@@ -129,8 +145,9 @@ def _reason_kinds(reasons: dict[int, str]) -> dict[str, int]:
     return dict(counts.most_common(20))
 
 
-def validate_partition(con: duckdb.DuckDBPyConnection, spec: PipelineSpec,
-                       partition_key: str) -> ValidationReport:
+def validate_partition(
+    con: duckdb.DuckDBPyConnection, spec: PipelineSpec, partition_key: str
+) -> ValidationReport:
     """Split the raw partition into validated rows and quarantined rows with their reasons."""
     import pandas as pd
 
@@ -144,12 +161,18 @@ def validate_partition(con: duckdb.DuckDBPyConnection, spec: PipelineSpec,
     bad = find_bad_rows(frame, spec, window)
     frame["_position"] = range(len(frame))
     con.register("_checked", frame)
-    con.register("_bad", pd.DataFrame({"_position": list(bad), "reason": list(bad.values())},
-                                      columns=["_position", "reason"]).astype({"_position": "int64"}))
+    con.register(
+        "_bad",
+        pd.DataFrame(
+            {"_position": list(bad), "reason": list(bad.values())}, columns=["_position", "reason"]
+        ).astype({"_position": "int64"}),
+    )
     columns = ", ".join(quote(c) for c in spec.columns)
     lineage = ", ".join(c for c in PROVENANCE_COLUMNS if c != "_cast_errors")
-    valid_sql = (f"SELECT {lineage}, {columns} FROM _checked "
-                 "WHERE _position NOT IN (SELECT _position FROM _bad)")
+    valid_sql = (
+        f"SELECT {lineage}, {columns} FROM _checked "
+        "WHERE _position NOT IN (SELECT _position FROM _bad)"
+    )
     quarantine_sql = (
         f"SELECT c._source_file, c._source_sha256, c._row_number, "
         f"c.{quote(spec.entity_id)}::VARCHAR AS entity_id, b.reason, "
@@ -165,23 +188,39 @@ def validate_partition(con: duckdb.DuckDBPyConnection, spec: PipelineSpec,
     with transaction(con):
         valid = replace_partition(con, spec.name, "validated", partition_key, valid_sql)
         quarantined = replace_partition(con, spec.name, "quarantine", partition_key, quarantine_sql)
-        validated_view = (f"(SELECT * FROM {table_name(spec.name, 'validated')} "
-                          f"WHERE {PARTITION_COLUMN} = {key})")
-        stats = column_stats(con, validated_view, stats_columns,
-                             [c for c in spec.columns if c not in stats_columns])
+        validated_view = (
+            f"(SELECT * FROM {table_name(spec.name, 'validated')} WHERE {PARTITION_COLUMN} = {key})"
+        )
+        stats = column_stats(
+            con, validated_view, stats_columns, [c for c in spec.columns if c not in stats_columns]
+        )
         outliers = count_outliers(con, validated_view, bounds)
         _write_stats(con, spec, partition_key, stats)
         report = ValidationReport(
-            rows_in=len(frame), rows_valid=len(frame) - len(bad), rows_quarantined=len(bad),
-            reasons=_reason_kinds(bad), null_rates={s.column: round(s.null_rate, 6) for s in stats},
-            outliers=outliers, outlier_history=len(history_keys),
-            rows_in_validated_table=valid, rows_in_quarantine_table=quarantined,
+            rows_in=len(frame),
+            rows_valid=len(frame) - len(bad),
+            rows_quarantined=len(bad),
+            reasons=_reason_kinds(bad),
+            null_rates={s.column: round(s.null_rate, 6) for s in stats},
+            outliers=outliers,
+            outlier_history=len(history_keys),
+            rows_in_validated_table=valid,
+            rows_in_quarantine_table=quarantined,
         )
-        _write_tags(con, spec, "quality_tags", partition_key, {
-            "rows_in": report.rows_in, "rows_valid": report.rows_valid,
-            "rows_quarantined": report.rows_quarantined, "quarantine_rate": report.quarantine_rate,
-            "null_rates": report.null_rates, "outlier_counts": report.outliers,
-        })
+        _write_tags(
+            con,
+            spec,
+            "quality_tags",
+            partition_key,
+            {
+                "rows_in": report.rows_in,
+                "rows_valid": report.rows_valid,
+                "rows_quarantined": report.rows_quarantined,
+                "quarantine_rate": report.quarantine_rate,
+                "null_rates": report.null_rates,
+                "outlier_counts": report.outliers,
+            },
+        )
     con.unregister("_checked")
     con.unregister("_bad")
     return report
@@ -191,7 +230,9 @@ def _numeric_columns(spec: PipelineSpec) -> list[str]:
     return [n for n, c in spec.columns.items() if c.type in ("integer", "float")]
 
 
-def _history_keys(con: duckdb.DuckDBPyConnection, spec: PipelineSpec, partition_key: str) -> list[str]:
+def _history_keys(
+    con: duckdb.DuckDBPyConnection, spec: PipelineSpec, partition_key: str
+) -> list[str]:
     if not table_exists(con, spec.name, "column_stats"):
         return []
     wanted = previous_keys(spec.partitions, partition_key, spec.quality.outlier_history_partitions)
@@ -205,8 +246,9 @@ def _history_keys(con: duckdb.DuckDBPyConnection, spec: PipelineSpec, partition_
     return [r[0] for r in rows]
 
 
-def _stats_history(con: duckdb.DuckDBPyConnection, spec: PipelineSpec,
-                   keys: list[str]) -> list[ColumnStats]:
+def _stats_history(
+    con: duckdb.DuckDBPyConnection, spec: PipelineSpec, keys: list[str]
+) -> list[ColumnStats]:
     if not keys:
         return []
     rows = con.execute(
@@ -217,8 +259,9 @@ def _stats_history(con: duckdb.DuckDBPyConnection, spec: PipelineSpec,
     return [ColumnStats(*row) for row in rows]
 
 
-def _write_stats(con: duckdb.DuckDBPyConnection, spec: PipelineSpec, partition_key: str,
-                 stats: list[ColumnStats]) -> None:
+def _write_stats(
+    con: duckdb.DuckDBPyConnection, spec: PipelineSpec, partition_key: str, stats: list[ColumnStats]
+) -> None:
     import pandas as pd
 
     frame = pd.DataFrame(
@@ -237,8 +280,9 @@ class ContextReport:
     file: FileReport
 
 
-def load_context(con: duckdb.DuckDBPyConnection, spec: PipelineSpec, table: str,
-                 path: Path) -> ContextReport:
+def load_context(
+    con: duckdb.DuckDBPyConnection, spec: PipelineSpec, table: str, path: Path
+) -> ContextReport:
     """Replace a context table with its landed file; rows with unparsable values are set aside."""
     columns = spec.context_tables[table].columns
     report = stage_file(con, path, columns, "_context_stage", _now())
@@ -246,10 +290,14 @@ def load_context(con: duckdb.DuckDBPyConnection, spec: PipelineSpec, table: str,
     rejects = table_name(spec.name, f"context_{table}_rejects")
     with transaction(con):
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(spec.name)}")
-        con.execute(f"CREATE OR REPLACE TABLE {target} AS SELECT * EXCLUDE (_cast_errors) "
-                    "FROM _context_stage WHERE _cast_errors IS NULL")
-        con.execute(f"CREATE OR REPLACE TABLE {rejects} AS SELECT * FROM _context_stage "
-                    "WHERE _cast_errors IS NOT NULL")
+        con.execute(
+            f"CREATE OR REPLACE TABLE {target} AS SELECT * EXCLUDE (_cast_errors) "
+            "FROM _context_stage WHERE _cast_errors IS NULL"
+        )
+        con.execute(
+            f"CREATE OR REPLACE TABLE {rejects} AS SELECT * FROM _context_stage "
+            "WHERE _cast_errors IS NOT NULL"
+        )
         rows = _count(con, f"SELECT * FROM {target}")
         unparsed = _count(con, f"SELECT * FROM {rejects}")
     return ContextReport(rows, unparsed, report)
@@ -262,23 +310,29 @@ class GroupReport:
     null_rates: dict[str, float] = field(default_factory=dict)
 
 
-def materialize_group(con: duckdb.DuckDBPyConnection, spec: PipelineSpec, group: Group,
-                      partition_key: str) -> GroupReport:
+def materialize_group(
+    con: duckdb.DuckDBPyConnection, spec: PipelineSpec, group: Group, partition_key: str
+) -> GroupReport:
     """Compute one feature group (or the label) for a partition and replace its table partition."""
     bind_partition(con, spec, partition_key)
     run_group_sql(con, spec, group)
     version = definition_version(spec, group)
     nulls = con.execute(
-        "SELECT " + ", ".join(f"1 - count({quote(c)}) / greatest(count(*), 1)" for c in group.columns)
+        "SELECT "
+        + ", ".join(f"1 - count({quote(c)}) / greatest(count(*), 1)" for c in group.columns)
         + " FROM _group_out"
     ).fetchall()[0]
     with transaction(con):
         rows = replace_partition(
-            con, spec.name, group.table, partition_key,
+            con,
+            spec.name,
+            group.table,
+            partition_key,
             f"SELECT *, '{version}' AS _definition_version FROM _group_out",
         )
-    return GroupReport(rows, version, {c: round(float(v), 6) for c, v in zip(group.columns, nulls,
-                                                                              strict=True)})
+    return GroupReport(
+        rows, version, {c: round(float(v), 6) for c, v in zip(group.columns, nulls, strict=True)}
+    )
 
 
 @dataclass(frozen=True)
@@ -288,17 +342,22 @@ class FeaturesReport:
     validated_rows: int
 
 
-def build_features(con: duckdb.DuckDBPyConnection, spec: PipelineSpec,
-                   partition_key: str) -> FeaturesReport:
+def build_features(
+    con: duckdb.DuckDBPyConnection, spec: PipelineSpec, partition_key: str
+) -> FeaturesReport:
     """Join the partition's feature groups and label into the training-ready feature table."""
     label = quote(spec.label.column)
     with transaction(con):
-        rows = replace_partition(con, spec.name, "features", partition_key,
-                                 feature_table_sql(spec, partition_key))
+        rows = replace_partition(
+            con, spec.name, "features", partition_key, feature_table_sql(spec, partition_key)
+        )
         rate = con.execute(
             f"SELECT avg({label}::DOUBLE) FROM {table_name(spec.name, 'features')} "
             f"WHERE {PARTITION_COLUMN} = {key_literal(partition_key)}"
         ).fetchall()[0][0]
-        validated = _count(con, f"SELECT * FROM {table_name(spec.name, 'validated')} "
-                                f"WHERE {PARTITION_COLUMN} = {key_literal(partition_key)}")
+        validated = _count(
+            con,
+            f"SELECT * FROM {table_name(spec.name, 'validated')} "
+            f"WHERE {PARTITION_COLUMN} = {key_literal(partition_key)}",
+        )
     return FeaturesReport(rows, rate, validated)

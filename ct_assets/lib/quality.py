@@ -32,8 +32,9 @@ class ColumnStats:
     p99: float | None = None
 
 
-def column_stats(con: duckdb.DuckDBPyConnection, source: str, numeric: list[str],
-                 others: list[str]) -> list[ColumnStats]:
+def column_stats(
+    con: duckdb.DuckDBPyConnection, source: str, numeric: list[str], others: list[str]
+) -> list[ColumnStats]:
     """Null rate of every column, and quartiles of the numeric ones, over `source`."""
     parts = ["count(*)"]
     for column in numeric:
@@ -51,7 +52,9 @@ def column_stats(con: duckdb.DuckDBPyConnection, source: str, numeric: list[str]
     offset = 1 + 2 * len(numeric)
     for index, column in enumerate(others):
         present = row[offset + index]
-        stats.append(ColumnStats(column, total, 1 - present / total if total else 0.0, None, None, None))
+        stats.append(
+            ColumnStats(column, total, 1 - present / total if total else 0.0, None, None, None)
+        )
     return stats
 
 
@@ -78,8 +81,9 @@ def robust_bounds(history: list[ColumnStats], k: float) -> dict[str, tuple[float
     return bounds
 
 
-def count_outliers(con: duckdb.DuckDBPyConnection, source: str,
-                   bounds: dict[str, tuple[float, float]]) -> dict[str, int]:
+def count_outliers(
+    con: duckdb.DuckDBPyConnection, source: str, bounds: dict[str, tuple[float, float]]
+) -> dict[str, int]:
     """Values outside their column's bounds, per column."""
     if not bounds:
         return {}

@@ -279,7 +279,9 @@ def load_all_specs(folder: Path) -> list[PipelineSpec]:
     seen: dict[str, Path] = {}
     for spec in specs:
         if spec.name in seen:
-            raise SpecError(f"{spec.spec_dir}: pipeline name {spec.name!r} is used by {seen[spec.name]}")
+            raise SpecError(
+                f"{spec.spec_dir}: pipeline name {spec.name!r} is used by {seen[spec.name]}"
+            )
         seen[spec.name] = spec.spec_dir
     return specs
 

@@ -34,8 +34,9 @@ def _annotation(column: ColumnSpec) -> Any:
     return pa.typing.Series[dtype]
 
 
-def _field(column: ColumnSpec, *, unique: bool = False, window: tuple[datetime, datetime] | None
-           = None) -> Any:
+def _field(
+    column: ColumnSpec, *, unique: bool = False, window: tuple[datetime, datetime] | None = None
+) -> Any:
     import pandas as pd
     import pandera.pandas as pa
 
@@ -67,20 +68,26 @@ def row_model(spec: PipelineSpec, window: tuple[datetime, datetime]) -> type[pa.
         )
     config = type("Config", (), {"coerce": True, "strict": False, "name": f"{spec.name}_rows"})
     class_name = "".join(part.title() for part in spec.name.split("_")) + "Rows"
-    return type(class_name, (pa.DataFrameModel,), {"__annotations__": annotations, "Config": config,
-                                                    "__module__": __name__, **attributes})
+    return type(
+        class_name,
+        (pa.DataFrameModel,),
+        {"__annotations__": annotations, "Config": config, "__module__": __name__, **attributes},
+    )
 
 
-def _describe_failure(spec: PipelineSpec, column: str, check: str, value: Any,
-                      window: tuple[datetime, datetime]) -> str:
+def _describe_failure(
+    spec: PipelineSpec, column: str, check: str, value: Any, window: tuple[datetime, datetime]
+) -> str:
     rule = spec.columns.get(column)
     if check == "not_nullable":
         return f"{column} is missing (the column is required)"
     if check == "field_uniqueness":
         return f"{column} {value!r} appears more than once in the partition"
     if column == spec.timestamp_column and check.startswith(("greater_than", "less_than")):
-        return (f"{column} {value} is outside the partition window "
-                f"[{window[0].isoformat()}, {window[1].isoformat()})")
+        return (
+            f"{column} {value} is outside the partition window "
+            f"[{window[0].isoformat()}, {window[1].isoformat()})"
+        )
     if check.startswith("greater_than_or_equal_to") and rule is not None:
         return f"{column} {value} is below the minimum {rule.min:g}"
     if check.startswith("less_than_or_equal_to") and rule is not None:
@@ -97,12 +104,15 @@ def _cast_reasons(cast_errors: str) -> tuple[str, set[str]]:
     errors = json.loads(cast_errors)
     if "_line" in errors:
         return f"malformed line ({errors['_error']}): {errors['_line']!r}", {"*"}
-    parts = [f"{column} {value!r} is not a valid value for its type" for column, value in errors.items()]
+    parts = [
+        f"{column} {value!r} is not a valid value for its type" for column, value in errors.items()
+    ]
     return "; ".join(parts), set(errors)
 
 
-def find_bad_rows(frame: pd.DataFrame, spec: PipelineSpec,
-                  window: tuple[datetime, datetime]) -> dict[int, str]:
+def find_bad_rows(
+    frame: pd.DataFrame, spec: PipelineSpec, window: tuple[datetime, datetime]
+) -> dict[int, str]:
     """Positions of rows that must be quarantined, each with its reasons joined by '; '.
 
     `frame` holds the spec's columns and `_cast_errors`; positions are 0-based row positions.
@@ -133,7 +143,11 @@ def find_bad_rows(frame: pd.DataFrame, spec: PipelineSpec,
             )
         whole_frame = failures[failures["index"].isna()]
         if not whole_frame.empty:
-            problems = "; ".join(f"{c}: {k} ({v})" for c, k, v in
-                                 whole_frame[["column", "check", "failure_case"]].itertuples(index=False))
+            problems = "; ".join(
+                f"{c}: {k} ({v})"
+                for c, k, v in whole_frame[["column", "check", "failure_case"]].itertuples(
+                    index=False
+                )
+            )
             raise ValueError(f"partition fails schema-level checks: {problems}") from None
     return {position: "; ".join(dict.fromkeys(items)) for position, items in reasons.items()}

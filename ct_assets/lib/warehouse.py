@@ -37,8 +37,9 @@ def table_name(schema: str, table: str) -> str:
     return f"{quote(schema)}.{quote(table)}"
 
 
-def open_connection(path: Path | str, *, threads: int | None = None, retries: int = 60,
-                    read_only: bool = False) -> duckdb.DuckDBPyConnection:
+def open_connection(
+    path: Path | str, *, threads: int | None = None, retries: int = 60, read_only: bool = False
+) -> duckdb.DuckDBPyConnection:
     """Open the warehouse in UTC, waiting while another process holds the file's write lock."""
     import duckdb
 
@@ -97,8 +98,9 @@ def table_columns(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> di
     return {name: dtype for name, dtype in rows}
 
 
-def replace_partition(con: duckdb.DuckDBPyConnection, schema: str, table: str,
-                      partition_key: str, source_sql: str) -> int:
+def replace_partition(
+    con: duckdb.DuckDBPyConnection, schema: str, table: str, partition_key: str, source_sql: str
+) -> int:
     """Replace one partition of `schema.table` with the rows of `source_sql`.
 
     Runs inside the caller's transaction. The table is created from the source's columns on first

@@ -38,7 +38,9 @@ def loaded(warehouse, flights_spec, flights_landing) -> duckdb.DuckDBPyConnectio
     return warehouse
 
 
-def test_feature_table_has_every_declared_column_and_one_row_per_flight(loaded, flights_spec) -> None:
+def test_feature_table_has_every_declared_column_and_one_row_per_flight(
+    loaded, flights_spec
+) -> None:
     columns = [r[0] for r in loaded.execute("DESCRIBE flights_delay.features").fetchall()]
     for column in [*flights_spec.feature_columns, "late", "flight_id", "sched_dep_at"]:
         assert column in columns
@@ -102,11 +104,14 @@ FROM validated
 
 @pytest.mark.parametrize(
     ("file", "sql", "group", "leaking"),
-    [("origin_weather.sql", LEAKY_WEATHER, "origin_weather", "origin_temp"),
-     ("schedule.sql", LEAKY_SCHEDULE, "schedule", "sched_hour")],
+    [
+        ("origin_weather.sql", LEAKY_WEATHER, "origin_weather", "origin_temp"),
+        ("schedule.sql", LEAKY_SCHEDULE, "schedule", "sched_hour"),
+    ],
 )
-def test_leaky_sql_is_caught(warehouse, flights_spec, flights_landing, tmp_path, file, sql, group,
-                             leaking) -> None:
+def test_leaky_sql_is_caught(
+    warehouse, flights_spec, flights_landing, tmp_path, file, sql, group, leaking
+) -> None:
     spec = _spec_with_sql(tmp_path, flights_spec, file, sql)
     _load_day(warehouse, spec, flights_landing)
     found = find_leakage(warehouse, spec, group_by_name(spec, group), DAY)
@@ -114,17 +119,26 @@ def test_leaky_sql_is_caught(warehouse, flights_spec, flights_landing, tmp_path,
 
 
 def test_sql_output_must_match_the_spec(warehouse, flights_spec, flights_landing, tmp_path) -> None:
-    spec = _spec_with_sql(tmp_path, flights_spec, "plane.sql",
-                          "SELECT flight_id, tailnum, 1.0 AS plane_age FROM validated")
+    spec = _spec_with_sql(
+        tmp_path,
+        flights_spec,
+        "plane.sql",
+        "SELECT flight_id, tailnum, 1.0 AS plane_age FROM validated",
+    )
     _load_day(warehouse, spec, flights_landing)
-    with pytest.raises(FeatureDefinitionError, match=r"plane\.sql: output columns differ .*"
-                       r"missing \['plane_seats', 'plane_engines', 'plane_manufacturer'\]"):
+    with pytest.raises(
+        FeatureDefinitionError,
+        match=r"plane\.sql: output columns differ .*"
+        r"missing \['plane_seats', 'plane_engines', 'plane_manufacturer'\]",
+    ):
         data_steps.materialize_group(warehouse, spec, group_by_name(spec, "plane"), DAY)
 
 
 def test_duplicating_sql_is_refused(warehouse, flights_spec, flights_landing, tmp_path) -> None:
     spec = _spec_with_sql(
-        tmp_path, flights_spec, "plane.sql",
+        tmp_path,
+        flights_spec,
+        "plane.sql",
         "SELECT v.flight_id, v.tailnum, 1.0 AS plane_age, 1.0 AS plane_seats, 1.0 AS plane_engines,"
         " 'x' AS plane_manufacturer FROM validated v, (SELECT 1 UNION ALL SELECT 2)",
     )
@@ -134,8 +148,12 @@ def test_duplicating_sql_is_refused(warehouse, flights_spec, flights_landing, tm
 
 
 def test_definition_version_changes_only_for_the_edited_group(flights_spec, tmp_path) -> None:
-    edited = _spec_with_sql(tmp_path, flights_spec, "plane.sql",
-                            (flights_spec.spec_dir / "features" / "plane.sql").read_text() + "\n-- v2")
+    edited = _spec_with_sql(
+        tmp_path,
+        flights_spec,
+        "plane.sql",
+        (flights_spec.spec_dir / "features" / "plane.sql").read_text() + "\n-- v2",
+    )
     for group in groups(flights_spec):
         before = definition_version(flights_spec, group)
         after = definition_version(edited, group_by_name(edited, group.name))

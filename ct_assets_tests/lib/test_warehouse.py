@@ -16,7 +16,9 @@ def _rows(con, key: str) -> list[tuple]:
 def test_rewriting_a_partition_replaces_it(warehouse) -> None:
     for _ in range(3):
         with transaction(warehouse):
-            replace_partition(warehouse, "s", "t", "2013-01-01", "SELECT range AS id, 'a' AS v FROM range(5)")
+            replace_partition(
+                warehouse, "s", "t", "2013-01-01", "SELECT range AS id, 'a' AS v FROM range(5)"
+            )
     with transaction(warehouse):
         replace_partition(warehouse, "s", "t", "2013-01-02", "SELECT 9 AS id, 'b' AS v")
     assert len(_rows(warehouse, "2013-01-01")) == 5
@@ -37,7 +39,10 @@ def test_new_columns_are_added_without_losing_old_partitions(warehouse) -> None:
         replace_partition(warehouse, "s", "t", "a", "SELECT 1 AS id, 'x' AS v")
     with transaction(warehouse):
         replace_partition(warehouse, "s", "t", "b", "SELECT 2 AS id, 'y' AS v, 3.5 AS w")
-    assert warehouse.execute("SELECT id, w FROM s.t ORDER BY id").fetchall() == [(1, None), (2, 3.5)]
+    assert warehouse.execute("SELECT id, w FROM s.t ORDER BY id").fetchall() == [
+        (1, None),
+        (2, 3.5),
+    ]
 
 
 def test_unsafe_partition_keys_are_refused(warehouse) -> None:

@@ -28,14 +28,17 @@ def _column(name: str, column: ColumnSpec) -> dg.TableColumn:
     if column.allowed is not None:
         rules.append(f"in {column.allowed}")
     return dg.TableColumn(
-        name, column.type, description=column.description or None,
+        name,
+        column.type,
+        description=column.description or None,
         constraints=dg.TableColumnConstraints(nullable=column.nullable, other=rules),
     )
 
 
 def raw_schema(spec: PipelineSpec) -> dg.TableSchema:
-    cast = dg.TableColumn("_cast_errors", "json",
-                          description="Values that did not parse as their type, kept as text")
+    cast = dg.TableColumn(
+        "_cast_errors", "json", description="Values that did not parse as their type, kept as text"
+    )
     return dg.TableSchema([*PROVENANCE, cast, *(_column(n, c) for n, c in spec.columns.items())])
 
 
@@ -44,17 +47,21 @@ def validated_schema(spec: PipelineSpec) -> dg.TableSchema:
 
 
 def quarantine_schema() -> dg.TableSchema:
-    return dg.TableSchema([
-        dg.TableColumn("_partition_key", "string"),
-        dg.TableColumn("_source_file", "string", description="Landing file of the row"),
-        dg.TableColumn("_source_sha256", "string"),
-        dg.TableColumn("_row_number", "integer", description="Record number in that file"),
-        dg.TableColumn("entity_id", "string"),
-        dg.TableColumn("reason", "string", description="Every rule the row breaks, readable"),
-        dg.TableColumn("row_values", "json", description="The row as parsed"),
-        dg.TableColumn("unparsed_values", "json", description="Values that did not parse, as text"),
-        dg.TableColumn("quarantined_at", "timestamp"),
-    ])
+    return dg.TableSchema(
+        [
+            dg.TableColumn("_partition_key", "string"),
+            dg.TableColumn("_source_file", "string", description="Landing file of the row"),
+            dg.TableColumn("_source_sha256", "string"),
+            dg.TableColumn("_row_number", "integer", description="Record number in that file"),
+            dg.TableColumn("entity_id", "string"),
+            dg.TableColumn("reason", "string", description="Every rule the row breaks, readable"),
+            dg.TableColumn("row_values", "json", description="The row as parsed"),
+            dg.TableColumn(
+                "unparsed_values", "json", description="Values that did not parse, as text"
+            ),
+            dg.TableColumn("quarantined_at", "timestamp"),
+        ]
+    )
 
 
 def context_schema(spec: PipelineSpec, table: str) -> dg.TableSchema:
@@ -62,12 +69,16 @@ def context_schema(spec: PipelineSpec, table: str) -> dg.TableSchema:
 
 
 def group_schema(spec: PipelineSpec, group: Group) -> dg.TableSchema:
-    return dg.TableSchema([
-        dg.TableColumn(spec.entity_id, "string", description="Entity id"),
-        *(dg.TableColumn(name, kind, description=_feature_description(spec, name))
-          for name, kind in group.columns.items()),
-        dg.TableColumn("_definition_version", "string", description="Hash of the group's SQL"),
-    ])
+    return dg.TableSchema(
+        [
+            dg.TableColumn(spec.entity_id, "string", description="Entity id"),
+            *(
+                dg.TableColumn(name, kind, description=_feature_description(spec, name))
+                for name, kind in group.columns.items()
+            ),
+            dg.TableColumn("_definition_version", "string", description="Hash of the group's SQL"),
+        ]
+    )
 
 
 def features_schema(spec: PipelineSpec) -> dg.TableSchema:
@@ -78,8 +89,10 @@ def features_schema(spec: PipelineSpec) -> dg.TableSchema:
         *(_column(s, spec.columns[s]) for s in spec.segments if s not in features),
     ]
     for group in spec.feature_groups.values():
-        columns += [dg.TableColumn(n, c.kind, description=c.description or None)
-                    for n, c in group.columns.items()]
+        columns += [
+            dg.TableColumn(n, c.kind, description=c.description or None)
+            for n, c in group.columns.items()
+        ]
     columns.append(dg.TableColumn(spec.label.column, "label", description=spec.label.description))
     return dg.TableSchema(columns)
 
@@ -99,7 +112,9 @@ def freshness(spec: PipelineSpec, layer: str) -> dg.FreshnessPolicy | None:
         return None
     warn = timedelta(hours=window.warn_after_hours)
     fail = timedelta(hours=window.fail_after_hours)
-    return dg.FreshnessPolicy.time_window(fail_window=fail, warn_window=warn if warn < fail else None)
+    return dg.FreshnessPolicy.time_window(
+        fail_window=fail, warn_window=warn if warn < fail else None
+    )
 
 
 def partition_table(rows: list[dict[str, Any]]) -> dg.MetadataValue:

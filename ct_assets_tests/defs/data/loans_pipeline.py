@@ -71,22 +71,27 @@ def write_pipeline(pipelines: Path) -> Path:
 def applications(day: str, rows: int = 60, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     start = pd.Timestamp(day, tz="UTC")
-    return pd.DataFrame({
-        "loan_id": [f"{day}-{i:04d}" for i in range(rows)],
-        "applied_at": [(start + pd.Timedelta(minutes=int(m))).strftime("%Y-%m-%dT%H:%M:%SZ")
-                       for m in rng.integers(0, 1440, rows)],
-        "amount": rng.uniform(500, 50000, rows).round(2),
-        "income": rng.uniform(10000, 150000, rows).round(2),
-        "grade": rng.choice(list("ABCDE"), rows),
-        "region": rng.choice(["north", "south", "east"], rows),
-        "days_late": rng.choice([0, 0, 0, 10, 120], rows),
-    })
+    return pd.DataFrame(
+        {
+            "loan_id": [f"{day}-{i:04d}" for i in range(rows)],
+            "applied_at": [
+                (start + pd.Timedelta(minutes=int(m))).strftime("%Y-%m-%dT%H:%M:%SZ")
+                for m in rng.integers(0, 1440, rows)
+            ],
+            "amount": rng.uniform(500, 50000, rows).round(2),
+            "income": rng.uniform(10000, 150000, rows).round(2),
+            "grade": rng.choice(list("ABCDE"), rows),
+            "region": rng.choice(["north", "south", "east"], rows),
+            "days_late": rng.choice([0, 0, 0, 10, 120], rows),
+        }
+    )
 
 
 def write_landing(landing: Path, days: list[str]) -> None:
     folder = landing / "loans"
     (folder / "_context").mkdir(parents=True, exist_ok=True)
     pd.DataFrame({"region": ["north", "south", "east"], "unemployment": [4.1, 6.3, 5.0]}).to_csv(
-        folder / "_context" / "regions.csv", index=False)
+        folder / "_context" / "regions.csv", index=False
+    )
     for index, day in enumerate(days):
         applications(day, seed=index).to_csv(folder / f"{day}.csv", index=False)

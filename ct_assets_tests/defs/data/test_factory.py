@@ -35,45 +35,62 @@ def loans(pipelines: list[PipelineSpec]) -> PipelineSpec:
 @pytest.fixture
 def resources(tmp_path: Path) -> dict:
     loans_pipeline.write_landing(tmp_path / "landing", DAYS)
-    return {"warehouse": Warehouse(path=str(tmp_path / "w.duckdb")),
-            "landing": LandingZone(root=str(tmp_path / "landing"))}
+    return {
+        "warehouse": Warehouse(path=str(tmp_path / "w.duckdb")),
+        "landing": LandingZone(root=str(tmp_path / "landing")),
+    }
 
 
-def _materialize(spec: PipelineSpec, resources: dict, partition: str,
-                 instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
+def _materialize(
+    spec: PipelineSpec, resources: dict, partition: str, instance: dg.DagsterInstance
+) -> dg.ExecuteInProcessResult:
     assets = [a for a in build_data_defs(spec).assets or [] if isinstance(a, dg.AssetsDefinition)]
     partitioned = [a for a in assets if a.partitions_def is not None]
-    return dg.materialize(assets, resources=resources, partition_key=partition, instance=instance,
-                          selection=[k for a in partitioned for k in a.keys]
-                          + [k for a in assets if a.partitions_def is None for k in a.keys],
-                          raise_on_error=False)
+    return dg.materialize(
+        assets,
+        resources=resources,
+        partition_key=partition,
+        instance=instance,
+        selection=[k for a in partitioned for k in a.keys]
+        + [k for a in assets if a.partitions_def is None for k in a.keys],
+        raise_on_error=False,
+    )
 
 
 def test_each_spec_is_its_own_prefixed_asset_group(pipelines: list[PipelineSpec]) -> None:
-    defs = dg.Definitions.merge(*(build_data_defs(s) for s in pipelines),
-                                dg.Definitions(resources=default_resources()))
+    defs = dg.Definitions.merge(
+        *(build_data_defs(s) for s in pipelines), dg.Definitions(resources=default_resources())
+    )
     graph = defs.resolve_asset_graph()
     by_group: dict[str, set[str]] = {}
     for key in graph.get_all_asset_keys():
         by_group.setdefault(graph.get(key).group_name, set()).add(key.to_user_string())
     assert by_group["loans"] == {
-        "loans/context_regions", "loans/raw", "loans/validated", "loans/quarantine",
-        "loans/features_application", "loans/labels", "loans/features",
+        "loans/context_regions",
+        "loans/raw",
+        "loans/validated",
+        "loans/quarantine",
+        "loans/features_application",
+        "loans/labels",
+        "loans/features",
     }
     assert all(k.startswith("flights_delay/") for k in by_group["flights_delay"])
     assert "flights_delay/features_origin_weather" in by_group["flights_delay"]
     # the lineage runs raw -> validated -> feature groups -> features, per pipeline
     features = graph.get(dg.AssetKey(["loans", "features"]))
-    assert features.parent_keys == {dg.AssetKey(["loans", "features_application"]),
-                                    dg.AssetKey(["loans", "labels"])}
+    assert features.parent_keys == {
+        dg.AssetKey(["loans", "features_application"]),
+        dg.AssetKey(["loans", "labels"]),
+    }
     application = graph.get(dg.AssetKey(["loans", "features_application"]))
     assert dg.AssetKey(["loans", "context_regions"]) in application.parent_keys
 
 
 def test_catalog_shows_column_schemas_and_freshness(pipelines: list[PipelineSpec]) -> None:
     flights = next(s for s in pipelines if s.name == "flights_delay")
-    defs = dg.Definitions.merge(build_data_defs(flights),
-                                dg.Definitions(resources=default_resources()))
+    defs = dg.Definitions.merge(
+        build_data_defs(flights), dg.Definitions(resources=default_resources())
+    )
     specs = {s.key.to_user_string(): s for s in defs.resolve_all_asset_specs()}
     schema = specs["flights_delay/validated"].metadata["dagster/column_schema"]
     carrier = next(c for c in schema.columns if c.name == "carrier")
@@ -81,8 +98,10 @@ def test_catalog_shows_column_schemas_and_freshness(pipelines: list[PipelineSpec
     features = specs["flights_delay/features"].metadata["dagster/column_schema"]
     assert "origin_temp" in [c.name for c in features.columns]
     assert specs["flights_delay/raw"].freshness_policy is not None
-    assert specs["flights_delay/features_plane"].code_version != specs[
-        "flights_delay/features_schedule"].code_version
+    assert (
+        specs["flights_delay/features_plane"].code_version
+        != specs["flights_delay/features_schedule"].code_version
+    )
 
 
 def test_second_pipeline_runs_end_to_end_and_reruns_identically(loans, resources) -> None:
@@ -91,8 +110,13 @@ def test_second_pipeline_runs_end_to_end_and_reruns_identically(loans, resources
             result = _materialize(loans, resources, day, instance)
             assert result.success
             checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-            assert checks == {"rows_conserved": True, "quarantine_rate": True, "outliers": True,
-                              "no_future_information": True, "one_row_per_validated_row": True}
+            assert checks == {
+                "rows_conserved": True,
+                "quarantine_rate": True,
+                "outliers": True,
+                "no_future_information": True,
+                "one_row_per_validated_row": True,
+            }
         path = resources["warehouse"].path
         with duckdb.connect(path, read_only=True) as con:
             before = con.execute("SELECT * FROM loans.features ORDER BY loan_id").fetchall()
@@ -114,9 +138,11 @@ def test_blocking_quarantine_check_stops_features(loans, resources, tmp_path) ->
         checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
         assert not checks["quarantine_rate"].passed
         assert "50.00%" in checks["quarantine_rate"].description
-        materialized = {m.asset_key.to_user_string()
-                        for m in result.get_asset_materialization_events() and
-                        [e.materialization for e in result.get_asset_materialization_events()]}
+        materialized = {
+            m.asset_key.to_user_string()
+            for m in result.get_asset_materialization_events()
+            and [e.materialization for e in result.get_asset_materialization_events()]
+        }
         assert "loans/validated" in materialized and "loans/quarantine" in materialized
         assert "loans/features_application" not in materialized
         assert "loans/features" not in materialized
