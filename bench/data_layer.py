@@ -55,8 +55,14 @@ BAD_SHARE = 0.005
 SEED = 20130601
 STAGES = ("raw", "validated", "features")
 NULL_STRINGS = ["", "NA", "NULL", "null", "NaN"]
-DUCKDB_TYPES = {"string": "VARCHAR", "integer": "BIGINT", "float": "DOUBLE",
-                "boolean": "BOOLEAN", "timestamp": "TIMESTAMPTZ", "date": "DATE"}
+DUCKDB_TYPES = {
+    "string": "VARCHAR",
+    "integer": "BIGINT",
+    "float": "DOUBLE",
+    "boolean": "BOOLEAN",
+    "timestamp": "TIMESTAMPTZ",
+    "date": "DATE",
+}
 
 
 @dataclass(frozen=True)
@@ -135,8 +141,10 @@ class PeakMemory:
             if _hwm_mib() is not None:
                 self._kernel_reset = _reset_hwm()
                 self.method = "kernel peak RSS, /proc/self/status VmHWM" + (
-                    " (reset per stage via /proc/self/clear_refs)" if self._kernel_reset
-                    else " (process high-water mark)")
+                    " (reset per stage via /proc/self/clear_refs)"
+                    if self._kernel_reset
+                    else " (process high-water mark)"
+                )
             else:
                 self.method = "resource.getrusage ru_maxrss (process high-water mark)"
         else:
@@ -261,16 +269,27 @@ def generate_partition(spec: PipelineSpec, rows: int) -> tuple[pa.Table, dict[st
     frame = source.iloc[rng.integers(0, len(source), size=rows)].reset_index(drop=True)
     zone = spec.partitions.timezone
     # Keep each sampled flight's local schedule (hour, minute, sched_dep_time); move it to the day.
-    local = pd.Timestamp(PARTITION_KEY) + pd.to_timedelta(frame["hour"] * 60 + frame["minute"],
-                                                          unit="min")
-    sched = (pd.DatetimeIndex(local).tz_localize(zone, ambiguous="NaT", nonexistent="shift_forward")
-             .tz_convert("UTC").as_unit("us"))
+    local = pd.Timestamp(PARTITION_KEY) + pd.to_timedelta(frame["hour"] * 60 + frame["minute"], unit="min")
+    sched = (
+        pd.DatetimeIndex(local)
+        .tz_localize(zone, ambiguous="NaT", nonexistent="shift_forward")
+        .tz_convert("UTC")
+        .as_unit("us")
+    )
     frame["sched_dep_at"] = sched
     frame["time_hour"] = sched.floor("h")
     day = pd.Timestamp(PARTITION_KEY)
     frame["year"], frame["month"], frame["day"] = day.year, day.month, day.day
-    frame["flight_id"] = (PARTITION_KEY + "/" + frame["carrier"] + frame["flight"].astype(str) + "/"
-                          + frame["origin"] + "/" + pd.Series(np.arange(rows)).astype(str))
+    frame["flight_id"] = (
+        PARTITION_KEY
+        + "/"
+        + frame["carrier"]
+        + frame["flight"].astype(str)
+        + "/"
+        + frame["origin"]
+        + "/"
+        + pd.Series(np.arange(rows)).astype(str)
+    )
     frame["sched_arr_time"] = frame["sched_arr_time"].astype("Int64")
 
     bad = rng.choice(rows, size=max(int(rows * BAD_SHARE), 10), replace=False)
@@ -284,17 +303,20 @@ def generate_partition(spec: PipelineSpec, rows: int) -> tuple[pa.Table, dict[st
     frame.loc[missing[half:], "sched_arr_time"] = pd.NA
     # Pairs of rows sharing an id: both rows of each pair are duplicates.
     half = len(duplicate) // 2
-    twins = frame.loc[duplicate[half:2 * half], "flight_id"].to_numpy()
+    twins = frame.loc[duplicate[half : 2 * half], "flight_id"].to_numpy()
     frame.loc[duplicate[:half], "flight_id"] = twins
     frame.loc[outside, ["sched_dep_at", "time_hour"]] += pd.Timedelta(days=1)
-    injected = {"out of range": len(out_of_range), "bad carrier": len(carrier),
-                "missing required": len(missing), "duplicate id": 2 * half,
-                "outside window": len(outside)}
+    injected = {
+        "out of range": len(out_of_range),
+        "bad carrier": len(carrier),
+        "missing required": len(missing),
+        "duplicate id": 2 * half,
+        "outside window": len(outside),
+    }
     return pa.Table.from_pandas(frame[list(spec.columns)], preserve_index=False), injected
 
 
-def land_partition(table: pa.Table, landing: Path, pipeline: str,
-                   formats: list[str]) -> dict[str, Path]:
+def land_partition(table: pa.Table, landing: Path, pipeline: str, formats: list[str]) -> dict[str, Path]:
     """Write the partition as `<landing>/<pipeline>/<partition_key>.<ext>` for each format."""
     import duckdb
 
@@ -335,7 +357,7 @@ def run_ours(job: Job) -> dict[str, Any]:
         (data_steps, "replace_partition", "partition writes"),
         (data_steps, "column_stats", "column stats"),
         (data_steps, "count_outliers", "outliers"),
-        (data_steps, "run_group_sql", "group SQL"),
+        (data_steps, "check_group_rows", "group output checks"),
     ]:
         clock.wrap(module, name, label)
 
@@ -371,10 +393,16 @@ def run_ours(job: Job) -> dict[str, Any]:
     con.close()
     return {
         "rows": {"raw": raw.rows, "validated": validated.rows_in, "features": validated.rows_valid},
-        "seconds": clock.seconds, "peak_mib": clock.peak_mib, "overall_peak_mib": peak,
-        "start_rss_mib": start_rss, "inside": clock.inside, "groups": group_seconds,
-        "fetch_seconds": fetch_seconds, "quarantined": validated.rows_quarantined,
-        "feature_rows": features.rows, "memory_method": memory.method,
+        "seconds": clock.seconds,
+        "peak_mib": clock.peak_mib,
+        "overall_peak_mib": peak,
+        "start_rss_mib": start_rss,
+        "inside": clock.inside,
+        "groups": group_seconds,
+        "fetch_seconds": fetch_seconds,
+        "quarantined": validated.rows_quarantined,
+        "feature_rows": features.rows,
+        "memory_method": memory.method,
     }
 
 
@@ -392,8 +420,7 @@ def _q(name: str) -> str:
 def baseline_sql(spec: PipelineSpec, fmt: str, path: str) -> dict[str, list[str]]:
     """The hand-written pipeline, statement by statement, per stage."""
     cols = spec.columns
-    casts = ", ".join(f"TRY_CAST({_q(n)} AS {DUCKDB_TYPES[c.type]}) AS {_q(n)}"
-                      for n, c in cols.items())
+    casts = ", ".join(f"TRY_CAST({_q(n)} AS {DUCKDB_TYPES[c.type]}) AS {_q(n)}" for n, c in cols.items())
     cast_failed = " OR ".join(
         f"({_q(n)} IS NOT NULL AND TRY_CAST({_q(n)} AS {DUCKDB_TYPES[c.type]}) IS NULL)"
         for n, c in cols.items()
@@ -403,20 +430,23 @@ def baseline_sql(spec: PipelineSpec, fmt: str, path: str) -> dict[str, list[str]
         row_number = "file_row_number + 1"
     else:
         nulls = ", ".join(_literal(s) for s in NULL_STRINGS)
-        source = (f"read_csv({_literal(path)}, all_varchar = true, header = true, "
-                  f"nullstr = [{nulls}])")
+        source = f"read_csv({_literal(path)}, all_varchar = true, header = true, nullstr = [{nulls}])"
         row_number = "row_number() OVER ()"
-    raw = [f"CREATE TABLE raw AS SELECT {_literal(path)} AS _source_file, "
-           f"{row_number} AS _row_number, {cast_failed} AS _cast_failed, {casts} FROM {source}"]
+    raw = [
+        f"CREATE TABLE raw AS SELECT {_literal(path)} AS _source_file, "
+        f"{row_number} AS _row_number, {cast_failed} AS _cast_failed, {casts} FROM {source}"
+    ]
 
     start, end = partition_window(spec)
     entity, ts = _q(spec.entity_id), _q(spec.timestamp_column)
-    checks = ["CASE WHEN _cast_failed THEN 'a value cannot be read as its type' END",
-              f"CASE WHEN {entity} IS NOT NULL AND count(*) OVER (PARTITION BY {entity}) > 1 "
-              f"THEN '{spec.entity_id} appears more than once' END",
-              f"CASE WHEN {ts} < '{start.isoformat()}'::TIMESTAMPTZ OR {ts} >= "
-              f"'{end.isoformat()}'::TIMESTAMPTZ "
-              f"THEN '{spec.timestamp_column} outside the window' END"]
+    checks = [
+        "CASE WHEN _cast_failed THEN 'a value cannot be read as its type' END",
+        f"CASE WHEN {entity} IS NOT NULL AND count(*) OVER (PARTITION BY {entity}) > 1 "
+        f"THEN '{spec.entity_id} appears more than once' END",
+        f"CASE WHEN {ts} < '{start.isoformat()}'::TIMESTAMPTZ OR {ts} >= "
+        f"'{end.isoformat()}'::TIMESTAMPTZ "
+        f"THEN '{spec.timestamp_column} outside the window' END",
+    ]
     for name, column in cols.items():
         col = _q(name)
         if not column.nullable:
@@ -429,12 +459,9 @@ def baseline_sql(spec: PipelineSpec, fmt: str, path: str) -> dict[str, list[str]
             allowed = ", ".join(_literal(v) for v in column.allowed)
             checks.append(f"CASE WHEN {col} NOT IN ({allowed}) THEN '{name} not allowed' END")
     validated = [
-        f"CREATE TEMP TABLE checked AS SELECT *, concat_ws('; ', {', '.join(checks)}) AS _reason "
-        "FROM raw",
-        "CREATE TABLE validated AS SELECT * EXCLUDE (_reason, _cast_failed) FROM checked "
-        "WHERE _reason = ''",
-        "CREATE TABLE quarantine AS SELECT * EXCLUDE (_cast_failed) FROM checked "
-        "WHERE _reason <> ''",
+        f"CREATE TEMP TABLE checked AS SELECT *, concat_ws('; ', {', '.join(checks)}) AS _reason FROM raw",
+        "CREATE TABLE validated AS SELECT * EXCLUDE (_reason, _cast_failed) FROM checked WHERE _reason = ''",
+        "CREATE TABLE quarantine AS SELECT * EXCLUDE (_cast_failed) FROM checked WHERE _reason <> ''",
     ]
 
     features = []
@@ -448,18 +475,20 @@ def baseline_sql(spec: PipelineSpec, fmt: str, path: str) -> dict[str, list[str]
         features.append(f"CREATE TABLE {table} AS {spec.sql_text(sql_path)}")
         select += [f"g{index}.{_q(c)}" for c in columns]
         joins.append(f"LEFT JOIN {table} AS g{index} USING ({entity})")
-    features.append(f"CREATE TABLE features AS SELECT {', '.join(select)} FROM validated AS v "
-                    + " ".join(joins))
+    features.append(
+        f"CREATE TABLE features AS SELECT {', '.join(select)} FROM validated AS v " + " ".join(joins)
+    )
     return {"raw": raw, "validated": validated, "features": features}
 
 
 def _context_sql(spec: PipelineSpec, table: str, path: str) -> str:
     columns = spec.context_tables[table].columns
-    casts = ", ".join(f"TRY_CAST({_q(n)} AS {DUCKDB_TYPES[c.type]}) AS {_q(n)}"
-                      for n, c in columns.items())
+    casts = ", ".join(f"TRY_CAST({_q(n)} AS {DUCKDB_TYPES[c.type]}) AS {_q(n)}" for n, c in columns.items())
     nulls = ", ".join(_literal(s) for s in NULL_STRINGS)
-    return (f"CREATE TABLE {_q(table)} AS SELECT {casts} FROM read_csv({_literal(path)}, "
-            f"all_varchar = true, header = true, nullstr = [{nulls}])")
+    return (
+        f"CREATE TABLE {_q(table)} AS SELECT {casts} FROM read_csv({_literal(path)}, "
+        f"all_varchar = true, header = true, nullstr = [{nulls}])"
+    )
 
 
 def run_baseline(job: Job) -> dict[str, Any]:
@@ -491,9 +520,13 @@ def run_baseline(job: Job) -> dict[str, Any]:
     raw_rows, valid_rows = count("raw"), count("validated")
     result = {
         "rows": {"raw": raw_rows, "validated": raw_rows, "features": valid_rows},
-        "seconds": clock.seconds, "peak_mib": clock.peak_mib, "overall_peak_mib": peak,
-        "start_rss_mib": start_rss, "quarantined": count("quarantine"),
-        "feature_rows": count("features"), "memory_method": memory.method,
+        "seconds": clock.seconds,
+        "peak_mib": clock.peak_mib,
+        "overall_peak_mib": peak,
+        "start_rss_mib": start_rss,
+        "quarantined": count("quarantine"),
+        "feature_rows": count("features"),
+        "memory_method": memory.method,
     }
     con.close()
     return result
@@ -517,57 +550,92 @@ def _end_to_end(result: dict[str, Any]) -> tuple[int, float]:
     return result["rows"]["raw"], sum(result["seconds"][s] for s in STAGES)
 
 
-def _table_row(fmt: str, stage: str, ours: tuple[int, float, float],
-               base: tuple[int, float, float]) -> str:
+def _median_run(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run whose end-to-end time is the median (the lower one of the middle two)."""
+    ordered = sorted(results, key=lambda result: _end_to_end(result)[1])
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def _totals(results: list[dict[str, Any]]) -> str:
+    return "[" + ", ".join(f"{_end_to_end(result)[1]:.2f}" for result in results) + "]"
+
+
+def _table_row(fmt: str, stage: str, ours: tuple[int, float, float], base: tuple[int, float, float]) -> str:
     """One table line from (rows, seconds, peak MiB) of each pipeline."""
     (o_rows, o_s, o_mib), (b_rows, b_s, b_mib) = ours, base
-    return (f"{fmt:<8} {stage:<11} {o_rows:>10,} {o_s:>8.2f} {_rate(o_rows, o_s):>12,.0f} "
-            f"{b_s:>8.2f} {_rate(b_rows, b_s):>12,.0f} {o_s / b_s:>7.1f}x {o_mib:>8,.0f} "
-            f"{b_mib:>8,.0f}")
+    return (
+        f"{fmt:<8} {stage:<11} {o_rows:>10,} {o_s:>8.2f} {_rate(o_rows, o_s):>12,.0f} "
+        f"{b_s:>8.2f} {_rate(b_rows, b_s):>12,.0f} {o_s / b_s:>7.1f}x {o_mib:>8,.0f} "
+        f"{b_mib:>8,.0f}"
+    )
 
 
-def report(fmt: str, ours: dict[str, Any], base: dict[str, Any]) -> tuple[list[str], list[str]]:
+def report(
+    fmt: str, ours: dict[str, Any], base: dict[str, Any], injected: int
+) -> tuple[list[str], list[str]]:
     """The table rows and the one-line figures for one format."""
     table = []
     for stage in STAGES:
-        table.append(_table_row(
-            fmt, stage, (ours["rows"][stage], ours["seconds"][stage], ours["peak_mib"][stage]),
-            (base["rows"][stage], base["seconds"][stage], base["peak_mib"][stage])))
+        table.append(
+            _table_row(
+                fmt,
+                stage,
+                (ours["rows"][stage], ours["seconds"][stage], ours["peak_mib"][stage]),
+                (base["rows"][stage], base["seconds"][stage], base["peak_mib"][stage]),
+            )
+        )
     o_rows, o_s = _end_to_end(ours)
     b_rows, b_s = _end_to_end(base)
-    table.append(_table_row(fmt, "end-to-end", (o_rows, o_s, ours["overall_peak_mib"]),
-                            (b_rows, b_s, base["overall_peak_mib"])))
+    table.append(
+        _table_row(
+            fmt,
+            "end-to-end",
+            (o_rows, o_s, ours["overall_peak_mib"]),
+            (b_rows, b_s, base["overall_peak_mib"]),
+        )
+    )
 
     lines = []
     for stage in STAGES:
         rows, seconds = ours["rows"][stage], ours["seconds"][stage]
-        lines.append(f"{fmt} ours {stage}: {_rate(rows, seconds):,.0f} rows/s "
-                     f"({rows:,} rows in {seconds:.3f} s)")
-    lines.append(f"{fmt} ours end to end: {_rate(o_rows, o_s):,.0f} rows/s ({o_rows:,} rows in "
-                 f"{o_s:.3f} s)")
+        lines.append(
+            f"{fmt} ours {stage}: {_rate(rows, seconds):,.0f} rows/s ({rows:,} rows in {seconds:.3f} s)"
+        )
+    lines.append(f"{fmt} ours end to end: {_rate(o_rows, o_s):,.0f} rows/s ({o_rows:,} rows in {o_s:.3f} s)")
     for stage in STAGES:
         rows, seconds = base["rows"][stage], base["seconds"][stage]
-        lines.append(f"{fmt} duckdb {stage}: {_rate(rows, seconds):,.0f} rows/s "
-                     f"({rows:,} rows in {seconds:.3f} s)")
-    lines.append(f"{fmt} duckdb end to end: {_rate(b_rows, b_s):,.0f} rows/s ({b_rows:,} rows in "
-                 f"{b_s:.3f} s)")
+        lines.append(
+            f"{fmt} duckdb {stage}: {_rate(rows, seconds):,.0f} rows/s ({rows:,} rows in {seconds:.3f} s)"
+        )
+    lines.append(
+        f"{fmt} duckdb end to end: {_rate(b_rows, b_s):,.0f} rows/s ({b_rows:,} rows in {b_s:.3f} s)"
+    )
     for stage in STAGES:
-        lines.append(f"{fmt} ratio {stage} (ours time / duckdb time): "
-                     f"{ours['seconds'][stage] / base['seconds'][stage]:.1f}x")
+        lines.append(
+            f"{fmt} ratio {stage} (ours time / duckdb time): "
+            f"{ours['seconds'][stage] / base['seconds'][stage]:.1f}x"
+        )
     lines.append(f"{fmt} ratio end to end (ours time / duckdb time): {o_s / b_s:.1f}x")
-    lines.append(f"{fmt} peak RSS ours: {ours['overall_peak_mib']:,.0f} MiB "
-                 f"(RSS before raw {ours['start_rss_mib'] or 0:,.0f} MiB)")
-    lines.append(f"{fmt} peak RSS duckdb: {base['overall_peak_mib']:,.0f} MiB "
-                 f"(RSS before raw {base['start_rss_mib'] or 0:,.0f} MiB)")
+    lines.append(
+        f"{fmt} peak RSS ours: {ours['overall_peak_mib']:,.0f} MiB "
+        f"(RSS before raw {ours['start_rss_mib'] or 0:,.0f} MiB)"
+    )
+    lines.append(
+        f"{fmt} peak RSS duckdb: {base['overall_peak_mib']:,.0f} MiB "
+        f"(RSS before raw {base['start_rss_mib'] or 0:,.0f} MiB)"
+    )
 
     inside = ours["inside"]
     pandera = inside.get("validated", {}).get("pandera", 0.0)
     validated_s = ours["seconds"]["validated"]
-    lines.append(f"{fmt} pandera alone (find_bad_rows): {pandera:.3f} s, "
-                 f"{_rate(ours['rows']['validated'], pandera):,.0f} rows/s, "
-                 f"{pandera / validated_s:.0%} of the validated stage")
-    lines.append(f"{fmt} fetch of the raw partition into pandas (measured separately): "
-                 f"{ours['fetch_seconds']:.3f} s")
+    lines.append(
+        f"{fmt} pandera alone (find_bad_rows): {pandera:.3f} s, "
+        f"{_rate(ours['rows']['validated'], pandera):,.0f} rows/s, "
+        f"{pandera / validated_s:.0%} of the validated stage"
+    )
+    lines.append(
+        f"{fmt} fetch of the raw partition into pandas (measured separately): {ours['fetch_seconds']:.3f} s"
+    )
     for stage in STAGES:
         parts = dict(inside.get(stage, {}))
         if "sha256" in parts and "read+cast" in parts:
@@ -575,27 +643,47 @@ def report(fmt: str, ours: dict[str, Any], base: dict[str, Any]) -> tuple[list[s
         other = ours["seconds"][stage] - sum(parts.values())
         text = ", ".join(f"{k} {v:.2f} s" for k, v in sorted(parts.items(), key=lambda kv: -kv[1]))
         lines.append(f"{fmt} ours {stage} breakdown: {text}, other {other:.2f} s")
-    lines.append(f"{fmt} ours features per table: " + ", ".join(
-        f"{k} {v:.2f} s" for k, v in ours["groups"].items()))
-    lines.append(f"{fmt} check: quarantined ours {ours['quarantined']:,} / duckdb "
-                 f"{base['quarantined']:,}; feature rows ours {ours['feature_rows']:,} / duckdb "
-                 f"{base['feature_rows']:,}"
-                 + ("" if (ours["quarantined"], ours["feature_rows"])
-                    == (base["quarantined"], base["feature_rows"]) else "  MISMATCH"))
+    lines.append(
+        f"{fmt} ours features per table: " + ", ".join(f"{k} {v:.2f} s" for k, v in ours["groups"].items())
+    )
+    lines.append(
+        f"{fmt} check: quarantined ours {ours['quarantined']:,} / duckdb "
+        f"{base['quarantined']:,}; feature rows ours {ours['feature_rows']:,} / duckdb "
+        f"{base['feature_rows']:,}; bad rows injected {injected:,}"
+        + (
+            ""
+            if (ours["quarantined"], ours["feature_rows"]) == (base["quarantined"], base["feature_rows"])
+            else "  MISMATCH"
+        )
+    )
     met = _rate(o_rows, o_s) >= TARGET_ROWS_PER_SECOND
-    lines.append(f"{fmt} target >= {TARGET_ROWS_PER_SECOND:,} rows/s end to end: "
-                 f"{'MET' if met else 'NOT MET'} ({_rate(o_rows, o_s):,.0f} rows/s)")
+    lines.append(
+        f"{fmt} target >= {TARGET_ROWS_PER_SECOND:,} rows/s end to end: "
+        f"{'MET' if met else 'NOT MET'} ({_rate(o_rows, o_s):,.0f} rows/s)"
+    )
     return table, lines
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows in the partition")
-    parser.add_argument("--format", choices=["parquet", "csv", "both"], default="parquet",
-                        help="landing file format (both: run parquet, then csv)")
+    parser.add_argument(
+        "--format",
+        choices=["parquet", "csv", "both"],
+        default="parquet",
+        help="landing file format (both: run parquet, then csv)",
+    )
     parser.add_argument("--threads", type=int, default=2, help="DuckDB threads for both pipelines")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="runs of each pipeline (fresh process each); reports the median run",
+    )
     parser.add_argument("--show-sql", action="store_true", help="print the baseline SQL and exit")
     args = parser.parse_args(argv)
+    if args.rows < 100 or args.repeat < 1 or args.threads < 1:
+        parser.error("--rows must be at least 100, --repeat and --threads at least 1")
     formats = ["parquet", "csv"] if args.format == "both" else [args.format]
 
     import duckdb
@@ -617,40 +705,61 @@ def main(argv: list[str] | None = None) -> int:
         table, injected = generate_partition(spec, args.rows)
         files = land_partition(table, work / "landing", spec.name, formats)
         del table
-        context = {t: str(p) for t, p in zip(
-            spec.context_tables,
-            demo_source.land_context(work / "landing", spec.name, list(spec.context_tables)),
-            strict=True)}
-        print(f"data layer benchmark: {spec.name}, partition {PARTITION_KEY} "
-              f"({spec.partitions.timezone}), {args.rows:,} rows, {sum(injected.values()):,} bad "
-              f"rows injected ({', '.join(f'{k} {v:,}' for k, v in injected.items())}); "
-              f"generated in {time.perf_counter() - started:.1f} s")
-        print(f"machine: {os.cpu_count()} CPUs, threads={args.threads}, python "
-              f"{platform.python_version()}, duckdb {duckdb.__version__}, pandera "
-              f"{pandera.__version__}; files: " + ", ".join(
-                  f"{fmt} {p.stat().st_size / 1e6:.0f} MB" for fmt, p in files.items()))
+        context = {
+            t: str(p)
+            for t, p in zip(
+                spec.context_tables,
+                demo_source.land_context(work / "landing", spec.name, list(spec.context_tables)),
+                strict=True,
+            )
+        }
+        print(
+            f"data layer benchmark: {spec.name}, partition {PARTITION_KEY} "
+            f"({spec.partitions.timezone}), {args.rows:,} rows, {sum(injected.values()):,} bad "
+            f"rows injected ({', '.join(f'{k} {v:,}' for k, v in injected.items())}); "
+            f"generated in {time.perf_counter() - started:.1f} s"
+        )
+        print(
+            f"machine: {os.cpu_count()} CPUs, threads={args.threads}, python "
+            f"{platform.python_version()}, duckdb {duckdb.__version__}, pandera "
+            f"{pandera.__version__}; files: "
+            + ", ".join(f"{fmt} {p.stat().st_size / 1e6:.0f} MB" for fmt, p in files.items())
+        )
 
         tables, lines, method = [], [], ""
         for fmt in formats:
-            jobs = {name: Job(fmt, str(files[fmt]), context, str(work / f"{name}_{fmt}.duckdb"),
-                              args.threads) for name in ("ours", "duckdb")}
-            ours = in_fresh_process(run_ours, jobs["ours"])
-            base = in_fresh_process(run_baseline, jobs["duckdb"])
+            runs: dict[str, list[dict[str, Any]]] = {"ours": [], "duckdb": []}
+            for run in range(args.repeat):  # interleaved, so drift on the machine hits both
+                for name, function in (("ours", run_ours), ("duckdb", run_baseline)):
+                    db_path = work / f"{name}_{fmt}_{run}.duckdb"
+                    job = Job(fmt, str(files[fmt]), context, str(db_path), args.threads)
+                    runs[name].append(in_fresh_process(function, job))
+                    db_path.unlink(missing_ok=True)
+            ours, base = _median_run(runs["ours"]), _median_run(runs["duckdb"])
             method = ours["memory_method"]
-            table_rows, figures = report(fmt, ours, base)
+            table_rows, figures = report(fmt, ours, base, sum(injected.values()))
             tables += table_rows
             lines += figures
+            if args.repeat > 1:
+                lines.append(
+                    f"{fmt} runs (end-to-end s; figures above are each pipeline's median "
+                    f"run): ours {_totals(runs['ours'])}, duckdb {_totals(runs['duckdb'])}"
+                )
 
     print(f"peak memory: {method}; each pipeline runs in its own fresh process")
     print()
-    print(f"{'format':<8} {'stage':<11} {'rows in':>10} {'ours s':>8} {'ours rows/s':>12} "
-          f"{'duckdb s':>8} {'duckdb r/s':>12} {'ratio':>8} {'ours MiB':>8} {'duck MiB':>8}")
+    print(
+        f"{'format':<8} {'stage':<11} {'rows in':>10} {'ours s':>8} {'ours rows/s':>12} "
+        f"{'duckdb s':>8} {'duckdb r/s':>12} {'ratio':>8} {'ours MiB':>8} {'duck MiB':>8}"
+    )
     print("\n".join(tables))
     print()
     print("\n".join(lines))
-    print("baseline leaves out what only our layer does: file sha256, column stats and outlier "
-          "counts, slice tags, per-group output checks and null rates, partition replace "
-          "(delete + insert + recount)")
+    print(
+        "baseline leaves out what only our layer does: file sha256, column stats and outlier "
+        "counts, slice tags, per-group output checks and null rates, partition replace "
+        "(delete + insert + recount)"
+    )
     return 0
 
 

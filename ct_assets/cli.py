@@ -19,8 +19,7 @@ def _spec(name: str) -> PipelineSpec:
     specs = {s.name: s for s in load_all_specs(settings.pipelines_dir())}
     if name not in specs:
         raise SystemExit(
-            f"ct: no pipeline {name!r} in {settings.pipelines_dir()} "
-            f"(have: {', '.join(specs) or 'none'})"
+            f"ct: no pipeline {name!r} in {settings.pipelines_dir()} (have: {', '.join(specs) or 'none'})"
         )
     return specs[name]
 
@@ -108,9 +107,7 @@ def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="ct", description=__doc__)
     commands = root.add_subparsers(dest="command", required=True)
 
-    demo = commands.add_parser(
-        "demo", help="land the first weeks of 2013 and run them, then the UI"
-    )
+    demo = commands.add_parser("demo", help="land the first weeks of 2013 and run them, then the UI")
     demo.add_argument("--pipeline", default="flights_delay")
     demo.add_argument("--days", type=int, default=21, help="how many days to run (default 21)")
     demo.add_argument("--no-ui", action="store_true", help="stop after the runs")

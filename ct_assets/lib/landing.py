@@ -46,9 +46,7 @@ def partition_files(landing_root: Path, pipeline: str, partition_key: str) -> li
     files = [p for p in candidates if p.is_file()]
     directory = folder / partition_key
     if directory.is_dir():
-        files += sorted(
-            p for p in directory.iterdir() if p.is_file() and not p.name.startswith(".")
-        )
+        files += sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith("."))
     if not files:
         raise LandingError(
             f"no landing file for partition {partition_key} of {pipeline}: expected "
@@ -63,9 +61,7 @@ def context_file(landing_root: Path, pipeline: str, table: str) -> Path:
         path = folder / f"{table}{suffix}"
         if path.is_file():
             return path
-    raise LandingError(
-        f"no file for context table {table!r}: expected {folder}/{table}.csv or .parquet"
-    )
+    raise LandingError(f"no file for context table {table!r}: expected {folder}/{table}.csv or .parquet")
 
 
 def landed_partition_keys(landing_root: Path, pipeline: str) -> list[str]:
@@ -73,11 +69,7 @@ def landed_partition_keys(landing_root: Path, pipeline: str) -> list[str]:
     folder = pipeline_folder(landing_root, pipeline)
     if not folder.is_dir():
         return []
-    keys = {
-        p.stem if p.is_file() else p.name
-        for p in folder.iterdir()
-        if not p.name.startswith(("_", "."))
-    }
+    keys = {p.stem if p.is_file() else p.name for p in folder.iterdir() if not p.name.startswith(("_", "."))}
     return sorted(keys)
 
 

@@ -52,9 +52,7 @@ def column_stats(
     offset = 1 + 2 * len(numeric)
     for index, column in enumerate(others):
         present = row[offset + index]
-        stats.append(
-            ColumnStats(column, total, 1 - present / total if total else 0.0, None, None, None)
-        )
+        stats.append(ColumnStats(column, total, 1 - present / total if total else 0.0, None, None, None))
     return stats
 
 

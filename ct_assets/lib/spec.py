@@ -125,13 +125,34 @@ class ContextTableSpec(_Strict):
         return self
 
 
+class ModelParams(_Strict):
+    """CatBoost hyperparameters; seed and thread count are fixed so training is reproducible."""
+
+    iterations: int = Field(300, ge=1, le=10000)
+    depth: int = Field(6, ge=1, le=16)
+    learning_rate: float = Field(0.08, gt=0.0, le=1.0)
+    l2_leaf_reg: float = Field(3.0, ge=0.0)
+    early_stopping_rounds: int = Field(30, ge=1)
+    seed: int = 13
+    thread_count: int = Field(2, ge=1)
+
+
 class TrainingSpec(_Strict):
     """The training window, counted in partitions, and its time-ordered split."""
 
     window_partitions: int = Field(28, ge=3)
     validation_partitions: int = Field(3, ge=1)
     holdout_partitions: int = Field(3, ge=1)
+    min_rows: int = Field(500, ge=10)
     retrain_cron: str | None = None
+    params: ModelParams = ModelParams()
+
+    @field_validator("retrain_cron")
+    @classmethod
+    def _valid_cron(cls, value: str | None) -> str | None:
+        if value is not None and len(value.split()) != 5:
+            raise ValueError(f"retrain_cron {value!r} is not a five-field cron expression")
+        return value
 
     @model_validator(mode="after")
     def _split_fits(self) -> TrainingSpec:
@@ -279,9 +300,7 @@ def load_all_specs(folder: Path) -> list[PipelineSpec]:
     seen: dict[str, Path] = {}
     for spec in specs:
         if spec.name in seen:
-            raise SpecError(
-                f"{spec.spec_dir}: pipeline name {spec.name!r} is used by {seen[spec.name]}"
-            )
+            raise SpecError(f"{spec.spec_dir}: pipeline name {spec.name!r} is used by {seen[spec.name]}")
         seen[spec.name] = spec.spec_dir
     return specs
 

@@ -104,9 +104,7 @@ def _cast_reasons(cast_errors: str) -> tuple[str, set[str]]:
     errors = json.loads(cast_errors)
     if "_line" in errors:
         return f"malformed line ({errors['_error']}): {errors['_line']!r}", {"*"}
-    parts = [
-        f"{column} {value!r} is not a valid value for its type" for column, value in errors.items()
-    ]
+    parts = [f"{column} {value!r} is not a valid value for its type" for column, value in errors.items()]
     return "; ".join(parts), set(errors)
 
 
@@ -145,9 +143,7 @@ def find_bad_rows(
         if not whole_frame.empty:
             problems = "; ".join(
                 f"{c}: {k} ({v})"
-                for c, k, v in whole_frame[["column", "check", "failure_case"]].itertuples(
-                    index=False
-                )
+                for c, k, v in whole_frame[["column", "check", "failure_case"]].itertuples(index=False)
             )
             raise ValueError(f"partition fails schema-level checks: {problems}") from None
     return {position: "; ".join(dict.fromkeys(items)) for position, items in reasons.items()}

@@ -121,16 +121,13 @@ def replace_partition(
         for name, dtype in incoming:
             if name not in existing:
                 con.execute(f"ALTER TABLE {target} ADD COLUMN {quote(name)} {dtype}")
-    con.execute(f"DELETE FROM {target} WHERE {PARTITION_COLUMN} = ?", [partition_key])
-    con.execute(
+    con.execute(f"DELETE FROM {target} WHERE {PARTITION_COLUMN} = ?", [partition_key]).fetchall()
+    written = con.execute(
         f"INSERT INTO {target} BY NAME "
         f"SELECT {key_literal(partition_key)} AS {PARTITION_COLUMN}, * FROM _incoming"
-    )
+    ).fetchall()
     con.execute("DROP VIEW _incoming")
-    written = con.execute(
-        f"SELECT count(*) FROM {target} WHERE {PARTITION_COLUMN} = ?", [partition_key]
-    ).fetchall()[0]
-    return int(written[0]) if written else 0
+    return int(written[0][0]) if written else 0
 
 
 def key_literal(partition_key: str) -> str:

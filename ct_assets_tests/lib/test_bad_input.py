@@ -112,9 +112,7 @@ def test_changed_parquet_type_is_schema_drift(warehouse, flights_spec, tmp_path,
     folder = tmp_path / "landing" / flights_spec.name
     folder.mkdir(parents=True)
     sample.to_parquet(folder / f"{DAY}.parquet")  # every column is text now
-    with pytest.raises(
-        SchemaDriftError, match=r"changed column types: .*year is VARCHAR, spec says integer"
-    ):
+    with pytest.raises(SchemaDriftError, match=r"changed column types: .*year is VARCHAR, spec says integer"):
         ingest_raw(
             warehouse,
             flights_spec,
@@ -125,9 +123,7 @@ def test_changed_parquet_type_is_schema_drift(warehouse, flights_spec, tmp_path,
 
 def test_changed_csv_type_is_schema_drift(warehouse, flights_spec, tmp_path, sample) -> None:
     landing = _land(tmp_path, flights_spec, sample.assign(distance="far"))
-    with pytest.raises(
-        SchemaDriftError, match=r"distance \(none of 40 values is a valid integer\)"
-    ):
+    with pytest.raises(SchemaDriftError, match=r"distance \(none of 40 values is a valid integer\)"):
         ingest_raw(warehouse, flights_spec, DAY, partition_files(landing, flights_spec.name, DAY))
 
 
@@ -141,9 +137,7 @@ def test_string_in_numeric_column_is_quarantined(warehouse, flights_spec, tmp_pa
     assert '"late-ish"' in unparsed
 
 
-def test_out_of_range_and_null_values_are_quarantined(
-    warehouse, flights_spec, tmp_path, sample
-) -> None:
+def test_out_of_range_and_null_values_are_quarantined(warehouse, flights_spec, tmp_path, sample) -> None:
     sample.loc[0, "distance"] = "99999"
     sample.loc[1, "carrier"] = "ZZ"
     sample.loc[2, "origin"] = ""
@@ -157,18 +151,14 @@ def test_out_of_range_and_null_values_are_quarantined(
     assert by_row[4] == "dep_delay -500.0 is below the minimum -120"
 
 
-def test_duplicate_entity_ids_are_all_quarantined(
-    warehouse, flights_spec, tmp_path, sample
-) -> None:
+def test_duplicate_entity_ids_are_all_quarantined(warehouse, flights_spec, tmp_path, sample) -> None:
     sample.loc[5, "flight_id"] = sample.loc[4, "flight_id"]
     report, reasons = _run(warehouse, flights_spec, _land(tmp_path, flights_spec, sample))
     assert [row for row, *_ in reasons] == [5, 6] and report.rows_valid == 38
     assert all("appears more than once in the partition" in reason for _, reason, *_ in reasons)
 
 
-def test_timestamp_outside_partition_is_quarantined(
-    warehouse, flights_spec, tmp_path, sample
-) -> None:
+def test_timestamp_outside_partition_is_quarantined(warehouse, flights_spec, tmp_path, sample) -> None:
     sample.loc[7, "sched_dep_at"] = "2013-01-02T12:00:00Z"
     report, reasons = _run(warehouse, flights_spec, _land(tmp_path, flights_spec, sample))
     assert report.rows_quarantined == 1

@@ -38,9 +38,7 @@ def loaded(warehouse, flights_spec, flights_landing) -> duckdb.DuckDBPyConnectio
     return warehouse
 
 
-def test_feature_table_has_every_declared_column_and_one_row_per_flight(
-    loaded, flights_spec
-) -> None:
+def test_feature_table_has_every_declared_column_and_one_row_per_flight(loaded, flights_spec) -> None:
     columns = [r[0] for r in loaded.execute("DESCRIBE flights_delay.features").fetchall()]
     for column in [*flights_spec.feature_columns, "late", "flight_id", "sched_dep_at"]:
         assert column in columns

@@ -8,17 +8,13 @@ from ct_assets.lib.warehouse import replace_partition, transaction
 
 
 def _rows(con, key: str) -> list[tuple]:
-    return con.execute(
-        "SELECT id, v FROM s.t WHERE _partition_key = ? ORDER BY id", [key]
-    ).fetchall()
+    return con.execute("SELECT id, v FROM s.t WHERE _partition_key = ? ORDER BY id", [key]).fetchall()
 
 
 def test_rewriting_a_partition_replaces_it(warehouse) -> None:
     for _ in range(3):
         with transaction(warehouse):
-            replace_partition(
-                warehouse, "s", "t", "2013-01-01", "SELECT range AS id, 'a' AS v FROM range(5)"
-            )
+            replace_partition(warehouse, "s", "t", "2013-01-01", "SELECT range AS id, 'a' AS v FROM range(5)")
     with transaction(warehouse):
         replace_partition(warehouse, "s", "t", "2013-01-02", "SELECT 9 AS id, 'b' AS v")
     assert len(_rows(warehouse, "2013-01-01")) == 5

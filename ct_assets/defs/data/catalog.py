@@ -56,9 +56,7 @@ def quarantine_schema() -> dg.TableSchema:
             dg.TableColumn("entity_id", "string"),
             dg.TableColumn("reason", "string", description="Every rule the row breaks, readable"),
             dg.TableColumn("row_values", "json", description="The row as parsed"),
-            dg.TableColumn(
-                "unparsed_values", "json", description="Values that did not parse, as text"
-            ),
+            dg.TableColumn("unparsed_values", "json", description="Values that did not parse, as text"),
             dg.TableColumn("quarantined_at", "timestamp"),
         ]
     )
@@ -90,8 +88,7 @@ def features_schema(spec: PipelineSpec) -> dg.TableSchema:
     ]
     for group in spec.feature_groups.values():
         columns += [
-            dg.TableColumn(n, c.kind, description=c.description or None)
-            for n, c in group.columns.items()
+            dg.TableColumn(n, c.kind, description=c.description or None) for n, c in group.columns.items()
         ]
     columns.append(dg.TableColumn(spec.label.column, "label", description=spec.label.description))
     return dg.TableSchema(columns)
@@ -112,9 +109,7 @@ def freshness(spec: PipelineSpec, layer: str) -> dg.FreshnessPolicy | None:
         return None
     warn = timedelta(hours=window.warn_after_hours)
     fail = timedelta(hours=window.fail_after_hours)
-    return dg.FreshnessPolicy.time_window(
-        fail_window=fail, warn_window=warn if warn < fail else None
-    )
+    return dg.FreshnessPolicy.time_window(fail_window=fail, warn_window=warn if warn < fail else None)
 
 
 def partition_table(rows: list[dict[str, Any]]) -> dg.MetadataValue:

@@ -128,8 +128,7 @@ def raw_asset(spec: PipelineSpec, partitions: dg.PartitionsDefinition) -> dg.Ass
                 files = landing.partition_files(spec.name, partition_key)
                 report = data_steps.ingest_raw(con, spec, partition_key, files)
                 context.log.info(
-                    f"{spec.name} {partition_key}: {report.rows} rows from "
-                    f"{[f.path for f in report.files]}"
+                    f"{spec.name} {partition_key}: {report.rows} rows from {[f.path for f in report.files]}"
                 )
                 total += report.rows
                 rows.append(
@@ -144,9 +143,7 @@ def raw_asset(spec: PipelineSpec, partitions: dg.PartitionsDefinition) -> dg.Ass
                         "arrival_lag_hours": report.arrival_lag_hours or 0.0,
                     }
                 )
-        yield dg.MaterializeResult(
-            asset_key=key, metadata=_summary(rows, {"dagster/row_count": total})
-        )
+        yield dg.MaterializeResult(asset_key=key, metadata=_summary(rows, {"dagster/row_count": total}))
 
     return _raw
 
@@ -206,8 +203,7 @@ def validated_asset(spec: PipelineSpec, partitions: dg.PartitionsDefinition) -> 
             dg.AssetCheckSpec(
                 "outliers",
                 asset=key,
-                description="numeric values outside robust bounds learned from "
-                "earlier partitions (warning)",
+                description="numeric values outside robust bounds learned from earlier partitions (warning)",
             ),
         ],
         partitions_def=partitions,
@@ -245,9 +241,7 @@ def validated_asset(spec: PipelineSpec, partitions: dg.PartitionsDefinition) -> 
                 {
                     "dagster/row_count": valid,
                     "rows_quarantined": quarantined,
-                    "null_rates": dg.MetadataValue.json(
-                        {k: r.null_rates for k, r in reports.items()}
-                    ),
+                    "null_rates": dg.MetadataValue.json({k: r.null_rates for k, r in reports.items()}),
                 },
             ),
         )
@@ -339,14 +333,11 @@ def _context_deps(spec: PipelineSpec, group: Group) -> list[dg.AssetKey]:
     ]
 
 
-def group_asset(
-    spec: PipelineSpec, group: Group, partitions: dg.PartitionsDefinition
-) -> dg.AssetsDefinition:
+def group_asset(spec: PipelineSpec, group: Group, partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
     key = _key(spec, group_asset_name(group))
     version = definition_version(spec, group)
     check_leakage = group.name != LABEL_GROUP and bool(
-        spec.post_event_columns
-        or any(t.kind == "time_series" for t in spec.context_tables.values())
+        spec.post_event_columns or any(t.kind == "time_series" for t in spec.context_tables.values())
     )
     checks = (
         [
@@ -443,9 +434,7 @@ def features_asset(spec: PipelineSpec, partitions: dg.PartitionsDefinition) -> d
                 kinds={"duckdb"},
                 description="Training-ready rows: entity id, event time, segments, every feature "
                 "group's columns and the label.",
-                code_version=_version(
-                    spec.segments, spec.label.column, [g.name for g in groups(spec)]
-                ),
+                code_version=_version(spec.segments, spec.label.column, [g.name for g in groups(spec)]),
                 freshness_policy=catalog.freshness(spec, "features"),
                 metadata={
                     "dagster/column_schema": catalog.features_schema(spec),
@@ -473,16 +462,13 @@ def features_asset(spec: PipelineSpec, partitions: dg.PartitionsDefinition) -> d
             for partition_key in context.partition_keys:
                 reports[partition_key] = data_steps.build_features(con, spec, partition_key)
         rows = [
-            {"partition": k, "rows": r.rows, "label_rate": r.label_rate or 0.0}
-            for k, r in reports.items()
+            {"partition": k, "rows": r.rows, "label_rate": r.label_rate or 0.0} for k, r in reports.items()
         ]
         yield dg.MaterializeResult(
             asset_key=key,
             metadata=_summary(rows, {"dagster/row_count": sum(r.rows for r in reports.values())}),
         )
-        mismatched = {
-            k: (r.rows, r.validated_rows) for k, r in reports.items() if r.rows != r.validated_rows
-        }
+        mismatched = {k: (r.rows, r.validated_rows) for k, r in reports.items() if r.rows != r.validated_rows}
         yield dg.AssetCheckResult(
             check_name="one_row_per_validated_row",
             asset_key=key,

@@ -88,9 +88,7 @@ def test_each_spec_is_its_own_prefixed_asset_group(pipelines: list[PipelineSpec]
 
 def test_catalog_shows_column_schemas_and_freshness(pipelines: list[PipelineSpec]) -> None:
     flights = next(s for s in pipelines if s.name == "flights_delay")
-    defs = dg.Definitions.merge(
-        build_data_defs(flights), dg.Definitions(resources=default_resources())
-    )
+    defs = dg.Definitions.merge(build_data_defs(flights), dg.Definitions(resources=default_resources()))
     specs = {s.key.to_user_string(): s for s in defs.resolve_all_asset_specs()}
     schema = specs["flights_delay/validated"].metadata["dagster/column_schema"]
     carrier = next(c for c in schema.columns if c.name == "carrier")
