@@ -8,10 +8,12 @@ import signal
 import subprocess
 import sys
 from datetime import date, timedelta
+from pathlib import Path
 
 from ct_assets.lib import settings
 from ct_assets.lib.dates import day_keys
 from ct_assets.lib.instance_home import prepare_dagster_home
+from ct_assets.lib.registry import Registry
 from ct_assets.lib.spec import PipelineSpec, SpecError, load_all_specs
 
 
@@ -75,6 +77,104 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return _serve_ui(args.port)
 
 
+def _cmd_replay(args: argparse.Namespace) -> int:
+    import dagster as dg
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from ct_assets.replay import ReplayDay, replay, write_outputs
+
+    prepare_dagster_home()
+    spec = _spec(args.pipeline)
+    days = day_keys(args.start, args.end)
+    console = Console(width=max(Console().width, 150))
+    table = Table(
+        "partition", "rows", "quarantined", "champion", "champion AUC", "retrained", "promoted", "note"
+    )
+
+    with Progress(console=console) as progress:
+        task = progress.add_task(f"replay {spec.name}", total=len(days))
+
+        def show(day: ReplayDay) -> None:
+            auc = f"{day.champion_auc:.3f}" if day.champion_auc is not None else "-"
+            table.add_row(
+                day.partition,
+                str(day.rows),
+                str(day.quarantined),
+                day.champion,
+                auc,
+                "yes" if day.retrained else "",
+                "yes" if day.promoted else "",
+                day.note,
+            )
+            progress.advance(task)
+
+        results = replay(spec, days, dg.DagsterInstance.get(), on_day=show)
+    console.print(table)
+    out = args.out or settings.ct_home() / "reports"
+    csv_path, png_path = write_outputs(results, out, f"replay_{spec.name}_{args.start}_{args.end}")
+    console.print(f"table: {csv_path}\nplot:  {png_path}")
+    return 0
+
+
+def _registry(pipeline: str) -> Registry:
+
+    return Registry(settings.registry_root(), _spec(pipeline).name)
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    registry = _registry(args.pipeline)
+    champion = registry.champion_version()
+    for record in registry.versions():
+        verdict = record.get("verdict") or {}
+        auc = (record.get("evaluation") or {}).get("candidate", {}).get("auc")
+        status = "PASSED" if verdict.get("passed") else "FAILED" if verdict else "not evaluated"
+        mark = "*" if record["version"] == champion else " "
+        reasons = "; ".join(verdict.get("reasons", []))
+        shown = "-" if auc is None else f"{auc:.4f}"
+        print(
+            f"{mark} {record['version']}  dataset {record['dataset_version']}  auc {shown}  gate {status}",
+            reasons,
+        )
+    for entry in registry.history():
+        print(
+            f"  {entry['at']}  {entry['action']:8s} {entry['previous']} -> {entry['version']}  "
+            f"by {entry['who']}: {entry['why']}"
+        )
+    return 0
+
+
+def _who(args: argparse.Namespace) -> str:
+    import getpass
+
+    return args.who or getpass.getuser()
+
+
+def _cmd_promote(args: argparse.Namespace) -> int:
+    from ct_assets.lib.registry import RegistryError
+
+    try:
+        entry = _registry(args.pipeline).promote(args.version, who=_who(args), why=args.why)
+    except RegistryError as err:
+        print(f"ct: {err}", file=sys.stderr)
+        return 1
+    print(f"champion of {args.pipeline}: {entry['previous']} -> {entry['version']}")
+    return 0
+
+
+def _cmd_rollback(args: argparse.Namespace) -> int:
+    from ct_assets.lib.registry import RegistryError
+
+    try:
+        entry = _registry(args.pipeline).rollback(who=_who(args), why=args.why)
+    except RegistryError as err:
+        print(f"ct: {err}", file=sys.stderr)
+        return 1
+    print(f"champion of {args.pipeline} rolled back: {entry['previous']} -> {entry['version']}")
+    return 0
+
+
 def _serve_ui(port: int) -> int:
     """Run `dagster dev` until Ctrl-C; it stops cleanly on SIGINT (not on SIGTERM)."""
     prepare_dagster_home()
@@ -119,6 +219,31 @@ def parser() -> argparse.ArgumentParser:
     land.add_argument("--start", required=True, type=lambda s: date.fromisoformat(s).isoformat())
     land.add_argument("--end", required=True, type=lambda s: date.fromisoformat(s).isoformat())
     land.set_defaults(run=_cmd_land)
+
+    iso = lambda s: date.fromisoformat(s).isoformat()  # noqa: E731
+    replay = commands.add_parser("replay", help="walk partitions day by day, retraining on schedule")
+    replay.add_argument("--pipeline", default="flights_delay")
+    replay.add_argument("--start", required=True, type=iso)
+    replay.add_argument("--end", required=True, type=iso)
+    replay.add_argument("--out", type=Path, help="folder for the CSV and plot (default <home>/reports)")
+    replay.set_defaults(run=_cmd_replay)
+
+    models = commands.add_parser("models", help="list model versions and the champion's history")
+    models.add_argument("--pipeline", default="flights_delay")
+    models.set_defaults(run=_cmd_models)
+
+    promote = commands.add_parser("promote", help="make a version that passed its gate the champion")
+    promote.add_argument("--pipeline", default="flights_delay")
+    promote.add_argument("--version", required=True)
+    promote.add_argument("--why", required=True)
+    promote.add_argument("--who", help="operator name for the audit log (default: the OS user)")
+    promote.set_defaults(run=_cmd_promote)
+
+    rollback = commands.add_parser("rollback", help="move the champion back to the previous one")
+    rollback.add_argument("--pipeline", default="flights_delay")
+    rollback.add_argument("--why", required=True)
+    rollback.add_argument("--who", help="operator name for the audit log (default: the OS user)")
+    rollback.set_defaults(run=_cmd_rollback)
 
     ui = commands.add_parser("ui", help="start the Dagster UI and daemon on the home folder")
     ui.add_argument("--port", type=int, default=3000)

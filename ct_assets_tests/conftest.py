@@ -7,6 +7,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+import yaml
 
 from ct_assets.lib import demo_source, settings
 from ct_assets.lib.spec import PipelineSpec, load_spec
@@ -36,3 +37,24 @@ def warehouse(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     con = open_connection(tmp_path / "warehouse.duckdb")
     yield con
     con.close()
+
+
+def write_flights_variant(folder: Path, change: dict) -> Path:
+    """A copy of the flights pipeline (spec and SQL) in `folder`, with dotted spec keys changed
+    (a value of None deletes the key); returns the spec path."""
+    raw = yaml.safe_load(FLIGHTS_SPEC.read_text())
+    for dotted, value in change.items():
+        target = raw
+        *parents, last = dotted.split(".")
+        for part in parents:
+            target = target.setdefault(part, {})
+        if value is None:
+            del target[last]
+        else:
+            target[last] = value
+    (folder / "features").mkdir(parents=True, exist_ok=True)
+    for sql in (FLIGHTS_SPEC.parent / "features").glob("*.sql"):
+        (folder / "features" / sql.name).write_text(sql.read_text())
+    path = folder / "spec.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path

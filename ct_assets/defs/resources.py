@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 from ct_assets.lib import landing, settings
+from ct_assets.lib.registry import Registry
 from ct_assets.lib.warehouse import open_connection
 
 if TYPE_CHECKING:
@@ -49,11 +50,21 @@ class LandingZone(dg.ConfigurableResource):
         return landing.landed_partition_keys(Path(self.root), pipeline)
 
 
+class ModelRegistry(dg.ConfigurableResource):
+    """Model versions, datasets, the champion alias and the audit log: one folder per pipeline."""
+
+    root: str
+
+    def for_pipeline(self, pipeline: str) -> Registry:
+        return Registry(Path(self.root), pipeline)
+
+
 def default_resources() -> dict[str, dg.ConfigurableResource]:
     """Resources for the embedded default, located by `ct_assets.lib.settings`."""
     return {
         "warehouse": Warehouse(path=str(settings.warehouse_path())),
         "landing": LandingZone(root=str(settings.landing_root())),
+        "registry": ModelRegistry(root=str(settings.registry_root())),
     }
 
 

@@ -35,3 +35,8 @@ def landing_root() -> Path:
 def dagster_home() -> Path:
     """Dagster's instance folder: `$DAGSTER_HOME`, else `dagster/` in the home folder."""
     return Path(os.environ.get("DAGSTER_HOME") or ct_home() / "dagster")
+
+
+def registry_root() -> Path:
+    """The model registry: `$CT_REGISTRY`, else `registry/` in the home folder."""
+    return Path(os.environ.get("CT_REGISTRY") or ct_home() / "registry")

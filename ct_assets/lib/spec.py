@@ -146,6 +146,7 @@ class TrainingSpec(_Strict):
     min_rows: int = Field(500, ge=10)
     retrain_cron: str | None = None
     params: ModelParams = ModelParams()
+    features: list[str] | None = None  # the model's inputs: a subset of the features (default all)
 
     @field_validator("retrain_cron")
     @classmethod
@@ -166,6 +167,7 @@ class GateSpec(_Strict):
 
     min_auc: Fraction = 0.6
     max_auc_regression: Fraction = 0.005
+    max_segment_auc_regression: Fraction = 0.02
     max_log_loss: float = Field(0.7, gt=0.0)
     max_calibration_error: Fraction = 0.1
     min_segment_rows: int = Field(200, ge=1)
@@ -240,6 +242,9 @@ class PipelineSpec(_Strict):
         unknown = [s for s in self.segments if s not in cols and s not in features]
         if unknown:
             raise ValueError(f"segments {unknown} are neither columns nor features")
+        unknown = [f for f in self.training.features or [] if f not in features]
+        if unknown:
+            raise ValueError(f"training.features {unknown} are not declared by any feature group")
         for sql in [self.label.sql, *(g.sql for g in self.feature_groups.values())]:
             if not (self.spec_dir / sql).is_file():
                 raise ValueError(f"SQL file {sql!r} does not exist beside the spec")
@@ -247,10 +252,12 @@ class PipelineSpec(_Strict):
 
     @property
     def categorical_features(self) -> list[str]:
+        """Categorical model inputs (all categorical features, or those in training.features)."""
         return self._features_of_kind("categorical")
 
     @property
     def numeric_features(self) -> list[str]:
+        """Numeric model inputs (all numeric features, or those in training.features)."""
         return self._features_of_kind("numeric")
 
     @property
@@ -258,11 +265,12 @@ class PipelineSpec(_Strict):
         return [c for g in self.feature_groups.values() for c in g.columns]
 
     def _features_of_kind(self, kind: str) -> list[str]:
+        chosen = self.training.features
         return [
             name
             for group in self.feature_groups.values()
             for name, column in group.columns.items()
-            if column.kind == kind
+            if column.kind == kind and (chosen is None or name in chosen)
         ]
 
     def sql_text(self, relative_path: str) -> str:

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 
 from ct_assets.lib.spec import PipelineSpec, SpecError, load_all_specs, load_spec
-from ct_assets_tests.conftest import FLIGHTS_SPEC
+from ct_assets_tests.conftest import FLIGHTS_SPEC, write_flights_variant
 
 
 def test_flights_spec_declares_features_by_kind(flights_spec: PipelineSpec) -> None:
@@ -21,24 +20,7 @@ def test_flights_spec_declares_features_by_kind(flights_spec: PipelineSpec) -> N
 
 
 def _write_variant(tmp_path: Path, change: dict) -> Path:
-    """A copy of the flights spec (with its SQL files) with top-level keys changed."""
-    raw = yaml.safe_load(FLIGHTS_SPEC.read_text())
-    for dotted, value in change.items():
-        target = raw
-        *parents, last = dotted.split(".")
-        for part in parents:
-            target = target[part]
-        if value is None:
-            del target[last]
-        else:
-            target[last] = value
-    folder = tmp_path / "variant"
-    (folder / "features").mkdir(parents=True)
-    for sql in (FLIGHTS_SPEC.parent / "features").glob("*.sql"):
-        (folder / "features" / sql.name).write_text(sql.read_text())
-    path = folder / "spec.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
+    return write_flights_variant(tmp_path / "variant", change)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,1 @@
+"""The model layer: training set, candidate, evaluation (with the gate) and champion."""

@@ -1,0 +1,236 @@
+"""Builds one pipeline's model-layer assets: training_set -> candidate -> evaluation -> champion.
+
+The gate is a blocking check on `evaluation`, so a failing candidate stops the run before the
+champion step; the champion step itself also refuses a candidate whose recorded verdict failed,
+so materializing the champion by hand cannot promote it either.
+"""
+
+from collections.abc import Iterator
+
+import dagster as dg
+
+from ct_assets.defs.resources import WAREHOUSE_POOL, ModelRegistry, Warehouse
+from ct_assets.lib import model_steps, report_plots
+from ct_assets.lib.metrics import Metrics
+from ct_assets.lib.model_steps import CandidateRef, EvaluationResult, TrainingSetRef
+from ct_assets.lib.registry import RegistryError
+from ct_assets.lib.spec import PipelineSpec
+
+
+class TrainingWindow(dg.Config):
+    """Train on the window ending at this partition key (default: the latest features)."""
+
+    as_of: str | None = None
+
+
+def _key(spec: PipelineSpec, name: str) -> dg.AssetKey:
+    return dg.AssetKey([spec.name, name])
+
+
+def _metrics_table(result: EvaluationResult) -> str:
+    names = ["auc", "f1", "log_loss", "brier", "ece", "rows", "positive_rate"]
+    header = "| metric | candidate " + result.candidate_version + " |"
+    divider = "|---|---|"
+    if result.champion:
+        header += f" champion {result.champion_version} |"
+        divider += "---|"
+    lines = [header, divider]
+    for name in names:
+        row = f"| {name} | {_fmt(getattr(result.candidate.overall, name))} |"
+        if result.champion:
+            row += f" {_fmt(getattr(result.champion.overall, name))} |"
+        lines.append(row)
+    return "\n".join(lines)
+
+
+def _segment_table(result: EvaluationResult) -> str:
+    lines = ["| segment | rows | candidate AUC | champion AUC |", "|---|---|---|---|"]
+    for segment, ours in result.candidate.segments.items():
+        theirs: Metrics | None = result.champion.segments.get(segment) if result.champion else None
+        lines.append(
+            f"| {segment} | {ours.rows} | {_fmt(ours.auc)} | {_fmt(theirs.auc if theirs else None)} |"
+        )
+    return "\n".join(lines)
+
+
+def _fmt(value: float | int | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def _report(result: EvaluationResult) -> str:
+    verdict = result.verdict
+    status = "**PASSED**" if verdict.passed else "**FAILED**"
+    reasons = "\n".join(f"- {r}" for r in verdict.reasons) or "- none"
+    notes = "\n".join(f"- {n}" for n in [*verdict.notes, *result.notes])
+    segments = list(result.candidate.segments)
+    series = {f"candidate {result.candidate_version}": [result.candidate.segments[s].auc for s in segments]}
+    if result.champion:
+        series[f"champion {result.champion_version}"] = [
+            result.champion.segments[s].auc if s in result.champion.segments else None for s in segments
+        ]
+    return "\n\n".join(
+        [
+            f"## Gate {status}",
+            f"Reasons:\n{reasons}",
+            f"Checked:\n{notes}",
+            "## Metrics (holdout)",
+            _metrics_table(result),
+            report_plots.markdown_image(report_plots.calibration_png(result.curves), "calibration"),
+            "## Segments",
+            report_plots.markdown_image(report_plots.segment_auc_png(segments, series), "segments"),
+            _segment_table(result),
+        ]
+    )
+
+
+def build_model_defs(spec: PipelineSpec) -> dg.Definitions:
+    training_key, candidate_key = _key(spec, "training_set"), _key(spec, "candidate")
+    evaluation_key, champion_key = _key(spec, "evaluation"), _key(spec, "champion")
+
+    @dg.asset(
+        key=training_key,
+        group_name=spec.name,
+        deps=[_key(spec, "features")],
+        kinds={"duckdb", "parquet"},
+        pool=WAREHOUSE_POOL,
+        description="The trailing window of feature partitions, split by time into train / validation / "
+        "holdout, frozen as Parquet under its content hash (the dataset version).",
+    )
+    def training_set(
+        config: TrainingWindow, warehouse: Warehouse, registry: ModelRegistry
+    ) -> dg.Output[TrainingSetRef]:
+        with warehouse.connect() as con:
+            ref = model_steps.freeze_training_set(con, spec, registry.for_pipeline(spec.name), config.as_of)
+        return dg.Output(
+            ref,
+            metadata={
+                "dataset_version": ref.version,
+                "dagster/row_count": sum(ref.rows.values()),
+                "rows": dg.MetadataValue.json(ref.rows),
+                "label_rate": dg.MetadataValue.json(ref.label_rate),
+                "partitions": dg.MetadataValue.json(ref.partitions),
+                "dataset_path": dg.MetadataValue.path(ref.path),
+            },
+        )
+
+    @dg.asset(
+        key=candidate_key,
+        group_name=spec.name,
+        kinds={"catboost"},
+        description="A CatBoost model trained on the training set (native categoricals, early stopping on "
+        "validation), stored immutable by sha256 and registered with its full lineage.",
+        check_specs=[
+            dg.AssetCheckSpec(
+                "reproducible",
+                asset=candidate_key,
+                blocking=True,
+                description="retraining from the recorded dataset, seed and parameters "
+                "gives identical holdout predictions",
+            )
+        ],
+    )
+    def candidate(
+        training_set: TrainingSetRef, registry: ModelRegistry
+    ) -> Iterator[dg.Output[CandidateRef] | dg.AssetCheckResult]:
+        store = registry.for_pipeline(spec.name)
+        ref = model_steps.train_candidate(spec, store, training_set)
+        record = store.get(ref.version)
+        yield dg.Output(
+            ref,
+            metadata={
+                "model_version": ref.version,
+                "model_sha256": ref.model_sha256,
+                "dataset_version": training_set.version,
+                "feature_version": record["feature_version"],
+                "code_version": record["environment"]["code_version"],
+                "seed": record["seed"],
+                "thread_count": record["thread_count"],
+                "best_iteration": record["best_iteration"],
+                "training_cpu_seconds": record["training_cpu_seconds"],
+                "threshold": ref.threshold,
+                "params": dg.MetadataValue.json(record["params"]),
+                "libraries": dg.MetadataValue.json(record["environment"]["libraries"]),
+            },
+        )
+        identical, difference = model_steps.retrain_matches(spec, store, ref)
+        yield dg.AssetCheckResult(
+            check_name="reproducible",
+            asset_key=candidate_key,
+            passed=identical,
+            description="retrained model gives identical holdout predictions"
+            if identical
+            else f"retrained model differs: max |difference| {difference:.3g}",
+            metadata={"max_abs_difference": difference},
+        )
+
+    @dg.asset(
+        key=evaluation_key,
+        group_name=spec.name,
+        kinds={"catboost"},
+        description="Candidate vs champion on the same holdout, overall and per segment, with the gate's "
+        "verdict and its reasons.",
+        check_specs=[
+            dg.AssetCheckSpec(
+                "gate",
+                asset=evaluation_key,
+                blocking=True,
+                description="the candidate passes the evaluation gate",
+            )
+        ],
+    )
+    def evaluation(
+        training_set: TrainingSetRef, candidate: CandidateRef, registry: ModelRegistry
+    ) -> Iterator[dg.Output[EvaluationResult] | dg.AssetCheckResult]:
+        result = model_steps.evaluate_candidate(
+            spec, registry.for_pipeline(spec.name), candidate, training_set
+        )
+        overall = result.candidate.overall
+        yield dg.Output(
+            result,
+            metadata={
+                "report": dg.MetadataValue.md(_report(result)),
+                "passed": result.verdict.passed,
+                "candidate_auc": overall.auc or 0.0,
+                "champion_auc": result.champion.overall.auc or 0.0 if result.champion else 0.0,
+                "against": result.champion_version or "none",
+            },
+        )
+        yield dg.AssetCheckResult(
+            check_name="gate",
+            asset_key=evaluation_key,
+            passed=result.verdict.passed,
+            description="; ".join(result.verdict.reasons) or "passed: " + "; ".join(result.verdict.notes),
+            metadata={"reasons": dg.MetadataValue.json(result.verdict.reasons)},
+        )
+
+    @dg.asset(
+        key=champion_key,
+        group_name=spec.name,
+        kinds={"catboost"},
+        description="The registry's champion alias; it moves only to a candidate whose gate passed.",
+    )
+    def champion(
+        context: dg.AssetExecutionContext,
+        candidate: CandidateRef,
+        evaluation: EvaluationResult,
+        registry: ModelRegistry,
+    ) -> dg.MaterializeResult:
+        store = registry.for_pipeline(spec.name)
+        if evaluation.candidate_version != candidate.version or not evaluation.verdict.passed:
+            reasons = "; ".join(evaluation.verdict.reasons) or "its evaluation is for another version"
+            raise dg.Failure(description=f"{candidate.version} cannot be promoted: {reasons}")
+        try:
+            entry = model_steps.promote(spec, store, candidate, who=f"dagster run {context.run_id}")
+        except RegistryError as err:
+            raise dg.Failure(description=str(err)) from err
+        return dg.MaterializeResult(
+            metadata={
+                "champion": entry["version"],
+                "previous": entry["previous"] or "none",
+                "model_sha256": candidate.model_sha256,
+            }
+        )
+
+    return dg.Definitions(assets=[training_set, candidate, evaluation, champion])
