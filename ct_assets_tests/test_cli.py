@@ -85,3 +85,19 @@ def test_demo_runs_the_graph_and_prints_counts(tmp_path: Path) -> None:
     assert (tmp_path / "home" / "dagster" / "dagster.yaml").exists()
     with duckdb.connect(str(tmp_path / "home" / "warehouse.duckdb"), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM flights_delay.features").fetchone()[0] == 842 + 943
+
+
+def test_replay_prints_a_table_and_writes_csv_and_plot(tmp_path: Path) -> None:
+    """`ct replay` walks days through the real graph and bootstraps a first champion attempt."""
+    home = tmp_path / "home"
+    result = _run([str(BIN / "ct"), "replay", "--start", "2013-01-01", "--end", "2013-01-09"], _env(home))
+    assert "champion AUC" in result.stdout and "2013-01-09" in result.stdout
+    report = home / "reports" / "replay_flights_delay_2013-01-01_2013-01-09.csv"
+    rows = report.read_text().splitlines()
+    assert rows[0] == "partition,rows,quarantined,champion,champion_auc,retrained,promoted,note"
+    assert len(rows) == 10
+    first_tries = [line for line in rows[1:] if ",True," in line]
+    assert first_tries and first_tries[0].startswith("2013-01-07")  # 7 partitions: train, 3 valid, 3 holdout
+    assert report.with_suffix(".png").stat().st_size > 10_000
+    models = _run([str(BIN / "ct"), "models"], _env(home)).stdout
+    assert "v0001" in models

@@ -24,6 +24,11 @@ if TYPE_CHECKING:
     from catboost import CatBoostClassifier
 
 
+# Segment values with fewer holdout rows than this are left out of the report (too noisy to read);
+# the gate itself only judges segments with at least the spec's min_segment_rows.
+REPORT_MIN_SEGMENT_ROWS = 30
+
+
 @dataclass(frozen=True)
 class TrainingSetRef:
     """A frozen training set on disk, with its lineage down to the raw files."""
@@ -172,7 +177,7 @@ def _evaluate(
 ) -> gate.Evaluation:
     return gate.Evaluation(
         overall=metrics.compute(y, p, threshold),
-        segments=metrics.by_segment(frame, y, p, spec.segments, threshold, min_rows=1),
+        segments=metrics.by_segment(frame, y, p, spec.segments, threshold, min_rows=REPORT_MIN_SEGMENT_ROWS),
     )
 
 
