@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -9,7 +10,8 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from ct_assets.lib import landing, settings
+from ct_assets.lib import alerts, landing, settings
+from ct_assets.lib.profiles import ProfileFiles
 from ct_assets.lib.registry import Registry
 from ct_assets.lib.warehouse import open_connection
 
@@ -59,13 +61,61 @@ class ModelRegistry(dg.ConfigurableResource):
         return Registry(Path(self.root), pipeline)
 
 
+class ProfileStore(dg.ConfigurableResource):
+    """whylogs profiles, one file per pipeline, kind and partition (or model version)."""
+
+    root: str
+
+    def for_pipeline(self, pipeline: str) -> ProfileFiles:
+        return ProfileFiles(Path(self.root), pipeline)
+
+
+class AlertSink(dg.ConfigurableResource, ABC):
+    """Where alerts go. Tests and deployments choose the sink; the code only calls `send`."""
+
+    @abstractmethod
+    def send(self, alert: alerts.Alert) -> None: ...
+
+
+class JsonlAlertSink(AlertSink):
+    """Alerts appended to a JSON-lines file (the embedded default)."""
+
+    path: str
+
+    def send(self, alert: alerts.Alert) -> None:
+        alerts.write_jsonl(Path(self.path), alert)
+
+
+class WebhookAlertSink(AlertSink):
+    """Alerts POSTed as JSON to a webhook (chat, pager); also kept in a JSON-lines file."""
+
+    url: str
+    path: str
+    timeout_seconds: float = 5.0
+
+    def send(self, alert: alerts.Alert) -> None:
+        alerts.write_jsonl(Path(self.path), alert)
+        alerts.post_webhook(self.url, alert, timeout=self.timeout_seconds)
+
+
 def default_resources() -> dict[str, dg.ConfigurableResource]:
     """Resources for the embedded default, located by `ct_assets.lib.settings`."""
     return {
         "warehouse": Warehouse(path=str(settings.warehouse_path())),
         "landing": LandingZone(root=str(settings.landing_root())),
         "registry": ModelRegistry(root=str(settings.registry_root())),
+        "profiles": ProfileStore(root=str(settings.ct_home() / "profiles")),
+        "alerts": default_alert_sink(),
     }
+
+
+def default_alert_sink() -> AlertSink:
+    """A webhook sink when `CT_ALERT_WEBHOOK` is set, else the JSON-lines file in the home folder."""
+    import os
+
+    path = str(settings.ct_home() / "alerts.jsonl")
+    url = os.environ.get("CT_ALERT_WEBHOOK")
+    return WebhookAlertSink(url=url, path=path) if url else JsonlAlertSink(path=path)
 
 
 @dg.definitions

@@ -176,7 +176,7 @@ def validate_partition(
     )
     quarantine_sql = (
         f"SELECT r._source_file, r._source_sha256, r._row_number, "
-        f"r.{quote(spec.entity_id)}::VARCHAR AS entity_id, b.reason, "
+        f"r.{quote(spec.entity_id)}::VARCHAR AS entity_id, b.reason::VARCHAR AS reason, "
         f"to_json(struct_pack({', '.join(f'{quote(n)} := r.{quote(n)}' for n in spec.columns)}))"
         f"::VARCHAR AS row_values, r._cast_errors AS unparsed_values, "
         f"'{_now()}'::TIMESTAMPTZ AS quarantined_at "

@@ -137,12 +137,20 @@ def train_candidate(spec: PipelineSpec, registry: Registry, ref: TrainingSetRef)
             "partitions": ref.partitions,
             "rows": ref.rows,
             "raw_files": ref.raw_files,
+            "feature_importance": feature_importance(model, layout),
             "feature_version": feature_version(spec),
             "feature_definitions": {g.name: definition_version(spec, g) for g in groups(spec)},
             "environment": model_training.environment(),
         }
     )
     return CandidateRef(spec.name, version, sha, threshold)
+
+
+def feature_importance(model: CatBoostClassifier, layout: FeatureLayout) -> dict[str, float]:
+    """Each feature's share of the model's importance (sums to 1)."""
+    values = [float(v) for v in model.get_feature_importance()]
+    total = sum(values) or 1.0
+    return {column: value / total for column, value in zip(layout.columns, values, strict=True)}
 
 
 def retrain_matches(spec: PipelineSpec, registry: Registry, candidate: CandidateRef) -> tuple[bool, float]:

@@ -6,7 +6,7 @@ import base64
 import io
 
 
-def _png(figure: object) -> bytes:
+def png_bytes(figure: object) -> bytes:
     import matplotlib.pyplot as plt
 
     buffer = io.BytesIO()
@@ -28,7 +28,7 @@ def calibration_png(curves: dict[str, list[tuple[float, float, int]]]) -> bytes:
         axis.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=name)
     axis.set(xlabel="mean predicted probability", ylabel="observed rate", title="Calibration (holdout)")
     axis.legend()
-    return _png(figure)
+    return png_bytes(figure)
 
 
 def segment_auc_png(segments: list[str], series: dict[str, list[float | None]]) -> bytes:
@@ -47,7 +47,7 @@ def segment_auc_png(segments: list[str], series: dict[str, list[float | None]]) 
     axis.set_xticks(positions + width * (len(series) - 1) / 2, segments, rotation=60, ha="right", fontsize=8)
     axis.set(ylabel="AUC", title="AUC per segment (holdout)", ylim=(0.4, 1.0))
     axis.legend()
-    return _png(figure)
+    return png_bytes(figure)
 
 
 def markdown_image(png: bytes, alt: str) -> str:

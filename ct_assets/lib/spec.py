@@ -183,6 +183,32 @@ class QualitySpec(_Strict):
     leakage_cutoffs: int = Field(6, ge=1, le=100)
 
 
+AlertTier = Literal["info", "warning", "critical"]
+
+
+class MonitoringSpec(_Strict):
+    """Drift and live-performance rules, and who is told about what."""
+
+    min_rows: int = Field(200, ge=1)  # smaller partitions: drift is skipped, with that reason
+    threshold_k: float = Field(3.0, gt=0.0)  # adaptive threshold: median + k * MAD in the reference
+    threshold_floor: Fraction = 0.05  # no threshold below this Hellinger distance
+    drift_share: Fraction = 0.3  # importance share of drifted features that makes a partition drifted
+    confirm_partitions: int = Field(2, ge=1)  # drift is confirmed when k ...
+    confirm_window: int = Field(3, ge=1)  # ... of the last n partitions drifted
+    severe_drift_share: Fraction = 0.6  # confirmed drift this large retrains without a performance drop
+    performance_floor_auc: Fraction = 0.6  # live AUC below this requests a retrain
+    performance_drop: Fraction = 0.03  # live AUC this far below the champion's holdout AUC is a drop
+    performance_window: int = Field(3, ge=1)  # partitions averaged for live AUC
+    cooldown_partitions: int = Field(7, ge=0)  # no second request for the same cause within this
+    owners: dict[AlertTier, str] = {}
+
+    @model_validator(mode="after")
+    def _window_holds_k(self) -> MonitoringSpec:
+        if self.confirm_partitions > self.confirm_window:
+            raise ValueError("confirm_partitions must not exceed confirm_window")
+        return self
+
+
 class FreshnessWindow(_Strict):
     warn_after_hours: float = Field(gt=0)
     fail_after_hours: float = Field(gt=0)
@@ -213,6 +239,7 @@ class PipelineSpec(_Strict):
     training: TrainingSpec = TrainingSpec()
     gate: GateSpec = GateSpec()
     quality: QualitySpec = QualitySpec()
+    monitoring: MonitoringSpec = MonitoringSpec()
     freshness: dict[Layer, FreshnessWindow] = {}
     spec_dir: Path = Field(default=Path("."), exclude=True)
 

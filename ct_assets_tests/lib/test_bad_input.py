@@ -178,3 +178,13 @@ def test_several_files_in_a_partition_folder_keep_their_provenance(
     ).fetchall()
     assert report.rows_valid == 40
     assert [(Path(f).name, n) for f, n in files] == [("a.csv", 25), ("b.csv", 15)]
+
+
+def test_a_clean_partition_then_a_bad_one_in_the_same_warehouse(
+    warehouse, flights_spec, tmp_path, sample
+) -> None:
+    """The quarantine table's schema must not depend on the first partition having no bad rows."""
+    _run(warehouse, flights_spec, _land(tmp_path, flights_spec, sample))
+    sample.loc[0, "carrier"] = "ZZ"
+    report, reasons = _run(warehouse, flights_spec, _land(tmp_path, flights_spec, sample))
+    assert report.rows_quarantined == 1 and reasons[0][1] == "carrier 'ZZ' is not an allowed value"

@@ -1,0 +1,1 @@
+"""The monitoring layer: profiles, drift, live performance, dashboards, sensors and alerts."""

@@ -1,0 +1,366 @@
+"""Builds one pipeline's monitoring layer: profile, live_performance and drift per partition, a
+segment dashboard, the ingest and retrain jobs, and the sensors and schedule that close the loop.
+"""
+
+import json
+from typing import Any
+
+import dagster as dg
+
+from ct_assets.defs.data.factory import group_asset_name, partitions_def
+from ct_assets.defs.resources import (
+    WAREHOUSE_POOL,
+    AlertSink,
+    LandingZone,
+    ModelRegistry,
+    ProfileStore,
+    Warehouse,
+)
+from ct_assets.lib import alerts, dashboards, monitor_steps, report_plots
+from ct_assets.lib.features import groups
+from ct_assets.lib.landing import sha256_of
+from ct_assets.lib.retrain_policy import Decision, drift_decision, performance_decision
+from ct_assets.lib.spec import PipelineSpec
+from ct_assets.lib.warehouse import open_connection
+
+RETRAIN_ASSETS = ["training_set", "candidate", "evaluation", "champion"]
+INGEST_ASSETS = ["raw", "validated", "quarantine", "features", "profile", "live_performance", "drift"]
+
+
+def _key(spec: PipelineSpec, name: str) -> dg.AssetKey:
+    return dg.AssetKey([spec.name, name])
+
+
+def _alert(
+    spec: PipelineSpec, sink: AlertSink, tier: alerts.Tier, partition: str | None, cause: str, action: str
+) -> alerts.Alert:
+    alert = alerts.Alert(
+        tier, spec.name, partition, cause, action, spec.monitoring.owners.get(tier, spec.owner)
+    )
+    sink.send(alert)
+    return alert
+
+
+def build_monitor_defs(spec: PipelineSpec) -> dg.Definitions:
+    partitions = partitions_def(spec)
+    profile_key, drift_key = _key(spec, "profile"), _key(spec, "drift")
+    live_key, champion_key = _key(spec, "live_performance"), _key(spec, "champion")
+
+    @dg.asset(
+        key=profile_key,
+        group_name=spec.name,
+        deps=[_key(spec, "features")],
+        partitions_def=partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        pool=WAREHOUSE_POOL,
+        kinds={"whylogs"},
+        description="whylogs profile of the partition's features, kept in the profile store; "
+        "partition profiles merge into a model's reference window.",
+    )
+    def profile(
+        context: dg.AssetExecutionContext, warehouse: Warehouse, profiles: ProfileStore
+    ) -> dg.MaterializeResult:
+        store = profiles.for_pipeline(spec.name)
+        with warehouse.connect() as con:
+            rows = {k: monitor_steps.profile_step(con, spec, k, store) for k in context.partition_keys}
+        return dg.MaterializeResult(
+            metadata={"dagster/row_count": sum(rows.values()), "profiles": dg.MetadataValue.json(rows)}
+        )
+
+    @dg.asset(
+        key=live_key,
+        group_name=spec.name,
+        deps=[_key(spec, "features"), champion_key],
+        partitions_def=partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        pool=WAREHOUSE_POOL,
+        kinds={"catboost"},
+        description="The serving model's AUC, log-loss and calibration on the partition, overall "
+        "and per segment. Until serving logs exist, the champion scores the partition.",
+    )
+    def live_performance(
+        context: dg.AssetExecutionContext,
+        warehouse: Warehouse,
+        registry: ModelRegistry,
+        profiles: ProfileStore,
+        alerts: AlertSink,
+    ) -> dg.MaterializeResult:
+        summary: dict[str, Any] = {}
+        raised = []
+        with warehouse.connect() as con:
+            for key in context.partition_keys:
+                report = monitor_steps.live_performance_step(
+                    con, spec, key, registry.for_pipeline(spec.name), profiles.for_pipeline(spec.name)
+                )
+                if report is None:
+                    summary[key] = "no champion yet"
+                    continue
+                auc = report.evaluation.overall.auc
+                summary[key] = {
+                    "model": report.model_version,
+                    "auc": auc,
+                    "log_loss": report.evaluation.overall.log_loss,
+                    "ece": report.evaluation.overall.ece,
+                    "rows": report.evaluation.overall.rows,
+                }
+                if auc is not None and auc < spec.monitoring.performance_floor_auc:
+                    raised.append(
+                        str(
+                            _alert(
+                                spec,
+                                alerts,
+                                "critical",
+                                key,
+                                f"live AUC {auc:.3f} of {report.model_version} is below the floor "
+                                f"{spec.monitoring.performance_floor_auc:.3f}",
+                                "check the performance sensor's retrain run and the data",
+                            )
+                        )
+                    )
+        return dg.MaterializeResult(
+            metadata={
+                "live": dg.MetadataValue.json(summary),
+                "alerts": dg.MetadataValue.md("\n".join(raised) or "none"),
+            }
+        )
+
+    @dg.asset(
+        key=drift_key,
+        group_name=spec.name,
+        deps=[profile_key, live_key, champion_key],
+        partitions_def=partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        pool=WAREHOUSE_POOL,
+        kinds={"whylogs"},
+        description="Per-feature drift of the partition against the champion's training window "
+        "(Hellinger distance with thresholds calibrated inside that window; KS and "
+        "chi-square from whylogs), with the label rate.",
+    )
+    def drift(
+        context: dg.AssetExecutionContext,
+        warehouse: Warehouse,
+        registry: ModelRegistry,
+        profiles: ProfileStore,
+        alerts: AlertSink,
+    ) -> dg.MaterializeResult:
+        found: dict[str, Any] = {}
+        raised = []
+        with warehouse.connect() as con:
+            for key in context.partition_keys:
+                report = monitor_steps.drift_step(
+                    con, spec, key, registry.for_pipeline(spec.name), profiles.for_pipeline(spec.name)
+                )
+                if report is None:
+                    found[key] = "no champion yet: no reference to compare with"
+                    continue
+                result = report.result
+                found[key] = {
+                    "against": report.champion_version,
+                    "share": result.share,
+                    "drifted": result.drifted,
+                    "description": result.describe(),
+                    "label_rate": report.label_rate,
+                    "reference_label_rate": report.reference_label_rate,
+                }
+                if result.share is not None and result.share >= spec.monitoring.drift_share:
+                    raised.append(
+                        str(
+                            _alert(
+                                spec,
+                                alerts,
+                                "warning",
+                                key,
+                                result.describe(),
+                                "the drift sensor retrains when drift is confirmed and hurts",
+                            )
+                        )
+                    )
+        return dg.MaterializeResult(
+            metadata={
+                "drift": dg.MetadataValue.json(found),
+                "alerts": dg.MetadataValue.md("\n".join(raised) or "none"),
+            }
+        )
+
+    @dg.asset(
+        key=_key(spec, "monitoring_dashboard"),
+        group_name=spec.name,
+        deps=[live_key, drift_key],
+        pool=WAREHOUSE_POOL,
+        kinds={"matplotlib"},
+        description="Per-segment live AUC and per-feature drift over time, as pictures.",
+    )
+    def monitoring_dashboard(warehouse: Warehouse) -> dg.MaterializeResult:
+        with warehouse.connect() as con:
+            live = con.execute(f"SELECT * FROM {spec.name}.live_performance").df()
+            columns = con.execute(
+                f"SELECT _partition_key AS partition, * EXCLUDE (_partition_key) "
+                f"FROM {spec.name}.drift_columns"
+            ).df()
+        live = live.rename(columns={"_partition_key": "partition_key"})
+        return dg.MaterializeResult(
+            metadata={
+                "segments": dg.MetadataValue.md(
+                    report_plots.markdown_image(dashboards.segment_auc_over_time(live), "segment AUC")
+                ),
+                "drift": dg.MetadataValue.md(
+                    report_plots.markdown_image(
+                        dashboards.drift_heatmap(columns.dropna(subset=["hellinger"])), "drift heatmap"
+                    )
+                ),
+            }
+        )
+
+    retrain_job = dg.define_asset_job(
+        f"{spec.name}_retrain",
+        selection=dg.AssetSelection.assets(*[_key(spec, a) for a in RETRAIN_ASSETS]),
+        description="Train a candidate on the latest window, evaluate it and promote it if the gate passes.",
+    )
+    ingest = [*INGEST_ASSETS, *(group_asset_name(g) for g in groups(spec))]
+    ingest_job = dg.define_asset_job(
+        f"{spec.name}_ingest",
+        partitions_def=partitions,
+        selection=dg.AssetSelection.assets(*[_key(spec, a) for a in ingest]),
+        description="Ingest, validate and featurize a partition; then profile, score it and measure drift.",
+    )
+    sensors = [
+        _retrain_sensor(spec, "drift", drift_decision, retrain_job),
+        _retrain_sensor(spec, "performance", performance_decision, retrain_job),
+        _landing_sensor(spec, ingest_job),
+    ]
+    schedules = []
+    if spec.training.retrain_cron:
+        schedules.append(
+            dg.ScheduleDefinition(
+                name=f"{spec.name}_retrain_schedule",
+                cron_schedule=spec.training.retrain_cron,
+                job=retrain_job,
+                execution_timezone=spec.partitions.timezone,
+                tags={"ct/trigger": "schedule"},
+                default_status=dg.DefaultScheduleStatus.STOPPED,
+            )
+        )
+    return dg.Definitions(
+        assets=[profile, live_performance, drift, monitoring_dashboard],
+        jobs=[retrain_job, ingest_job],
+        sensors=sensors,
+        schedules=schedules,
+    )
+
+
+def _retrain_sensor(spec: PipelineSpec, cause: str, decide: Any, job: Any) -> dg.SensorDefinition:
+    @dg.sensor(
+        name=f"{spec.name}_{cause}_sensor",
+        job=job,
+        minimum_interval_seconds=60,
+        default_status=dg.DefaultSensorStatus.STOPPED,
+        description=f"Requests a retrain when {cause} says so (rules in the spec's monitoring block).",
+    )
+    def _sensor(
+        context: dg.SensorEvaluationContext, warehouse: Warehouse, registry: ModelRegistry, alerts: AlertSink
+    ) -> dg.SensorResult | dg.SkipReason:
+        return evaluate_retrain(context, spec, cause, decide, warehouse, registry, alerts)
+
+    return _sensor
+
+
+def evaluate_retrain(
+    context: dg.SensorEvaluationContext,
+    spec: PipelineSpec,
+    cause: str,
+    decide: Any,
+    warehouse: Warehouse,
+    registry: ModelRegistry,
+    sink: AlertSink,
+) -> dg.SensorResult | dg.SkipReason:
+    """One tick: read the latest signals, apply the rule, honour the cooldown, request a run."""
+    import duckdb
+
+    store = registry.for_pipeline(spec.name)
+    record = store.champion()
+    if record is None:
+        return dg.SkipReason("no champion yet: the first model comes from the schedule or a manual run")
+    rules = spec.monitoring
+    try:
+        con = open_connection(warehouse.path, read_only=True, retries=1)
+    except duckdb.IOException:
+        return dg.SkipReason("the warehouse is being written; trying again next tick")
+    try:
+        signals = monitor_steps.recent_signals(
+            con, spec, max(rules.confirm_window, rules.performance_window), record["version"]
+        )
+        cursor = json.loads(context.cursor or "{}")
+        last = cursor.get("last_request")
+        since = monitor_steps.partitions_since(con, spec, last["partition"]) if last else 0
+    finally:
+        con.close()
+    if not signals:
+        return dg.SkipReason(f"no monitored partitions for champion {record['version']} yet")
+    holdout_auc = (record.get("evaluation") or {}).get("candidate", {}).get("auc")
+    decision: Decision = decide(signals, holdout_auc, rules)
+    latest = signals[-1].partition
+    if not decision.retrain:
+        return dg.SkipReason(f"{latest}: {decision.reason}")
+    if last and last.get("champion") == record["version"] and since < rules.cooldown_partitions:
+        return dg.SkipReason(
+            f"{latest}: {decision.reason}; cooling down ({since} of "
+            f"{rules.cooldown_partitions} partitions since the request on {last['partition']})"
+        )
+    _alert(
+        spec,
+        sink,
+        "info",
+        latest,
+        f"retrain requested by the {cause} sensor: {decision.reason}",
+        "watch the retrain run; the gate decides whether the champion changes",
+    )
+    request = dg.RunRequest(
+        run_key=f"{cause}:{latest}:{record['version']}",
+        run_config={"ops": {f"{spec.name}__training_set": {"config": {"as_of": latest}}}},
+        tags={
+            "ct/trigger": cause,
+            "ct/reason": decision.reason[:900],
+            "ct/partition": latest,
+            "ct/champion": record["version"],
+        },
+    )
+    context.update_cursor(
+        json.dumps(
+            {"last_request": {"partition": latest, "champion": record["version"], "reason": decision.reason}}
+        )
+    )
+    return dg.SensorResult(run_requests=[request])
+
+
+def _landing_sensor(spec: PipelineSpec, job: Any) -> dg.SensorDefinition:
+    partitions_def = job.partitions_def
+
+    @dg.sensor(
+        name=f"{spec.name}_landing_sensor",
+        job=job,
+        minimum_interval_seconds=30,
+        default_status=dg.DefaultSensorStatus.STOPPED,
+        description="Ingests each partition whose landing files arrive or change.",
+    )
+    def _sensor(context: dg.SensorEvaluationContext, landing: LandingZone) -> dg.SensorResult | dg.SkipReason:
+        seen: dict[str, str] = json.loads(context.cursor or "{}")
+        valid = set(partitions_def.get_partition_keys(dynamic_partitions_store=context.instance))
+        requests = []
+        for key in landing.landed_keys(spec.name):
+            if key not in valid:
+                continue
+            files = landing.partition_files(spec.name, key)
+            fingerprint = ",".join(sha256_of(path)[:16] for path in files)
+            if seen.get(key) == fingerprint:
+                continue
+            seen[key] = fingerprint
+            requests.append(
+                dg.RunRequest(
+                    partition_key=key, run_key=f"{key}:{fingerprint}", tags={"ct/trigger": "landing"}
+                )
+            )
+        if not requests:
+            return dg.SkipReason("no new or changed landing files")
+        return dg.SensorResult(run_requests=requests, cursor=json.dumps(seen))
+
+    return _sensor

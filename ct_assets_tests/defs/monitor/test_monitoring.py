@@ -1,0 +1,237 @@
+"""The monitoring loop on real flights and a real Dagster instance: profiles, live performance and
+drift per partition; the drift sensor stays quiet on ordinary days, requests a retrain (with its
+reason in the tags) after injected drift, and then cools down; the landing sensor ingests new and
+changed files; alerts reach a webhook."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+
+from ct_assets.defs.data.factory import build_data_defs
+from ct_assets.defs.model.factory import build_model_defs
+from ct_assets.defs.monitor.factory import build_monitor_defs
+from ct_assets.defs.resources import (
+    JsonlAlertSink,
+    LandingZone,
+    ModelRegistry,
+    ProfileStore,
+    Warehouse,
+    WebhookAlertSink,
+)
+from ct_assets.lib import alerts, demo_source
+from ct_assets.lib.dates import day_keys
+from ct_assets.lib.registry import Registry
+from ct_assets.lib.spec import load_spec
+from ct_assets_tests.conftest import write_flights_variant
+
+pytestmark = pytest.mark.slow
+TRAIN_DAYS = day_keys("2013-01-01", "2013-01-14")
+ORDINARY = day_keys("2013-01-15", "2013-01-17")
+DRIFTED = day_keys("2013-01-18", "2013-01-19")
+SETTINGS = {
+    "gate.min_auc": 0.55,
+    "gate.max_log_loss": 0.9,
+    "gate.max_calibration_error": 0.3,
+    "training.min_rows": 1000,
+    "training.window_partitions": 14,
+}
+
+
+def _drifted(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """The same day's flights, moved: other carriers, one origin, later hours, longer trips, tail
+    numbers the plane registry does not know, and arrival delays that no longer follow the schedule."""
+    rng = np.random.default_rng(seed)
+    carriers = sorted(frame["carrier"].unique())
+    shifted = frame.assign(
+        carrier=frame["carrier"].map(dict(zip(carriers, carriers[1:] + carriers[:1], strict=True))),
+        origin="EWR",
+        distance=(frame["distance"] * 2).clip(upper=6000),
+        hour=(frame["hour"] + 7) % 24,
+        tailnum="N" + frame["flight"].astype(str) + "ZZ",
+        arr_delay=rng.permutation(frame["arr_delay"].to_numpy()),
+    )
+    shifted["sched_dep_time"] = shifted["hour"] * 100 + shifted["minute"]
+    return shifted
+
+
+@pytest.fixture(scope="module")
+def loop(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    root = tmp_path_factory.mktemp("monitor")
+    spec = load_spec(write_flights_variant(root / "pipelines" / "flights_delay", SETTINGS))
+    landing = root / "landing"
+    demo_source.land_context(landing, spec.name, list(spec.context_tables))
+    for day in [*TRAIN_DAYS, *ORDINARY]:
+        demo_source.land_day(landing, spec.name, day)
+    for index, day in enumerate(DRIFTED):
+        path = demo_source.land_day(landing, spec.name, day)
+        _drifted(pd.read_csv(path), index).to_csv(path, index=False)
+    resources = {
+        "warehouse": Warehouse(path=str(root / "w.duckdb")),
+        "landing": LandingZone(root=str(landing)),
+        "registry": ModelRegistry(root=str(root / "registry")),
+        "profiles": ProfileStore(root=str(root / "p")),
+        "alerts": JsonlAlertSink(path=str(root / "alerts.jsonl")),
+    }
+    defs = dg.Definitions.merge(
+        build_data_defs(spec),
+        build_model_defs(spec),
+        build_monitor_defs(spec),
+        dg.Definitions(resources=resources),
+    )
+    instance = dg.DagsterInstance.ephemeral()
+    data_assets = [a for a in build_data_defs(spec).assets if isinstance(a, dg.AssetsDefinition)]
+    dg.materialize(
+        [a for a in data_assets if a.partitions_def is None], resources=resources, instance=instance
+    )
+
+    def ingest(days: list[str]) -> None:
+        job = defs.resolve_job_def(f"{spec.name}_ingest")
+        result = job.execute_in_process(
+            instance=instance,
+            tags={
+                "dagster/asset_partition_range_start": days[0],
+                "dagster/asset_partition_range_end": days[-1],
+            },
+        )
+        assert result.success
+
+    ingest(TRAIN_DAYS)
+    trained = defs.resolve_job_def(f"{spec.name}_retrain").execute_in_process(
+        instance=instance,
+        raise_on_error=False,
+        run_config={"ops": {f"{spec.name}__training_set": {"config": {"as_of": TRAIN_DAYS[-1]}}}},
+    )
+    assert trained.success
+    return {
+        "spec": spec,
+        "defs": defs,
+        "instance": instance,
+        "resources": resources,
+        "ingest": ingest,
+        "root": root,
+    }
+
+
+def _tick(loop: dict, name: str, cursor: str | None = None) -> dg.SensorResult:
+    sensor = loop["defs"].resolve_sensor_def(name)
+    context = dg.build_sensor_context(
+        instance=loop["instance"],
+        cursor=cursor,
+        resources=loop["resources"],
+        repository_def=loop["defs"].get_repository_def(),
+    )
+    return sensor.evaluate_tick(context)
+
+
+def test_drift_sensor_quiet_on_ordinary_days_then_retrains_on_injected_drift(loop: dict) -> None:
+    spec = loop["spec"]
+    loop["ingest"](ORDINARY)
+    quiet = _tick(loop, f"{spec.name}_drift_sensor")
+    assert not quiet.run_requests
+    assert quiet.skip_message.startswith("2013-01-17: drift in")
+
+    loop["ingest"](DRIFTED)
+    fired = _tick(loop, f"{spec.name}_drift_sensor")
+    assert len(fired.run_requests) == 1, fired.skip_message
+    request = fired.run_requests[0]
+    assert loop["defs"].resolve_sensor_def(f"{spec.name}_drift_sensor").job_name == f"{spec.name}_retrain"
+    assert request.tags["ct/trigger"] == "drift" and request.tags["ct/partition"] == "2013-01-19"
+    assert "drift confirmed in 2 of the last 3 partitions" in request.tags["ct/reason"]
+    assert request.run_config["ops"][f"{spec.name}__training_set"]["config"]["as_of"] == "2013-01-19"
+
+    again = _tick(loop, f"{spec.name}_drift_sensor", cursor=fired.cursor)
+    assert not again.run_requests and "cooling down (0 of 7 partitions" in again.skip_message
+
+    logged = alerts.read_jsonl(Path(loop["resources"]["alerts"].path))
+    drifted = [a for a in logged if a.tier == "warning" and a.partition in DRIFTED]
+    assert drifted and drifted[0].owner == spec.monitoring.owners["warning"]
+    assert any(a.tier == "info" and "retrain requested by the drift sensor" in a.cause for a in logged)
+
+    with loop["resources"]["warehouse"].connect() as con:
+        summary = dict(
+            con.execute(f"SELECT _partition_key, drift_share FROM {spec.name}.drift_summary").fetchall()
+        )
+        live = con.execute(
+            f"SELECT count(*) FROM {spec.name}.live_performance WHERE segment = 'overall'"
+        ).fetchone()
+    assert max(summary[d] for d in ORDINARY) < spec.monitoring.drift_share <= min(summary[d] for d in DRIFTED)
+    assert live[0] >= len(ORDINARY + DRIFTED)
+
+
+def test_performance_sensor_says_why(loop: dict) -> None:
+    result = _tick(loop, f"{loop['spec'].name}_performance_sensor")
+    message = result.skip_message or result.run_requests[0].tags["ct/reason"]
+    assert "live AUC" in message
+
+
+def test_landing_sensor_ingests_new_and_changed_files(loop: dict) -> None:
+    spec = loop["spec"]
+    first = _tick(loop, f"{spec.name}_landing_sensor")
+    keys = {r.partition_key for r in first.run_requests}
+    assert set(TRAIN_DAYS + ORDINARY + DRIFTED) == keys
+    assert all(r.tags["ct/trigger"] == "landing" for r in first.run_requests)
+    assert not _tick(loop, f"{spec.name}_landing_sensor", cursor=first.cursor).run_requests
+    path = Path(loop["resources"]["landing"].root) / spec.name / f"{ORDINARY[0]}.csv"
+    frame = pd.read_csv(path)
+    frame.head(100).to_csv(path, index=False)
+    changed = _tick(loop, f"{spec.name}_landing_sensor", cursor=first.cursor)
+    assert [r.partition_key for r in changed.run_requests] == [ORDINARY[0]]
+
+
+def test_dashboard_and_registry_importance(loop: dict) -> None:
+    spec = loop["spec"]
+    result = dg.materialize(
+        [a for a in build_monitor_defs(spec).assets if a.key.path[-1] == "monitoring_dashboard"],
+        resources=loop["resources"],
+        instance=loop["instance"],
+    )
+    metadata = result.asset_materializations_for_node(f"{spec.name}__monitoring_dashboard")[0].metadata
+    assert "data:image/png;base64," in metadata["segments"].value
+    assert "data:image/png;base64," in metadata["drift"].value
+    importance = Registry(Path(loop["resources"]["registry"].root), spec.name).champion()[
+        "feature_importance"
+    ]
+    assert abs(sum(importance.values()) - 1) < 1e-9
+
+
+def test_webhook_alert_sink_posts_json(tmp_path: Path) -> None:
+    received: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        sink = WebhookAlertSink(
+            url=f"http://127.0.0.1:{server.server_port}/hook", path=str(tmp_path / "a.jsonl")
+        )
+        sink.send(
+            alerts.Alert(
+                "critical",
+                "flights_delay",
+                "2013-02-01",
+                "live AUC 0.55 < floor 0.60",
+                "look at the retrain run",
+                "ml-oncall@example.com",
+            )
+        )
+    finally:
+        server.shutdown()
+    assert received[0]["tier"] == "critical" and received[0]["owner"] == "ml-oncall@example.com"
+    assert alerts.read_jsonl(tmp_path / "a.jsonl")[0].cause == "live AUC 0.55 < floor 0.60"
