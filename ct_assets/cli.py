@@ -118,6 +118,68 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_backtest(args: argparse.Namespace) -> int:
+    import csv
+
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from ct_assets.demo import land_days
+    from ct_assets.lib import backtest
+    from ct_assets.lib.warehouse import connection
+
+    spec = _spec(args.pipeline)
+    days = day_keys(args.start or spec.partitions.start.isoformat(), args.end)
+    policies = [p for p in args.policies.split(",") if p]
+    unknown = [p for p in policies if p not in backtest.POLICIES]
+    if unknown:
+        raise SystemExit(f"ct: unknown policies {unknown}; choose from {', '.join(backtest.POLICIES)}")
+    console = Console(width=max(Console().width, 130))
+    out = args.out or settings.ct_home() / "reports"
+    with Progress(console=console) as progress:
+        task = progress.add_task("features (library code, cached)", total=len(days))
+        if spec.source.kind == "demo":
+            land_days(spec, days)
+        with connection(settings.ct_home() / "backtest" / spec.name / "warehouse.duckdb") as con:
+            backtest.build_features(
+                con, spec, settings.landing_root(), days, lambda _: progress.advance(task)
+            )
+            frames = backtest.load_frames(con, spec, days)
+        runner = backtest.Backtest(spec, frames)
+        first = days[spec.training.window_partitions - 1]
+        runs = []
+        for policy in policies:
+            task = progress.add_task(policy, total=len([d for d in days if d > first]))
+            runs.append(runner.run(policy, first, lambda _p, _d, t=task: progress.advance(t)))
+    table = Table("policy", "days", "mean daily AUC", "mean daily log-loss", "retrains", "training CPU s")
+    for run in runs:
+        row = run.summary()
+        table.add_row(
+            row["policy"],
+            str(row["days"]),
+            f"{row['mean_daily_auc']:.4f}",
+            f"{row['mean_daily_log_loss']:.4f}",
+            str(row["retrains"]),
+            f"{row['training_cpu_seconds']:.1f}",
+        )
+    console.print(table)
+    for run in runs:
+        for reason in run.reasons:
+            console.print(f"  {run.name} retrained {reason}")
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"backtest_{spec.name}_{days[0]}_{days[-1]}"
+    with (out / f"{stem}.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(
+            handle, fieldnames=["policy", "partition", "auc", "log_loss", "model_trained_on"]
+        )
+        writer.writeheader()
+        for run in runs:
+            writer.writerows({"policy": run.name, **d} for d in run.daily)
+    console.print(f"daily table: {out / (stem + '.csv')}\nplot: {backtest.plot(runs, out / (stem + '.png'))}")
+    return 0
+
+
 def _registry(pipeline: str) -> Registry:
 
     return Registry(settings.registry_root(), _spec(pipeline).name)
@@ -227,6 +289,14 @@ def parser() -> argparse.ArgumentParser:
     replay.add_argument("--end", required=True, type=iso)
     replay.add_argument("--out", type=Path, help="folder for the CSV and plot (default <home>/reports)")
     replay.set_defaults(run=_cmd_replay)
+
+    backtest = commands.add_parser("backtest", help="compare retraining policies over a stretch of days")
+    backtest.add_argument("--pipeline", default="flights_delay")
+    backtest.add_argument("--start", type=iso, help="first day (default: the spec's start)")
+    backtest.add_argument("--end", type=iso, default="2013-12-31")
+    backtest.add_argument("--policies", default="static,periodic,periodic_weekly,triggered")
+    backtest.add_argument("--out", type=Path, help="folder for the CSV and plot (default <home>/reports)")
+    backtest.set_defaults(run=_cmd_backtest)
 
     models = commands.add_parser("models", help="list model versions and the champion's history")
     models.add_argument("--pipeline", default="flights_delay")

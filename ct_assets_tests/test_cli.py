@@ -61,7 +61,7 @@ def test_backfill_of_three_partitions_from_the_command_line(
             "-m",
             "ct_assets.definitions",
             "--select",
-            'key:"flights_delay/*" and not key:"flights_delay/context_*"',
+            "tag:ct/stage=ingest and group:flights_delay",
             "--partition-range",
             "2013-01-01...2013-01-03",
         ],
@@ -101,3 +101,28 @@ def test_replay_prints_a_table_and_writes_csv_and_plot(tmp_path: Path) -> None:
     assert report.with_suffix(".png").stat().st_size > 10_000
     models = _run([str(BIN / "ct"), "models"], _env(home)).stdout
     assert "v0001" in models
+
+
+def test_backtest_compares_policies_over_a_few_weeks(tmp_path: Path) -> None:
+    """The CI-sized backtest: the full year is a benchmark (README), a few weeks run here."""
+    home = tmp_path / "home"
+    result = _run(
+        [
+            str(BIN / "ct"),
+            "backtest",
+            "--start",
+            "2013-01-01",
+            "--end",
+            "2013-02-07",
+            "--policies",
+            "static,periodic_weekly,triggered",
+        ],
+        _env(home),
+    )
+    for policy in ("static", "periodic_weekly", "triggered"):
+        assert policy in result.stdout
+    daily = (home / "reports" / "backtest_flights_delay_2013-01-01_2013-02-07.csv").read_text().splitlines()
+    assert daily[0] == "policy,partition,auc,log_loss,model_trained_on"
+    assert len(daily) == 1 + 3 * 10  # first model on 2013-01-28, then 10 scored days per policy
+    assert sum(1 for line in daily if line.startswith("static,") and line.endswith(",2013-01-28")) == 10
+    assert (home / "reports" / "backtest_flights_delay_2013-01-01_2013-02-07.png").stat().st_size > 10_000

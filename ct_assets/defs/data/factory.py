@@ -21,6 +21,9 @@ from ct_assets.lib.quality import MIN_HISTORY
 from ct_assets.lib.spec import PipelineSpec
 
 ENGINE_VERSION = "1"
+# Every partitioned asset of a pipeline carries this tag, so one selection backfills them all:
+# --select 'tag:ct/stage=ingest and group:<pipeline>'
+INGEST_TAGS = {"ct/stage": "ingest"}
 WARN = dg.AssetCheckSeverity.WARN
 
 
@@ -104,6 +107,7 @@ def raw_asset(spec: PipelineSpec, partitions: dg.PartitionsDefinition) -> dg.Ass
             dg.AssetSpec(
                 key,
                 group_name=spec.name,
+                tags=INGEST_TAGS,
                 kinds={"duckdb"},
                 description=f"Rows of each landing file of {spec.name}, typed, with provenance "
                 "(file, sha256, ingested_at). Rematerializing replaces the partition.",
@@ -163,6 +167,7 @@ def validated_asset(spec: PipelineSpec, partitions: dg.PartitionsDefinition) -> 
                 key,
                 deps=[raw_key],
                 group_name=spec.name,
+                tags=INGEST_TAGS,
                 kinds={"duckdb", "pandera"},
                 description="Rows that pass the spec's pandera model (types, nulls, ranges, "
                 "allowed values, unique ids, event time inside the partition).",
@@ -177,6 +182,7 @@ def validated_asset(spec: PipelineSpec, partitions: dg.PartitionsDefinition) -> 
                 quarantine_key,
                 deps=[raw_key],
                 group_name=spec.name,
+                tags=INGEST_TAGS,
                 kinds={"duckdb"},
                 description="Every row that failed validation, with the file, record number, "
                 "the row's values and a readable reason. Nothing is dropped.",
@@ -360,6 +366,7 @@ def group_asset(spec: PipelineSpec, group: Group, partitions: dg.PartitionsDefin
                 key,
                 deps=[_key(spec, "validated"), *_context_deps(spec, group)],
                 group_name=spec.name,
+                tags=INGEST_TAGS,
                 kinds={"duckdb", "sql"},
                 code_version=version,
                 description=(
@@ -431,6 +438,7 @@ def features_asset(spec: PipelineSpec, partitions: dg.PartitionsDefinition) -> d
                 key,
                 deps=group_keys,
                 group_name=spec.name,
+                tags=INGEST_TAGS,
                 kinds={"duckdb"},
                 description="Training-ready rows: entity id, event time, segments, every feature "
                 "group's columns and the label.",

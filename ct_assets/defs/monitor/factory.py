@@ -7,7 +7,7 @@ from typing import Any
 
 import dagster as dg
 
-from ct_assets.defs.data.factory import group_asset_name, partitions_def
+from ct_assets.defs.data.factory import INGEST_TAGS, group_asset_name, partitions_def
 from ct_assets.defs.resources import (
     WAREHOUSE_POOL,
     AlertSink,
@@ -52,6 +52,7 @@ def build_monitor_defs(spec: PipelineSpec) -> dg.Definitions:
         deps=[_key(spec, "features")],
         partitions_def=partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
+        tags=INGEST_TAGS,
         pool=WAREHOUSE_POOL,
         kinds={"whylogs"},
         description="whylogs profile of the partition's features, kept in the profile store; "
@@ -73,6 +74,7 @@ def build_monitor_defs(spec: PipelineSpec) -> dg.Definitions:
         deps=[_key(spec, "features"), champion_key],
         partitions_def=partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
+        tags=INGEST_TAGS,
         pool=WAREHOUSE_POOL,
         kinds={"catboost"},
         description="The serving model's AUC, log-loss and calibration on the partition, overall "
@@ -130,6 +132,7 @@ def build_monitor_defs(spec: PipelineSpec) -> dg.Definitions:
         deps=[profile_key, live_key, champion_key],
         partitions_def=partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
+        tags=INGEST_TAGS,
         pool=WAREHOUSE_POOL,
         kinds={"whylogs"},
         description="Per-feature drift of the partition against the champion's training window "
