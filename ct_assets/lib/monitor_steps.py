@@ -31,6 +31,34 @@ if TYPE_CHECKING:
     from whylogs.core import DatasetProfileView
 
 FEATURES, PREDICTIONS, REFERENCE = "features", "predictions", "reference"
+REFERENCE_PREDICTIONS = "reference_predictions"
+
+
+def _holdout_prediction_profile(record: dict[str, Any], registry: Registry) -> DatasetProfileView:
+    """The profile of the model's scores on its own holdout: the reference for its predictions."""
+    import pandas as pd
+
+    frame = pd.read_parquet(record["dataset_path"])
+    holdout = frame[frame["_split"] == "holdout"]
+    model = load_model(registry.models, record["model_sha256"])
+    scores = model_training.score(model, holdout, FeatureLayout(**record["layout"]))
+    return profiles.profile(pd.DataFrame({"score": scores}))
+
+
+def prediction_shift(store: ProfileFiles, version: str, key: str) -> float | None:
+    """Hellinger distance of the partition's score distribution from the model's holdout scores."""
+    from ct_assets.lib.drift import column_drift
+
+    if not (store.exists(PREDICTIONS, key) and store.exists(REFERENCE_PREDICTIONS, version)):
+        return None
+    result = column_drift(
+        store.read(REFERENCE_PREDICTIONS, version),
+        store.read(PREDICTIONS, key),
+        "score",
+        "numeric",
+        min_rows=1,
+    )
+    return result.hellinger
 
 
 def features_frame(con: duckdb.DuckDBPyConnection, spec: PipelineSpec, key: str) -> pd.DataFrame:
@@ -71,6 +99,7 @@ def champion_reference(
     rate = sum(record.get("label_rate", {}).values()) / 3 if record.get("label_rate") else None
     ref = monitoring.reference(views, spec, rate)
     store.write(REFERENCE, version, ref.view)
+    store.write(REFERENCE_PREDICTIONS, version, _holdout_prediction_profile(record, registry))
     sidecar.write_text(
         json.dumps({"thresholds": ref.thresholds, "label_rate": ref.label_rate, "partitions": keys}, indent=2)
     )
@@ -117,6 +146,7 @@ class DriftReport:
     result: monitoring.DriftResult
     label_rate: float | None
     reference_label_rate: float | None
+    prediction_hellinger: float | None
 
 
 def drift_step(
@@ -133,6 +163,7 @@ def drift_step(
     frame = features_frame(con, spec, key)
     result = monitoring.score_drift(ref, view, len(frame), spec, record.get("feature_importance", {}))
     label_rate = float(frame[spec.label.column].astype(float).mean()) if len(frame) else None
+    shift = prediction_shift(store, record["version"], key)
     columns = pd.DataFrame(
         [
             c.as_dict() | {"threshold": ref.thresholds.get(c.column), "new_values": json.dumps(c.new_values)}
@@ -149,6 +180,7 @@ def drift_step(
                 "skipped": result.skipped,
                 "label_rate": label_rate,
                 "reference_label_rate": ref.label_rate,
+                "prediction_hellinger": shift,
                 "description": result.describe(),
             }
         ]
@@ -161,12 +193,17 @@ def drift_step(
         con.register(
             "_drift_summary",
             summary.astype(
-                {"drift_share": "float64", "label_rate": "float64", "reference_label_rate": "float64"}
+                {
+                    "drift_share": "float64",
+                    "label_rate": "float64",
+                    "reference_label_rate": "float64",
+                    "prediction_hellinger": "float64",
+                }
             ),
         )
         replace_partition(con, spec.name, "drift_summary", key, "SELECT * FROM _drift_summary")
         con.unregister("_drift_summary")
-    return DriftReport(record["version"], result, label_rate, ref.label_rate)
+    return DriftReport(record["version"], result, label_rate, ref.label_rate, shift)
 
 
 def recent_signals(

@@ -164,6 +164,7 @@ def build_monitor_defs(spec: PipelineSpec) -> dg.Definitions:
                     "description": result.describe(),
                     "label_rate": report.label_rate,
                     "reference_label_rate": report.reference_label_rate,
+                    "prediction_hellinger": report.prediction_hellinger,
                 }
                 if result.share is not None and result.share >= spec.monitoring.drift_share:
                     raised.append(

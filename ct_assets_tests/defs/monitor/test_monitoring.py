@@ -164,6 +164,13 @@ def test_drift_sensor_quiet_on_ordinary_days_then_retrains_on_injected_drift(loo
         ).fetchone()
     assert max(summary[d] for d in ORDINARY) < spec.monitoring.drift_share <= min(summary[d] for d in DRIFTED)
     assert live[0] >= len(ORDINARY + DRIFTED)
+    with loop["resources"]["warehouse"].connect() as con:
+        shifts = dict(
+            con.execute(
+                f"SELECT _partition_key, prediction_hellinger FROM {spec.name}.drift_summary"
+            ).fetchall()
+        )
+    assert all(0 <= shifts[d] <= 1 for d in ORDINARY + DRIFTED)
 
 
 def test_performance_sensor_says_why(loop: dict) -> None:
