@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +14,9 @@ import yaml
 from ct_assets.lib import demo_source, settings
 from ct_assets.lib.spec import PipelineSpec, load_spec
 from ct_assets.lib.warehouse import open_connection
+
+# BentoML's model and bento stores for the whole test session live in a temporary folder.
+os.environ.setdefault("BENTOML_HOME", tempfile.mkdtemp(prefix="ct-bentoml-"))
 
 FLIGHTS_SPEC = settings.REPO_ROOT / "pipelines" / "flights_delay" / "spec.yaml"
 FIRST_DAYS = ["2013-01-01", "2013-01-02", "2013-01-03"]

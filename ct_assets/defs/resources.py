@@ -70,6 +70,15 @@ class ProfileStore(dg.ConfigurableResource):
         return ProfileFiles(Path(self.root), pipeline)
 
 
+class SnapshotFolder(dg.ConfigurableResource):
+    """Where online snapshots are published for serving: `<root>/<pipeline>/`."""
+
+    root: str
+
+    def folder(self, pipeline: str) -> Path:
+        return Path(self.root) / pipeline
+
+
 class AlertSink(dg.ConfigurableResource, ABC):
     """Where alerts go. Tests and deployments choose the sink; the code only calls `send`."""
 
@@ -106,6 +115,7 @@ def default_resources() -> dict[str, dg.ConfigurableResource]:
         "registry": ModelRegistry(root=str(settings.registry_root())),
         "profiles": ProfileStore(root=str(settings.ct_home() / "profiles")),
         "alerts": default_alert_sink(),
+        "snapshots": SnapshotFolder(root=str(settings.online_root())),
     }
 
 

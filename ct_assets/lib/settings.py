@@ -40,3 +40,20 @@ def dagster_home() -> Path:
 def registry_root() -> Path:
     """The model registry: `$CT_REGISTRY`, else `registry/` in the home folder."""
     return Path(os.environ.get("CT_REGISTRY") or ct_home() / "registry")
+
+
+def online_root() -> Path:
+    """Published online snapshots: `online/<pipeline>/` in the home folder."""
+    return ct_home() / "online"
+
+
+def prediction_log_root() -> Path:
+    """Prediction logs appended by serving: `prediction_log/<pipeline>/<date>/` in the home folder."""
+    return ct_home() / "prediction_log"
+
+
+def use_bentoml_home() -> Path:
+    """Point BentoML's model and bento stores into the home folder (unless BENTOML_HOME is set)."""
+    path = Path(os.environ.setdefault("BENTOML_HOME", str(ct_home() / "bentoml")))
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,206 @@
+"""Serving logic, shared by the BentoML service and its tests: request validation with readable
+errors, features computed with the pipeline's own SQL against the online snapshot (the same code
+the warehouse path runs), scoring, and the append-only prediction log."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ct_assets.lib.features import check_group_columns, check_group_rows, groups
+from ct_assets.lib.ingest import DUCKDB_TYPES
+from ct_assets.lib.spec import PipelineSpec
+from ct_assets.lib.warehouse import quote
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+MAX_BATCH_ROWS = 10_000
+
+
+class RequestError(ValueError):
+    """A request that cannot be scored; the message says which row and field, and why."""
+
+
+def request_columns(spec: PipelineSpec) -> dict[str, str]:
+    """What a caller knows before the event: every column except post-event ones."""
+    return {name: column.type for name, column in spec.columns.items() if name not in spec.post_event_columns}
+
+
+def _python_ok(value: Any, kind: str) -> bool:
+    if value is None:
+        return True
+    if kind == "string":
+        return isinstance(value, str)
+    if kind == "integer":
+        return (
+            isinstance(value, int)
+            and not isinstance(value, bool)
+            or (isinstance(value, float) and value.is_integer())
+        )
+    if kind == "float":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if kind == "boolean":
+        return isinstance(value, bool)
+    if kind in ("timestamp", "date"):
+        if not isinstance(value, str):
+            return False
+        try:
+            datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return False
+        return True
+    return False
+
+
+def rows_from_columns(columns: Any) -> list[dict[str, Any]]:
+    """Column-oriented JSON ({field: [values...]}) as rows; lists must have equal lengths."""
+    if not isinstance(columns, dict) or not columns:
+        raise RequestError("columns must be an object mapping each field to a list of values")
+    lengths = {name: len(values) for name, values in columns.items() if isinstance(values, list)}
+    if len(lengths) != len(columns):
+        bad = [name for name in columns if name not in lengths]
+        raise RequestError(f"fields {bad} must be lists of values")
+    if len(set(lengths.values())) != 1:
+        raise RequestError(f"all field lists must have the same length, got {lengths}")
+    names = list(columns)
+    return [dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True)]
+
+
+def validate_request(rows: Any, spec: PipelineSpec, max_rows: int = MAX_BATCH_ROWS) -> pd.DataFrame:
+    """Check shape, fields, types and the spec's rules; return the rows typed as the warehouse has them."""
+    import pandas as pd
+
+    if not isinstance(rows, list) or not rows:
+        raise RequestError("rows must be a non-empty list of objects")
+    if len(rows) > max_rows:
+        raise RequestError(f"batch of {len(rows)} rows is larger than the limit of {max_rows}")
+    expected = request_columns(spec)
+    problems = []
+    for index, row in enumerate(rows):
+        if not isinstance(row, dict):
+            problems.append(f"row {index}: must be an object, got {type(row).__name__}")
+            continue
+        missing = [c for c in expected if c not in row]
+        unknown = [c for c in row if c not in expected and c not in spec.post_event_columns]
+        if missing:
+            problems.append(f"row {index}: missing fields {missing}")
+        if unknown:
+            problems.append(f"row {index}: unknown fields {unknown}")
+        for name, kind in expected.items():
+            if name in row and not _python_ok(row[name], kind):
+                problems.append(f"row {index}: field {name!r} must be {kind}, got {row[name]!r}")
+            elif name in row and row[name] is None and not spec.columns[name].nullable:
+                problems.append(f"row {index}: field {name!r} is required")
+        if len(problems) >= 20:
+            break
+    if problems:
+        raise RequestError("; ".join(problems[:20]))
+    frame = pd.DataFrame([{name: row.get(name) for name in expected} for row in rows])
+    return _rule_check(frame, spec)
+
+
+def _rule_check(frame: pd.DataFrame, spec: PipelineSpec) -> pd.DataFrame:
+    """The spec's rules (ranges, allowed values, unique ids) through the training path's pandera model."""
+    import duckdb
+    import pandas as pd
+
+    from ct_assets.lib.validation import find_bad_rows
+
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.register("request", frame)
+    casts = ", ".join(
+        f"TRY_CAST({quote(n)} AS {DUCKDB_TYPES[t]}) AS {quote(n)}" for n, t in request_columns(spec).items()
+    )
+    typed = con.execute(f"SELECT {casts} FROM request").df()
+    con.close()
+    for column in spec.post_event_columns:
+        typed[column] = pd.Series([None] * len(typed), dtype="float64")
+    typed["_cast_errors"] = None
+    far = (pd.Timestamp.min.tz_localize("UTC"), pd.Timestamp.max.tz_localize("UTC"))
+    bad = find_bad_rows(typed[[*spec.columns, "_cast_errors"]], spec, far)
+    if bad:
+        listed = "; ".join(f"row {i}: {reason}" for i, reason in sorted(bad.items())[:20])
+        raise RequestError(listed)
+    return typed
+
+
+def compute_features(typed: pd.DataFrame, spec: PipelineSpec, snapshot: Path) -> pd.DataFrame:
+    """Run the pipeline's feature SQL on the request rows with the online snapshot as context."""
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        con.register("_request", typed)
+        con.execute("CREATE TEMP VIEW validated AS SELECT * FROM _request")
+        for table in spec.context_tables:
+            path = Path(snapshot) / f"{table}.parquet"
+            con.execute(f"CREATE TEMP VIEW {quote(table)} AS SELECT * FROM read_parquet('{path}')")
+        entity = quote(spec.entity_id)
+        result = con.execute(f"SELECT {entity} FROM validated").df()
+        for group in groups(spec):
+            if group.name == "label":
+                continue
+            check_group_columns(con, spec, group)
+            out = con.execute(spec.sql_text(group.sql_path)).df()
+            check_group_rows(con, spec, group, "(SELECT * FROM validated)")
+            result = result.merge(out, on=spec.entity_id, how="left")
+        return result
+    finally:
+        con.close()
+
+
+@dataclass(frozen=True)
+class Prediction:
+    request_id: str
+    entity_id: str
+    probability: float
+    decision: bool
+    model_version: str
+
+
+def log_predictions(
+    folder: Path,
+    spec: PipelineSpec,
+    predictions: list[Prediction],
+    features: pd.DataFrame,
+    segments: dict[str, list[Any]],
+    slot: str,
+) -> Path:
+    """Append one JSON line per prediction to today's log file of this process (never the warehouse)."""
+    now = datetime.now(UTC)
+    path = Path(folder) / spec.name / now.strftime("%Y-%m-%d") / f"{slot}-{os.getpid()}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    records = features.to_dict(orient="records")
+    with path.open("a") as handle:
+        for index, prediction in enumerate(predictions):
+            handle.write(
+                json.dumps(
+                    {
+                        "request_id": prediction.request_id,
+                        "time": now.isoformat(),
+                        "pipeline": spec.name,
+                        "model_version": prediction.model_version,
+                        "slot": slot,
+                        "entity_id": prediction.entity_id,
+                        "score": prediction.probability,
+                        "decision": prediction.decision,
+                        "segments": {name: values[index] for name, values in segments.items()},
+                        "features": records[index],
+                    },
+                    default=str,
+                )
+                + "\n"
+            )
+    return path
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex

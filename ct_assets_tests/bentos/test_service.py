@@ -1,0 +1,198 @@
+"""The BentoML service end to end: a real bento of a real champion, served by `bentoml serve` on
+loopback; answers match in-process CatBoost on the same features; malformed payloads get 4xx with a
+readable message (a fuzz of 1,000 of them never gets a 5xx and the server stays up); every
+prediction lands in the prediction log."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from ct_assets.lib import bento_build, data_steps, model_steps, model_training, online_snapshot, serving
+from ct_assets.lib.dates import day_keys
+from ct_assets.lib.features import groups
+from ct_assets.lib.landing import context_file, partition_files
+from ct_assets.lib.model_store import load_model
+from ct_assets.lib.model_training import FeatureLayout
+from ct_assets.lib.registry import Registry
+from ct_assets.lib.spec import load_spec
+from ct_assets.lib.warehouse import partition_view_sql
+from ct_assets_tests.conftest import write_flights_variant
+from ct_assets_tests.lib.test_serving import request_rows
+
+pytestmark = pytest.mark.slow
+DAYS = day_keys("2013-01-01", "2013-01-08")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory, flights_landing: Path):
+    root = tmp_path_factory.mktemp("serve")
+    spec = load_spec(
+        write_flights_variant(
+            root / "pipelines" / "flights_delay", {"training.min_rows": 500, "training.window_partitions": 8}
+        )
+    )
+    from ct_assets.lib import demo_source
+    from ct_assets.lib.warehouse import open_connection
+
+    for day in DAYS:
+        demo_source.land_day(flights_landing, spec.name, day)
+    con = open_connection(root / "w.duckdb")
+    for table in spec.context_tables:
+        data_steps.load_context(con, spec, table, context_file(flights_landing, spec.name, table))
+    for day in DAYS:
+        data_steps.ingest_raw(con, spec, day, partition_files(flights_landing, spec.name, day))
+        data_steps.validate_partition(con, spec, day)
+        for group in groups(spec):
+            data_steps.materialize_group(con, spec, group, day)
+        data_steps.build_features(con, spec, day)
+    registry = Registry(root / "registry", spec.name)
+    candidate = model_steps.train_candidate(
+        spec, registry, model_steps.freeze_training_set(con, spec, registry, None)
+    )
+    registry.update(candidate.version, verdict={"passed": True, "reasons": [], "notes": ["test"]})
+    registry.promote(candidate.version, who="test", why="serve it")
+    online_snapshot.publish(con, spec, DAYS[-1], root / "online", history_hours=48)
+    record = registry.champion()
+    bento = bento_build.build(spec, record, registry.models / f"{record['model_sha256']}.cbm")
+    port = _free_port()
+    env = {
+        **os.environ,
+        "CT_ONLINE_SNAPSHOT": str(root / "online"),
+        "CT_PREDICTION_LOG": str(root / "log"),
+        "CT_SLOT": "blue",
+    }
+    server = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "bentoml"),
+            "serve",
+            str(bento.tag),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=(root / "server.log").open("w"),
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    else:
+        server.kill()
+        pytest.fail("bentoml serve did not get ready: " + (root / "server.log").read_text()[-2000:])
+    yield {
+        "url": url,
+        "spec": spec,
+        "con": con,
+        "record": record,
+        "registry": registry,
+        "root": root,
+        "bento": bento,
+    }
+    server.terminate()
+    try:
+        server.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        server.kill()
+    con.close()
+
+
+def test_bento_is_tagged_with_the_model_version(served) -> None:
+    assert str(served["bento"].tag) == f"flights_delay_service:{served['record']['version'].lower()}"
+
+
+def test_answers_match_in_process_scoring(served) -> None:
+    spec, con, record = served["spec"], served["con"], served["record"]
+    rows = request_rows(con, spec, DAYS[-1], 50)
+    answer = httpx.post(f"{served['url']}/predict", json={"rows": rows}, timeout=30).json()
+    assert answer["model_version"] == record["version"] and answer["slot"] == "blue"
+    features = (
+        con.execute(partition_view_sql(spec.name, "features", [DAYS[-1]])).df().set_index(spec.entity_id)
+    )
+    model = load_model(served["registry"].models, record["model_sha256"])
+    ids = [p["id"] for p in answer["predictions"]]
+    expected = model_training.score(model, features.loc[ids].reset_index(), FeatureLayout(**record["layout"]))
+    assert np.allclose([p["probability"] for p in answer["predictions"]], expected, rtol=0, atol=1e-12)
+    assert all(p["decision"] == (p["probability"] >= record["threshold"]) for p in answer["predictions"])
+    columns = {key: [row[key] for row in rows] for key in rows[0]}
+    by_column = httpx.post(f"{served['url']}/predict_columns", json={"columns": columns}, timeout=30).json()
+    assert [p["probability"] for p in by_column["predictions"]] == [
+        p["probability"] for p in answer["predictions"]
+    ]
+    logged = [
+        json.loads(line)
+        for path in (served["root"] / "log").rglob("*.jsonl")
+        for line in path.read_text().splitlines()
+    ]
+    assert {answer["request_id"], by_column["request_id"]} <= {line["request_id"] for line in logged}
+    assert logged[0]["model_version"] == record["version"] and "origin" in logged[0]["segments"]
+
+
+def test_malformed_payloads_get_4xx_with_a_message(served) -> None:
+    url, spec, con = served["url"], served["spec"], served["con"]
+    good = request_rows(con, spec, DAYS[-1], 1)[0]
+    cases = [
+        (b"not json", "Invalid JSON"),
+        (json.dumps({"rowz": []}).encode(), "Field required"),
+        (json.dumps({"rows": [{**good, "distance": "far"}]}).encode(), "field 'distance' must be integer"),
+        (json.dumps({"rows": [good], "pipeline": "loans"}).encode(), "unknown pipeline 'loans'"),
+        (json.dumps({"rows": [good] * 10_001}).encode(), "larger than the limit of 10000"),
+    ]
+    for body, message in cases:
+        response = httpx.post(
+            f"{url}/predict", content=body, headers={"content-type": "application/json"}, timeout=60
+        )
+        assert 400 <= response.status_code < 500, (body[:80], response.status_code, response.text[:300])
+        assert message in response.text
+
+
+def test_fuzz_of_1000_malformed_payloads_never_gets_a_5xx(served) -> None:
+    url, spec, con = served["url"], served["spec"], served["con"]
+    good = request_rows(con, spec, DAYS[-1], 1)[0]
+    chaos = random.Random(7)
+    junk = [None, "", "x" * 50, -1, 1e308, True, [], {}, [1, 2], "2013-13-45T99:00:00Z", float("nan")]
+    statuses: dict[int, int] = {}
+    with httpx.Client(timeout=30) as client:
+        for index in range(1000):
+            row = dict(good)
+            for _ in range(chaos.randint(1, 4)):
+                field = chaos.choice([*row, "unexpected"])
+                action = chaos.random()
+                if action < 0.2 and field in row:
+                    row.pop(field)
+                else:
+                    row[field] = chaos.choice(junk)
+            shape = index % 5
+            payload = {"rows": [row]} if shape < 3 else {"rows": row} if shape == 3 else {"columns": [row]}
+            body = json.dumps(payload, allow_nan=True)
+            path = "/predict_columns" if "columns" in payload else "/predict"
+            status = client.post(
+                f"{url}{path}", content=body, headers={"content-type": "application/json"}
+            ).status_code
+            statuses[status] = statuses.get(status, 0) + 1
+    assert not [s for s in statuses if s >= 500], statuses
+    assert httpx.get(f"{url}/readyz", timeout=5).status_code == 200

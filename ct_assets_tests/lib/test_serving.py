@@ -1,0 +1,120 @@
+"""Serving logic: request validation with readable errors, and features identical to the
+warehouse's for the same rows (one implementation, no training/serving skew)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ct_assets.lib import data_steps, online_snapshot, serving
+from ct_assets.lib.features import groups
+from ct_assets.lib.landing import context_file, partition_files
+from ct_assets.lib.warehouse import partition_view_sql
+
+DAY = "2013-01-02"
+
+
+@pytest.fixture
+def featurized(warehouse, flights_spec, flights_landing, tmp_path) -> tuple:
+    for table in flights_spec.context_tables:
+        data_steps.load_context(
+            warehouse, flights_spec, table, context_file(flights_landing, flights_spec.name, table)
+        )
+    data_steps.ingest_raw(
+        warehouse, flights_spec, DAY, partition_files(flights_landing, flights_spec.name, DAY)
+    )
+    data_steps.validate_partition(warehouse, flights_spec, DAY)
+    for group in groups(flights_spec):
+        data_steps.materialize_group(warehouse, flights_spec, group, DAY)
+    data_steps.build_features(warehouse, flights_spec, DAY)
+    snapshot = tmp_path / "online"
+    online_snapshot.publish(warehouse, flights_spec, DAY, snapshot, history_hours=48)
+    return warehouse, snapshot
+
+
+def request_rows(con, spec, day: str, limit: int) -> list[dict]:
+    """What a caller sends: the validated rows without post-event columns, as JSON."""
+    frame = con.execute(partition_view_sql(spec.name, "validated", [day]) + f" LIMIT {limit}").df()
+    frame = frame[list(serving.request_columns(spec))]
+    return json.loads(frame.to_json(orient="records", date_format="iso"))
+
+
+def test_service_features_equal_the_feature_table(featurized, flights_spec) -> None:
+    con, snapshot = featurized
+    rows = request_rows(con, flights_spec, DAY, 300)
+    served = serving.compute_features(serving.validate_request(rows, flights_spec), flights_spec, snapshot)
+    stored = con.execute(partition_view_sql(flights_spec.name, "features", [DAY])).df()
+    columns = [flights_spec.entity_id, *flights_spec.feature_columns]
+    expected = stored.set_index(flights_spec.entity_id).loc[served[flights_spec.entity_id]].reset_index()
+    pd.testing.assert_frame_equal(
+        served[columns].reset_index(drop=True), expected[columns], check_dtype=False
+    )
+    manifest = online_snapshot.manifest(snapshot)
+    assert manifest["as_of_partition"] == DAY and manifest["rows"]["planes"] == 3322
+    assert 0 < manifest["rows"]["weather"] <= 3 * 48
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda r: r.pop("carrier"), "row 0: missing fields ['carrier']"),
+        (lambda r: r.update(distance="far"), "row 0: field 'distance' must be integer, got 'far'"),
+        (lambda r: r.update(gate="B2"), "row 0: unknown fields ['gate']"),
+        (lambda r: r.update(origin=None), "row 0: field 'origin' is required"),
+        (lambda r: r.update(carrier="ZZ"), "row 0: carrier 'ZZ' is not an allowed value"),
+        (lambda r: r.update(distance=99999), "row 0: distance 99999 is above the maximum 6000"),
+        (lambda r: r.update(sched_dep_at="yesterday"), "row 0: field 'sched_dep_at' must be timestamp"),
+    ],
+)
+def test_malformed_rows_get_readable_errors(featurized, flights_spec, mutate, message) -> None:
+    con, _ = featurized
+    rows = request_rows(con, flights_spec, DAY, 1)
+    mutate(rows[0])
+    with pytest.raises(serving.RequestError) as error:
+        serving.validate_request(rows, flights_spec)
+    assert message in str(error.value)
+
+
+def test_batch_shape_errors(flights_spec) -> None:
+    with pytest.raises(serving.RequestError, match="non-empty list"):
+        serving.validate_request([], flights_spec)
+    with pytest.raises(serving.RequestError, match="row 0: must be an object, got int"):
+        serving.validate_request([3], flights_spec)
+    with pytest.raises(serving.RequestError, match="larger than the limit of 2"):
+        serving.validate_request([{}, {}, {}], flights_spec, max_rows=2)
+    with pytest.raises(serving.RequestError, match="same length"):
+        serving.rows_from_columns({"a": [1, 2], "b": [1]})
+    assert serving.rows_from_columns({"a": [1, 2], "b": ["x", "y"]}) == [
+        {"a": 1, "b": "x"},
+        {"a": 2, "b": "y"},
+    ]
+
+
+def test_duplicate_ids_in_a_batch_are_refused(featurized, flights_spec) -> None:
+    con, _ = featurized
+    rows = request_rows(con, flights_spec, DAY, 2)
+    rows[1]["flight_id"] = rows[0]["flight_id"]
+    with pytest.raises(serving.RequestError, match="appears more than once"):
+        serving.validate_request(rows, flights_spec)
+
+
+def test_prediction_log_is_append_only_json_lines(tmp_path: Path, flights_spec) -> None:
+    features = pd.DataFrame({"flight_id": ["a", "b"], "distance": [1.0, 2.0]})
+    predictions = [
+        serving.Prediction("r1", "a", 0.2, False, "v0001"),
+        serving.Prediction("r1", "b", 0.9, True, "v0001"),
+    ]
+    for _ in range(2):
+        path = serving.log_predictions(
+            tmp_path, flights_spec, predictions, features, {"origin": ["EWR", "JFK"]}, "blue"
+        )
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert (
+        len(lines) == 4
+        and lines[1]["segments"] == {"origin": "JFK"}
+        and lines[1]["features"]["distance"] == 2.0
+    )
+    assert {line["request_id"] for line in lines} == {"r1"} and lines[0]["slot"] == "blue"
