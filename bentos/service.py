@@ -6,7 +6,8 @@ online snapshot (the same code the training path runs), and answers probability,
 model version. Malformed requests get a 400 with a readable message, never a 500. Every
 prediction is appended to the prediction log; the service never opens the warehouse.
 
-Configuration (environment): CT_ONLINE_SNAPSHOT (snapshot folder), CT_PREDICTION_LOG (log folder), CT_SLOT (blue or green).
+Configuration (environment): CT_ONLINE_SNAPSHOT (snapshot folder), CT_PREDICTION_LOG (log
+folder), CT_SLOT (blue or green).
 """
 
 from __future__ import annotations

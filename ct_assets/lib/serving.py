@@ -39,8 +39,8 @@ def _python_ok(value: Any, kind: str) -> bool:
         return isinstance(value, str)
     if kind == "integer":
         return (
-            isinstance(value, int)
-            and not isinstance(value, bool)
+            (isinstance(value, int)
+            and not isinstance(value, bool))
             or (isinstance(value, float) and value.is_integer())
         )
     if kind == "float":

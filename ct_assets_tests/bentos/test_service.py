@@ -18,7 +18,7 @@ import httpx
 import numpy as np
 import pytest
 
-from ct_assets.lib import bento_build, data_steps, model_steps, model_training, online_snapshot, serving
+from ct_assets.lib import bento_build, data_steps, model_steps, model_training, online_snapshot
 from ct_assets.lib.dates import day_keys
 from ct_assets.lib.features import groups
 from ct_assets.lib.landing import context_file, partition_files
