@@ -48,10 +48,16 @@ class TabularModelService:
         self.snapshot = Path(os.environ.get("CT_ONLINE_SNAPSHOT", ""))
         self.log_folder = Path(os.environ.get("CT_PREDICTION_LOG", "prediction_log"))
         self.slot = os.environ.get("CT_SLOT", "default")
+        self.injected_delay = float(os.environ.get("CT_INJECT_LATENCY_MS", "0")) / 1000
 
     def _score(self, rows: Any, pipeline: str | None) -> dict[str, Any]:
+        import time
+
         from ct_assets.lib import model_training, serving
 
+        started = time.perf_counter()
+        if self.injected_delay:  # chaos testing only: CT_INJECT_LATENCY_MS
+            time.sleep(self.injected_delay)
         if pipeline is not None and pipeline != self.spec.name:
             raise InvalidArgument(f"unknown pipeline {pipeline!r}: this service serves {self.spec.name!r}")
         try:
@@ -66,7 +72,10 @@ class TabularModelService:
             for entity, p in zip(features[self.spec.entity_id], probabilities, strict=True)
         ]
         segments = {s: typed[s].tolist() for s in self.spec.segments if s in typed}
-        serving.log_predictions(self.log_folder, self.spec, predictions, features, segments, self.slot)
+        latency_ms = (time.perf_counter() - started) * 1000
+        serving.log_predictions(
+            self.log_folder, self.spec, predictions, features, segments, self.slot, latency_ms
+        )
         return {
             "request_id": request_id,
             "model_version": self.version,

@@ -38,10 +38,8 @@ def _python_ok(value: Any, kind: str) -> bool:
     if kind == "string":
         return isinstance(value, str)
     if kind == "integer":
-        return (
-            (isinstance(value, int)
-            and not isinstance(value, bool))
-            or (isinstance(value, float) and value.is_integer())
+        return (isinstance(value, int) and not isinstance(value, bool)) or (
+            isinstance(value, float) and value.is_integer()
         )
     if kind == "float":
         return isinstance(value, int | float) and not isinstance(value, bool)
@@ -173,6 +171,7 @@ def log_predictions(
     features: pd.DataFrame,
     segments: dict[str, list[Any]],
     slot: str,
+    latency_ms: float | None = None,
 ) -> Path:
     """Append one JSON line per prediction to today's log file of this process (never the warehouse)."""
     now = datetime.now(UTC)
@@ -192,6 +191,7 @@ def log_predictions(
                         "entity_id": prediction.entity_id,
                         "score": prediction.probability,
                         "decision": prediction.decision,
+                        "latency_ms": latency_ms,
                         "segments": {name: values[index] for name, values in segments.items()},
                         "features": records[index],
                     },

@@ -1,0 +1,126 @@
+"""The reverse proxy in front of the two serving slots: HAProxy from Debian's package.
+
+HAProxy was chosen over nginx because its runtime API changes server weights through an admin
+socket with no reload, so a canary share, a blue-green switch and a rollback are each one command
+and never drop a connection. Failed connections are retried on the other slot (`redispatch`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+SLOTS = ("blue", "green")
+BACKEND = "serving"
+
+
+@dataclass(frozen=True)
+class ProxyLayout:
+    """Ports and files of one pipeline's proxy."""
+
+    folder: Path
+    port: int
+    slot_ports: dict[str, int]
+
+    @property
+    def config(self) -> Path:
+        return self.folder / "haproxy.cfg"
+
+    @property
+    def socket(self) -> Path:
+        return self.folder / "admin.sock"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.folder / "haproxy.pid"
+
+
+def render_config(layout: ProxyLayout, weights: dict[str, int]) -> str:
+    servers = "\n".join(
+        f"    server {slot} 127.0.0.1:{port} weight {weights.get(slot, 0)} check inter 500ms fall 2 rise 2"
+        for slot, port in layout.slot_ports.items()
+    )
+    return f"""global
+    stats socket {layout.socket} mode 600 level admin
+    maxconn 2048
+
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 30s
+    timeout server 30s
+    retries 3
+    option redispatch
+    option http-server-close
+
+frontend stable
+    bind 127.0.0.1:{layout.port}
+    default_backend {BACKEND}
+
+backend {BACKEND}
+    balance roundrobin
+    option httpchk GET /readyz
+    http-check expect status 200
+{servers}
+"""
+
+
+def haproxy_binary() -> str:
+    found = shutil.which("haproxy") or ("/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").exists() else None)
+    if found is None:
+        raise RuntimeError("haproxy is not installed: apt-get install -y haproxy (scripts do this as root)")
+    return found
+
+
+def start(layout: ProxyLayout, weights: dict[str, int]) -> subprocess.Popen:
+    """Write the config and start HAProxy in the foreground (as a child process)."""
+    layout.folder.mkdir(parents=True, exist_ok=True)
+    layout.config.write_text(render_config(layout, weights))
+    layout.socket.unlink(missing_ok=True)
+    process = subprocess.Popen(
+        [haproxy_binary(), "-W", "-db", "-f", str(layout.config)],
+        stdout=subprocess.DEVNULL,
+        stderr=(layout.folder / "haproxy.log").open("a"),
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 15
+    while not layout.socket.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(
+                f"haproxy did not start: {(layout.folder / 'haproxy.log').read_text()[-1000:]}"
+            )
+        time.sleep(0.05)
+    return process
+
+
+def command(layout: ProxyLayout, line: str) -> str:
+    """One runtime-API command over the admin socket."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+        connection.settimeout(5)
+        connection.connect(str(layout.socket))
+        connection.sendall(line.encode() + b"\n")
+        chunks = []
+        while chunk := connection.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks).decode()
+
+
+def set_weights(layout: ProxyLayout, weights: dict[str, int]) -> None:
+    """Change the traffic split now, without a reload (the weight of 0 takes a slot out)."""
+    for slot, weight in weights.items():
+        reply = command(layout, f"set server {BACKEND}/{slot} weight {int(weight)}")
+        if reply.strip():
+            raise RuntimeError(f"haproxy refused weight {weight} for {slot}: {reply.strip()}")
+
+
+def server_stats(layout: ProxyLayout) -> dict[str, dict[str, str]]:
+    """HAProxy's counters per slot (requests, 5xx, response times, weight, status)."""
+    text = command(layout, "show stat").lstrip("# ")
+    rows = csv.DictReader(io.StringIO(text))
+    return {row["svname"]: row for row in rows if row.get("pxname") == BACKEND and row["svname"] in SLOTS}

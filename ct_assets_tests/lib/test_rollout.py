@@ -1,0 +1,189 @@
+"""Blue-green rollout with a canary behind a real HAProxy and real `bentoml serve` slots on loopback:
+zero failed requests through a switch and a rollback, a 10% canary share, and automatic rollback of
+a slow candidate and of one that cannot reproduce the evaluation's scores."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ct_assets.lib import bento_build, model_steps, model_training
+from ct_assets.lib.model_store import load_model
+from ct_assets.lib.model_training import FeatureLayout
+from ct_assets.lib.proxy import ProxyLayout
+from ct_assets.lib.rollout import Deployment, HealthPolicy
+from ct_assets.lib.warehouse import partition_view_sql
+from ct_assets_tests.bentos.test_service import DAYS, served  # noqa: F401 - the shared fixture
+from ct_assets_tests.lib.test_serving import request_rows
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        shutil.which("haproxy") is None and not Path("/usr/sbin/haproxy").exists(),
+        reason="haproxy is not installed (scripts install it)",
+    ),
+]
+POLICY = HealthPolicy(
+    canary_share=0.1,
+    window_seconds=10,
+    min_requests=5,
+    max_error_rate=0.0,
+    max_p99_ms=350,
+    max_score_shift=0.5,
+)
+
+
+def _ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+class Traffic:
+    """A client sending one-row requests (cycling through real rows) to the stable port until
+    stopped, bounded in count."""
+
+    def __init__(self, url: str, rows: list[dict], limit: int = 20_000) -> None:
+        self.url, self.rows, self.limit = url, rows, limit
+        self.answers: list[tuple[int, str | None]] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=10) as client:
+            while not self.stop.is_set() and len(self.answers) < self.limit:
+                try:
+                    row = self.rows[len(self.answers) % len(self.rows)]
+                    response = client.post(f"{self.url}/predict", json={"rows": [row]})
+                    version = response.json().get("model_version") if response.status_code == 200 else None
+                    self.answers.append((response.status_code, version))
+                except httpx.HTTPError as err:
+                    self.answers.append((0, type(err).__name__))
+
+    def __enter__(self) -> Traffic:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=30)
+
+    @property
+    def failures(self) -> list:
+        return [a for a in self.answers if a[0] != 200]
+
+
+@pytest.fixture(scope="module")
+def deployment(served):  # noqa: F811 - pytest fixture injection
+    spec, con, registry = served["spec"], served["con"], served["registry"]
+    root = served["root"]
+    second = model_steps.train_candidate(
+        spec, registry, model_steps.freeze_training_set(con, spec, registry, None)
+    )
+    registry.update(second.version, verdict={"passed": True, "reasons": [], "notes": ["test"]})
+    first_record = registry.get("v0001")
+    second_record = registry.get(second.version)
+    bentos = {
+        r["version"]: str(bento_build.build(spec, r, registry.models / f"{r['model_sha256']}.cbm").tag)
+        for r in (first_record, second_record)
+    }
+    stable, blue, green = _ports(3)
+    layout = ProxyLayout(root / "proxy", stable, {"blue": blue, "green": green})
+    env = {"CT_ONLINE_SNAPSHOT": str(root / "online"), "CT_PREDICTION_LOG": str(root / "log")}
+    deploy = Deployment(root / "deploy", layout, env, str(Path(sys.executable).parent / "bentoml"))
+    rows = request_rows(con, spec, DAYS[-1], 100)
+    features = (
+        con.execute(partition_view_sql(spec.name, "features", [DAYS[-1]])).df().set_index(spec.entity_id)
+    )
+    model = load_model(registry.models, first_record["model_sha256"])
+    expected = list(
+        model_training.score(
+            model,
+            features.loc[[r["flight_id"] for r in rows]].reset_index(),
+            FeatureLayout(**first_record["layout"]),
+        )
+    )
+    first = deploy.rollout(bentos["v0001"], (rows, expected), expected, POLICY, who="test")
+    assert first.status == "switched", first.reasons
+    yield {
+        "deploy": deploy,
+        "bentos": bentos,
+        "rows": rows,
+        "expected": expected,
+        "url": f"http://127.0.0.1:{stable}",
+        "second": second.version,
+    }
+    deploy.shutdown()
+
+
+def test_switch_and_operator_rollback_lose_no_request(deployment) -> None:
+    deploy, bentos, rows, expected = (deployment[k] for k in ("deploy", "bentos", "rows", "expected"))
+    with Traffic(deployment["url"], rows) as traffic:
+        result = deploy.rollout(bentos[deployment["second"]], (rows, expected), expected, POLICY, who="test")
+        switched_at = len(traffic.answers)
+        assert result.status == "switched", (result.reasons, result.health)
+        rolled = deploy.rollback_to_previous(who="ann", why="customers report odd scores")
+        assert rolled.status == "rolled_back"
+        while len(traffic.answers) < switched_at + 50:
+            time.sleep(0.05)
+    assert traffic.failures == [], traffic.failures[:5]
+    versions = [v for _, v in traffic.answers]
+    assert {"v0001", deployment["second"]} <= set(versions)
+    assert versions[-1] == "v0001"
+    actions = [e["action"] for e in deploy.audit_log()]
+    assert actions[-4:] == ["rollout_started", "canary", "switch", "rollback"]
+    assert deploy.audit_log()[-1]["who"] == "ann"
+
+
+def test_canary_share_is_ten_percent(deployment) -> None:
+    deploy = deployment["deploy"]
+    state = deploy.state()
+    active = state["active"]
+    idle = "green" if active == "blue" else "blue"
+    deploy.start_slot(idle, deployment["bentos"][deployment["second"]])
+    try:
+        deploy.route({active: 0.9, idle: 0.1})
+        with httpx.Client(timeout=10) as client:
+            # the cheap /version answer carries the slot too; routing does not depend on the path
+            slots = [client.post(f"{deployment['url']}/version", json={}).json()["slot"] for _ in range(2000)]
+        share = slots.count(idle) / len(slots)
+        assert 0.07 <= share <= 0.13, share
+    finally:
+        deploy.route({active: 1.0})
+        deploy.stop_slot(idle)
+
+
+@pytest.mark.parametrize(
+    ("extra_env", "reason"),
+    [
+        ({"CT_INJECT_LATENCY_MS": "400"}, "p99 latency"),
+        ({"CT_ONLINE_SNAPSHOT": "/nonexistent/snapshot"}, "inference compatibility"),
+    ],
+)
+def test_a_bad_candidate_is_rolled_back_automatically(deployment, extra_env, reason) -> None:
+    deploy = deployment["deploy"]
+    active_before = deploy.state()["active"]
+    with Traffic(deployment["url"], deployment["rows"]) as traffic:
+        result = deploy.rollout(
+            deployment["bentos"][deployment["second"]],
+            (deployment["rows"], deployment["expected"]),
+            deployment["expected"],
+            POLICY,
+            who="test",
+            extra_env=extra_env,
+        )
+    assert result.status == "rolled_back" and reason in "; ".join(result.reasons), result.reasons
+    assert deploy.state()["active"] == active_before
+    assert traffic.failures == [], traffic.failures[:5]  # the stable port never answered an error
+    assert deploy.audit_log()[-1]["action"] == "rollback" and deploy.audit_log()[-1]["automatic"]
