@@ -9,6 +9,7 @@ back automatically with the reason. Every step is written to the audit log.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -170,20 +171,16 @@ class Deployment:
             except ProcessLookupError:
                 return
             time.sleep(0.2)
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(info["pid"], signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
     def shutdown(self) -> None:
         for slot in proxy.SLOTS:
             self.stop_slot(slot)
         pid = self.state().get("proxy_pid")
         if pid:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
 
     # traffic ---------------------------------------------------------------------------------
     def route(self, shares: dict[str, float]) -> None:
