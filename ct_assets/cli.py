@@ -180,6 +180,30 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_deploy(args: argparse.Namespace) -> int:
+    import json
+
+    from ct_assets.lib import deploy_steps
+
+    deploy = deploy_steps.deployment(_spec(args.pipeline))
+    try:
+        if args.action == "status":
+            print(json.dumps({"state": deploy.state(), "audit": deploy.audit_log()[-10:]}, indent=2))
+        elif args.action == "rollback":
+            result = deploy.rollback_to_previous(who=_who(args), why=args.why or "operator rollback")
+            print(f"rolled back: {result.bento} serves all traffic from slot {result.slot}")
+        elif args.action == "approve":
+            result = deploy.approve(who=_who(args), why=args.why or "approved after a healthy canary")
+            print(f"switched: {result.bento} serves all traffic from slot {result.slot}")
+        else:
+            deploy.shutdown()
+            print("stopped the proxy and both slots")
+    except RuntimeError as err:
+        print(f"ct: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _registry(pipeline: str) -> Registry:
 
     return Registry(settings.registry_root(), _spec(pipeline).name)
@@ -314,6 +338,13 @@ def parser() -> argparse.ArgumentParser:
     rollback.add_argument("--why", required=True)
     rollback.add_argument("--who", help="operator name for the audit log (default: the OS user)")
     rollback.set_defaults(run=_cmd_rollback)
+
+    deploy = commands.add_parser("deploy", help="serving: status, operator rollback, approve a canary, stop")
+    deploy.add_argument("action", choices=["status", "rollback", "approve", "stop"])
+    deploy.add_argument("--pipeline", default="flights_delay")
+    deploy.add_argument("--why", help="reason for the audit log")
+    deploy.add_argument("--who", help="operator name for the audit log (default: the OS user)")
+    deploy.set_defaults(run=_cmd_deploy)
 
     ui = commands.add_parser("ui", help="start the Dagster UI and daemon on the home folder")
     ui.add_argument("--port", type=int, default=3000)

@@ -209,6 +209,22 @@ class MonitoringSpec(_Strict):
         return self
 
 
+class ServingSpec(_Strict):
+    """Serving and rollout: ports on loopback, the canary and its health checks."""
+
+    proxy_port: int = Field(3700, ge=1024, le=65535)
+    blue_port: int = Field(3701, ge=1024, le=65535)
+    green_port: int = Field(3702, ge=1024, le=65535)
+    auto_rollout: bool = True  # false: a person approves the switch after a healthy canary
+    canary_share: Fraction = 0.1
+    health_window_seconds: float = Field(30.0, gt=0)
+    min_canary_requests: int = Field(20, ge=1)
+    max_error_rate: Fraction = 0.01
+    max_p99_ms: float = Field(250.0, gt=0)
+    max_score_shift: Fraction = 0.3
+    compatibility_rows: int = Field(200, ge=1)
+
+
 class FreshnessWindow(_Strict):
     warn_after_hours: float = Field(gt=0)
     fail_after_hours: float = Field(gt=0)
@@ -240,6 +256,7 @@ class PipelineSpec(_Strict):
     gate: GateSpec = GateSpec()
     quality: QualitySpec = QualitySpec()
     monitoring: MonitoringSpec = MonitoringSpec()
+    serving: ServingSpec = ServingSpec()
     freshness: dict[Layer, FreshnessWindow] = {}
     spec_dir: Path = Field(default=Path("."), exclude=True)
 

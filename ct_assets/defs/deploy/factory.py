@@ -5,15 +5,15 @@ from pathlib import Path
 import dagster as dg
 
 from ct_assets.defs.data.factory import INGEST_TAGS, partitions_def
-from ct_assets.defs.resources import WAREHOUSE_POOL, ModelRegistry, SnapshotFolder, Warehouse
-from ct_assets.lib import bento_build, online_snapshot
+from ct_assets.defs.resources import WAREHOUSE_POOL, AlertSink, ModelRegistry, SnapshotFolder, Warehouse
+from ct_assets.lib import alerts as alerts_module
+from ct_assets.lib import bento_build, deploy_steps, online_snapshot
 from ct_assets.lib.spec import PipelineSpec
-
-CONTEXT_HISTORY_HOURS = 48.0
 
 
 def build_deploy_defs(spec: PipelineSpec) -> dg.Definitions:
     key_prefix = spec.name
+    history = deploy_steps.context_history_hours(spec)
     context_keys = [dg.AssetKey([key_prefix, f"context_{t}"]) for t in spec.context_tables]
 
     @dg.asset(
@@ -25,7 +25,7 @@ def build_deploy_defs(spec: PipelineSpec) -> dg.Definitions:
         pool=WAREHOUSE_POOL,
         tags=INGEST_TAGS,
         kinds={"parquet"},
-        description=f"The last {CONTEXT_HISTORY_HOURS:g} hours of each time-series context table "
+        description=f"The last {history:g} hours of each time-series context table "
         "(and all reference tables) as of the partition's end, published for serving.",
     )
     def online_snapshot_asset(
@@ -33,9 +33,7 @@ def build_deploy_defs(spec: PipelineSpec) -> dg.Definitions:
     ) -> dg.MaterializeResult:
         latest = max(context.partition_keys)
         with warehouse.connect() as con:
-            rows = online_snapshot.publish(
-                con, spec, latest, snapshots.folder(spec.name), CONTEXT_HISTORY_HOURS
-            )
+            rows = online_snapshot.publish(con, spec, latest, snapshots.folder(spec.name), history)
         return dg.MaterializeResult(
             metadata={
                 "as_of": latest,
@@ -68,4 +66,62 @@ def build_deploy_defs(spec: PipelineSpec) -> dg.Definitions:
             }
         )
 
-    return dg.Definitions(assets=[online_snapshot_asset, bento])
+    deployment_key = dg.AssetKey([key_prefix, "deployment"])
+
+    @dg.asset(
+        key=deployment_key,
+        group_name=spec.name,
+        deps=[dg.AssetKey([key_prefix, "bento"])],
+        kinds={"haproxy", "bentoml"},
+        pool=WAREHOUSE_POOL,
+        check_specs=[
+            dg.AssetCheckSpec(
+                "rollout_healthy",
+                asset=deployment_key,
+                description="the new bento passed compatibility and canary checks",
+            )
+        ],
+        description="Rolls the champion's bento out: idle slot, inference compatibility on the holdout, "
+        "canary share of real traffic with health checks, then blue-green switch or "
+        "automatic rollback (HAProxy on the spec's stable port).",
+    )
+    def deployment(
+        context: dg.AssetExecutionContext, warehouse: Warehouse, registry: ModelRegistry, alerts: AlertSink
+    ):
+        store = registry.for_pipeline(spec.name)
+        record = store.champion()
+        if record is None:
+            raise dg.Failure(description=f"{spec.name} has no champion to deploy")
+        tag = bento_build.bento_tag(spec, record)
+        with warehouse.connect() as con:
+            result = deploy_steps.roll_out(con, spec, store, tag, who=f"dagster run {context.run_id}")
+        if result.status == "rolled_back":
+            alerts.send(
+                alerts_module.Alert(
+                    "critical",
+                    spec.name,
+                    None,
+                    f"rollout of {tag} rolled back: {'; '.join(result.reasons)}",
+                    "the previous bento keeps serving; inspect the canary's logs",
+                    spec.monitoring.owners.get("critical", spec.owner),
+                )
+            )
+        yield dg.MaterializeResult(
+            asset_key=deployment_key,
+            metadata={
+                "status": result.status,
+                "slot": result.slot,
+                "bento": result.bento,
+                "reasons": dg.MetadataValue.json(result.reasons),
+                "health": dg.MetadataValue.json(result.health),
+                "stable_url": dg.MetadataValue.url(f"http://127.0.0.1:{spec.serving.proxy_port}"),
+            },
+        )
+        yield dg.AssetCheckResult(
+            check_name="rollout_healthy",
+            asset_key=deployment_key,
+            passed=result.status != "rolled_back",
+            description="; ".join(result.reasons) or result.status,
+        )
+
+    return dg.Definitions(assets=[online_snapshot_asset, bento, deployment])

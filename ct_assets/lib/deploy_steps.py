@@ -1,0 +1,90 @@
+"""Rolling out a pipeline's champion: the deployment, its compatibility set and health policy,
+configured from the spec and the home folder."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ct_assets.lib import model_training, settings
+from ct_assets.lib.model_store import load_model
+from ct_assets.lib.model_training import FeatureLayout
+from ct_assets.lib.proxy import ProxyLayout
+from ct_assets.lib.registry import Registry
+from ct_assets.lib.rollout import Deployment, HealthPolicy, RolloutResult
+from ct_assets.lib.serving import request_columns
+from ct_assets.lib.spec import PipelineSpec
+from ct_assets.lib.warehouse import partition_view_sql
+
+if TYPE_CHECKING:
+    import duckdb
+
+
+def context_history_hours(spec: PipelineSpec) -> float:
+    """Enough context history for as-of lookups over the holdout (checked before any traffic)."""
+    hours = {"daily": 24, "weekly": 24 * 7, "monthly": 24 * 31}[spec.partitions.grain]
+    return float(hours * (spec.training.holdout_partitions + 1))
+
+
+def deployment(spec: PipelineSpec) -> Deployment:
+    folder = settings.ct_home() / "deploy" / spec.name
+    layout = ProxyLayout(
+        folder / "proxy",
+        spec.serving.proxy_port,
+        {"blue": spec.serving.blue_port, "green": spec.serving.green_port},
+    )
+    env = {
+        "CT_ONLINE_SNAPSHOT": str(settings.online_root() / spec.name),
+        "CT_PREDICTION_LOG": str(settings.prediction_log_root()),
+        "BENTOML_HOME": str(settings.use_bentoml_home()),
+    }
+    bentoml = shutil.which("bentoml") or str(Path(__import__("sys").executable).parent / "bentoml")
+    return Deployment(folder, layout, env, bentoml)
+
+
+def health_policy(spec: PipelineSpec) -> HealthPolicy:
+    serving = spec.serving
+    return HealthPolicy(
+        canary_share=serving.canary_share,
+        window_seconds=serving.health_window_seconds,
+        min_requests=serving.min_canary_requests,
+        max_error_rate=serving.max_error_rate,
+        max_p99_ms=serving.max_p99_ms,
+        max_score_shift=serving.max_score_shift,
+    )
+
+
+def compatibility_set(
+    con: duckdb.DuckDBPyConnection, spec: PipelineSpec, record: dict[str, Any], registry: Registry
+) -> tuple[list[dict], list[float]]:
+    """Holdout rows as a caller would send them, and the champion's scores on their features."""
+    import json
+
+    holdout = record["partitions"]["holdout"]
+    rows = con.execute(
+        partition_view_sql(spec.name, "validated", holdout) + f" LIMIT {spec.serving.compatibility_rows}"
+    ).df()
+    payload = json.loads(rows[list(request_columns(spec))].to_json(orient="records", date_format="iso"))
+    features = con.execute(partition_view_sql(spec.name, "features", holdout)).df().set_index(spec.entity_id)
+    model = load_model(registry.models, record["model_sha256"])
+    ids = [row[spec.entity_id] for row in payload]
+    scores = model_training.score(model, features.loc[ids].reset_index(), FeatureLayout(**record["layout"]))
+    return payload, [float(s) for s in scores]
+
+
+def roll_out(
+    con: duckdb.DuckDBPyConnection, spec: PipelineSpec, registry: Registry, bento_tag: str, who: str
+) -> RolloutResult:
+    record = registry.champion()
+    if record is None:
+        raise RuntimeError(f"{spec.name} has no champion to roll out")
+    rows, expected = compatibility_set(con, spec, record, registry)
+    return deployment(spec).rollout(
+        bento_tag,
+        (rows, expected),
+        expected,
+        health_policy(spec),
+        who=who,
+        auto_switch=spec.serving.auto_rollout,
+    )
