@@ -79,6 +79,12 @@ class SnapshotFolder(dg.ConfigurableResource):
         return Path(self.root) / pipeline
 
 
+class PredictionLog(dg.ConfigurableResource):
+    """The folder serving appends prediction logs to: `<root>/<pipeline>/<date>/<slot>-<pid>.jsonl`."""
+
+    root: str
+
+
 class AlertSink(dg.ConfigurableResource, ABC):
     """Where alerts go. Tests and deployments choose the sink; the code only calls `send`."""
 
@@ -116,6 +122,7 @@ def default_resources() -> dict[str, dg.ConfigurableResource]:
         "profiles": ProfileStore(root=str(settings.ct_home() / "profiles")),
         "alerts": default_alert_sink(),
         "snapshots": SnapshotFolder(root=str(settings.online_root())),
+        "prediction_log": PredictionLog(root=str(settings.prediction_log_root())),
     }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ct_assets.lib import model_training, monitoring, profiles
@@ -114,6 +115,36 @@ class LiveReport:
     prediction_mean: float
 
 
+def ingest_predictions(con: duckdb.DuckDBPyConnection, spec: PipelineSpec, key: str, folder: Path) -> int:
+    """Replace the partition of `<pipeline>.predictions` with the logged predictions for its events."""
+    from ct_assets.lib.prediction_log import read_partition
+
+    frame = read_partition(folder, spec, key)
+    con.register("_logged", frame)
+    with transaction(con):
+        rows = replace_partition(con, spec.name, "predictions", key, "SELECT * FROM _logged")
+    con.unregister("_logged")
+    return rows
+
+
+def _logged_scores(
+    con: duckdb.DuckDBPyConnection, spec: PipelineSpec, key: str, frame: pd.DataFrame
+) -> tuple[pd.DataFrame, str] | None:
+    """The partition's rows that serving scored (latest prediction per entity), with the version."""
+    if not table_exists(con, spec.name, "predictions"):
+        return None
+    logged = con.execute(partition_view_sql(spec.name, "predictions", [key])).df()
+    if logged.empty:
+        return None
+    latest = logged.sort_values("time").groupby("entity_id").tail(1)
+    joined = frame.assign(_entity=frame[spec.entity_id].astype(str)).merge(
+        latest[["entity_id", "score", "model_version"]], left_on="_entity", right_on="entity_id", how="inner"
+    )
+    if joined.empty:
+        return None
+    return joined, str(joined["model_version"].mode().iloc[0])
+
+
 def live_performance_step(
     con: duckdb.DuckDBPyConnection, spec: PipelineSpec, key: str, registry: Registry, store: ProfileFiles
 ) -> LiveReport | None:
@@ -127,9 +158,16 @@ def live_performance_step(
     frame = features_frame(con, spec, key)
     if frame.empty:
         return None
-    model = load_model(registry.models, record["model_sha256"])
-    scores = model_training.score(model, frame, FeatureLayout(**record["layout"]))
-    source = "champion re-scoring (no serving log yet)"
+    served = _logged_scores(con, spec, key, frame)
+    if served is not None:
+        frame, version = served
+        record = registry.get(version)
+        scores = frame["score"].to_numpy()
+        source = f"serving prediction log ({len(frame)} of the partition's rows scored)"
+    else:
+        model = load_model(registry.models, record["model_sha256"])
+        scores = model_training.score(model, frame, FeatureLayout(**record["layout"]))
+        source = "champion re-scoring (no serving log for this partition)"
     evaluation = monitoring.performance(frame, scores, spec, float(record["threshold"]))
     rows = monitoring.evaluation_rows(key, record["version"], source, evaluation)
     store.write(PREDICTIONS, key, profiles.profile(pd.DataFrame({"score": scores})))

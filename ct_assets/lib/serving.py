@@ -172,6 +172,7 @@ def log_predictions(
     segments: dict[str, list[Any]],
     slot: str,
     latency_ms: float | None = None,
+    event_times: list[Any] | None = None,
 ) -> Path:
     """Append one JSON line per prediction to today's log file of this process (never the warehouse)."""
     now = datetime.now(UTC)
@@ -192,6 +193,7 @@ def log_predictions(
                         "score": prediction.probability,
                         "decision": prediction.decision,
                         "latency_ms": latency_ms,
+                        "event_time": str(event_times[index]) if event_times is not None else None,
                         "segments": {name: values[index] for name, values in segments.items()},
                         "features": records[index],
                     },

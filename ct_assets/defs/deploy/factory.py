@@ -5,9 +5,16 @@ from pathlib import Path
 import dagster as dg
 
 from ct_assets.defs.data.factory import INGEST_TAGS, partitions_def
-from ct_assets.defs.resources import WAREHOUSE_POOL, AlertSink, ModelRegistry, SnapshotFolder, Warehouse
+from ct_assets.defs.resources import (
+    WAREHOUSE_POOL,
+    AlertSink,
+    ModelRegistry,
+    PredictionLog,
+    SnapshotFolder,
+    Warehouse,
+)
 from ct_assets.lib import alerts as alerts_module
-from ct_assets.lib import bento_build, deploy_steps, online_snapshot
+from ct_assets.lib import bento_build, deploy_steps, monitor_steps, online_snapshot
 from ct_assets.lib.spec import PipelineSpec
 
 
@@ -124,4 +131,29 @@ def build_deploy_defs(spec: PipelineSpec) -> dg.Definitions:
             description="; ".join(result.reasons) or result.status,
         )
 
-    return dg.Definitions(assets=[online_snapshot_asset, bento, deployment])
+    @dg.asset(
+        key=[key_prefix, "predictions"],
+        group_name=spec.name,
+        partitions_def=partitions_def(spec),
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        pool=WAREHOUSE_POOL,
+        tags=INGEST_TAGS,
+        kinds={"duckdb"},
+        description="Predictions the serving layer logged for the partition's events (request id, "
+        "model version, slot, score), ingested from the append-only prediction log.",
+    )
+    def predictions(
+        context: dg.AssetExecutionContext, warehouse: Warehouse, prediction_log: PredictionLog
+    ) -> dg.MaterializeResult:
+        counts = {}
+        with warehouse.connect() as con:
+            for key in context.partition_keys:
+                counts[key] = monitor_steps.ingest_predictions(con, spec, key, Path(prediction_log.root))
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": sum(counts.values()),
+                "per_partition": dg.MetadataValue.json(counts),
+            }
+        )
+
+    return dg.Definitions(assets=[online_snapshot_asset, bento, deployment, predictions])

@@ -24,7 +24,17 @@ from ct_assets.lib.spec import PipelineSpec
 from ct_assets.lib.warehouse import open_connection
 
 RETRAIN_ASSETS = ["training_set", "candidate", "evaluation", "champion"]
-INGEST_ASSETS = ["raw", "validated", "quarantine", "features", "profile", "live_performance", "drift"]
+INGEST_ASSETS = [
+    "raw",
+    "validated",
+    "quarantine",
+    "features",
+    "profile",
+    "predictions",
+    "live_performance",
+    "drift",
+    "online_snapshot",
+]
 
 
 def _key(spec: PipelineSpec, name: str) -> dg.AssetKey:
@@ -71,7 +81,7 @@ def build_monitor_defs(spec: PipelineSpec) -> dg.Definitions:
     @dg.asset(
         key=live_key,
         group_name=spec.name,
-        deps=[_key(spec, "features"), champion_key],
+        deps=[_key(spec, "features"), champion_key, _key(spec, "predictions")],
         partitions_def=partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
         tags=INGEST_TAGS,

@@ -16,13 +16,16 @@ import pandas as pd
 import pytest
 
 from ct_assets.defs.data.factory import build_data_defs
+from ct_assets.defs.deploy.factory import build_deploy_defs
 from ct_assets.defs.model.factory import build_model_defs
 from ct_assets.defs.monitor.factory import build_monitor_defs
 from ct_assets.defs.resources import (
     JsonlAlertSink,
     LandingZone,
     ModelRegistry,
+    PredictionLog,
     ProfileStore,
+    SnapshotFolder,
     Warehouse,
     WebhookAlertSink,
 )
@@ -79,11 +82,14 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> dict:
         "registry": ModelRegistry(root=str(root / "registry")),
         "profiles": ProfileStore(root=str(root / "p")),
         "alerts": JsonlAlertSink(path=str(root / "alerts.jsonl")),
+        "snapshots": SnapshotFolder(root=str(root / "online")),
+        "prediction_log": PredictionLog(root=str(root / "log")),
     }
     defs = dg.Definitions.merge(
         build_data_defs(spec),
         build_model_defs(spec),
         build_monitor_defs(spec),
+        build_deploy_defs(spec),
         dg.Definitions(resources=resources),
     )
     instance = dg.DagsterInstance.ephemeral()

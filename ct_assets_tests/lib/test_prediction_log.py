@@ -1,0 +1,63 @@
+"""Live performance from what serving actually answered: the prediction log is ingested per
+partition (by event time) and joined with the labels when they land."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ct_assets.lib import monitor_steps, serving
+from ct_assets.lib.profiles import ProfileFiles
+from ct_assets.lib.registry import Registry
+from ct_assets.lib.warehouse import partition_view_sql
+from ct_assets_tests.lib.test_serving import DAY, featurized  # noqa: F401 - the shared fixture
+
+
+def test_logged_predictions_drive_live_performance(featurized, flights_spec, tmp_path: Path) -> None:  # noqa: F811
+    con, _ = featurized
+    features = con.execute(partition_view_sql(flights_spec.name, "features", [DAY])).df()
+    served = features.head(400)
+    labels = served["late"].astype(int).to_numpy()
+    scores = np.clip(
+        0.3 * labels + np.random.default_rng(0).uniform(0, 0.7, len(served)), 0, 1
+    )  # informative
+    predictions = [
+        serving.Prediction("r", fid, float(s), bool(s > 0.5), "v0001")
+        for fid, s in zip(served["flight_id"], scores, strict=True)
+    ]
+    log = tmp_path / "log"
+    serving.log_predictions(
+        log,
+        flights_spec,
+        predictions,
+        served[["flight_id"]],
+        {},
+        "blue",
+        event_times=[t.isoformat() for t in served["sched_dep_at"]],
+    )
+    other_day = [serving.Prediction("r", "elsewhere", 0.5, False, "v0001")]
+    serving.log_predictions(
+        log,
+        flights_spec,
+        other_day,
+        served[["flight_id"]].head(1),
+        {},
+        "blue",
+        event_times=["2013-03-01T12:00:00+00:00"],
+    )
+    assert monitor_steps.ingest_predictions(con, flights_spec, DAY, log) == 400
+
+    registry = Registry(tmp_path / "registry", flights_spec.name)
+    version = registry.register({"model_sha256": "unused", "threshold": 0.5, "layout": {}})
+    registry.update(version, verdict={"passed": True, "reasons": []})
+    registry.promote(version, who="test", why="test")
+    report = monitor_steps.live_performance_step(
+        con, flights_spec, DAY, registry, ProfileFiles(tmp_path / "profiles", flights_spec.name)
+    )
+    assert report.source == "serving prediction log (400 of the partition's rows scored)"
+    assert report.evaluation.overall.rows == 400 and report.evaluation.overall.auc > 0.7
+    stored = con.execute(
+        f"SELECT source, rows FROM {flights_spec.name}.live_performance WHERE segment = 'overall'"
+    ).fetchall()
+    assert stored == [(report.source, 400)]
