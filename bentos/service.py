@@ -49,6 +49,9 @@ class TabularModelService:
         self.log_folder = Path(os.environ.get("CT_PREDICTION_LOG", "prediction_log"))
         self.slot = os.environ.get("CT_SLOT", "default")
         self.injected_delay = float(os.environ.get("CT_INJECT_LATENCY_MS", "0")) / 1000
+        from ct_assets.lib.serving import FeatureEngine
+
+        self.engine = FeatureEngine(self.spec, self.snapshot)
 
     def _score(self, rows: Any, pipeline: str | None) -> dict[str, Any]:
         import time
@@ -61,10 +64,11 @@ class TabularModelService:
         if pipeline is not None and pipeline != self.spec.name:
             raise InvalidArgument(f"unknown pipeline {pipeline!r}: this service serves {self.spec.name!r}")
         try:
-            typed = serving.validate_request(rows, self.spec)
+            self.engine.reload_if_new()
+            typed = serving.validate_request(rows, self.spec, engine=self.engine)
         except serving.RequestError as err:
             raise InvalidArgument(str(err)) from None
-        features = serving.compute_features(typed, self.spec, self.snapshot)
+        features = self.engine.features(typed)
         probabilities = model_training.score(self.model, features, self.layout)
         request_id = serving.new_request_id()
         predictions = [

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ct_assets.lib.features import check_group_columns, check_group_rows, groups
+from ct_assets.lib.features import check_group_columns, groups
 from ct_assets.lib.ingest import DUCKDB_TYPES
 from ct_assets.lib.spec import PipelineSpec
 from ct_assets.lib.warehouse import quote
@@ -70,7 +70,9 @@ def rows_from_columns(columns: Any) -> list[dict[str, Any]]:
     return [dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True)]
 
 
-def validate_request(rows: Any, spec: PipelineSpec, max_rows: int = MAX_BATCH_ROWS) -> pd.DataFrame:
+def validate_request(
+    rows: Any, spec: PipelineSpec, max_rows: int = MAX_BATCH_ROWS, engine: FeatureEngine | None = None
+) -> pd.DataFrame:
     """Check shape, fields, types and the spec's rules; return the rows typed as the warehouse has them."""
     import pandas as pd
 
@@ -100,24 +102,16 @@ def validate_request(rows: Any, spec: PipelineSpec, max_rows: int = MAX_BATCH_RO
     if problems:
         raise RequestError("; ".join(problems[:20]))
     frame = pd.DataFrame([{name: row.get(name) for name in expected} for row in rows])
-    return _rule_check(frame, spec)
+    return _rule_check(frame, spec, engine)
 
 
-def _rule_check(frame: pd.DataFrame, spec: PipelineSpec) -> pd.DataFrame:
+def _rule_check(frame: pd.DataFrame, spec: PipelineSpec, engine: FeatureEngine | None = None) -> pd.DataFrame:
     """The spec's rules (ranges, allowed values, unique ids) through the training path's pandera model."""
-    import duckdb
     import pandas as pd
 
     from ct_assets.lib.validation import find_bad_rows
 
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    con.register("request", frame)
-    casts = ", ".join(
-        f"TRY_CAST({quote(n)} AS {DUCKDB_TYPES[t]}) AS {quote(n)}" for n, t in request_columns(spec).items()
-    )
-    typed = con.execute(f"SELECT {casts} FROM request").df()
-    con.close()
+    typed = (engine or FeatureEngine(spec, None)).cast(frame)
     for column in spec.post_event_columns:
         typed[column] = pd.Series([None] * len(typed), dtype="float64")
     typed["_cast_errors"] = None
@@ -129,30 +123,92 @@ def _rule_check(frame: pd.DataFrame, spec: PipelineSpec) -> pd.DataFrame:
     return typed
 
 
+class FeatureEngine:
+    """Features for request rows, for the life of a service process.
+
+    One in-memory DuckDB holds the online snapshot (loaded once, reloaded when a new snapshot is
+    published); the pipeline's feature SQL is checked against the spec once, then every request runs
+    all groups as one query on its own cursor.
+    """
+
+    def __init__(self, spec: PipelineSpec, snapshot: Path | None) -> None:
+        import threading
+
+        import duckdb
+
+        self.spec = spec
+        self.snapshot = Path(snapshot) if snapshot else None
+        self.con = duckdb.connect()
+        self.con.execute("SET TimeZone = 'UTC'")
+        self._lock = threading.Lock()
+        self._loaded: float | None = None
+        self._casts = ", ".join(
+            f"TRY_CAST({quote(n)} AS {DUCKDB_TYPES[t]}) AS {quote(n)}"
+            for n, t in request_columns(spec).items()
+        )
+        self.query = ""
+        if self.snapshot is not None:
+            self.reload_if_new()
+            self.query = self._checked_query()
+
+    def reload_if_new(self) -> None:
+        """Load the snapshot's tables if it was published since the last load."""
+        if self.snapshot is None:
+            return
+        manifest = self.snapshot / "manifest.json"
+        stamp = manifest.stat().st_mtime if manifest.exists() else None
+        if stamp is None or stamp == self._loaded:
+            return
+        with self._lock:
+            for table in self.spec.context_tables:
+                path = self.snapshot / f"{table}.parquet"
+                self.con.execute(
+                    f"CREATE OR REPLACE TABLE {quote(table)} AS SELECT * FROM read_parquet('{path}')"
+                )
+            self._loaded = stamp
+
+    def _checked_query(self) -> str:
+        spec = self.spec
+        columns = ", ".join(f"NULL::{DUCKDB_TYPES[c.type]} AS {quote(n)}" for n, c in spec.columns.items())
+        self.con.execute(f"CREATE TEMP TABLE validated AS SELECT {columns} LIMIT 0")
+        entity = quote(spec.entity_id)
+        select, joins = [f"v.{entity}"], []
+        for index, group in enumerate(g for g in groups(spec) if g.name != "label"):
+            check_group_columns(self.con, spec, group)
+            select += [f"g{index}.{quote(c)}" for c in group.columns]
+            joins.append(f"LEFT JOIN ({spec.sql_text(group.sql_path)}) AS g{index} USING ({entity})")
+        self.con.execute("DROP TABLE validated")
+        return (
+            f"WITH validated AS (SELECT * FROM _request) SELECT {', '.join(select)} "
+            f"FROM validated AS v {' '.join(joins)}"
+        )
+
+    def cast(self, frame: pd.DataFrame) -> pd.DataFrame:
+        cursor = self.con.cursor()
+        try:
+            cursor.register("_raw_request", frame)
+            return cursor.execute(f"SELECT {self._casts} FROM _raw_request").df()
+        finally:
+            cursor.close()
+
+    def features(self, typed: pd.DataFrame) -> pd.DataFrame:
+        cursor = self.con.cursor()
+        try:
+            cursor.register("_request", typed)
+            result = cursor.execute(self.query).df()
+        finally:
+            cursor.close()
+        ids = result[self.spec.entity_id]
+        if len(result) != len(typed) or ids.duplicated().any():
+            raise RuntimeError(
+                f"feature SQL of {self.spec.name} returned {len(result)} rows for {len(typed)}"
+            )
+        return result
+
+
 def compute_features(typed: pd.DataFrame, spec: PipelineSpec, snapshot: Path) -> pd.DataFrame:
     """Run the pipeline's feature SQL on the request rows with the online snapshot as context."""
-    import duckdb
-
-    con = duckdb.connect()
-    try:
-        con.execute("SET TimeZone = 'UTC'")
-        con.register("_request", typed)
-        con.execute("CREATE TEMP VIEW validated AS SELECT * FROM _request")
-        for table in spec.context_tables:
-            path = Path(snapshot) / f"{table}.parquet"
-            con.execute(f"CREATE TEMP VIEW {quote(table)} AS SELECT * FROM read_parquet('{path}')")
-        entity = quote(spec.entity_id)
-        result = con.execute(f"SELECT {entity} FROM validated").df()
-        for group in groups(spec):
-            if group.name == "label":
-                continue
-            check_group_columns(con, spec, group)
-            out = con.execute(spec.sql_text(group.sql_path)).df()
-            check_group_rows(con, spec, group, "(SELECT * FROM validated)")
-            result = result.merge(out, on=spec.entity_id, how="left")
-        return result
-    finally:
-        con.close()
+    return FeatureEngine(spec, snapshot).features(typed)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import threading
 import time
 from pathlib import Path
 
+import duckdb
 import httpx
 import pytest
 
@@ -168,11 +169,19 @@ def test_canary_share_is_ten_percent(deployment) -> None:
     ("extra_env", "reason"),
     [
         ({"CT_INJECT_LATENCY_MS": "400"}, "p99 latency"),
-        ({"CT_ONLINE_SNAPSHOT": "/nonexistent/snapshot"}, "inference compatibility"),
+        ({"CT_ONLINE_SNAPSHOT": "/nonexistent/snapshot"}, "the new slot did not start"),
+        ("stale snapshot", "inference compatibility"),
     ],
 )
-def test_a_bad_candidate_is_rolled_back_automatically(deployment, extra_env, reason) -> None:
+def test_a_bad_candidate_is_rolled_back_automatically(deployment, extra_env, reason, tmp_path) -> None:
     deploy = deployment["deploy"]
+    if extra_env == "stale snapshot":  # it starts and answers, but with weather from nowhere
+        stale = tmp_path / "stale"
+        shutil.copytree(deploy.slot_env["CT_ONLINE_SNAPSHOT"], stale)
+        weather = stale / "weather.parquet"
+        duckdb.execute(f"COPY (SELECT * FROM read_parquet('{weather}') LIMIT 0) TO '{stale}/w.parquet'")
+        (stale / "w.parquet").replace(weather)
+        extra_env = {"CT_ONLINE_SNAPSHOT": str(stale)}
     active_before = deploy.state()["active"]
     with Traffic(deployment["url"], deployment["rows"]) as traffic:
         result = deploy.rollout(
