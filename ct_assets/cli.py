@@ -14,6 +14,7 @@ from ct_assets.lib import settings
 from ct_assets.lib.dates import day_keys
 from ct_assets.lib.instance_home import prepare_dagster_home
 from ct_assets.lib.registry import Registry
+from ct_assets.lib.rollout import Deployment, RolloutResult
 from ct_assets.lib.spec import PipelineSpec, SpecError, load_all_specs
 
 
@@ -192,6 +193,8 @@ def _cmd_deploy(args: argparse.Namespace) -> int:
         elif args.action == "rollback":
             result = deploy.rollback_to_previous(who=_who(args), why=args.why or "operator rollback")
             print(f"rolled back: {result.bento} serves all traffic from slot {result.slot}")
+        elif args.action == "ops":
+            return _serve_operator_api(args, deploy)
         elif args.action == "approve":
             result = deploy.approve(who=_who(args), why=args.why or "approved after a healthy canary")
             print(f"switched: {result.bento} serves all traffic from slot {result.slot}")
@@ -201,6 +204,24 @@ def _cmd_deploy(args: argparse.Namespace) -> int:
     except RuntimeError as err:
         print(f"ct: {err}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _serve_operator_api(args: argparse.Namespace, deploy: Deployment) -> int:
+    """The token-protected operator API on loopback (CT_OPERATOR_TOKEN from the environment)."""
+    import uvicorn
+
+    from ct_assets.lib import deploy_steps
+    from ct_assets.lib.operator_api import create_app
+    from ct_assets.lib.warehouse import connection
+
+    spec = _spec(args.pipeline)
+
+    def rollout(bento: str, who: str) -> RolloutResult:
+        with connection(settings.warehouse_path(), read_only=True) as con:
+            return deploy_steps.roll_out(con, spec, _registry(spec.name), bento, who)
+
+    uvicorn.run(create_app(deploy, rollout), host="127.0.0.1", port=args.port, log_level="warning")
     return 0
 
 
@@ -340,7 +361,8 @@ def parser() -> argparse.ArgumentParser:
     rollback.set_defaults(run=_cmd_rollback)
 
     deploy = commands.add_parser("deploy", help="serving: status, operator rollback, approve a canary, stop")
-    deploy.add_argument("action", choices=["status", "rollback", "approve", "stop"])
+    deploy.add_argument("action", choices=["status", "rollback", "approve", "stop", "ops"])
+    deploy.add_argument("--port", type=int, default=3799, help="port of the operator API (ops)")
     deploy.add_argument("--pipeline", default="flights_delay")
     deploy.add_argument("--why", help="reason for the audit log")
     deploy.add_argument("--who", help="operator name for the audit log (default: the OS user)")

@@ -13,7 +13,17 @@ from ct_assets.lib.spec import PipelineSpec
 if TYPE_CHECKING:
     import pandas as pd
 
-COLUMNS = ["request_id", "time", "model_version", "slot", "entity_id", "score", "decision", "event_time"]
+COLUMNS = [
+    "request_id",
+    "time",
+    "model_version",
+    "slot",
+    "entity_id",
+    "score",
+    "decision",
+    "event_time",
+    "latency_ms",
+]
 
 
 def read_partition(folder: Path, spec: PipelineSpec, partition_key: str) -> pd.DataFrame:
@@ -33,4 +43,4 @@ def read_partition(folder: Path, spec: PipelineSpec, partition_key: str) -> pd.D
             if when and start <= datetime.fromisoformat(when) < end:
                 records.append({column: record.get(column) for column in COLUMNS})
     frame = pd.DataFrame(records, columns=COLUMNS)
-    return frame.astype({"score": "float64", "decision": "boolean"})
+    return frame.astype({"score": "float64", "decision": "boolean", "latency_ms": "float64"})

@@ -156,4 +156,49 @@ def build_deploy_defs(spec: PipelineSpec) -> dg.Definitions:
             }
         )
 
-    return dg.Definitions(assets=[online_snapshot_asset, bento, deployment, predictions])
+    @dg.asset(
+        key=[key_prefix, "service_metrics"],
+        group_name=spec.name,
+        partitions_def=partitions_def(spec),
+        deps=[dg.AssetKey([key_prefix, "predictions"])],
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        pool=WAREHOUSE_POOL,
+        kinds={"bentoml"},
+        description="Latency, throughput, errors and memory of each serving slot for the partition's "
+        "requests (live numbers: the slots' Prometheus endpoint /metrics).",
+    )
+    def service_metrics(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
+        from ct_assets.lib import proxy, report_plots
+        from ct_assets.lib import service_metrics as metrics
+        from ct_assets.lib.warehouse import partition_view_sql, table_exists
+
+        with warehouse.connect() as con:
+            logged = (
+                con.execute(partition_view_sql(spec.name, "predictions", context.partition_keys)).df()
+                if table_exists(con, spec.name, "predictions")
+                else None
+            )
+        rows = metrics.summarize(logged) if logged is not None and not logged.empty else []
+        deploy = deploy_steps.deployment(spec)
+        state = deploy.state()
+        try:
+            counters = proxy.server_stats(deploy.layout) if deploy.layout.socket.exists() else {}
+        except OSError:
+            counters = {}
+        for row in rows:
+            slot = row["slot"]
+            info = state.get("slots", {}).get(slot)
+            row["memory_mib"] = metrics.process_rss_mib(info["pid"]) if info else None
+            stats = counters.get(slot, {})
+            row["proxy_5xx_total"] = int(stats.get("hrsp_5xx") or 0) if stats else None
+        metadata: dict = {
+            "slots": dg.MetadataValue.json(rows),
+            "dagster/row_count": sum(r["rows"] for r in rows),
+        }
+        if rows:
+            metadata["latency"] = dg.MetadataValue.md(
+                report_plots.markdown_image(metrics.latency_png(logged), "latency")
+            )
+        return dg.MaterializeResult(metadata=metadata)
+
+    return dg.Definitions(assets=[online_snapshot_asset, bento, deployment, predictions, service_metrics])
