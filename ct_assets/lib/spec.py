@@ -7,7 +7,6 @@ context tables, and its thresholds. The engine knows nothing of any particular d
 
 from __future__ import annotations
 
-import re
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Literal
@@ -355,7 +354,3 @@ def load_all_specs(folder: Path) -> list[PipelineSpec]:
             raise SpecError(f"{spec.spec_dir}: pipeline name {spec.name!r} is used by {seen[spec.name]}")
         seen[spec.name] = spec.spec_dir
     return specs
-
-
-def is_identifier(value: str) -> bool:
-    return re.match(IDENTIFIER, value) is not None
