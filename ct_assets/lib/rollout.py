@@ -61,6 +61,24 @@ def _score_hellinger(a: list[float], b: list[float], bins: int = 10) -> float:
     return float(np.sqrt(max(0.0, 1 - np.sum(np.sqrt(p * q)))))
 
 
+def _terminate_group(pid: int, timeout: float) -> None:
+    """SIGTERM a process group (a slot's server and workers, or HAProxy's master and worker), then
+    SIGKILL what is still there after `timeout` seconds."""
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+
+
 class Deployment:
     """One pipeline's slots, proxy and state (`state.json`) and audit log (`audit.jsonl`)."""
 
@@ -158,29 +176,15 @@ class Deployment:
         state = self.state()
         info = state["slots"].pop(slot, None)
         self._save(state)
-        if not info:
-            return
-        try:
-            os.killpg(info["pid"], signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                os.killpg(info["pid"], 0)
-            except ProcessLookupError:
-                return
-            time.sleep(0.2)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(info["pid"], signal.SIGKILL)
+        if info:
+            _terminate_group(info["pid"], timeout=20)
 
     def shutdown(self) -> None:
         for slot in proxy.SLOTS:
             self.stop_slot(slot)
         pid = self.state().get("proxy_pid")
         if pid:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGTERM)
+            _terminate_group(pid, timeout=5)
 
     # traffic ---------------------------------------------------------------------------------
     def route(self, shares: dict[str, float]) -> None:
