@@ -42,6 +42,11 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
+from ct_assets.lib.ingest import (  # the bare-SQL baseline casts exactly as ingest does
+    DUCKDB_TYPES,
+    NULL_STRINGS,
+)
+
 if TYPE_CHECKING:
     import pyarrow as pa
 
@@ -54,15 +59,6 @@ TARGET_ROWS_PER_SECOND = 1_000_000
 BAD_SHARE = 0.005
 SEED = 20130601
 STAGES = ("raw", "validated", "features")
-NULL_STRINGS = ["", "NA", "NULL", "null", "NaN"]
-DUCKDB_TYPES = {
-    "string": "VARCHAR",
-    "integer": "BIGINT",
-    "float": "DOUBLE",
-    "boolean": "BOOLEAN",
-    "timestamp": "TIMESTAMPTZ",
-    "date": "DATE",
-}
 
 
 @dataclass(frozen=True)
