@@ -9,13 +9,18 @@ if ! command -v uv >/dev/null 2>&1; then
   python3 -m pip install --user --quiet uv 2>/dev/null \
     || python3 -m pip install --user --quiet --break-system-packages uv
 fi
-# HAProxy (the reverse proxy in front of the serving slots) comes from Debian's package.
-if ! command -v haproxy >/dev/null 2>&1 && [ ! -x /usr/sbin/haproxy ]; then
+# From Debian's packages: HAProxy (the reverse proxy in front of the serving slots), PostgreSQL
+# (the scale-out instance test) and Chromium (the browser test of the Dagster UI).
+missing=()
+[ -x /usr/sbin/haproxy ] || command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "installing haproxy from Debian's packages" >&2
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null
+    echo "installing ${missing[*]} from Debian's packages" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    echo "haproxy is missing: run 'sudo apt-get install -y haproxy' (serving tests will be skipped)" >&2
+    echo "missing ${missing[*]}: run 'sudo apt-get install -y ${missing[*]}' (their tests will be skipped)" >&2
   fi
 fi
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
