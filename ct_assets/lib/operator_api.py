@@ -2,6 +2,9 @@
 
 The token is read from the environment (`CT_OPERATOR_TOKEN`) and never logged; without it every
 operator endpoint refuses. The prediction API stays open on loopback; only these endpoints need it.
+Every POST (accepted or refused) is an `operator_request` entry in the audit log: the endpoint, the
+answer, who (the body's `who`, else the token holder's name from `CT_OPERATOR_NAME`) and why; the
+token itself is never written anywhere.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 from ct_assets.lib.rollout import Deployment
 
 TOKEN_VARIABLE = "CT_OPERATOR_TOKEN"
+NAME_VARIABLE = "CT_OPERATOR_NAME"  # who holds the token, for the audit log (default "operator api")
 
 
 def create_app(
@@ -53,7 +57,7 @@ def create_app(
         if refused := authorized(request):
             return refused
         data = await body(request)
-        why, who = str(data.get("why") or ""), str(data.get("who") or "operator api")
+        why, who = str(data.get("why") or ""), str(data.get("who") or holder)
         if not why:
             return JSONResponse({"error": "a rollback needs 'why'"}, status_code=422)
         try:
@@ -68,7 +72,7 @@ def create_app(
         data = await body(request)
         try:
             result = deployment.approve(
-                who=str(data.get("who") or "operator api"), why=str(data.get("why") or "approved")
+                who=str(data.get("who") or holder), why=str(data.get("why") or "approved")
             )
         except RuntimeError as err:
             return JSONResponse({"error": str(err)}, status_code=409)
@@ -81,14 +85,43 @@ def create_app(
         bento = str(data.get("bento") or "")
         if not bento or rollout is None:
             return JSONResponse({"error": "a rollout needs 'bento'"}, status_code=422)
-        result = rollout(bento, str(data.get("who") or "operator api"))
+        result = rollout(bento, str(data.get("who") or holder))
         return JSONResponse({"status": result.status, "slot": result.slot, "reasons": result.reasons})
+
+    holder = os.environ.get(NAME_VARIABLE) or "operator api"
+
+    def audited(endpoint: str, handler: Callable[[Request], Any]) -> Callable[[Request], Any]:
+        async def run(request: Request) -> JSONResponse:
+            from ct_assets.lib.audit import log_for
+
+            response = await handler(request)
+            data = await body(request)  # Starlette keeps the body read by the handler
+            accepted = response.status_code not in (401, 503)
+            client = request.client.host if request.client else "unknown"
+            log_for(deployment.folder.parent).append(
+                "operator_request",
+                str(data.get("who") or holder) if accepted else f"unauthenticated caller at {client}",
+                str(data.get("why") or "none given"),
+                pipeline=deployment.folder.name,
+                subject=f"{deployment.folder.name}/deployment",
+                component="operator_api",
+                details={
+                    "endpoint": endpoint,
+                    "answer": response.status_code,
+                    "authenticated_as": holder if accepted else None,
+                    "bento": data.get("bento"),
+                    "client": client,
+                },
+            )
+            return response
+
+        return run
 
     return Starlette(
         routes=[
             Route("/status", status, methods=["GET"]),
-            Route("/rollback", rollback, methods=["POST"]),
-            Route("/approve", approve, methods=["POST"]),
-            Route("/rollout", start_rollout, methods=["POST"]),
+            Route("/rollback", audited("rollback", rollback), methods=["POST"]),
+            Route("/approve", audited("approve", approve), methods=["POST"]),
+            Route("/rollout", audited("rollout", start_rollout), methods=["POST"]),
         ]
     )

@@ -1,9 +1,10 @@
 """The model registry: every model version with its lineage, metrics and gate verdict; the
-champion alias with its promotion history; and an append-only audit log.
+champion alias with its promotion history; every move is written to the audit log.
 
 Plain files under one folder per pipeline, written atomically under a lock:
 `models/<sha256>.cbm`, `datasets/<version>.parquet`, `versions/<id>.json`, `champion.json`,
-`history.jsonl`, `audit.jsonl`.
+`history.jsonl`. Every move of the alias is also in the shared, hash-chained audit log
+(`ct_assets.lib.audit`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from ct_assets.lib.audit import AuditLog, flat, log_for
 
 
 class RegistryError(ValueError):
@@ -109,8 +112,13 @@ class Registry:
     def history(self) -> list[dict[str, Any]]:
         return _read_jsonl(self.folder / "history.jsonl")
 
+    def audit(self) -> AuditLog:
+        """The audit log this registry writes to (`$CT_HOME/audit.jsonl`; see `ct_assets.lib.audit`)."""
+        return log_for(self.folder.parent)
+
     def audit_log(self) -> list[dict[str, Any]]:
-        return _read_jsonl(self.folder / "audit.jsonl")
+        """This pipeline's champion moves from the shared audit log (at, action, who, why, details)."""
+        return [flat(e) for e in self.audit().entries(pipeline=self.pipeline, component="registry")]
 
     def _move_alias(self, action: str, version: str, who: str, why: str) -> dict[str, Any]:
         previous = self.champion_version()
@@ -124,7 +132,15 @@ class Registry:
         }
         _write_json(self.folder / "champion.json", {"version": version, "since": entry["at"]})
         _append_jsonl(self.folder / "history.jsonl", entry)
-        _append_jsonl(self.folder / "audit.jsonl", entry)
+        self.audit().append(
+            action,
+            who,
+            why,
+            pipeline=self.pipeline,
+            subject=f"{self.pipeline}/champion",
+            component="registry",
+            details={"version": version, "previous": previous},
+        )
         return entry
 
     def promote(self, version: str, who: str, why: str) -> dict[str, Any]:

@@ -105,14 +105,27 @@ class Deployment:
         temporary.replace(self.state_path)
 
     def audit(self, action: str, who: str, why: str, **details: Any) -> None:
-        with (self.folder / "audit.jsonl").open("a") as handle:
-            handle.write(
-                json.dumps({"at": _now(), "action": action, "who": who, "why": why, **details}) + "\n"
-            )
+        """One step in the shared, hash-chained audit log (`ct_assets.lib.audit`); the pipeline is
+        the deployment folder's name (`<home>/deploy/<pipeline>`)."""
+        from ct_assets.lib.audit import log_for
+
+        pipeline = self.folder.name
+        log_for(self.folder.parent).append(
+            action,
+            who,
+            why,
+            pipeline=pipeline,
+            subject=f"{pipeline}/deployment",
+            component="deployment",
+            details=details,
+        )
 
     def audit_log(self) -> list[dict[str, Any]]:
-        path = self.folder / "audit.jsonl"
-        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+        """This deployment's steps (at, action, who, why and the step's details), oldest first."""
+        from ct_assets.lib.audit import flat, log_for
+
+        entries = log_for(self.folder.parent).entries(pipeline=self.folder.name, component="deployment")
+        return [flat(e) for e in entries]
 
     # processes -------------------------------------------------------------------------------
     def ensure_proxy(self) -> None:
