@@ -36,6 +36,22 @@ def _cmd_land(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    if args.offline:
+        return _demo_offline(args)
+    from ct_assets.live import LiveOptions, run_live
+
+    options = LiveOptions(
+        days=args.days or 30,
+        seconds_per_day=args.seconds_per_day,
+        batch_rows=args.batch_rows,
+        ui_port=args.port,
+        exit_when_done=args.exit_when_done,
+    )
+    return run_live(_spec(args.pipeline), options)
+
+
+def _demo_offline(args: argparse.Namespace) -> int:
+    """Land days and materialize them in this process, then open the UI (no serving, no sensors)."""
     import dagster as dg
     from rich.console import Console
     from rich.progress import Progress
@@ -46,7 +62,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     prepare_dagster_home()
     spec = _spec(args.pipeline)
     start = spec.partitions.start
-    days = [(start + timedelta(days=i)).isoformat() for i in range(args.days)]
+    days = [(start + timedelta(days=i)).isoformat() for i in range(args.days or 21)]
     console = Console()
     console.print(
         f"[bold]ct demo[/]: {spec.name}, {len(days)} days from {days[0]}, home {settings.ct_home()}"
@@ -218,8 +234,12 @@ def _serve_operator_api(args: argparse.Namespace, deploy: Deployment) -> int:
     spec = _spec(args.pipeline)
 
     def rollout(bento: str, who: str) -> RolloutResult:
-        with connection(settings.warehouse_path(), read_only=True) as con:
-            return deploy_steps.roll_out(con, spec, _registry(spec.name), bento, who)
+        registry = _registry(spec.name)
+        record = registry.champion()
+        if record and not deploy_steps.compatibility_path(spec, record["version"]).exists():
+            with connection(settings.warehouse_path(), read_only=True) as con:
+                deploy_steps.publish_compatibility(con, spec, record, registry)
+        return deploy_steps.roll_out(spec, registry, bento, who)
 
     uvicorn.run(create_app(deploy, rollout), host="127.0.0.1", port=args.port, log_level="warning")
     return 0
@@ -314,11 +334,18 @@ def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="ct", description=__doc__)
     commands = root.add_subparsers(dest="command", required=True)
 
-    demo = commands.add_parser("demo", help="land the first weeks of 2013 and run them, then the UI")
+    demo = commands.add_parser(
+        "demo",
+        help="the live loop: Dagster, serving and a day-by-day replay of 2013 (Ctrl-C stops, rerun resumes)",
+    )
     demo.add_argument("--pipeline", default="flights_delay")
-    demo.add_argument("--days", type=int, default=21, help="how many days to run (default 21)")
-    demo.add_argument("--no-ui", action="store_true", help="stop after the runs")
-    demo.add_argument("--port", type=int, default=3000)
+    demo.add_argument("--days", type=int, help="days to play in this session (live: 30; offline: 21)")
+    demo.add_argument("--seconds-per-day", type=float, default=20.0, help="replay speed (default 20)")
+    demo.add_argument("--batch-rows", type=int, default=5, help="rows per prediction request (default 5)")
+    demo.add_argument("--exit-when-done", action="store_true", help="stop once the days are played and idle")
+    demo.add_argument("--offline", action="store_true", help="just materialize days in-process, then the UI")
+    demo.add_argument("--no-ui", action="store_true", help="offline: stop after the runs")
+    demo.add_argument("--port", type=int, default=3000, help="Dagster UI port")
     demo.set_defaults(run=_cmd_demo)
 
     land = commands.add_parser("land", help="write demo landing files for a range of days")

@@ -80,7 +80,7 @@ def test_backfill_of_three_partitions_from_the_command_line(
 
 
 def test_demo_runs_the_graph_and_prints_counts(tmp_path: Path) -> None:
-    result = _run([str(BIN / "ct"), "demo", "--days", "2", "--no-ui"], _env(tmp_path / "home"))
+    result = _run([str(BIN / "ct"), "demo", "--offline", "--days", "2", "--no-ui"], _env(tmp_path / "home"))
     assert "2013-01-01" in result.stdout and "842" in result.stdout and "943" in result.stdout
     assert (tmp_path / "home" / "dagster" / "dagster.yaml").exists()
     with duckdb.connect(str(tmp_path / "home" / "warehouse.duckdb"), read_only=True) as con:

@@ -73,13 +73,39 @@ def compatibility_set(
     return payload, [float(s) for s in scores]
 
 
-def roll_out(
-    con: duckdb.DuckDBPyConnection, spec: PipelineSpec, registry: Registry, bento_tag: str, who: str
-) -> RolloutResult:
+def compatibility_path(spec: PipelineSpec, version: str) -> Path:
+    return settings.ct_home() / "deploy" / spec.name / "compatibility" / f"{version}.json"
+
+
+def publish_compatibility(
+    con: duckdb.DuckDBPyConnection, spec: PipelineSpec, record: dict[str, Any], registry: Registry
+) -> Path:
+    """Write the champion's compatibility set beside the deployment, so a rollout needs no warehouse
+    (and never holds the warehouse's writer slot through its health window)."""
+    import json
+
+    from ct_assets.lib.landing import write_atomically
+
+    rows, expected = compatibility_set(con, spec, record, registry)
+    path = compatibility_path(spec, record["version"])
+    write_atomically(path, json.dumps({"rows": rows, "scores": expected}).encode())
+    return path
+
+
+def roll_out(spec: PipelineSpec, registry: Registry, bento_tag: str, who: str) -> RolloutResult:
+    """Roll the champion's bento out with the compatibility set its `bento` step published."""
+    import json
+
     record = registry.champion()
     if record is None:
         raise RuntimeError(f"{spec.name} has no champion to roll out")
-    rows, expected = compatibility_set(con, spec, record, registry)
+    path = compatibility_path(spec, record["version"])
+    if not path.exists():
+        raise RuntimeError(
+            f"no compatibility set for {record['version']} at {path}: materialize the bento asset first"
+        )
+    published = json.loads(path.read_text())
+    rows, expected = published["rows"], published["scores"]
     return deployment(spec).rollout(
         bento_tag,
         (rows, expected),

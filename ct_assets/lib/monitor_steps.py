@@ -278,3 +278,12 @@ def partitions_since(con: duckdb.DuckDBPyConnection, spec: PipelineSpec, partiti
             f"WHERE {PARTITION_COLUMN} > {key_literal(partition)}"
         ).fetchall()[0][0]
     )
+
+
+def feature_partition_rows(con: duckdb.DuckDBPyConnection, spec: PipelineSpec) -> list[tuple[str, int]]:
+    """(partition, rows) of the feature table, oldest first."""
+    if not table_exists(con, spec.name, "features"):
+        return []
+    table = table_name(spec.name, "features")
+    counts = con.execute(f"SELECT {PARTITION_COLUMN}, count(*) FROM {table} GROUP BY 1 ORDER BY 1").fetchall()
+    return [(str(key), int(rows)) for key, rows in counts]

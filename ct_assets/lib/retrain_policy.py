@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from statistics import mean
 
-from ct_assets.lib.spec import MonitoringSpec
+from ct_assets.lib.spec import MonitoringSpec, TrainingSpec
 
 
 @dataclass(frozen=True)
@@ -95,3 +95,24 @@ def drift_decision(
 def cooled_down(last_request: str | None, partition: str, partitions_between: int, cooldown: int) -> bool:
     """True when no request was made, or at least `cooldown` partitions have passed since."""
     return last_request is None or partitions_between >= cooldown
+
+
+def first_model_decision(partition_rows: list[tuple[str, int]], training: TrainingSpec) -> Decision:
+    """With no champion yet, train the first one as soon as the data allows: enough partitions for
+    the validation and holdout splits plus at least one to train on, and `min_rows` training rows."""
+    held_out = training.validation_partitions + training.holdout_partitions
+    window = partition_rows[-training.window_partitions :]
+    train_rows = sum(rows for _, rows in window[:-held_out]) if len(window) > held_out else 0
+    if len(window) <= held_out or train_rows < training.min_rows:
+        return Decision(
+            False,
+            None,
+            f"no champion yet; waiting for data: {len(window)} partitions and {train_rows} training rows "
+            f"(needs more than {held_out} partitions and {training.min_rows} rows)",
+        )
+    return Decision(
+        True,
+        "first_model",
+        f"no champion yet and {train_rows} training rows in {len(window) - held_out} partitions: "
+        "train the first model",
+    )

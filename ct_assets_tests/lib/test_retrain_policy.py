@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from ct_assets.lib.retrain_policy import PartitionSignal, drift_decision, performance_decision, weighted_share
-from ct_assets.lib.spec import MonitoringSpec
+from ct_assets.lib.retrain_policy import (
+    PartitionSignal,
+    drift_decision,
+    first_model_decision,
+    performance_decision,
+    weighted_share,
+)
+from ct_assets.lib.spec import MonitoringSpec, TrainingSpec
 
 RULES = MonitoringSpec(
     drift_share=0.3,
@@ -56,3 +62,16 @@ def test_performance_floor_and_drop() -> None:
     assert drop.retrain and "< champion holdout 0.700 - 0.030" in drop.reason
     assert not performance_decision([_s(1, 0, 0.69), _s(2, 0, 0.70), _s(3, 0, 0.68)], 0.70, RULES).retrain
     assert not performance_decision([_s(1, 0, 0.5)], 0.70, RULES).retrain  # not enough partitions yet
+
+
+def test_first_model_waits_for_enough_partitions_and_rows() -> None:
+    training = TrainingSpec(
+        window_partitions=10, validation_partitions=2, holdout_partitions=2, min_rows=1000
+    )
+    days = [(f"2013-01-{d:02d}", 400) for d in range(1, 10)]
+    assert not first_model_decision(days[:4], training).retrain  # nothing left to train on
+    waiting = first_model_decision(days[:6], training)  # 2 training partitions: 800 rows
+    assert not waiting.retrain and "800 training rows" in waiting.reason
+    ready = first_model_decision(days[:7], training)
+    assert ready.retrain and ready.trigger == "first_model" and "1200 training rows" in ready.reason
+    assert first_model_decision([], training).retrain is False

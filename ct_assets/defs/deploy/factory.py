@@ -54,15 +54,20 @@ def build_deploy_defs(spec: PipelineSpec) -> dg.Definitions:
         group_name=spec.name,
         deps=[dg.AssetKey([key_prefix, "champion"])],
         kinds={"bentoml"},
+        pool=WAREHOUSE_POOL,
+        automation_condition=dg.AutomationCondition.eager(),
         description="An immutable BentoML bundle of the service and the current champion, tagged "
-        "with the model version.",
+        "with the model version; built on every promotion, with the holdout rows and scores the "
+        "rollout's inference-compatibility check needs.",
     )
-    def bento(registry: ModelRegistry) -> dg.MaterializeResult:
+    def bento(warehouse: Warehouse, registry: ModelRegistry) -> dg.MaterializeResult:
         store = registry.for_pipeline(spec.name)
         record = store.champion()
         if record is None:
             raise dg.Failure(description=f"{spec.name} has no champion to bundle")
         built = bento_build.build(spec, record, store.models / f"{record['model_sha256']}.cbm")
+        with warehouse.connect() as con:
+            deploy_steps.publish_compatibility(con, spec, record, store)
         size = sum(p.stat().st_size for p in Path(built.path).rglob("*") if p.is_file())
         return dg.MaterializeResult(
             metadata={
@@ -80,7 +85,7 @@ def build_deploy_defs(spec: PipelineSpec) -> dg.Definitions:
         group_name=spec.name,
         deps=[dg.AssetKey([key_prefix, "bento"])],
         kinds={"haproxy", "bentoml"},
-        pool=WAREHOUSE_POOL,
+        automation_condition=dg.AutomationCondition.eager(),
         check_specs=[
             dg.AssetCheckSpec(
                 "rollout_healthy",
@@ -92,16 +97,13 @@ def build_deploy_defs(spec: PipelineSpec) -> dg.Definitions:
         "canary share of real traffic with health checks, then blue-green switch or "
         "automatic rollback (HAProxy on the spec's stable port).",
     )
-    def deployment(
-        context: dg.AssetExecutionContext, warehouse: Warehouse, registry: ModelRegistry, alerts: AlertSink
-    ):
+    def deployment(context: dg.AssetExecutionContext, registry: ModelRegistry, alerts: AlertSink):
         store = registry.for_pipeline(spec.name)
         record = store.champion()
         if record is None:
             raise dg.Failure(description=f"{spec.name} has no champion to deploy")
         tag = bento_build.bento_tag(spec, record)
-        with warehouse.connect() as con:
-            result = deploy_steps.roll_out(con, spec, store, tag, who=f"dagster run {context.run_id}")
+        result = deploy_steps.roll_out(spec, store, tag, who=f"dagster run {context.run_id}")
         if result.status == "rolled_back":
             alerts.send(
                 alerts_module.Alert(
@@ -201,4 +203,20 @@ def build_deploy_defs(spec: PipelineSpec) -> dg.Definitions:
             )
         return dg.MaterializeResult(metadata=metadata)
 
-    return dg.Definitions(assets=[online_snapshot_asset, bento, deployment, predictions, service_metrics])
+    deploy_job = dg.define_asset_job(
+        f"{spec.name}_deploy",
+        selection=dg.AssetSelection.assets(bento.key, deployment_key),
+        description="Bundle the current champion and roll it out (what the automation sensor runs after a "
+        "promotion; launch it by hand to redeploy).",
+    )
+    automation = dg.AutomationConditionSensorDefinition(
+        f"{spec.name}_automation",
+        target=dg.AssetSelection.assets(bento.key, deployment_key),
+        minimum_interval_seconds=15,
+        description="A promotion builds the bento, and a new bento is rolled out (eager conditions).",
+    )
+    return dg.Definitions(
+        assets=[online_snapshot_asset, bento, deployment, predictions, service_metrics],
+        jobs=[deploy_job],
+        sensors=[automation],
+    )

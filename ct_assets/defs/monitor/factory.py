@@ -19,7 +19,7 @@ from ct_assets.defs.resources import (
 from ct_assets.lib import alerts, dashboards, monitor_steps, report_plots
 from ct_assets.lib.features import groups
 from ct_assets.lib.landing import sha256_of
-from ct_assets.lib.retrain_policy import Decision, drift_decision, performance_decision
+from ct_assets.lib.retrain_policy import Decision, drift_decision, first_model_decision, performance_decision
 from ct_assets.lib.spec import PipelineSpec
 from ct_assets.lib.warehouse import open_connection
 
@@ -292,13 +292,19 @@ def evaluate_retrain(
 
     store = registry.for_pipeline(spec.name)
     record = store.champion()
-    if record is None:
-        return dg.SkipReason("no champion yet: the first model comes from the schedule or a manual run")
+    if record is None and cause != "performance":
+        return dg.SkipReason("no champion yet: the performance sensor requests the first model")
     rules = spec.monitoring
     try:
         con = open_connection(warehouse.path, read_only=True, retries=1)
     except duckdb.IOException:
         return dg.SkipReason("the warehouse is being written; trying again next tick")
+    if record is None:
+        try:
+            rows = monitor_steps.feature_partition_rows(con, spec)
+        finally:
+            con.close()
+        return _first_model_request(context, spec, rows)
     try:
         signals = monitor_steps.recent_signals(
             con, spec, max(rules.confirm_window, rules.performance_window), record["version"]
@@ -346,35 +352,74 @@ def evaluate_retrain(
     return dg.SensorResult(run_requests=[request])
 
 
+def _first_model_request(
+    context: dg.SensorEvaluationContext, spec: PipelineSpec, rows: list[tuple[str, int]]
+) -> dg.SensorResult | dg.SkipReason:
+    """No champion yet: request the first training as soon as the data allows, once per partition
+    (a refused first candidate is retried when the next partition arrives)."""
+    decision = first_model_decision(rows, spec.training)
+    if not decision.retrain:
+        return dg.SkipReason(decision.reason)
+    latest = rows[-1][0]
+    request = dg.RunRequest(
+        run_key=f"first_model:{latest}",
+        run_config={"ops": {f"{spec.name}__training_set": {"config": {"as_of": latest}}}},
+        tags={"ct/trigger": "first_model", "ct/reason": decision.reason[:900], "ct/partition": latest},
+    )
+    return dg.SensorResult(run_requests=[request])
+
+
+IN_FLIGHT = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+LOST_RUN_RETRIES = 2
+
+
 def _landing_sensor(spec: PipelineSpec, job: Any) -> dg.SensorDefinition:
     partitions_def = job.partitions_def
+    raw_key = _key(spec, "raw")
 
     @dg.sensor(
         name=f"{spec.name}_landing_sensor",
         job=job,
-        minimum_interval_seconds=30,
+        minimum_interval_seconds=15,
         default_status=dg.DefaultSensorStatus.STOPPED,
-        description="Ingests each partition whose landing files arrive or change.",
+        description="Ingests each partition whose landing files arrive or change, and asks again (up to "
+        f"{LOST_RUN_RETRIES} times) for a landed partition whose ingest run was lost or failed.",
     )
     def _sensor(context: dg.SensorEvaluationContext, landing: LandingZone) -> dg.SensorResult | dg.SkipReason:
-        seen: dict[str, str] = json.loads(context.cursor or "{}")
+        cursor = json.loads(context.cursor or "{}")
+        seen: dict[str, str] = cursor.get("seen", {})
+        retries: dict[str, int] = cursor.get("retries", {})
         valid = set(partitions_def.get_partition_keys(dynamic_partitions_store=context.instance))
+        ingested = context.instance.get_materialized_partitions(raw_key)
+        in_flight = {
+            run.tags.get("dagster/partition")
+            for run in context.instance.get_runs(
+                filters=dg.RunsFilter(job_name=job.name, statuses=IN_FLIGHT), limit=500
+            )
+        }
         requests = []
         for key in landing.landed_keys(spec.name):
-            if key not in valid:
+            if key not in valid or key in in_flight:
                 continue
             files = landing.partition_files(spec.name, key)
             fingerprint = ",".join(sha256_of(path)[:16] for path in files)
+            run_key = f"{key}:{fingerprint}"
             if seen.get(key) == fingerprint:
-                continue
+                if key in ingested or retries.get(key, 0) >= LOST_RUN_RETRIES:
+                    continue
+                retries[key] = retries.get(key, 0) + 1
+                run_key += f":retry{retries[key]}"
             seen[key] = fingerprint
-            requests.append(
-                dg.RunRequest(
-                    partition_key=key, run_key=f"{key}:{fingerprint}", tags={"ct/trigger": "landing"}
-                )
-            )
+            requests.append(dg.RunRequest(partition_key=key, run_key=run_key, tags={"ct/trigger": "landing"}))
         if not requests:
             return dg.SkipReason("no new or changed landing files")
-        return dg.SensorResult(run_requests=requests, cursor=json.dumps(seen))
+        return dg.SensorResult(
+            run_requests=requests, cursor=json.dumps({"seen": seen, "retries": retries})
+        )
 
     return _sensor

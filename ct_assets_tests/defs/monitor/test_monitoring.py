@@ -18,7 +18,7 @@ import pytest
 from ct_assets.defs.data.factory import build_data_defs
 from ct_assets.defs.deploy.factory import build_deploy_defs
 from ct_assets.defs.model.factory import build_model_defs
-from ct_assets.defs.monitor.factory import build_monitor_defs
+from ct_assets.defs.monitor.factory import LOST_RUN_RETRIES, build_monitor_defs
 from ct_assets.defs.resources import (
     JsonlAlertSink,
     LandingZone,
@@ -197,6 +197,40 @@ def test_landing_sensor_ingests_new_and_changed_files(loop: dict) -> None:
     frame.head(100).to_csv(path, index=False)
     changed = _tick(loop, f"{spec.name}_landing_sensor", cursor=first.cursor)
     assert [r.partition_key for r in changed.run_requests] == [ORDINARY[0]]
+
+
+def test_landing_sensor_asks_again_for_a_lost_ingest_then_gives_up(loop: dict) -> None:
+    """A landed day whose ingest run never materialized it (killed, lost) is requested again, with a
+    new run key, at most LOST_RUN_RETRIES times; ingested days are never requested twice."""
+    spec = loop["spec"]
+    late = "2013-01-20"
+    demo_source.land_day(Path(loop["resources"]["landing"].root), spec.name, late)
+    cursor = None
+    keys = []
+    for _ in range(LOST_RUN_RETRIES + 2):
+        result = _tick(loop, f"{spec.name}_landing_sensor", cursor=cursor)
+        keys.append([r.run_key for r in result.run_requests if r.partition_key == late])
+        assert all(r.partition_key == late for r in result.run_requests if cursor)
+        cursor = result.cursor or cursor
+    assert [len(k) for k in keys] == [1, 1, 1, 0]
+    assert keys[1][0].endswith(":retry1") and keys[2][0].endswith(":retry2")
+
+
+def test_performance_sensor_requests_the_first_model_when_there_is_none(loop: dict, tmp_path: Path) -> None:
+    spec = loop["spec"]
+    empty = {**loop["resources"], "registry": ModelRegistry(root=str(tmp_path / "no_models"))}
+    context = dg.build_sensor_context(
+        instance=loop["instance"], resources=empty, repository_def=loop["defs"].get_repository_def()
+    )
+    result = loop["defs"].resolve_sensor_def(f"{spec.name}_performance_sensor").evaluate_tick(context)
+    assert len(result.run_requests) == 1, result.skip_message
+    request = result.run_requests[0]
+    assert request.tags["ct/trigger"] == "first_model"
+    assert "no champion yet" in request.tags["ct/reason"]
+    latest = request.tags["ct/partition"]
+    assert request.run_config["ops"][f"{spec.name}__training_set"]["config"]["as_of"] == latest
+    drift = loop["defs"].resolve_sensor_def(f"{spec.name}_drift_sensor").evaluate_tick(context)
+    assert not drift.run_requests
 
 
 def test_dashboard_and_registry_importance(loop: dict) -> None:

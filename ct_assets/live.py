@@ -1,0 +1,265 @@
+"""The live loop: README's first Quickstart command.
+
+Starts the Dagster webserver, daemon and code server (`dagster dev`) on the home folder's instance,
+turns the sensors on, brings serving back (proxy and the live slot) if a previous run stopped it, and
+plays the demo pipeline day by day: each day's events go to the stable serving URL as prediction
+requests, then the day's file lands with its labels. Everything else is Dagster's: the landing sensor
+ingests, the ingest job profiles, scores and measures drift, the performance and drift sensors ask for
+retraining, the gate decides, and the automation sensor bundles and rolls out each new champion.
+
+Ctrl-C stops the replay after its current batch, waits for in-flight runs to finish, stops the
+serving processes and Dagster; starting again resumes from the saved progress.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from ct_assets.lib import deploy_steps, settings
+from ct_assets.lib.dagster_process import DagsterDev
+from ct_assets.lib.instance_home import prepare_dagster_home
+from ct_assets.lib.landing import write_atomically
+from ct_assets.lib.registry import Registry
+from ct_assets.lib.replay_driver import ReplayDriver, ReplayProgress
+from ct_assets.lib.rollout import Deployment
+from ct_assets.lib.spec import PipelineSpec
+
+IN_FLIGHT = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+ROLLOUT_ACTIONS = {"rollout_started", "canary", "switch", "rollback", "awaiting_approval", "approved"}
+
+
+@dataclass(frozen=True)
+class LiveOptions:
+    days: int = 30  # days to play in this session (from where the last one stopped)
+    seconds_per_day: float = 20.0
+    batch_rows: int = 5
+    ui_port: int = 3000
+    drain_seconds: float = 240.0
+    exit_when_done: bool = False  # stop once every day is played and the pipeline is idle
+
+
+def live_folder() -> Path:
+    return settings.ct_home() / "live"
+
+
+# --- start-up: leave nothing half-done from a previous session ------------------------------------
+def fail_orphaned_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Runs still marked as running while Dagster is down were killed with it: mark them failed and
+    free their concurrency slots (the landing sensor asks again for partitions they did not ingest)."""
+    orphans = instance.get_runs(
+        filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED])
+    )
+    for run in orphans:
+        instance.report_run_failed(run, message="the live loop stopped while this run was in flight")
+        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+    return [run.run_id for run in orphans]
+
+
+def restore_serving(deploy: Deployment) -> str | None:
+    """Restart the proxy and the live slot that the last session stopped; returns the bento served."""
+    saved = live_folder() / "serving.json"
+    if not saved.exists():
+        return None
+    serving = json.loads(saved.read_text())
+    deploy.ensure_proxy()
+    deploy.start_slot(serving["slot"], serving["bento"])
+    deploy.route({serving["slot"]: 1.0})
+    return serving["bento"]
+
+
+def suspend_serving(deploy: Deployment) -> None:
+    """Remember which bento serves from which slot, then stop both slots and the proxy."""
+    state = deploy.state()
+    active = state.get("active")
+    bento = state.get("slots", {}).get(active, {}).get("bento") if active else None
+    if active and bento:
+        write_atomically(
+            live_folder() / "serving.json", json.dumps({"slot": active, "bento": bento}).encode()
+        )
+    deploy.shutdown()
+
+
+def drain(instance: dg.DagsterInstance, timeout: float, on_wait: Any = None) -> int:
+    """Wait until no run is queued or running (checked twice, 5 s apart); returns the runs left."""
+    deadline = time.monotonic() + timeout
+    quiet_checks = 0
+    while time.monotonic() < deadline:
+        active = len(instance.get_runs(filters=dg.RunsFilter(statuses=IN_FLIGHT)))
+        quiet_checks = quiet_checks + 1 if active == 0 else 0
+        if quiet_checks >= 2:
+            return 0
+        if on_wait:
+            on_wait(active)
+        time.sleep(5)
+    return len(instance.get_runs(filters=dg.RunsFilter(statuses=IN_FLIGHT)))
+
+
+# --- what the terminal shows ---------------------------------------------------------------------------
+def loop_status(
+    instance: dg.DagsterInstance, spec: PipelineSpec, deploy: Deployment, progress: ReplayProgress
+) -> dict[str, Any]:
+    registry = Registry(settings.registry_root(), spec.name)
+    champion = registry.champion()
+    retrains = instance.get_runs(filters=dg.RunsFilter(job_name=f"{spec.name}_retrain"), limit=1)
+    last_retrain = None
+    if retrains:
+        run = retrains[0]
+        last_retrain = {
+            "status": run.status.value,
+            "trigger": run.tags.get("ct/trigger", "manual"),
+            "partition": run.tags.get("ct/partition", ""),
+            "reason": run.tags.get("ct/reason", ""),
+        }
+    rollouts = [e for e in deploy.audit_log() if e.get("action") in ROLLOUT_ACTIONS]
+    in_flight = instance.get_runs(filters=dg.RunsFilter(statuses=IN_FLIGHT))
+    return {
+        "day": progress.next_day,
+        "days_landed": len(progress.days_landed),
+        "served": progress.served,
+        "rejected": progress.rejected,
+        "unavailable": progress.unavailable,
+        "champion": champion["version"] if champion else None,
+        "champion_auc": ((champion or {}).get("evaluation") or {}).get("candidate", {}).get("auc"),
+        "last_retrain": last_retrain,
+        "last_rollout": rollouts[-1] if rollouts else None,
+        "runs_in_flight": sorted(r.job_name for r in in_flight),
+    }
+
+
+def render(status: dict[str, Any], options: LiveOptions, stable_url: str) -> Any:
+    from rich.table import Table
+
+    table = Table(show_header=False, title="ct live loop", title_justify="left", expand=False)
+    table.add_column(style="bold")
+    table.add_column(overflow="fold", max_width=100)
+    table.add_row("day", f"{status['day']} ({status['days_landed']} days landed)")
+    table.add_row(
+        "requests",
+        f"{status['served']} rows served, {status['rejected']} rejected, "
+        f"{status['unavailable']} sent while no model was serving",
+    )
+    auc = f" (holdout AUC {status['champion_auc']:.3f})" if status["champion_auc"] else ""
+    table.add_row("champion", f"{status['champion'] or 'none yet'}{auc}")
+    retrain = status["last_retrain"]
+    table.add_row(
+        "last retrain",
+        f"{retrain['status']} - {retrain['trigger']} on {retrain['partition']}: {retrain['reason']}"
+        if retrain
+        else "none yet",
+    )
+    rollout = status["last_rollout"]
+    table.add_row(
+        "last rollout",
+        f"{rollout['at'][:19]} {rollout['action']} {rollout.get('bento', '')} - {rollout.get('why', '')}"
+        if rollout
+        else "none yet",
+    )
+    table.add_row("runs in flight", ", ".join(status["runs_in_flight"]) or "none")
+    table.add_row("serving", stable_url)
+    table.add_row("Dagster UI", f"http://127.0.0.1:{options.ui_port}  (Ctrl-C stops everything cleanly)")
+    return table
+
+
+# --- the loop ----------------------------------------------------------------------------------------
+def run_live(spec: PipelineSpec, options: LiveOptions) -> int:
+    from rich.console import Console
+    from rich.live import Live
+
+    if spec.source.kind != "demo":
+        raise SystemExit(f"ct: the live demo replays demo sources; {spec.name} reads its own files")
+    console = Console()
+    dagster_home = prepare_dagster_home()
+    folder = live_folder()
+    folder.mkdir(parents=True, exist_ok=True)
+    instance = dg.DagsterInstance.get()
+    orphans = fail_orphaned_runs(instance)
+    if orphans:
+        console.print(f"marked {len(orphans)} run(s) left over from the last session as failed")
+    deploy = deploy_steps.deployment(spec)
+    stable_url = f"http://127.0.0.1:{spec.serving.proxy_port}"
+    driver = ReplayDriver(
+        spec,
+        stable_url,
+        settings.landing_root(),
+        folder / "replay.json",
+        options.seconds_per_day,
+        options.batch_rows,
+    )
+    first = date.fromisoformat(driver.progress.next_day)
+    last_day = min(first + timedelta(days=options.days - 1), spec.partitions.end - timedelta(days=1))
+    console.print(
+        f"[bold]ct live loop[/]: {spec.name} from {first} to {last_day}, "
+        f"{options.seconds_per_day:g} s per day, home {settings.ct_home()}"
+    )
+    dev = DagsterDev(
+        settings.REPO_ROOT / "workspace.yaml", dagster_home, options.ui_port, folder / "dagster.log"
+    )
+    interrupted = threading.Event()
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        if interrupted.is_set():
+            raise KeyboardInterrupt
+        interrupted.set()
+        driver.stop()
+
+    previous_handler = signal.signal(signal.SIGINT, on_sigint)
+    signal.signal(signal.SIGTERM, on_sigint)
+    player: threading.Thread | None = None
+    try:
+        restored = restore_serving(deploy)
+        if restored:
+            console.print(f"serving {restored} again on {stable_url}")
+        console.print("starting Dagster (webserver, daemon, code server)...")
+        dev.start()
+        dev.wait_ready()
+        dev.start_all_sensors()
+        console.print(f"Dagster UI on {dev.url}; sensors on; replaying")
+        player = threading.Thread(target=driver.play, args=(last_day.isoformat(),), daemon=True)
+        player.start()
+        with Live(console=console, refresh_per_second=1) as live:
+            idle_since = None
+            while not interrupted.is_set():
+                status = loop_status(instance, spec, deploy, driver.progress)
+                live.update(render(status, options, stable_url))
+                if options.exit_when_done and not player.is_alive():
+                    idle_since = idle_since or time.monotonic()
+                    if status["runs_in_flight"]:
+                        idle_since = time.monotonic()
+                    elif time.monotonic() - idle_since > 45:  # sensors tick every 15-30 s
+                        break
+                interrupted.wait(2)
+        console.print("stopping: replay paused, waiting for in-flight runs to finish (Ctrl-C again forces)")
+        driver.stop()
+        if player is not None:
+            player.join(timeout=30)
+        left = drain(instance, options.drain_seconds)
+        if left:
+            console.print(f"{left} run(s) still in flight; the next start marks them failed and retries")
+        return 0
+    except KeyboardInterrupt:
+        console.print("forced stop")
+        return 130
+    finally:
+        driver.stop()
+        suspend_serving(deploy)
+        dev.stop()
+        signal.signal(signal.SIGINT, previous_handler)
+        progress = driver.progress
+        console.print(
+            f"stopped cleanly at {progress.next_day}: {len(progress.days_landed)} days landed, "
+            f"{progress.served} rows served. Run the same command again to resume."
+        )
