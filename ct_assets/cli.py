@@ -9,6 +9,7 @@ import subprocess
 import sys
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 from ct_assets.lib import settings
 from ct_assets.lib.dates import day_keys
@@ -302,6 +303,111 @@ def _cmd_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def _open_warehouse_read_only() -> Any:
+    """The warehouse read-only, or None (with a note) when it is missing or a writer holds it."""
+    import duckdb
+
+    from ct_assets.lib.warehouse import open_connection
+
+    path = settings.warehouse_path()
+    if not path.exists():
+        return None
+    try:
+        return open_connection(path, read_only=True, retries=10)
+    except duckdb.Error as err:
+        print(f"ct: warehouse not compared ({err})", file=sys.stderr)
+        return None
+
+
+def _cmd_lineage(args: argparse.Namespace) -> int:
+    """Request id -> prediction -> model -> dataset -> partitions -> raw files, every hash recomputed."""
+    import json
+
+    from ct_assets.lib import lineage
+
+    con = _open_warehouse_read_only()
+    try:
+        tree = lineage.request_lineage(
+            args.request_id, settings.prediction_log_root(), settings.registry_root(), con, args.pipeline
+        )
+    except lineage.LineageError as err:
+        print(f"ct: {err}", file=sys.stderr)
+        return 1
+    finally:
+        if con is not None:
+            con.close()
+    broken = lineage.problems(tree)
+    print(
+        json.dumps({**tree, "problems": broken}, indent=2, default=str) if args.json else lineage.render(tree)
+    )
+    return 1 if broken else 0
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    """`ct audit verify`: the serving chain of each pipeline and the audit log's own hash chain;
+    `ct audit log`: the latest entries."""
+    import json
+
+    from ct_assets.lib import audit, chain_check, deploy_steps
+
+    log = audit.home_log()
+    if args.action == "log":
+        for entry in log.entries(pipeline=args.pipeline)[-args.last :]:
+            print(
+                f"{entry['seq']:>5}  {entry['at'][:19]}  {entry['action']:<18} {entry['subject'] or '-':<28} "
+                f"by {entry['who']}: {entry['why']}"
+            )
+        return 0
+    specs = [_spec(args.pipeline)] if args.pipeline else load_all_specs(settings.pipelines_dir())
+    con = _open_warehouse_read_only()
+    results = []
+    try:
+        for spec in specs:
+            results.append(
+                chain_check.check_chain(
+                    spec.name,
+                    deploy_steps.deployment(spec).state(),
+                    _registry(spec.name),
+                    log,
+                    con,
+                    bento_tag=args.bento,
+                )
+            )
+    finally:
+        if con is not None:
+            con.close()
+    if args.json:
+        print(json.dumps([r.as_dict() for r in results], indent=2))
+    else:
+        print("\n\n".join(r.render() for r in results))
+    return 0 if all(r.ok for r in results) else 1
+
+
+def _cmd_retention(args: argparse.Namespace) -> int:
+    """Delete raw partitions and prediction logs past the spec's retention (or show them: --dry-run)."""
+    import json
+
+    from ct_assets.lib import deploy_steps, retention
+    from ct_assets.lib.warehouse import connection
+
+    spec = _spec(args.pipeline)
+    registry = _registry(spec.name)
+    with connection(settings.warehouse_path(), read_only=args.dry_run) as con:
+        report = retention.run_retention(
+            spec,
+            con,
+            settings.landing_root(),
+            settings.prediction_log_root(),
+            registry,
+            deploy_steps.deployment(spec).state(),
+            registry.audit(),
+            who=_who(args),
+            dry_run=args.dry_run,
+        )
+    print(json.dumps(report.as_dict(), indent=2))
+    return 0
+
+
 def _serve_ui(port: int) -> int:
     """Run `dagster dev` until Ctrl-C; it stops cleanly on SIGINT (not on SIGTERM)."""
     prepare_dagster_home()
@@ -394,6 +500,26 @@ def parser() -> argparse.ArgumentParser:
     deploy.add_argument("--why", help="reason for the audit log")
     deploy.add_argument("--who", help="operator name for the audit log (default: the OS user)")
     deploy.set_defaults(run=_cmd_deploy)
+
+    lineage = commands.add_parser("lineage", help="trace a served prediction back to its raw files")
+    lineage.add_argument("request_id")
+    lineage.add_argument("--pipeline", help="only look in this pipeline's prediction log")
+    lineage.add_argument("--json", action="store_true", help="machine-readable output")
+    lineage.set_defaults(run=_cmd_lineage)
+
+    audit = commands.add_parser("audit", help="verify the serving model's hash chain, or show the audit log")
+    audit.add_argument("action", choices=["verify", "log"])
+    audit.add_argument("--pipeline", help="one pipeline (default: all)")
+    audit.add_argument("--bento", help="verify this bento tag instead of the one serving")
+    audit.add_argument("--last", type=int, default=20, help="entries to show (log)")
+    audit.add_argument("--json", action="store_true")
+    audit.set_defaults(run=_cmd_audit)
+
+    retention = commands.add_parser("retention", help="delete raw data and prediction logs past retention")
+    retention.add_argument("--pipeline", default="flights_delay")
+    retention.add_argument("--dry-run", action="store_true", help="only list what would be deleted")
+    retention.add_argument("--who", help="operator name for the audit log (default: the OS user)")
+    retention.set_defaults(run=_cmd_retention)
 
     ui = commands.add_parser("ui", help="start the Dagster UI and daemon on the home folder")
     ui.add_argument("--port", type=int, default=3000)

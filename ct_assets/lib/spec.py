@@ -224,6 +224,20 @@ class ServingSpec(_Strict):
     compatibility_rows: int = Field(200, ge=1)
 
 
+class RetentionSpec(_Strict):
+    """How long raw data and prediction logs are kept (the daily retention job deletes older ones).
+
+    Partitions a serving, champion or rollback-target model was trained on are kept regardless, so
+    the audit chain of what serves can always be verified down to its raw files.
+    """
+
+    raw_days: int = Field(365, ge=1)  # landing files, raw and quarantine rows of older partitions
+    prediction_log_days: int = Field(90, ge=1)  # serving's prediction-log day folders
+    # "now": age from the wall clock; "latest_partition": from the newest partition's end (replays
+    # of historical data, such as the 2013 flights demo, would otherwise lose everything at once)
+    measure_from: Literal["now", "latest_partition"] = "now"
+
+
 class FreshnessWindow(_Strict):
     warn_after_hours: float = Field(gt=0)
     fail_after_hours: float = Field(gt=0)
@@ -256,6 +270,7 @@ class PipelineSpec(_Strict):
     quality: QualitySpec = QualitySpec()
     monitoring: MonitoringSpec = MonitoringSpec()
     serving: ServingSpec = ServingSpec()
+    retention: RetentionSpec = RetentionSpec()
     freshness: dict[Layer, FreshnessWindow] = {}
     spec_dir: Path = Field(default=Path("."), exclude=True)
 
