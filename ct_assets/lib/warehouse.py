@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ct_assets.lib import faults
+
 if TYPE_CHECKING:
     import duckdb
 
@@ -126,6 +128,7 @@ def replace_partition(
         f"INSERT INTO {target} BY NAME "
         f"SELECT {key_literal(partition_key)} AS {PARTITION_COLUMN}, * FROM _incoming"
     ).fetchall()
+    faults.point(f"write {schema}.{table} {partition_key}")  # chaos tests stop here (lib/faults.py)
     con.execute("DROP VIEW _incoming")
     return int(written[0][0]) if written else 0
 
