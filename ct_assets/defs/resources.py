@@ -132,7 +132,10 @@ def default_alert_sink() -> AlertSink:
 
     path = str(settings.ct_home() / "alerts.jsonl")
     url = os.environ.get("CT_ALERT_WEBHOOK")
-    return WebhookAlertSink(url=url, path=path) if url else JsonlAlertSink(path=path)
+    # EnvVar: the UI and the run storage show the variable's name, never the URL (it carries a secret)
+    if url:
+        return WebhookAlertSink(url=dg.EnvVar("CT_ALERT_WEBHOOK"), path=path)
+    return JsonlAlertSink(path=path)
 
 
 @dg.definitions
