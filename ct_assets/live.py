@@ -39,6 +39,7 @@ IN_FLIGHT = [
     dg.DagsterRunStatus.STARTING,
     dg.DagsterRunStatus.STARTED,
 ]
+RUNNING = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
 ROLLOUT_ACTIONS = {"rollout_started", "canary", "switch", "rollback", "awaiting_approval", "approved"}
 
 
@@ -48,7 +49,7 @@ class LiveOptions:
     seconds_per_day: float = 20.0
     batch_rows: int = 5
     ui_port: int = 3000
-    drain_seconds: float = 240.0
+    drain_seconds: float = 120.0
     exit_when_done: bool = False  # stop once every day is played and the pipeline is idle
 
 
@@ -60,9 +61,7 @@ def live_folder() -> Path:
 def fail_orphaned_runs(instance: dg.DagsterInstance) -> list[str]:
     """Runs still marked as running while Dagster is down were killed with it: mark them failed and
     free their concurrency slots (the landing sensor asks again for partitions they did not ingest)."""
-    orphans = instance.get_runs(
-        filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED])
-    )
+    orphans = instance.get_runs(filters=dg.RunsFilter(statuses=RUNNING))
     for run in orphans:
         instance.report_run_failed(run, message="the live loop stopped while this run was in flight")
         instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
@@ -93,19 +92,18 @@ def suspend_serving(deploy: Deployment) -> None:
     deploy.shutdown()
 
 
-def drain(instance: dg.DagsterInstance, timeout: float, on_wait: Any = None) -> int:
-    """Wait until no run is queued or running (checked twice, 5 s apart); returns the runs left."""
+def drain(instance: dg.DagsterInstance, timeout: float) -> int:
+    """Wait until no run is executing (checked twice, 3 s apart); returns the runs still executing.
+    Queued runs stay queued in the instance and start after the next start-up."""
     deadline = time.monotonic() + timeout
     quiet_checks = 0
     while time.monotonic() < deadline:
-        active = len(instance.get_runs(filters=dg.RunsFilter(statuses=IN_FLIGHT)))
-        quiet_checks = quiet_checks + 1 if active == 0 else 0
+        running = len(instance.get_runs(filters=dg.RunsFilter(statuses=RUNNING)))
+        quiet_checks = quiet_checks + 1 if running == 0 else 0
         if quiet_checks >= 2:
             return 0
-        if on_wait:
-            on_wait(active)
-        time.sleep(5)
-    return len(instance.get_runs(filters=dg.RunsFilter(statuses=IN_FLIGHT)))
+        time.sleep(3)
+    return len(instance.get_runs(filters=dg.RunsFilter(statuses=RUNNING)))
 
 
 # --- what the terminal shows ---------------------------------------------------------------------------
@@ -174,6 +172,18 @@ def render(status: dict[str, Any], options: LiveOptions, stable_url: str) -> Any
     return table
 
 
+def status_line(status: dict[str, Any]) -> str:
+    retrain = status["last_retrain"] or {}
+    rollout = status["last_rollout"] or {}
+    return (
+        f"day {status['day']} landed {status['days_landed']} served {status['served']} "
+        f"champion {status['champion'] or '-'} "
+        f"retrain {retrain.get('status', '-')}:{retrain.get('trigger', '-')} "
+        f"rollout {rollout.get('action', '-')}:{rollout.get('bento', '-')} "
+        f"in flight {len(status['runs_in_flight'])}"
+    )
+
+
 # --- the loop ----------------------------------------------------------------------------------------
 def run_live(spec: PipelineSpec, options: LiveOptions) -> int:
     from rich.console import Console
@@ -230,11 +240,17 @@ def run_live(spec: PipelineSpec, options: LiveOptions) -> int:
         console.print(f"Dagster UI on {dev.url}; sensors on; replaying")
         player = threading.Thread(target=driver.play, args=(last_day.isoformat(),), daemon=True)
         player.start()
-        with Live(console=console, refresh_per_second=1) as live:
+        with Live(console=console, refresh_per_second=1, transient=not console.is_terminal) as live:
             idle_since = None
+            last_line = ""
             while not interrupted.is_set():
                 status = loop_status(instance, spec, deploy, driver.progress)
                 live.update(render(status, options, stable_url))
+                if not console.is_terminal:  # a log file gets one line per change instead of a redraw
+                    line = status_line(status)
+                    if line != last_line:
+                        print(line, flush=True)
+                        last_line = line
                 if options.exit_when_done and not player.is_alive():
                     idle_since = idle_since or time.monotonic()
                     if status["runs_in_flight"]:
@@ -242,13 +258,13 @@ def run_live(spec: PipelineSpec, options: LiveOptions) -> int:
                     elif time.monotonic() - idle_since > 45:  # sensors tick every 15-30 s
                         break
                 interrupted.wait(2)
-        console.print("stopping: replay paused, waiting for in-flight runs to finish (Ctrl-C again forces)")
+        console.print("stopping: replay paused, waiting for executing runs to finish (Ctrl-C again forces)")
         driver.stop()
         if player is not None:
             player.join(timeout=30)
         left = drain(instance, options.drain_seconds)
         if left:
-            console.print(f"{left} run(s) still in flight; the next start marks them failed and retries")
+            console.print(f"{left} run(s) still executing; the next start marks them failed and retries")
         return 0
     except KeyboardInterrupt:
         console.print("forced stop")
@@ -260,6 +276,6 @@ def run_live(spec: PipelineSpec, options: LiveOptions) -> int:
         signal.signal(signal.SIGINT, previous_handler)
         progress = driver.progress
         console.print(
-            f"stopped cleanly at {progress.next_day}: {len(progress.days_landed)} days landed, "
+            f"stopped at {progress.next_day}: {len(progress.days_landed)} days landed, "
             f"{progress.served} rows served. Run the same command again to resume."
         )

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Quickstart 1: install everything, run the demo on real 2013 flights, then open the Dagster UI.
+# Quickstart 1: install everything, then run the live loop (Dagster, sensors, serving, day-by-day replay).
 set -euo pipefail
 source "$(dirname "$0")/bootstrap.sh"
 exec uv run ct demo "$@"

@@ -205,6 +205,7 @@ def build_deploy_defs(spec: PipelineSpec) -> dg.Definitions:
 
     deploy_job = dg.define_asset_job(
         f"{spec.name}_deploy",
+        executor_def=dg.in_process_executor,
         selection=dg.AssetSelection.assets(bento.key, deployment_key),
         description="Bundle the current champion and roll it out (what the automation sensor runs after a "
         "promotion; launch it by hand to redeploy).",

@@ -227,20 +227,28 @@ def build_monitor_defs(spec: PipelineSpec) -> dg.Definitions:
 
     retrain_job = dg.define_asset_job(
         f"{spec.name}_retrain",
+        executor_def=dg.in_process_executor,
         selection=dg.AssetSelection.assets(*[_key(spec, a) for a in RETRAIN_ASSETS]),
         description="Train a candidate on the latest window, evaluate it and promote it if the gate passes.",
     )
     ingest = [*INGEST_ASSETS, *(group_asset_name(g) for g in groups(spec))]
     ingest_job = dg.define_asset_job(
         f"{spec.name}_ingest",
+        executor_def=dg.in_process_executor,
         partitions_def=partitions,
         selection=dg.AssetSelection.assets(*[_key(spec, a) for a in ingest]),
         description="Ingest, validate and featurize a partition; then profile, score it and measure drift.",
     )
+    context_job = dg.define_asset_job(
+        f"{spec.name}_context",
+        executor_def=dg.in_process_executor,
+        selection=dg.AssetSelection.assets(*[_key(spec, f"context_{t}") for t in spec.context_tables]),
+        description="Load the context tables (reference data, time series) from their landing files.",
+    )
     sensors = [
         _retrain_sensor(spec, "drift", drift_decision, retrain_job),
         _retrain_sensor(spec, "performance", performance_decision, retrain_job),
-        _landing_sensor(spec, ingest_job),
+        _landing_sensor(spec, ingest_job, context_job),
     ]
     schedules = []
     if spec.training.retrain_cron:
@@ -256,7 +264,7 @@ def build_monitor_defs(spec: PipelineSpec) -> dg.Definitions:
         )
     return dg.Definitions(
         assets=[profile, live_performance, drift, monitoring_dashboard],
-        jobs=[retrain_job, ingest_job],
+        jobs=[retrain_job, ingest_job, context_job] if spec.context_tables else [retrain_job, ingest_job],
         sensors=sensors,
         schedules=schedules,
     )
@@ -296,7 +304,7 @@ def evaluate_retrain(
         return dg.SkipReason("no champion yet: the performance sensor requests the first model")
     rules = spec.monitoring
     try:
-        con = open_connection(warehouse.path, read_only=True, retries=1)
+        con = open_connection(warehouse.path, read_only=True, retries=12)  # ~15 s between writers
     except duckdb.IOException:
         return dg.SkipReason("the warehouse is being written; trying again next tick")
     if record is None:
@@ -378,48 +386,118 @@ IN_FLIGHT = [
 LOST_RUN_RETRIES = 2
 
 
-def _landing_sensor(spec: PipelineSpec, job: Any) -> dg.SensorDefinition:
+def _context_fingerprint(spec: PipelineSpec, landing: LandingZone) -> str | None:
+    """The context files' hashes, or None while one of them has not landed."""
+    from ct_assets.lib.landing import LandingError
+
+    try:
+        paths = [landing.context_file(spec.name, table) for table in spec.context_tables]
+    except LandingError:
+        return None
+    return ",".join(sha256_of(path)[:16] for path in paths)
+
+
+def _landing_sensor(spec: PipelineSpec, job: Any, context_job: Any) -> dg.SensorDefinition:
     partitions_def = job.partitions_def
     raw_key = _key(spec, "raw")
+    context_keys = [_key(spec, f"context_{t}") for t in spec.context_tables]
 
     @dg.sensor(
         name=f"{spec.name}_landing_sensor",
-        job=job,
+        jobs=[job, context_job] if context_keys else [job],
         minimum_interval_seconds=15,
         default_status=dg.DefaultSensorStatus.STOPPED,
-        description="Ingests each partition whose landing files arrive or change, and asks again (up to "
-        f"{LOST_RUN_RETRIES} times) for a landed partition whose ingest run was lost or failed.",
+        description="Loads the context tables when their files land or change, ingests each partition whose "
+        f"landing files arrive or change, and asks again (up to {LOST_RUN_RETRIES} times) for a landed "
+        "partition whose ingest run was lost or failed.",
     )
     def _sensor(context: dg.SensorEvaluationContext, landing: LandingZone) -> dg.SensorResult | dg.SkipReason:
         cursor = json.loads(context.cursor or "{}")
         seen: dict[str, str] = cursor.get("seen", {})
         retries: dict[str, int] = cursor.get("retries", {})
-        valid = set(partitions_def.get_partition_keys(dynamic_partitions_store=context.instance))
-        ingested = context.instance.get_materialized_partitions(raw_key)
-        in_flight = {
-            run.tags.get("dagster/partition")
-            for run in context.instance.get_runs(
-                filters=dg.RunsFilter(job_name=job.name, statuses=IN_FLIGHT), limit=500
-            )
-        }
         requests = []
-        for key in landing.landed_keys(spec.name):
-            if key not in valid or key in in_flight:
+        if context_keys:
+            fingerprint = _context_fingerprint(spec, landing)
+            if fingerprint is None:
+                return dg.SkipReason("waiting for the context tables' landing files")
+            if cursor.get("context") != fingerprint:
+                cursor["context"] = fingerprint
+                requests.append(
+                    dg.RunRequest(
+                        job_name=context_job.name,
+                        run_key=f"context:{fingerprint}",
+                        tags={"ct/trigger": "landing"},
+                    )
+                )
+            loaded = all(context.instance.get_latest_materialization_event(k) for k in context_keys)
+            if not loaded:  # features join the context tables: ingest once they are in the warehouse
+                return dg.SensorResult(
+                    run_requests=requests,
+                    cursor=json.dumps(cursor),
+                    skip_reason=None if requests else "waiting for the context tables to load",
+                )
+        busy = context.instance.get_runs(
+            filters=dg.RunsFilter(job_name=job.name, statuses=IN_FLIGHT), limit=1
+        )
+        if busy:  # one ingest run at a time: the days that land meanwhile go together in the next one
+            return dg.SensorResult(
+                run_requests=requests,
+                cursor=json.dumps(cursor),
+                skip_reason=None if requests else f"waiting for ingest run {busy[0].run_id[:8]}",
+            )
+        ordered = partitions_def.get_partition_keys(dynamic_partitions_store=context.instance)
+        position = {key: index for index, key in enumerate(ordered)}
+        ingested = context.instance.get_materialized_partitions(raw_key)
+        pending: list[tuple[str, str]] = []
+        for key in sorted(landing.landed_keys(spec.name), key=lambda k: position.get(k, -1)):
+            if key not in position:
                 continue
             files = landing.partition_files(spec.name, key)
             fingerprint = ",".join(sha256_of(path)[:16] for path in files)
-            run_key = f"{key}:{fingerprint}"
+            part = f"{key}:{fingerprint}"
             if seen.get(key) == fingerprint:
                 if key in ingested or retries.get(key, 0) >= LOST_RUN_RETRIES:
                     continue
                 retries[key] = retries.get(key, 0) + 1
-                run_key += f":retry{retries[key]}"
+                part += f":retry{retries[key]}"
             seen[key] = fingerprint
-            requests.append(dg.RunRequest(partition_key=key, run_key=run_key, tags={"ct/trigger": "landing"}))
+            pending.append((key, part))
+        for run in _contiguous(pending, position):
+            first, last = run[0][0], run[-1][0]
+            run_key = run[0][1] if len(run) == 1 else f"{first}...{last}:{_digest([p for _, p in run])}"
+            tags = {"ct/trigger": "landing"}
+            if len(run) == 1:
+                requests.append(
+                    dg.RunRequest(job_name=job.name, partition_key=first, run_key=run_key, tags=tags)
+                )
+            else:
+                tags |= {
+                    "dagster/asset_partition_range_start": first,
+                    "dagster/asset_partition_range_end": last,
+                }
+                requests.append(dg.RunRequest(job_name=job.name, run_key=run_key, tags=tags))
         if not requests:
             return dg.SkipReason("no new or changed landing files")
         return dg.SensorResult(
-            run_requests=requests, cursor=json.dumps({"seen": seen, "retries": retries})
+            run_requests=requests,
+            cursor=json.dumps({**cursor, "seen": seen, "retries": retries}),
         )
 
     return _sensor
+
+
+def _contiguous(pending: list[tuple[str, str]], position: dict[str, int]) -> list[list[tuple[str, str]]]:
+    """Split (key, run-key part) pairs into runs of consecutive partitions."""
+    runs: list[list[tuple[str, str]]] = []
+    for item in pending:
+        if runs and position[item[0]] == position[runs[-1][-1][0]] + 1:
+            runs[-1].append(item)
+        else:
+            runs.append([item])
+    return runs
+
+
+def _digest(parts: list[str]) -> str:
+    import hashlib
+
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
