@@ -4,10 +4,12 @@ A request carries what a caller knows about each row (for flights, the flight's 
 fields); the service validates it, computes the features with the pipeline's own SQL against the
 online snapshot (the same code the training path runs), and answers probability, decision and the
 model version. Malformed requests get a 400 with a readable message, never a 500. Every
-prediction is appended to the prediction log; the service never opens the warehouse.
+prediction is appended to the prediction log by a background writer (off the request path; drained
+on shutdown); the service never opens the warehouse.
 
 Configuration (environment): CT_ONLINE_SNAPSHOT (snapshot folder), CT_PREDICTION_LOG (log
-folder), CT_SLOT (blue or green).
+folder), CT_SLOT (blue or green), CT_SERVICE_WORKERS (worker processes per slot, default 2: each
+has its own copy of the model and the snapshot).
 """
 
 from __future__ import annotations
@@ -28,13 +30,18 @@ MODEL_TAG = os.environ.get("CT_BENTO_MODEL") or (
 )
 
 
-@bentoml.service(name="ct_tabular_service", traffic={"timeout": 30, "max_concurrency": 64})
+WORKERS = int(os.environ.get("CT_SERVICE_WORKERS", "2"))
+
+
+@bentoml.service(name="ct_tabular_service", workers=WORKERS, traffic={"timeout": 30, "max_concurrency": 64})
 class TabularModelService:
     model_ref = bentoml.models.BentoModel(MODEL_TAG)
 
     def __init__(self) -> None:
         from ct_assets.lib.model_store import load_model
         from ct_assets.lib.model_training import FeatureLayout
+        from ct_assets.lib.prediction_log import PredictionLogWriter
+        from ct_assets.lib.serving import Predictor
         from ct_assets.lib.spec import load_spec
 
         # Serving hands the service the stored model; a plain instantiation still holds the reference.
@@ -49,62 +56,39 @@ class TabularModelService:
         self.log_folder = Path(os.environ.get("CT_PREDICTION_LOG", "prediction_log"))
         self.slot = os.environ.get("CT_SLOT", "default")
         self.injected_delay = float(os.environ.get("CT_INJECT_LATENCY_MS", "0")) / 1000
-        from ct_assets.lib.serving import FeatureEngine
+        self.predictor = Predictor(self.spec, self.snapshot, self.model, self.layout, self.threshold)
+        self.engine = self.predictor.engine
+        self.log = PredictionLogWriter(self.log_folder, self.spec, self.slot)
 
-        self.engine = FeatureEngine(self.spec, self.snapshot)
+    @bentoml.on_shutdown
+    def _drain_log(self) -> None:
+        self.log.close()
 
-    def _score(self, rows: Any, pipeline: str | None) -> dict[str, Any]:
-        import time
+    def _score(self, score: Any, payload: Any, pipeline: str | None) -> dict[str, Any]:
+        from ct_assets.lib import serving
 
-        from ct_assets.lib import model_training, serving
-
-        started = time.perf_counter()
         if self.injected_delay:  # chaos testing only: CT_INJECT_LATENCY_MS
+            import time
+
             time.sleep(self.injected_delay)
         if pipeline is not None and pipeline != self.spec.name:
             raise InvalidArgument(f"unknown pipeline {pipeline!r}: this service serves {self.spec.name!r}")
         try:
-            self.engine.reload_if_new()
-            typed = serving.validate_request(rows, self.spec, engine=self.engine)
+            scored = score(payload)
         except serving.RequestError as err:
             raise InvalidArgument(str(err)) from None
-        features = self.engine.features(typed)
-        probabilities = model_training.score(self.model, features, self.layout)
-        request_id = serving.new_request_id()
-        predictions = [
-            serving.Prediction(request_id, str(entity), float(p), bool(p >= self.threshold), self.version)
-            for entity, p in zip(features[self.spec.entity_id], probabilities, strict=True)
-        ]
-        segments = {s: typed[s].tolist() for s in self.spec.segments if s in typed}
-        latency_ms = (time.perf_counter() - started) * 1000
-        serving.log_predictions(
-            self.log_folder, self.spec, predictions, features, segments, self.slot, latency_ms
-        )
-        return {
-            "request_id": request_id,
-            "model_version": self.version,
-            "slot": self.slot,
-            "threshold": self.threshold,
-            "predictions": [
-                {"id": p.entity_id, "probability": p.probability, "decision": p.decision} for p in predictions
-            ],
-        }
+        serving.log_scored(self.log, scored, self.version)
+        return serving.answer(scored, self.version, self.slot, self.threshold, self.spec.entity_id)
 
     @bentoml.api
-    def predict(self, rows: list[dict[str, Any]], pipeline: str | None = None) -> dict[str, Any]:
+    def predict(self, rows: list[Any], pipeline: str | None = None) -> dict[str, Any]:
         """Row-oriented: a list of objects, one per row."""
-        return self._score(rows, pipeline)
+        return self._score(self.predictor.rows, rows, pipeline)
 
     @bentoml.api
-    def predict_columns(self, columns: dict[str, list[Any]], pipeline: str | None = None) -> dict[str, Any]:
-        """Column-oriented: one list of values per field (cheaper to encode for large batches)."""
-        from ct_assets.lib import serving
-
-        try:
-            rows = serving.rows_from_columns(columns)
-        except serving.RequestError as err:
-            raise InvalidArgument(str(err)) from None
-        return self._score(rows, pipeline)
+    def predict_columns(self, columns: dict[str, Any], pipeline: str | None = None) -> dict[str, Any]:
+        """Column-oriented: one list of values per field (cheaper to encode and check for large batches)."""
+        return self._score(self.predictor.columns, columns, pipeline)
 
     @bentoml.api(route="/version")
     def model_version(self) -> dict[str, Any]:

@@ -1,11 +1,16 @@
 """Serving logic, shared by the BentoML service and its tests: request validation with readable
 errors, features computed with the pipeline's own SQL against the online snapshot (the same code
-the warehouse path runs), scoring, and the append-only prediction log."""
+the warehouse path runs), scoring, and the append-only prediction log.
+
+The request path avoids pandas: a request is checked and typed one column at a time by rules
+compiled from the spec (`request_rules`), handed to DuckDB as an Arrow table, featurized by the
+pipeline's feature SQL in one query, and scored by CatBoost from plain arrays. Prediction log lines
+are written by a background thread (`prediction_log.PredictionLogWriter`).
+"""
 
 from __future__ import annotations
 
-import json
-import os
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -14,46 +19,34 @@ from typing import TYPE_CHECKING, Any
 
 from ct_assets.lib.features import check_group_columns, groups
 from ct_assets.lib.ingest import DUCKDB_TYPES
+from ct_assets.lib.prediction_log import format_lines, log_path
+from ct_assets.lib.request_rules import RequestError, RequestRules
 from ct_assets.lib.spec import PipelineSpec
 from ct_assets.lib.warehouse import quote
 
 if TYPE_CHECKING:
     import pandas as pd
+    from catboost import CatBoostClassifier
+
+    from ct_assets.lib.model_training import FeatureLayout
+    from ct_assets.lib.prediction_log import PredictionLogWriter
+
+__all__ = ["RequestError"]
 
 MAX_BATCH_ROWS = 10_000
-
-
-class RequestError(ValueError):
-    """A request that cannot be scored; the message says which row and field, and why."""
+ARROW_TYPES = {
+    "string": "string",
+    "integer": "int64",
+    "float": "float64",
+    "boolean": "bool_",
+    "timestamp": "timestamp",
+    "date": "date32",
+}
 
 
 def request_columns(spec: PipelineSpec) -> dict[str, str]:
     """What a caller knows before the event: every column except post-event ones."""
     return {name: column.type for name, column in spec.columns.items() if name not in spec.post_event_columns}
-
-
-def _python_ok(value: Any, kind: str) -> bool:
-    if value is None:
-        return True
-    if kind == "string":
-        return isinstance(value, str)
-    if kind == "integer":
-        return (isinstance(value, int) and not isinstance(value, bool)) or (
-            isinstance(value, float) and value.is_integer()
-        )
-    if kind == "float":
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if kind == "boolean":
-        return isinstance(value, bool)
-    if kind in ("timestamp", "date"):
-        if not isinstance(value, str):
-            return False
-        try:
-            datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return False
-        return True
-    return False
 
 
 def rows_from_columns(columns: Any) -> list[dict[str, Any]]:
@@ -70,57 +63,56 @@ def rows_from_columns(columns: Any) -> list[dict[str, Any]]:
     return [dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True)]
 
 
+_RULES: dict[int, RequestRules] = {}
+
+
+def rules_for(spec: PipelineSpec) -> RequestRules:
+    """The spec's compiled request rules (built once per spec object)."""
+    rules = _RULES.get(id(spec))
+    if rules is None or rules.spec is not spec:
+        rules = _RULES[id(spec)] = RequestRules(spec)
+    return rules
+
+
+@dataclass(frozen=True)
+class TypedRequest:
+    """Request rows that passed the spec's rules: one list of typed values per request field."""
+
+    columns: dict[str, list[Any]]
+
+    def __len__(self) -> int:
+        return len(next(iter(self.columns.values())))
+
+
 def validate_request(
     rows: Any, spec: PipelineSpec, max_rows: int = MAX_BATCH_ROWS, engine: FeatureEngine | None = None
-) -> pd.DataFrame:
-    """Check shape, fields, types and the spec's rules; return the rows typed as the warehouse has them."""
-    import pandas as pd
+) -> TypedRequest:
+    """Check shape, fields, types and the spec's rules of row-oriented JSON; return it typed.
 
-    if not isinstance(rows, list) or not rows:
-        raise RequestError("rows must be a non-empty list of objects")
-    if len(rows) > max_rows:
-        raise RequestError(f"batch of {len(rows)} rows is larger than the limit of {max_rows}")
-    expected = request_columns(spec)
-    problems = []
-    for index, row in enumerate(rows):
-        if not isinstance(row, dict):
-            problems.append(f"row {index}: must be an object, got {type(row).__name__}")
-            continue
-        missing = [c for c in expected if c not in row]
-        unknown = [c for c in row if c not in expected and c not in spec.post_event_columns]
-        if missing:
-            problems.append(f"row {index}: missing fields {missing}")
-        if unknown:
-            problems.append(f"row {index}: unknown fields {unknown}")
-        for name, kind in expected.items():
-            if name in row and not _python_ok(row[name], kind):
-                problems.append(f"row {index}: field {name!r} must be {kind}, got {row[name]!r}")
-            elif name in row and row[name] is None and not spec.columns[name].nullable:
-                problems.append(f"row {index}: field {name!r} is required")
-        if len(problems) >= 20:
-            break
-    if problems:
-        raise RequestError("; ".join(problems[:20]))
-    frame = pd.DataFrame([{name: row.get(name) for name in expected} for row in rows])
-    return _rule_check(frame, spec, engine)
+    `engine` is accepted for compatibility and not needed any more."""
+    return TypedRequest(rules_for(spec).check_rows(rows, max_rows))
 
 
-def _rule_check(frame: pd.DataFrame, spec: PipelineSpec, engine: FeatureEngine | None = None) -> pd.DataFrame:
-    """The spec's rules (ranges, allowed values, unique ids) through the training path's pandera model."""
-    import pandas as pd
+def validate_columns(columns: Any, spec: PipelineSpec, max_rows: int = MAX_BATCH_ROWS) -> TypedRequest:
+    """The same checks for column-oriented JSON ({field: [values...]})."""
+    return TypedRequest(rules_for(spec).check_columns(columns, max_rows))
 
-    from ct_assets.lib.validation import find_bad_rows
 
-    typed = (engine or FeatureEngine(spec, None)).cast(frame)
-    for column in spec.post_event_columns:
-        typed[column] = pd.Series([None] * len(typed), dtype="float64")
-    typed["_cast_errors"] = None
-    far = (pd.Timestamp.min.tz_localize("UTC"), pd.Timestamp.max.tz_localize("UTC"))
-    bad = find_bad_rows(typed[[*spec.columns, "_cast_errors"]], spec, far)
-    if bad:
-        listed = "; ".join(f"row {i}: {reason}" for i, reason in sorted(bad.items())[:20])
-        raise RequestError(listed)
-    return typed
+@dataclass(frozen=True)
+class FeatureRows:
+    """The feature SQL's output, in request order: column names and one tuple per row."""
+
+    names: list[str]
+    rows: list[tuple[Any, ...]]
+
+    def column(self, name: str) -> list[Any]:
+        index = self.names.index(name)
+        return [row[index] for row in self.rows]
+
+    def frame(self) -> pd.DataFrame:
+        import pandas as pd
+
+        return pd.DataFrame.from_records(self.rows, columns=self.names)
 
 
 class FeatureEngine:
@@ -128,28 +120,36 @@ class FeatureEngine:
 
     One in-memory DuckDB holds the online snapshot (loaded once, reloaded when a new snapshot is
     published); the pipeline's feature SQL is checked against the spec once, then every request runs
-    all groups as one query on its own cursor.
+    all groups as one query on its own cursor, over the request registered as an Arrow table.
     """
 
-    def __init__(self, spec: PipelineSpec, snapshot: Path | None) -> None:
+    def __init__(self, spec: PipelineSpec, snapshot: Path | None, threads: int = 1) -> None:
         import threading
 
         import duckdb
+        import pyarrow as pa
 
         self.spec = spec
         self.snapshot = Path(snapshot) if snapshot else None
-        self.con = duckdb.connect()
+        self.con = duckdb.connect(config={"threads": threads})
         self.con.execute("SET TimeZone = 'UTC'")
         self._lock = threading.Lock()
         self._loaded: float | None = None
-        self._casts = ", ".join(
-            f"TRY_CAST({quote(n)} AS {DUCKDB_TYPES[t]}) AS {quote(n)}"
-            for n, t in request_columns(spec).items()
-        )
+        self.request_fields = list(request_columns(spec))
+
+        def arrow_type(kind: str) -> Any:
+            if kind == "timestamp":
+                return pa.timestamp("us", tz="UTC")
+            return getattr(pa, ARROW_TYPES[kind])()
+
+        self._arrow_types = {n: arrow_type(c.type) for n, c in spec.columns.items()}
         self.query = ""
+        self._one_row = ""
+        self._local = threading.local()
         if self.snapshot is not None:
             self.reload_if_new()
             self.query = self._checked_query()
+            self._one_row = self._one_row_query()
 
     def reload_if_new(self) -> None:
         """Load the snapshot's tables if it was published since the last load."""
@@ -178,37 +178,147 @@ class FeatureEngine:
             select += [f"g{index}.{quote(c)}" for c in group.columns]
             joins.append(f"LEFT JOIN ({spec.sql_text(group.sql_path)}) AS g{index} USING ({entity})")
         self.con.execute("DROP TABLE validated")
+        # The request arrives typed; the casts make its types exactly the warehouse's.
+        typed = ", ".join(
+            f"CAST({quote(n)} AS {DUCKDB_TYPES[c.type]}) AS {quote(n)}" for n, c in spec.columns.items()
+        )
         return (
-            f"WITH validated AS (SELECT * FROM _request) SELECT {', '.join(select)} "
+            f"WITH validated AS (SELECT {typed} FROM _request) SELECT {', '.join(select)} "
             f"FROM validated AS v {' '.join(joins)}"
         )
 
-    def cast(self, frame: pd.DataFrame) -> pd.DataFrame:
+    def _one_row_query(self) -> str:
+        """The same query with the request row as typed parameters, for one prepared statement per
+        thread: a single row skips registering an Arrow table and planning the query again."""
+        self._params = [n for n in self.spec.columns if n in self.request_fields]
+        row = []
+        for name, column in self.spec.columns.items():
+            kind = DUCKDB_TYPES[column.type]
+            if name in self.request_fields:
+                row.append(f"${self._params.index(name) + 1}::{kind} AS {quote(name)}")
+            else:
+                row.append(f"NULL::{kind} AS {quote(name)}")
+        _head, tail = self.query.split(" FROM _request)", 1)
+        return f"WITH validated AS (SELECT {', '.join(row)})" + tail
+
+    def _prepared_cursor(self) -> Any:
+        """This thread's cursor, with the one-row query prepared (again after a snapshot reload)."""
+        local = self._local
+        if getattr(local, "cursor", None) is None or local.loaded != self._loaded:
+            if getattr(local, "cursor", None) is not None:
+                local.cursor.close()
+            local.cursor = self.con.cursor()
+            local.cursor.execute(f"PREPARE _features AS {self._one_row}")
+            local.loaded = self._loaded
+        return local.cursor
+
+    def arrow(self, request: TypedRequest) -> Any:
+        """The request as an Arrow table of every spec column (post-event ones all null)."""
+        import pyarrow as pa
+
+        count = len(request)
+        arrays = [
+            pa.array(request.columns[name], type=kind)
+            if name in request.columns
+            else pa.nulls(count, type=kind)
+            for name, kind in self._arrow_types.items()
+        ]
+        return pa.Table.from_arrays(arrays, names=list(self._arrow_types))
+
+    def features(self, request: TypedRequest) -> FeatureRows:
+        if len(request) == 1 and self._one_row:
+            literals = _literals([request.columns[n][0] for n in self._params])
+            if literals is not None:
+                result = self._prepared_cursor().execute(f"EXECUTE _features({literals})")
+                return self._in_request_order(request, [d[0] for d in result.description], result.fetchall())
+        table = self.arrow(request)
         cursor = self.con.cursor()
         try:
-            cursor.register("_raw_request", frame)
-            return cursor.execute(f"SELECT {self._casts} FROM _raw_request").df()
+            cursor.register("_request", table)
+            result = cursor.execute(self.query)
+            names = [d[0] for d in result.description]
+            found = result.fetchall()
         finally:
             cursor.close()
+        return self._in_request_order(request, names, found)
 
-    def features(self, typed: pd.DataFrame) -> pd.DataFrame:
-        cursor = self.con.cursor()
-        try:
-            cursor.register("_request", typed)
-            result = cursor.execute(self.query).df()
-        finally:
-            cursor.close()
-        ids = result[self.spec.entity_id]
-        if len(result) != len(typed) or ids.duplicated().any():
-            raise RuntimeError(
-                f"feature SQL of {self.spec.name} returned {len(result)} rows for {len(typed)}"
-            )
-        return result
+    def _in_request_order(self, request: TypedRequest, names: list[str], found: list[Any]) -> FeatureRows:
+        ids = request.columns[self.spec.entity_id]
+        if len(found) != len(ids):
+            raise RuntimeError(f"feature SQL of {self.spec.name} returned {len(found)} rows for {len(ids)}")
+        # Back in request order (ids are unique: the rules refuse duplicates).
+        position = {row[0]: row for row in found}
+        if position.keys() != set(ids):
+            raise RuntimeError(f"feature SQL of {self.spec.name} returned other ids than the request's")
+        if len(found) > 1:
+            found = [position[i] for i in ids]
+        return FeatureRows(names, found)
 
 
-def compute_features(typed: pd.DataFrame, spec: PipelineSpec, snapshot: Path) -> pd.DataFrame:
+def _literal(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if type(value) is bool:
+        return "TRUE" if value else "FALSE"
+    if type(value) is int:
+        return str(value)
+    if type(value) is str:
+        return "'" + value.replace("'", "''") + "'"
+    if type(value) is float:
+        return f"'{value!r}'"  # cast by the statement's parameter type; also inf
+    return f"'{value.isoformat()}'"  # datetime (UTC) or date
+
+
+def _literals(values: list[Any]) -> str | None:
+    """SQL literals for typed request values (None if a string holds a NUL byte: the Arrow path then)."""
+    if any(type(v) is str and "\x00" in v for v in values):
+        return None
+    return ", ".join(_literal(v) for v in values)
+
+
+def compute_features(request: TypedRequest, spec: PipelineSpec, snapshot: Path) -> pd.DataFrame:
     """Run the pipeline's feature SQL on the request rows with the online snapshot as context."""
-    return FeatureEngine(spec, snapshot).features(typed)
+    return FeatureEngine(spec, snapshot).features(request).frame()
+
+
+class Scorer:
+    """CatBoost probabilities straight from feature rows: the same inputs `model_training.model_inputs`
+    builds (categoricals as text with nulls as their own category, numerics as floats), without pandas."""
+
+    def __init__(self, model: CatBoostClassifier, layout: FeatureLayout) -> None:
+        self.model = model
+        self.layout = layout
+
+    def probabilities(self, features: FeatureRows) -> list[float]:
+        import numpy as np
+        from catboost import FeaturesData
+
+        from ct_assets.lib.model_training import MISSING_CATEGORY
+
+        if not features.rows:
+            return []
+        index = {name: i for i, name in enumerate(features.names)}
+        cat_at = [index[c] for c in self.layout.categorical]
+        num_at = [index[c] for c in self.layout.numeric]
+        if len(features.rows) == 1:  # one row: a plain list is the cheapest input
+            row = features.rows[0]
+            values = [MISSING_CATEGORY if row[i] is None else str(row[i]) for i in cat_at]
+            values += [float("nan") if row[i] is None else float(row[i]) for i in num_at]
+            return [float(self.model.predict_proba([values])[0, 1])]
+        cat = np.array(
+            [[MISSING_CATEGORY if row[i] is None else str(row[i]) for i in cat_at] for row in features.rows],
+            dtype=object,
+        ).reshape(len(features.rows), len(cat_at))
+        num = np.array([[row[i] for i in num_at] for row in features.rows], dtype=np.float64).reshape(
+            len(features.rows), len(num_at)
+        )
+        data = FeaturesData(
+            num_feature_data=num.astype(np.float32),
+            cat_feature_data=cat,
+            num_feature_names=list(self.layout.numeric),
+            cat_feature_names=list(self.layout.categorical),
+        )
+        return self.model.predict_proba(data)[:, 1].tolist()
 
 
 @dataclass(frozen=True)
@@ -218,6 +328,82 @@ class Prediction:
     probability: float
     decision: bool
     model_version: str
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One scored request: the answer, and what the prediction log needs."""
+
+    request_id: str
+    features: FeatureRows
+    probabilities: list[float]
+    decisions: list[bool]
+    segments: dict[str, list[Any]]
+    event_times: list[Any]
+    seconds: float
+
+
+class Predictor:
+    """Validate, featurize and score requests for one model: what the service runs per request."""
+
+    def __init__(
+        self,
+        spec: PipelineSpec,
+        snapshot: Path | None,
+        model: CatBoostClassifier,
+        layout: FeatureLayout,
+        threshold: float,
+    ) -> None:
+        self.spec = spec
+        self.rules = rules_for(spec)
+        self.engine = FeatureEngine(spec, snapshot)
+        self.scorer = Scorer(model, layout)
+        self.threshold = threshold
+
+    def score(self, request: TypedRequest, started: float | None = None) -> Scored:
+        started = time.perf_counter() if started is None else started
+        features = self.engine.features(request)
+        probabilities = self.scorer.probabilities(features)
+        columns = request.columns
+        return Scored(
+            request_id=new_request_id(),
+            features=features,
+            probabilities=probabilities,
+            decisions=[p >= self.threshold for p in probabilities],
+            segments={s: columns[s] for s in self.spec.segments if s in columns},
+            event_times=columns.get(self.spec.timestamp_column) or [None] * len(probabilities),
+            seconds=time.perf_counter() - started,
+        )
+
+    def rows(self, rows: Any, max_rows: int = MAX_BATCH_ROWS) -> Scored:
+        started = time.perf_counter()
+        self.engine.reload_if_new()
+        return self.score(TypedRequest(self.rules.check_rows(rows, max_rows)), started)
+
+    def columns(self, columns: Any, max_rows: int = MAX_BATCH_ROWS) -> Scored:
+        started = time.perf_counter()
+        self.engine.reload_if_new()
+        return self.score(TypedRequest(self.rules.check_columns(columns, max_rows)), started)
+
+
+def log_scored(writer: PredictionLogWriter, scored: Scored, model_version: str) -> None:
+    """Hand a scored request to the background log writer (one line per prediction, written later)."""
+    entity = scored.features.names.index(writer.spec.entity_id)
+    writer.submit(
+        {
+            "request_id": scored.request_id,
+            "time": datetime.now(UTC).isoformat(),
+            "model_version": model_version,
+            "entity_ids": [str(row[entity]) for row in scored.features.rows],
+            "scores": scored.probabilities,
+            "decisions": scored.decisions,
+            "latency_ms": scored.seconds * 1000,
+            "event_times": scored.event_times,
+            "segments": scored.segments,
+            "feature_names": scored.features.names,
+            "feature_rows": scored.features.rows,
+        }
+    )
 
 
 def log_predictions(
@@ -230,34 +416,43 @@ def log_predictions(
     latency_ms: float | None = None,
     event_times: list[Any] | None = None,
 ) -> Path:
-    """Append one JSON line per prediction to today's log file of this process (never the warehouse)."""
+    """Append one JSON line per prediction to today's log file of this process, now (no thread)."""
     now = datetime.now(UTC)
-    path = Path(folder) / spec.name / now.strftime("%Y-%m-%d") / f"{slot}-{os.getpid()}.jsonl"
+    path = log_path(Path(folder), spec.name, slot, now)
     path.parent.mkdir(parents=True, exist_ok=True)
-    records = features.to_dict(orient="records")
+    batch = {
+        "request_id": predictions[0].request_id if predictions else "",
+        "time": now.isoformat(),
+        "model_version": predictions[0].model_version if predictions else "",
+        "entity_ids": [p.entity_id for p in predictions],
+        "scores": [p.probability for p in predictions],
+        "decisions": [p.decision for p in predictions],
+        "latency_ms": latency_ms,
+        "event_times": event_times if event_times is not None else [None] * len(predictions),
+        "segments": segments,
+        "feature_names": list(features.columns),
+        "feature_rows": list(features.itertuples(index=False, name=None)),
+    }
+    request_ids = [p.request_id for p in predictions]
+    lines = format_lines(batch, spec.name, slot, request_ids)
     with path.open("a") as handle:
-        for index, prediction in enumerate(predictions):
-            handle.write(
-                json.dumps(
-                    {
-                        "request_id": prediction.request_id,
-                        "time": now.isoformat(),
-                        "pipeline": spec.name,
-                        "model_version": prediction.model_version,
-                        "slot": slot,
-                        "entity_id": prediction.entity_id,
-                        "score": prediction.probability,
-                        "decision": prediction.decision,
-                        "latency_ms": latency_ms,
-                        "event_time": str(event_times[index]) if event_times is not None else None,
-                        "segments": {name: values[index] for name, values in segments.items()},
-                        "features": records[index],
-                    },
-                    default=str,
-                )
-                + "\n"
-            )
+        handle.write(lines)
     return path
+
+
+def answer(scored: Scored, model_version: str, slot: str, threshold: float, entity_id: str) -> dict[str, Any]:
+    """The service's JSON answer for a scored request."""
+    entity = scored.features.names.index(entity_id)
+    return {
+        "request_id": scored.request_id,
+        "model_version": model_version,
+        "slot": slot,
+        "threshold": threshold,
+        "predictions": [
+            {"id": str(row[entity]), "probability": p, "decision": d}
+            for row, p, d in zip(scored.features.rows, scored.probabilities, scored.decisions, strict=True)
+        ],
+    }
 
 
 def new_request_id() -> str:

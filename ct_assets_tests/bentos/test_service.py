@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 
 from ct_assets.lib import bento_build, data_steps, model_steps, model_training, online_snapshot
@@ -112,6 +111,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, flights_landing: Path):
         "registry": registry,
         "root": root,
         "bento": bento,
+        "server": server,
     }
     server.terminate()
     try:
@@ -136,20 +136,32 @@ def test_answers_match_in_process_scoring(served) -> None:
     model = load_model(served["registry"].models, record["model_sha256"])
     ids = [p["id"] for p in answer["predictions"]]
     expected = model_training.score(model, features.loc[ids].reset_index(), FeatureLayout(**record["layout"]))
-    assert np.allclose([p["probability"] for p in answer["predictions"]], expected, rtol=0, atol=1e-12)
+    # Identical, not just close: the service builds CatBoost's inputs without pandas.
+    assert [p["probability"] for p in answer["predictions"]] == [float(p) for p in expected]
     assert all(p["decision"] == (p["probability"] >= record["threshold"]) for p in answer["predictions"])
     columns = {key: [row[key] for row in rows] for key in rows[0]}
     by_column = httpx.post(f"{served['url']}/predict_columns", json={"columns": columns}, timeout=30).json()
     assert [p["probability"] for p in by_column["predictions"]] == [
         p["probability"] for p in answer["predictions"]
     ]
-    logged = [
-        json.loads(line)
-        for path in (served["root"] / "log").rglob("*.jsonl")
-        for line in path.read_text().splitlines()
-    ]
-    assert {answer["request_id"], by_column["request_id"]} <= {line["request_id"] for line in logged}
-    assert logged[0]["model_version"] == record["version"] and "origin" in logged[0]["segments"]
+    # The log is written by a background thread, a few milliseconds after the answer.
+    wanted, deadline = {answer["request_id"], by_column["request_id"]}, time.monotonic() + 10
+    while True:
+        logged = [
+            json.loads(line)
+            for path in (served["root"] / "log").rglob("*.jsonl")
+            for line in path.read_text().splitlines()
+        ]
+        if wanted <= {line["request_id"] for line in logged} or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert wanted <= {line["request_id"] for line in logged}
+    assert sum(line["request_id"] in wanted for line in logged) == 2 * len(rows)
+    first = next(line for line in logged if line["request_id"] == answer["request_id"])
+    assert first["model_version"] == record["version"] and first["segments"]["origin"] == rows[0]["origin"]
+    assert first["entity_id"] == rows[0]["flight_id"] and first["event_time"].startswith(
+        rows[0]["sched_dep_at"][:10]
+    )
 
 
 def test_malformed_payloads_get_4xx_with_a_message(served) -> None:
@@ -196,3 +208,24 @@ def test_fuzz_of_1000_malformed_payloads_never_gets_a_5xx(served) -> None:
             statuses[status] = statuses.get(status, 0) + 1
     assert not [s for s in statuses if s >= 500], statuses
     assert httpx.get(f"{url}/readyz", timeout=5).status_code == 200
+
+
+def test_stopping_the_server_writes_every_answered_prediction(served) -> None:
+    """Last in the module: it stops the server. A SIGTERM drains the background log writers."""
+    url, spec, con = served["url"], served["spec"], served["con"]
+    rows = request_rows(con, spec, DAYS[-1], 40)
+    with httpx.Client(timeout=30) as client:
+        answered = [client.post(f"{url}/predict", json={"rows": [row]}).json()["request_id"] for row in rows]
+        answered.append(
+            client.post(
+                f"{url}/predict_columns", json={"columns": {k: [r[k] for r in rows] for k in rows[0]}}
+            ).json()["request_id"]
+        )
+    served["server"].terminate()
+    served["server"].wait(timeout=30)
+    logged: dict[str, int] = {}
+    for path in (served["root"] / "log").rglob("*.jsonl"):
+        for line in path.read_text().splitlines():
+            request_id = json.loads(line)["request_id"]
+            logged[request_id] = logged.get(request_id, 0) + 1
+    assert [logged.get(r, 0) for r in answered] == [1] * 40 + [40]

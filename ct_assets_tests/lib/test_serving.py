@@ -12,6 +12,7 @@ import pytest
 from ct_assets.lib import data_steps, online_snapshot, serving
 from ct_assets.lib.features import groups
 from ct_assets.lib.landing import context_file, partition_files
+from ct_assets.lib.prediction_log import PredictionLogWriter, read_partition
 from ct_assets.lib.warehouse import partition_view_sql
 
 DAY = "2013-01-02"
@@ -51,6 +52,13 @@ def test_service_features_equal_the_feature_table(featurized, flights_spec) -> N
     expected = stored.set_index(flights_spec.entity_id).loc[served[flights_spec.entity_id]].reset_index()
     pd.testing.assert_frame_equal(
         served[columns].reset_index(drop=True), expected[columns], check_dtype=False
+    )
+    # One row at a time takes the prepared-statement path: the same features.
+    engine = serving.FeatureEngine(flights_spec, snapshot)
+    one_by_one = [engine.features(serving.validate_request([row], flights_spec)) for row in rows[:40]]
+    single = serving.FeatureRows(one_by_one[0].names, [f.rows[0] for f in one_by_one]).frame()
+    pd.testing.assert_frame_equal(
+        single[columns].reset_index(drop=True), expected[columns].head(40), check_dtype=False
     )
     manifest = online_snapshot.manifest(snapshot)
     assert manifest["as_of_partition"] == DAY and manifest["rows"]["planes"] == 3322
@@ -118,3 +126,33 @@ def test_prediction_log_is_append_only_json_lines(tmp_path: Path, flights_spec) 
         and lines[1]["features"]["distance"] == 2.0
     )
     assert {line["request_id"] for line in lines} == {"r1"} and lines[0]["slot"] == "blue"
+
+
+def test_background_writer_logs_every_prediction_and_drains_on_close(tmp_path: Path, flights_spec) -> None:
+    writer = PredictionLogWriter(tmp_path, flights_spec, "green", max_pending=4)
+    for request in range(50):  # more than the queue holds: submit waits, nothing is dropped
+        writer.submit(
+            {
+                "request_id": f"r{request}",
+                "time": "2013-01-02T10:00:00+00:00",
+                "model_version": "v0001",
+                "entity_ids": ["a", "b"],
+                "scores": [0.25, 0.75],
+                "decisions": [False, True],
+                "latency_ms": 1.5,
+                "event_times": ["2013-01-02 10:00:00+00:00", None],
+                "segments": {"origin": ["EWR", "JFK"]},
+                "feature_names": ["flight_id", "distance"],
+                "feature_rows": [("a", 1.0), ("b", None)],
+            }
+        )
+    writer.close()
+    lines = [json.loads(line) for path in tmp_path.rglob("*.jsonl") for line in path.read_text().splitlines()]
+    assert len(lines) == 100 and len({line["request_id"] for line in lines}) == 50
+    assert lines[1]["features"] == {"flight_id": "b", "distance": None} and lines[1]["slot"] == "green"
+    assert lines[0]["event_time"] == "2013-01-02 10:00:00+00:00" and lines[1]["event_time"] is None
+    # A writer killed mid-line leaves a torn last line: the reader skips it.
+    path = next(tmp_path.rglob("*.jsonl"))
+    with path.open("a") as handle:
+        handle.write('{"request_id": "torn", "ev')
+    assert len(read_partition(tmp_path, flights_spec, DAY)) == 50
