@@ -298,6 +298,11 @@ def evaluate_retrain(
     """One tick: read the latest signals, apply the rule, honour the cooldown, request a run."""
     import duckdb
 
+    busy = context.instance.get_runs(
+        filters=dg.RunsFilter(job_name=f"{spec.name}_retrain", statuses=IN_FLIGHT), limit=1
+    )
+    if busy:
+        return dg.SkipReason(f"retrain run {busy[0].run_id[:8]} is already queued or running")
     store = registry.for_pipeline(spec.name)
     record = store.champion()
     if record is None and cause != "performance":

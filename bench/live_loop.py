@@ -1,0 +1,179 @@
+"""Cycle time of the live loop, by stage, from the Dagster instance of a live demo home.
+
+    uv run python bench/live_loop.py --days 20 --seconds-per-day 20   # runs `ct demo` in a temp home first
+    uv run python bench/live_loop.py --home /path/to/ct_home          # only measures an existing home
+
+For every landed day: landing -> ingest run created (the landing sensor's tick), created -> started
+(queue and run launch: a new process that imports the code location), started -> the day's features
+materialized (compute). For every retrain: landing of its day -> retrain run created (the performance
+or drift sensor), its run time, and for a promotion -> deploy run created (the automation sensor) ->
+new champion serving all traffic (the rollout's switch in the audit log), and landing -> switch end to end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_demo(home: Path, days: int, seconds_per_day: float) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CT_", "DAGSTER_"))}
+    env["CT_HOME"] = str(home)
+    command = [str(Path(sys.executable).parent / "ct"), "demo", "--days", str(days)]
+    command += ["--seconds-per-day", str(seconds_per_day), "--exit-when-done", "--port", "3390"]
+    subprocess.run(command, env=env, cwd=REPO, check=True, timeout=days * seconds_per_day + 3600)
+
+
+def _ts(value: float | datetime | None) -> float | None:
+    if value is None:
+        return None
+    return value.timestamp() if isinstance(value, datetime) else float(value)
+
+
+def _median(values: list[float]) -> str:
+    return f"{statistics.median(values):7.1f}" if values else "      -"
+
+
+def measure(home: Path, pipeline: str) -> dict:
+    import dagster as dg
+
+    instance = dg.DagsterInstance.from_config(str(home / "dagster"))
+    landing = home / "landing" / pipeline
+    landed = {p.stem: p.stat().st_mtime for p in landing.glob("????-??-??.csv")}
+
+    def materialized(asset: str) -> dict[str | None, float]:
+        result = instance.fetch_materializations(dg.AssetKey([pipeline, asset]), limit=10000)
+        times: dict[str | None, float] = {}
+        for record in result.records:
+            times.setdefault(record.partition_key, record.timestamp)  # newest first: keep the first
+            times[record.partition_key] = min(times[record.partition_key], record.timestamp)
+        return times
+
+    features = materialized("features")
+    records = instance.get_run_records(dg.RunsFilter(job_name=f"{pipeline}_ingest"))
+    days = []
+    for record in records:
+        run = record.dagster_run
+        start = run.tags.get("dagster/asset_partition_range_start") or run.tags.get("dagster/partition")
+        end = run.tags.get("dagster/asset_partition_range_end") or start
+        covered = [d for d in sorted(landed) if start and start <= d <= end]
+        for day in covered:
+            if day not in features:
+                continue
+            created, started = _ts(record.create_timestamp), _ts(record.start_time)
+            days.append(
+                {
+                    "day": day,
+                    "sensor_s": created - landed[day],
+                    "queue_and_launch_s": (started or created) - created,
+                    "compute_s": features[day] - (started or created),
+                    "landing_to_features_s": features[day] - landed[day],
+                    "days_in_run": len(covered),
+                }
+            )
+    days.sort(key=lambda d: d["day"])
+
+    audit = _audit_entries(home, pipeline)
+    switches = [e for e in audit if e.get("action") == "switch"]
+    retrains = []
+    for record in sorted(
+        instance.get_run_records(dg.RunsFilter(job_name=f"{pipeline}_retrain")),
+        key=lambda r: r.create_timestamp,
+    ):
+        run = record.dagster_run
+        day = run.tags.get("ct/partition")
+        created, ended = _ts(record.create_timestamp), _ts(record.end_time)
+        entry = {
+            "day": day,
+            "trigger": run.tags.get("ct/trigger"),
+            "status": run.status.value,
+            "landing_to_request_s": created - landed[day] if day in landed else None,
+            "retrain_run_s": (ended - created) if ended else None,
+        }
+        if run.status.value == "SUCCESS" and ended:
+            deploys = [
+                r
+                for r in instance.get_run_records(dg.RunsFilter(job_name="__ASSET_JOB"))
+                if _ts(r.create_timestamp) >= ended
+            ] + [
+                r
+                for r in instance.get_run_records(dg.RunsFilter(job_name=f"{pipeline}_deploy"))
+                if _ts(r.create_timestamp) >= ended
+            ]
+            switch = next((e for e in switches if _iso(e["at"]) >= ended), None)
+            if deploys:
+                first = min(deploys, key=lambda r: r.create_timestamp)
+                entry["promotion_to_deploy_run_s"] = _ts(first.create_timestamp) - ended
+            if switch:
+                entry["promotion_to_serving_s"] = _iso(switch["at"]) - ended
+                if day in landed:
+                    entry["landing_to_serving_s"] = _iso(switch["at"]) - landed[day]
+        retrains.append(entry)
+    instance.dispose()
+    return {"days": days, "retrains": retrains}
+
+
+def _iso(text: str) -> float:
+    value = datetime.fromisoformat(text)
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+
+
+def _audit_entries(home: Path, pipeline: str) -> list[dict]:
+    """The deployment's steps from the home's audit log (at, action, bento, ...), oldest first."""
+    os.environ["CT_HOME"] = str(home)
+    from ct_assets.lib import deploy_steps, settings
+    from ct_assets.lib.spec import load_all_specs
+
+    spec = next(s for s in load_all_specs(settings.pipelines_dir()) if s.name == pipeline)
+    return deploy_steps.deployment(spec).audit_log()
+
+
+def report(result: dict) -> None:
+    days, retrains = result["days"], result["retrains"]
+    print(f"\nlanding -> features ready, {len(days)} days (seconds; median over days)")
+    for name in ("sensor_s", "queue_and_launch_s", "compute_s", "landing_to_features_s"):
+        print(f"  {name:24s} {_median([d[name] for d in days])}")
+    print(f"  days per ingest run       {_median([d['days_in_run'] for d in days])}")
+    print(f"\nretrains: {len(retrains)}")
+    for entry in retrains:
+        parts = [f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}" for k, v in entry.items()]
+        print("  " + " ".join(parts))
+    served = [e["landing_to_serving_s"] for e in retrains if "landing_to_serving_s" in e]
+    print(
+        f"\nlanding -> new champion serving all traffic: median {_median(served)} s "
+        f"over {len(served)} promotions"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--home", type=Path, help="measure an existing live-demo home instead of running one")
+    parser.add_argument("--pipeline", default="flights_delay")
+    parser.add_argument("--days", type=int, default=20)
+    parser.add_argument("--seconds-per-day", type=float, default=20.0)
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    home = args.home
+    if home is None:
+        home = Path(tempfile.mkdtemp(prefix="ct_live_bench_"))
+        print(f"running the live demo for {args.days} days in {home}")
+        run_demo(home, args.days, args.seconds_per_day)
+    result = measure(home, args.pipeline)
+    report(result)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
