@@ -24,6 +24,8 @@ from typing import Any
 
 import dagster as dg
 
+from ct_assets.defs.monitor.factory import IN_FLIGHT
+from ct_assets.defs.recovery import recover_dead_runs
 from ct_assets.lib import deploy_steps, settings
 from ct_assets.lib.dagster_process import DagsterDev
 from ct_assets.lib.instance_home import prepare_dagster_home
@@ -33,12 +35,6 @@ from ct_assets.lib.replay_driver import ReplayDriver, ReplayProgress
 from ct_assets.lib.rollout import Deployment
 from ct_assets.lib.spec import PipelineSpec
 
-IN_FLIGHT = [
-    dg.DagsterRunStatus.QUEUED,
-    dg.DagsterRunStatus.NOT_STARTED,
-    dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-]
 RUNNING = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
 ROLLOUT_ACTIONS = {"rollout_started", "canary", "switch", "rollback", "awaiting_approval", "approved"}
 
@@ -58,16 +54,6 @@ def live_folder() -> Path:
 
 
 # --- start-up: leave nothing half-done from a previous session ------------------------------------
-def fail_orphaned_runs(instance: dg.DagsterInstance) -> list[str]:
-    """Runs still marked as running while Dagster is down were killed with it: mark them failed and
-    free their concurrency slots (the landing sensor asks again for partitions they did not ingest)."""
-    orphans = instance.get_runs(filters=dg.RunsFilter(statuses=RUNNING))
-    for run in orphans:
-        instance.report_run_failed(run, message="the live loop stopped while this run was in flight")
-        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
-    return [run.run_id for run in orphans]
-
-
 def restore_serving(deploy: Deployment) -> str | None:
     """Restart the proxy and the live slot that the last session stopped; returns the bento served."""
     saved = live_folder() / "serving.json"
@@ -196,9 +182,9 @@ def run_live(spec: PipelineSpec, options: LiveOptions) -> int:
     folder = live_folder()
     folder.mkdir(parents=True, exist_ok=True)
     instance = dg.DagsterInstance.get()
-    orphans = fail_orphaned_runs(instance)
+    orphans = recover_dead_runs(instance)  # runs a forced stop killed: failed, pool slots freed
     if orphans:
-        console.print(f"marked {len(orphans)} run(s) left over from the last session as failed")
+        console.print(f"marked {len(orphans)} run(s) killed with the last session as failed")
     deploy = deploy_steps.deployment(spec)
     stable_url = f"http://127.0.0.1:{spec.serving.proxy_port}"
     driver = ReplayDriver(
