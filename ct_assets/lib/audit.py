@@ -121,32 +121,74 @@ class AuditLog:
         if not str(who).strip():
             raise ValueError("an audit entry needs who")
         with self._locked():
-            last = self._last_line()
-            previous = json.loads(last) if last else None
-            body = {
-                "seq": (previous["seq"] + 1) if previous else 1,
-                "at": _now(),
-                "who": redact(str(who)),
-                "action": action,
-                "pipeline": pipeline,
-                "subject": subject,
-                "component": component,
-                "why": redact(str(why)),
-                "details": json.loads(canonical(redact(details or {}))),
-                "prev_hash": previous["hash"] if previous else GENESIS,
-            }
-            body["hash"] = entry_hash(body)
-            line = (canonical(body) + "\n").encode()
-            descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            try:
-                os.write(descriptor, line)
-                os.fsync(descriptor)
-            finally:
-                os.close(descriptor)
-            temporary = self.head_path.with_name(f".{self.head_path.name}.tmp")
-            temporary.write_text(json.dumps({"seq": body["seq"], "hash": body["hash"], "at": body["at"]}))
-            temporary.replace(self.head_path)
+            return self._append_locked(action, who, why, pipeline, subject, component, details)
+
+    def _append_locked(
+        self,
+        action: str,
+        who: str,
+        why: str,
+        pipeline: str | None,
+        subject: str | None,
+        component: str | None,
+        details: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        """Append while the caller holds the lock."""
+        last = self._last_line()
+        previous = json.loads(last) if last else None
+        body = {
+            "seq": (previous["seq"] + 1) if previous else 1,
+            "at": _now(),
+            "who": redact(str(who)),
+            "action": action,
+            "pipeline": pipeline,
+            "subject": subject,
+            "component": component,
+            "why": redact(str(why)),
+            "details": json.loads(canonical(redact(details or {}))),
+            "prev_hash": previous["hash"] if previous else GENESIS,
+        }
+        body["hash"] = entry_hash(body)
+        line = (canonical(body) + "\n").encode()
+        descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(descriptor, line)
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+        temporary = self.head_path.with_name(f".{self.head_path.name}.tmp")
+        temporary.write_text(json.dumps({"seq": body["seq"], "hash": body["hash"], "at": body["at"]}))
+        temporary.replace(self.head_path)
         return body
+
+    def import_legacy(self, legacy: Path, *, pipeline: str, subject: str, component: str) -> int:
+        """Move the entries of an older per-folder `audit.jsonl` (unchained) into this log, once:
+        each becomes an entry with its original time in `details.original_at`, and the old file is
+        renamed to `audit.jsonl.imported`. Returns how many were imported."""
+        legacy = Path(legacy)
+        if not legacy.is_file() or legacy.resolve() == self.path.resolve():
+            return 0
+        with self._locked():
+            if not legacy.is_file():  # another process imported it meanwhile
+                return 0
+            count = 0
+            for line in legacy.read_text().splitlines():
+                if not line.strip():
+                    continue
+                old = json.loads(line)
+                details = {k: v for k, v in old.items() if k not in ("at", "action", "who", "why")}
+                self._append_locked(
+                    str(old.get("action", "unknown")),
+                    str(old.get("who") or "unknown"),
+                    str(old.get("why") or ""),
+                    pipeline,
+                    subject,
+                    component,
+                    {**details, "original_at": old.get("at"), "imported_from": str(legacy)},
+                )
+                count += 1
+            legacy.replace(legacy.with_name(legacy.name + ".imported"))
+        return count
 
     def entries(
         self, *, pipeline: str | None = None, component: str | None = None, after_seq: int = 0
@@ -223,6 +265,17 @@ def log_for(base: Path) -> AuditLog:
     if resolved == home or home in resolved.parents:
         return home_log(home)
     return AuditLog(resolved / FILE_NAME)
+
+
+def deployment_log(folder: Path) -> AuditLog:
+    """The audit log of a deployment folder (`<home>/deploy/<pipeline>`), with the folder's older
+    unchained `audit.jsonl`, if any, imported first."""
+    folder = Path(folder)
+    log = log_for(folder.parent)
+    log.import_legacy(
+        folder / FILE_NAME, pipeline=folder.name, subject=f"{folder.name}/deployment", component="deployment"
+    )
+    return log
 
 
 def flat(entry: dict[str, Any]) -> dict[str, Any]:

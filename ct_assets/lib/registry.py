@@ -114,7 +114,14 @@ class Registry:
 
     def audit(self) -> AuditLog:
         """The audit log this registry writes to (`$CT_HOME/audit.jsonl`; see `ct_assets.lib.audit`)."""
-        return log_for(self.folder.parent)
+        log = log_for(self.folder.parent)
+        log.import_legacy(
+            self.folder / "audit.jsonl",
+            pipeline=self.pipeline,
+            subject=f"{self.pipeline}/champion",
+            component="registry",
+        )
+        return log
 
     def audit_log(self) -> list[dict[str, Any]]:
         """This pipeline's champion moves from the shared audit log (at, action, who, why, details)."""

@@ -124,3 +124,58 @@ def test_registry_and_deployment_share_the_home_log(tmp_path: Path, monkeypatch:
         "previous": None,
     }
     assert deploy.audit_log()[0]["slot"] == "blue"
+
+
+def test_older_per_folder_audit_files_are_imported_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CT_HOME", str(tmp_path))
+    legacy_registry = tmp_path / "registry" / "p" / "audit.jsonl"
+    legacy_registry.parent.mkdir(parents=True)
+    legacy_registry.write_text(
+        json.dumps(
+            {
+                "at": "2026-01-01T00:00:00+00:00",
+                "action": "promote",
+                "version": "v0001",
+                "previous": None,
+                "who": "ann",
+                "why": "first",
+            }
+        )
+        + "\n"
+    )
+    legacy_deploy = tmp_path / "deploy" / "p" / "audit.jsonl"
+    legacy_deploy.parent.mkdir(parents=True)
+    legacy_deploy.write_text(
+        json.dumps(
+            {
+                "at": "2026-01-02T00:00:00+00:00",
+                "action": "switch",
+                "who": "bob",
+                "why": "first deployment",
+                "slot": "blue",
+            }
+        )
+        + "\n"
+    )
+    registry = Registry(tmp_path / "registry", "p")
+    assert registry.audit_log()[0] | {"at": None} == {
+        "at": None,
+        "action": "promote",
+        "who": "ann",
+        "why": "first",
+        "version": "v0001",
+        "previous": None,
+        "original_at": "2026-01-01T00:00:00+00:00",
+        "imported_from": str(legacy_registry),
+    }
+    layout = ProxyLayout(tmp_path / "proxy", 1, {"blue": 2, "green": 3})
+    deploy = Deployment(tmp_path / "deploy" / "p", layout, {}, "bentoml")
+    assert [e["action"] for e in deploy.audit_log()] == ["switch"]
+    assert not legacy_registry.exists() and legacy_deploy.with_name("audit.jsonl.imported").exists()
+    assert (
+        len(registry.audit_log()) == 1
+        and len(audit.home_log().entries()) == 2
+        and audit.home_log().verify().ok
+    )
