@@ -107,10 +107,10 @@ class Deployment:
     def audit(self, action: str, who: str, why: str, **details: Any) -> None:
         """One step in the shared, hash-chained audit log (`ct_assets.lib.audit`); the pipeline is
         the deployment folder's name (`<home>/deploy/<pipeline>`)."""
-        from ct_assets.lib.audit import log_for
+        from ct_assets.lib.audit import deployment_log
 
         pipeline = self.folder.name
-        log_for(self.folder.parent).append(
+        deployment_log(self.folder).append(
             action,
             who,
             why,
@@ -122,9 +122,9 @@ class Deployment:
 
     def audit_log(self) -> list[dict[str, Any]]:
         """This deployment's steps (at, action, who, why and the step's details), oldest first."""
-        from ct_assets.lib.audit import flat, log_for
+        from ct_assets.lib.audit import deployment_log, flat
 
-        entries = log_for(self.folder.parent).entries(pipeline=self.folder.name, component="deployment")
+        entries = deployment_log(self.folder).entries(pipeline=self.folder.name, component="deployment")
         return [flat(e) for e in entries]
 
     # processes -------------------------------------------------------------------------------
