@@ -55,6 +55,8 @@ def format_lines(
     """One request's predictions as JSON lines (request id, time, pipeline, model version, slot,
     entity id, score, decision, latency, event time, segments, features)."""
     names = batch["feature_names"]
+    rows = batch["feature_rows"]
+    rows = rows.rows if hasattr(rows, "rows") else rows  # serving.FeatureRows: tuples made here
     segment_names = list(batch["segments"])
     count = len(batch["entity_ids"])
     segments = list(zip(*batch["segments"].values(), strict=True)) or [()] * count
@@ -74,7 +76,7 @@ def format_lines(
             batch["scores"],
             batch["decisions"],
             batch["event_times"],
-            batch["feature_rows"],
+            rows,
             segments,
             strict=True,
         )

@@ -140,6 +140,13 @@ class FieldRule:
         ):
             return values, []
         convert = CONVERTERS[self.kind]
+        if self.kind in ("timestamp", "date") and all(type(v) is str for v in values):
+            try:  # times repeat within a batch: parse each distinct string once
+                parsed = {text: convert(text) for text in set(values)}
+            except _Bad:
+                pass  # the loop below names the rows
+            else:
+                return [parsed[v] for v in values], []
         typed: list[Any] = []
         problems: list[tuple[int, str]] = []
         for row, value in enumerate(values):

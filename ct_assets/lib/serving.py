@@ -98,21 +98,57 @@ def validate_columns(columns: Any, spec: PipelineSpec, max_rows: int = MAX_BATCH
     return TypedRequest(rules_for(spec).check_columns(columns, max_rows))
 
 
-@dataclass(frozen=True)
 class FeatureRows:
-    """The feature SQL's output, in request order: column names and one tuple per row."""
+    """The feature SQL's output, in request order: column names, and either one tuple per row (one
+    row) or one array per column (batches); each form is built from the other when asked for."""
 
-    names: list[str]
-    rows: list[tuple[Any, ...]]
+    def __init__(
+        self,
+        names: list[str],
+        rows: list[tuple[Any, ...]] | None = None,
+        columns: dict[str, Any] | None = None,
+    ) -> None:
+        self.names = names
+        self._rows = rows
+        self._columns = columns
+
+    @property
+    def rows(self) -> list[tuple[Any, ...]]:
+        if self._rows is None:
+            assert self._columns is not None
+            self._rows = list(zip(*(_as_list(self._columns[n]) for n in self.names), strict=True))
+        return self._rows
+
+    @property
+    def columns(self) -> dict[str, Any]:
+        if self._columns is None:
+            self._columns = {n: [row[i] for row in self.rows] for i, n in enumerate(self.names)}
+        return self._columns
+
+    def __len__(self) -> int:
+        if self._rows is not None:
+            return len(self._rows)
+        return len(next(iter(self.columns.values()))) if self.names else 0
 
     def column(self, name: str) -> list[Any]:
-        index = self.names.index(name)
-        return [row[index] for row in self.rows]
+        return _as_list(self.columns[name])
 
     def frame(self) -> pd.DataFrame:
         import pandas as pd
 
         return pd.DataFrame.from_records(self.rows, columns=self.names)
+
+
+def _as_list(values: Any) -> list[Any]:
+    """Python values of a column (None for nulls), from a list or a (masked) numpy array."""
+    if isinstance(values, list):
+        return values
+    import numpy as np
+
+    if np.ma.isMaskedArray(values):
+        masked = np.ma.getmaskarray(values).tolist()
+        return [None if m else v for v, m in zip(values.data.tolist(), masked, strict=True)]
+    return values.tolist()
 
 
 class FeatureEngine:
@@ -237,10 +273,27 @@ class FeatureEngine:
             cursor.register("_request", table)
             result = cursor.execute(self.query)
             names = [d[0] for d in result.description]
-            found = result.fetchall()
+            arrays = result.fetchnumpy()
         finally:
             cursor.close()
-        return self._in_request_order(request, names, found)
+        return self._columns_in_request_order(request, names, arrays)
+
+    def _columns_in_request_order(
+        self, request: TypedRequest, names: list[str], arrays: dict[str, Any]
+    ) -> FeatureRows:
+        import numpy as np
+
+        ids = request.columns[self.spec.entity_id]
+        found = _as_list(arrays[names[0]])
+        position = {value: index for index, value in enumerate(found)}
+        if len(found) != len(ids) or position.keys() != set(ids):
+            raise RuntimeError(
+                f"feature SQL of {self.spec.name} returned {len(found)} rows for {len(ids)}, or other ids"
+            )
+        order = np.fromiter((position[i] for i in ids), dtype=np.int64, count=len(ids))
+        columns = {name: arrays[name][order] for name in names}
+        columns[names[0]] = list(ids)
+        return FeatureRows(names, columns=columns)
 
     def _in_request_order(self, request: TypedRequest, names: list[str], found: list[Any]) -> FeatureRows:
         ids = request.columns[self.spec.entity_id]
@@ -252,7 +305,7 @@ class FeatureEngine:
             raise RuntimeError(f"feature SQL of {self.spec.name} returned other ids than the request's")
         if len(found) > 1:
             found = [position[i] for i in ids]
-        return FeatureRows(names, found)
+        return FeatureRows(names, rows=found)
 
 
 def _literal(value: Any) -> str:
@@ -295,30 +348,48 @@ class Scorer:
 
         from ct_assets.lib.model_training import MISSING_CATEGORY
 
-        if not features.rows:
+        count = len(features)
+        if count == 0:
             return []
-        index = {name: i for i, name in enumerate(features.names)}
-        cat_at = [index[c] for c in self.layout.categorical]
-        num_at = [index[c] for c in self.layout.numeric]
-        if len(features.rows) == 1:  # one row: a plain list is the cheapest input
+        if count == 1:  # one row: a plain list is the cheapest input
             row = features.rows[0]
-            values = [MISSING_CATEGORY if row[i] is None else str(row[i]) for i in cat_at]
-            values += [float("nan") if row[i] is None else float(row[i]) for i in num_at]
+            index = {name: i for i, name in enumerate(features.names)}
+            values = [
+                MISSING_CATEGORY if row[index[c]] is None else str(row[index[c]])
+                for c in self.layout.categorical
+            ]
+            values += [
+                float("nan") if row[index[c]] is None else float(row[index[c]]) for c in self.layout.numeric
+            ]
             return [float(self.model.predict_proba([values])[0, 1])]
-        cat = np.array(
-            [[MISSING_CATEGORY if row[i] is None else str(row[i]) for i in cat_at] for row in features.rows],
-            dtype=object,
-        ).reshape(len(features.rows), len(cat_at))
-        num = np.array([[row[i] for i in num_at] for row in features.rows], dtype=np.float64).reshape(
-            len(features.rows), len(num_at)
-        )
+        columns = features.columns
+        cat = np.empty((count, len(self.layout.categorical)), dtype=object)
+        for position, name in enumerate(self.layout.categorical):
+            cat[:, position] = _categories(columns[name], MISSING_CATEGORY)
+        num = np.empty((count, len(self.layout.numeric)), dtype=np.float32)
+        for position, name in enumerate(self.layout.numeric):
+            values = columns[name]
+            if isinstance(values, list):
+                values = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+            num[:, position] = np.ma.filled(np.ma.asarray(values).astype(np.float64), np.nan)
         data = FeaturesData(
-            num_feature_data=num.astype(np.float32),
+            num_feature_data=num,
             cat_feature_data=cat,
             num_feature_names=list(self.layout.numeric),
             cat_feature_names=list(self.layout.categorical),
         )
         return self.model.predict_proba(data)[:, 1].tolist()
+
+
+def _categories(values: Any, missing: str) -> Any:
+    """A categorical column as text, nulls as their own category (as `model_inputs` does)."""
+    import numpy as np
+
+    if not isinstance(values, list) and values.dtype == object:
+        filled = np.ma.filled(values, missing) if np.ma.isMaskedArray(values) else values
+        if all(type(v) is str for v in filled):
+            return filled
+    return np.array([missing if v is None else str(v) for v in _as_list(values)], dtype=object)
 
 
 @dataclass(frozen=True)
@@ -387,21 +458,21 @@ class Predictor:
 
 
 def log_scored(writer: PredictionLogWriter, scored: Scored, model_version: str) -> None:
-    """Hand a scored request to the background log writer (one line per prediction, written later)."""
-    entity = scored.features.names.index(writer.spec.entity_id)
+    """Hand a scored request to the background log writer (one line per prediction, written later;
+    the feature rows are turned into lines in the writer's thread)."""
     writer.submit(
         {
             "request_id": scored.request_id,
             "time": datetime.now(UTC).isoformat(),
             "model_version": model_version,
-            "entity_ids": [str(row[entity]) for row in scored.features.rows],
+            "entity_ids": [str(i) for i in scored.features.column(writer.spec.entity_id)],
             "scores": scored.probabilities,
             "decisions": scored.decisions,
             "latency_ms": scored.seconds * 1000,
             "event_times": scored.event_times,
             "segments": scored.segments,
             "feature_names": scored.features.names,
-            "feature_rows": scored.features.rows,
+            "feature_rows": scored.features,
         }
     )
 
@@ -442,15 +513,15 @@ def log_predictions(
 
 def answer(scored: Scored, model_version: str, slot: str, threshold: float, entity_id: str) -> dict[str, Any]:
     """The service's JSON answer for a scored request."""
-    entity = scored.features.names.index(entity_id)
+    ids = scored.features.column(entity_id)
     return {
         "request_id": scored.request_id,
         "model_version": model_version,
         "slot": slot,
         "threshold": threshold,
         "predictions": [
-            {"id": str(row[entity]), "probability": p, "decision": d}
-            for row, p, d in zip(scored.features.rows, scored.probabilities, scored.decisions, strict=True)
+            {"id": str(i), "probability": p, "decision": d}
+            for i, p, d in zip(ids, scored.probabilities, scored.decisions, strict=True)
         ],
     }
 
