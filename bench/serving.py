@@ -337,6 +337,22 @@ def in_process(world: World, model: Any, rows: list[dict], single_rows: int, rep
     return out
 
 
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes and all their children (psutil)."""
+    import psutil
+
+    total = 0.0
+    for pid in pids:
+        try:
+            process = psutil.Process(pid)
+            for each in [process, *process.children(recursive=True)]:
+                times = each.cpu_times()
+                total += times.user + times.system
+        except psutil.Error:
+            continue
+    return total
+
+
 # --- (a) and (b) over HTTP -----------------------------------------------------------------------
 
 
@@ -632,9 +648,16 @@ def main(argv: list[str] | None = None) -> int:
 
         # (a) open loop at a fixed rate, each route.
         loaded: dict[str, tuple[list[Answer], float]] = {}
+        slot_cpu: dict[Any, float] = {}
+
+        def slot_pids() -> list[int]:
+            return [int(deploy.state()["slots"]["blue"]["pid"])] if deploy is not None else []
+
         for name, url in urls.items():
             sequential({name: f"{url}/predict"}, bodies, 0, warmup=10)
+            cpu_before = _cpu_seconds(slot_pids())
             loaded[name] = open_loop(f"{url}/predict", bodies, args.rate, args.duration)
+            slot_cpu[name] = (_cpu_seconds(slot_pids()) - cpu_before) / max(1, len(loaded[name][0]))
             print(f"load average after {args.duration:g} s at {args.rate:g} req/s {name}: {_load()}")
             time.sleep(2)
         server = server_latencies(world.log_folder)
@@ -648,7 +671,9 @@ def main(argv: list[str] | None = None) -> int:
         batches = {}
         for path, body in batch_bodies.items():
             for name, url in urls.items():
+                cpu_before = _cpu_seconds(slot_pids())
                 batches[(path, name)] = batch_run(f"{url}{path}", body, n, args.batch_requests)
+                slot_cpu[(path, name)] = (_cpu_seconds(slot_pids()) - cpu_before) / (args.batch_requests + 2)
         print(f"load average after the batch runs: {_load()}")
         with httpx.Client(timeout=120) as client:
             answer = client.post(
@@ -666,6 +691,10 @@ def main(argv: list[str] | None = None) -> int:
         for name in urls:
             answers, wall = loaded[name]
             met[name] = report_open_loop(name, answers, wall, args.rate, base, server)
+            print(
+                f"    the slot's processes (bentoml serve and its workers) used {_ms(slot_cpu[name]):.2f} ms "
+                f"CPU per request: at {args.rate:g} requests/s, {slot_cpu[name] * args.rate:.0%} of a core"
+            )
         for name, answers in unloaded.items():
             latencies = [_ms(a.latency) for a in answers if a.status == 200]
             p50, p99 = _pct(latencies, 50), _pct(latencies, 99)
@@ -683,7 +712,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"(b) batch {path} {name}: {rps:,.0f} rows/s = {_share(rps, catboost_rps)} "
                 f"({_share(rps, full_rps, 'the in-process full path')}); {n}-row request p50 "
                 f"{_ms(_pct(run['latencies'], 50)):.0f} ms, of which the service's validate+features+score "
-                f"{_pct(served_ms, 50):.0f} ms; {len(run['latencies'])} requests, {run['failures']} failed"
+                f"{_pct(served_ms, 50):.0f} ms; {len(run['latencies'])} requests, {run['failures']} failed; "
+                f"the slot's processes used {_ms(slot_cpu[(path, name)]):.1f} ms CPU per request"
             )
         print(f"check: served vs in-process probabilities, {n} rows: max |difference| {difference:.2g}")
 
