@@ -109,7 +109,28 @@ def measure(home: Path, pipeline: str) -> dict:
                 for r in instance.get_run_records(dg.RunsFilter(job_name=f"{pipeline}_deploy"))
                 if _ts(r.create_timestamp) >= ended
             ]
-            switch = next((e for e in switches if _iso(e["at"]) >= ended), None)
+            promoted = next(
+                (
+                    e.get("version")
+                    for e in audit
+                    if e.get("action") == "promote" and run.run_id in e.get("who", "")
+                ),
+                None,
+            )
+            entry["version"] = promoted
+            switch = next(
+                (e for e in switches if promoted and str(e.get("bento", "")).endswith(f":{promoted}")), None
+            )
+            rolled_back = next(
+                (
+                    e
+                    for e in audit
+                    if e.get("action") == "rollback" and str(e.get("bento", "")).endswith(f":{promoted}")
+                ),
+                None,
+            )
+            if rolled_back and not switch:
+                entry["rolled_back"] = rolled_back.get("why", "")[:80]
             if deploys:
                 first = min(deploys, key=lambda r: r.create_timestamp)
                 entry["promotion_to_deploy_run_s"] = _ts(first.create_timestamp) - ended
@@ -128,13 +149,10 @@ def _iso(text: str) -> float:
 
 
 def _audit_entries(home: Path, pipeline: str) -> list[dict]:
-    """The deployment's steps from the home's audit log (at, action, bento, ...), oldest first."""
-    os.environ["CT_HOME"] = str(home)
-    from ct_assets.lib import deploy_steps, settings
-    from ct_assets.lib.spec import load_all_specs
+    """The pipeline's audit entries (promotions, rollout steps), flattened, oldest first."""
+    from ct_assets.lib.audit import flat, home_log
 
-    spec = next(s for s in load_all_specs(settings.pipelines_dir()) if s.name == pipeline)
-    return deploy_steps.deployment(spec).audit_log()
+    return [flat(e) for e in home_log(home).entries(pipeline=pipeline)]
 
 
 def report(result: dict) -> None:

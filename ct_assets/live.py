@@ -165,7 +165,7 @@ def status_line(status: dict[str, Any]) -> str:
         f"day {status['day']} landed {status['days_landed']} served {status['served']} "
         f"champion {status['champion'] or '-'} "
         f"retrain {retrain.get('status', '-')}:{retrain.get('trigger', '-')} "
-        f"rollout {rollout.get('action', '-')}:{rollout.get('bento', '-')} "
+        f"rollout {rollout.get('action', '-')}:{rollout.get('bento') or rollout.get('why', '-')} "
         f"in flight {len(status['runs_in_flight'])}"
     )
 

@@ -106,6 +106,7 @@ def roll_out(spec: PipelineSpec, registry: Registry, bento_tag: str, who: str) -
         )
     published = json.loads(path.read_text())
     rows, expected = published["rows"], published["scores"]
+    wait_for_snapshot(spec, max(record["partitions"]["holdout"]))
     return deployment(spec).rollout(
         bento_tag,
         (rows, expected),
@@ -114,3 +115,26 @@ def roll_out(spec: PipelineSpec, registry: Registry, bento_tag: str, who: str) -
         who=who,
         auto_switch=spec.serving.auto_rollout,
     )
+
+
+def snapshot_as_of(spec: PipelineSpec) -> str | None:
+    """The partition the published online snapshot is as of (None before the first one)."""
+    from ct_assets.lib.online_snapshot import published_as_of
+
+    return published_as_of(settings.online_root() / spec.name)
+
+
+def wait_for_snapshot(spec: PipelineSpec, partition: str, timeout: float = 300, poll: float = 2) -> None:
+    """Wait until the online snapshot covers `partition` (the model's last holdout partition): the
+    ingest run that built the features publishes the snapshot a few steps later. Serving features
+    from an older snapshot would miss context (weather) and fail the compatibility check."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while (snapshot_as_of(spec) or "") < partition:
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"the online snapshot is as of {snapshot_as_of(spec)}, older than the model's holdout "
+                f"(up to {partition}); materialize online_snapshot for {partition} and roll out again"
+            )
+        time.sleep(poll)

@@ -75,3 +75,9 @@ def manifest(folder: Path) -> dict:
             f"no online snapshot in {folder}: materialize the online_snapshot asset first"
         )
     return json.loads(path.read_text())
+
+
+def published_as_of(folder: Path) -> str | None:
+    """The partition the published snapshot is as of, or None before the first one."""
+    path = Path(folder) / MANIFEST
+    return json.loads(path.read_text()).get("as_of_partition") if path.exists() else None

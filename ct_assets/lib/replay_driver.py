@@ -104,9 +104,7 @@ class ReplayDriver:
                 self._play_day(client, self.progress.next_day, on_batch)
         return self.progress
 
-    def _play_day(
-        self, client: Any, day: str, on_batch: Callable[[ReplayProgress], None] | None
-    ) -> None:
+    def _play_day(self, client: Any, day: str, on_batch: Callable[[ReplayProgress], None] | None) -> None:
         groups = batches(day_requests(self.spec, day), self.batch_rows)
         pause = self.seconds_per_day / max(len(groups), 1)
         progress = self.progress

@@ -14,6 +14,7 @@ from ct_assets.defs.resources import (
     LandingZone,
     ModelRegistry,
     ProfileStore,
+    SnapshotFolder,
     Warehouse,
 )
 from ct_assets.lib import alerts, dashboards, monitor_steps, report_plots
@@ -279,9 +280,13 @@ def _retrain_sensor(spec: PipelineSpec, cause: str, decide: Any, job: Any) -> dg
         description=f"Requests a retrain when {cause} says so (rules in the spec's monitoring block).",
     )
     def _sensor(
-        context: dg.SensorEvaluationContext, warehouse: Warehouse, registry: ModelRegistry, alerts: AlertSink
+        context: dg.SensorEvaluationContext,
+        warehouse: Warehouse,
+        registry: ModelRegistry,
+        alerts: AlertSink,
+        snapshots: SnapshotFolder,
     ) -> dg.SensorResult | dg.SkipReason:
-        return evaluate_retrain(context, spec, cause, decide, warehouse, registry, alerts)
+        return evaluate_retrain(context, spec, cause, decide, warehouse, registry, alerts, snapshots)
 
     return _sensor
 
@@ -294,9 +299,16 @@ def evaluate_retrain(
     warehouse: Warehouse,
     registry: ModelRegistry,
     sink: AlertSink,
+    snapshots: SnapshotFolder | None = None,
 ) -> dg.SensorResult | dg.SkipReason:
-    """One tick: read the latest signals, apply the rule, honour the cooldown, request a run."""
+    """One tick: read the latest signals, apply the rule, honour the cooldown, request a run.
+
+    With `snapshots`, only partitions whose ingest has finished count (the online snapshot is
+    published as of them), so a model is never trained as of a partition that serving cannot
+    serve yet."""
     import duckdb
+
+    from ct_assets.lib.online_snapshot import published_as_of
 
     busy = context.instance.get_runs(
         filters=dg.RunsFilter(job_name=f"{spec.name}_retrain", statuses=IN_FLIGHT), limit=1
@@ -307,6 +319,9 @@ def evaluate_retrain(
     record = store.champion()
     if record is None and cause != "performance":
         return dg.SkipReason("no champion yet: the performance sensor requests the first model")
+    complete = published_as_of(snapshots.folder(spec.name)) if snapshots else "9999"
+    if complete is None:
+        return dg.SkipReason("no partition fully ingested yet (no online snapshot published)")
     rules = spec.monitoring
     try:
         con = open_connection(warehouse.path, read_only=True, retries=12)  # ~15 s between writers
@@ -317,11 +332,12 @@ def evaluate_retrain(
             rows = monitor_steps.feature_partition_rows(con, spec)
         finally:
             con.close()
-        return _first_model_request(context, spec, rows)
+        return _first_model_request(context, spec, [r for r in rows if r[0] <= complete])
     try:
         signals = monitor_steps.recent_signals(
             con, spec, max(rules.confirm_window, rules.performance_window), record["version"]
         )
+        signals = [signal for signal in signals if signal.partition <= complete]
         cursor = json.loads(context.cursor or "{}")
         last = cursor.get("last_request")
         since = monitor_steps.partitions_since(con, spec, last["partition"]) if last else 0
