@@ -9,7 +9,8 @@ on shutdown); the service never opens the warehouse.
 
 Configuration (environment): CT_ONLINE_SNAPSHOT (snapshot folder), CT_PREDICTION_LOG (log
 folder), CT_SLOT (blue or green), CT_SERVICE_WORKERS (worker processes per slot, default 2: each
-has its own copy of the model and the snapshot).
+has its own copy of the model and the snapshot), CT_ACCESS_LOG=1 (BentoML's per-request access
+log, off by default).
 """
 
 from __future__ import annotations
@@ -33,7 +34,17 @@ MODEL_TAG = os.environ.get("CT_BENTO_MODEL") or (
 WORKERS = int(os.environ.get("CT_SERVICE_WORKERS", "2"))
 
 
-@bentoml.service(name="ct_tabular_service", workers=WORKERS, traffic={"timeout": 30, "max_concurrency": 64})
+# BentoML's access log writes a line per request from the worker (about a millisecond of CPU
+# each); every prediction is in the prediction log anyway. CT_ACCESS_LOG=1 turns it back on.
+ACCESS_LOG = os.environ.get("CT_ACCESS_LOG", "0") == "1"
+
+
+@bentoml.service(
+    name="ct_tabular_service",
+    workers=WORKERS,
+    traffic={"timeout": 30, "max_concurrency": 64},
+    logging={"access": {"enabled": ACCESS_LOG}},
+)
 class TabularModelService:
     model_ref = bentoml.models.BentoModel(MODEL_TAG)
 

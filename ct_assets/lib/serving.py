@@ -361,7 +361,7 @@ class Scorer:
             values += [
                 float("nan") if row[index[c]] is None else float(row[index[c]]) for c in self.layout.numeric
             ]
-            return [float(self.model.predict_proba([values])[0, 1])]
+            return [float(self.model.predict_proba([values], thread_count=1)[0, 1])]
         columns = features.columns
         cat = np.empty((count, len(self.layout.categorical)), dtype=object)
         for position, name in enumerate(self.layout.categorical):
