@@ -22,9 +22,12 @@ if TYPE_CHECKING:
 
 
 def context_history_hours(spec: PipelineSpec) -> float:
-    """Enough context history for as-of lookups over the holdout (checked before any traffic)."""
+    """Context history the snapshot keeps: the holdout (the compatibility check scores it before any
+    traffic) plus `serving.snapshot_history_partitions`, since a rollout may come partitions after the
+    training it ships when the pipeline catches up on a backlog."""
     hours = {"daily": 24, "weekly": 24 * 7, "monthly": 24 * 31}[spec.partitions.grain]
-    return float(hours * (spec.training.holdout_partitions + 1))
+    partitions = spec.training.holdout_partitions + 1 + spec.serving.snapshot_history_partitions
+    return float(hours * partitions)
 
 
 def deployment(spec: PipelineSpec) -> Deployment:

@@ -222,6 +222,9 @@ class ServingSpec(_Strict):
     max_p99_ms: float = Field(250.0, gt=0)
     max_score_shift: Fraction = 0.3
     compatibility_rows: int = Field(200, ge=1)
+    # context history in the online snapshot, in partitions: enough for as-of lookups now and for the
+    # rollout's compatibility check on the holdout of a model trained up to this many partitions ago
+    snapshot_history_partitions: int = Field(14, ge=1)
 
 
 class RetentionSpec(_Strict):
