@@ -47,54 +47,84 @@ def log_path(folder: Path, pipeline: str, slot: str, when: datetime) -> Path:
 
 
 _encode = json.JSONEncoder(check_circular=False, default=str).encode
+_NUMBERS = (float, int, bool)
+
+
+def _encoded_column(values: Any) -> list[str]:
+    """Each value's JSON text, as `json.dumps` writes it, for a whole column at a time (a list, or
+    a numpy array whose masked entries are nulls)."""
+    if not isinstance(values, list):
+        import numpy as np
+
+        masked = np.flatnonzero(np.ma.getmaskarray(values)).tolist() if np.ma.isMaskedArray(values) else []
+        kind = values.dtype.kind
+        values = (values.data if np.ma.isMaskedArray(values) else values).tolist()
+        for index in masked:
+            values[index] = None
+        if kind in "fiub":
+            return json.dumps(values)[1:-1].split(", ") if values else []
+    if not values:
+        return []
+    if all(v is None or type(v) in _NUMBERS for v in values):
+        return json.dumps(values)[1:-1].split(", ")  # numbers and null never hold ", "
+    if all(v is None or type(v) is str for v in values):
+        quote = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+        return ["null" if v is None else quote(v) for v in values]
+    return [_encode(v) for v in values]
+
+
+def _columns_of(rows: Any, names: list[str]) -> list[Any]:
+    """The feature columns: arrays or lists from a serving.FeatureRows, or lists from tuples."""
+    if hasattr(rows, "columns"):
+        return [rows.columns[name] for name in names]
+    return [list(column) for column in zip(*rows, strict=True)] if rows else [[] for _ in names]
 
 
 def format_lines(
     batch: dict[str, Any], pipeline: str, slot: str, request_ids: list[str] | None = None
 ) -> str:
     """One request's predictions as JSON lines (request id, time, pipeline, model version, slot,
-    entity id, score, decision, latency, event time, segments, features)."""
-    names = batch["feature_names"]
-    rows = batch["feature_rows"]
-    rows = rows.rows if hasattr(rows, "rows") else rows  # serving.FeatureRows: tuples made here
-    segment_names = list(batch["segments"])
+    entity id, score, decision, latency, event time, segments, features).
+
+    Built a column at a time: each column's values are encoded in one go, then each line is one
+    %-format of a template that holds the keys and the request's constant values."""
     count = len(batch["entity_ids"])
-    segments = list(zip(*batch["segments"].values(), strict=True)) or [()] * count
-    common = ", ".join(
-        f"{_encode(key)}: {_encode(value)}"
-        for key, value in (
-            ("time", batch["time"]),
-            ("pipeline", pipeline),
-            ("model_version", batch["model_version"]),
-            ("slot", slot),
-        )
+    if count == 0:
+        return ""
+    names = list(batch["feature_names"])
+    segment_names = list(batch["segments"])
+
+    def key(name: str) -> str:
+        return _encode(name).replace("%", "%%")
+
+    def constant(value: Any) -> str:
+        return _encode(value).replace("%", "%%")
+
+    template = (
+        '{"request_id": %s, '
+        f'"time": {constant(batch["time"])}, "pipeline": {constant(pipeline)}, '
+        f'"model_version": {constant(batch["model_version"])}, "slot": {constant(slot)}, '
+        '"entity_id": %s, "score": %s, "decision": %s, '
+        f'"latency_ms": {constant(batch["latency_ms"])}, "event_time": %s, '
+        '"segments": {' + ", ".join(f"{key(n)}: %s" for n in segment_names) + "}, "
+        '"features": {' + ", ".join(f"{key(n)}: %s" for n in names) + "}}"
     )
-    out = []
-    for index, (entity, score, decision, event_time, row, segment) in enumerate(
-        zip(
-            batch["entity_ids"],
-            batch["scores"],
-            batch["decisions"],
-            batch["event_times"],
-            rows,
-            segments,
-            strict=True,
-        )
-    ):
-        request_id = request_ids[index] if request_ids is not None else batch["request_id"]
-        rest = _encode(
-            {
-                "entity_id": entity,
-                "score": score,
-                "decision": decision,
-                "latency_ms": batch["latency_ms"],
-                "event_time": str(event_time) if event_time is not None else None,
-                "segments": dict(zip(segment_names, segment, strict=True)),
-                "features": dict(zip(names, row, strict=True)),
-            }
-        )
-        out.append(f'{{"request_id": {_encode(request_id)}, {common}, {rest[1:]}')
-    return "\n".join(out) + "\n" if out else ""
+    ids = request_ids if request_ids is not None else [batch["request_id"]] * count
+    texts = {t: str(t) for t in set(batch["event_times"]) if t is not None}  # times repeat in a batch
+    event_times = [texts[t] if t is not None else None for t in batch["event_times"]]
+    columns = [
+        ids,
+        list(batch["entity_ids"]),
+        [float(p) for p in batch["scores"]],
+        [bool(d) for d in batch["decisions"]],
+        event_times,
+        *(list(batch["segments"][n]) for n in segment_names),
+        *_columns_of(batch["feature_rows"], names),
+    ]
+    if any(len(column) != count for column in columns):
+        raise ValueError("prediction log batch: columns of different lengths")
+    encoded = [_encoded_column(column) for column in columns]
+    return "\n".join(template % row for row in zip(*encoded, strict=True)) + "\n"
 
 
 class PredictionLogWriter:

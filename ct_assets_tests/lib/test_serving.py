@@ -130,27 +130,41 @@ def test_prediction_log_is_append_only_json_lines(tmp_path: Path, flights_spec) 
 
 def test_background_writer_logs_every_prediction_and_drains_on_close(tmp_path: Path, flights_spec) -> None:
     writer = PredictionLogWriter(tmp_path, flights_spec, "green", max_pending=4)
+    odd = 'b, "q" %s \u00e9'  # separators, quotes, a % and non-ASCII must survive the line template
     for request in range(50):  # more than the queue holds: submit waits, nothing is dropped
         writer.submit(
             {
                 "request_id": f"r{request}",
                 "time": "2013-01-02T10:00:00+00:00",
                 "model_version": "v0001",
-                "entity_ids": ["a", "b"],
+                "entity_ids": ["a", odd],
                 "scores": [0.25, 0.75],
                 "decisions": [False, True],
                 "latency_ms": 1.5,
                 "event_times": ["2013-01-02 10:00:00+00:00", None],
                 "segments": {"origin": ["EWR", "JFK"]},
                 "feature_names": ["flight_id", "distance"],
-                "feature_rows": [("a", 1.0), ("b", None)],
+                "feature_rows": [("a", 1.0), (odd, None)],
             }
         )
     writer.close()
     lines = [json.loads(line) for path in tmp_path.rglob("*.jsonl") for line in path.read_text().splitlines()]
     assert len(lines) == 100 and len({line["request_id"] for line in lines}) == 50
-    assert lines[1]["features"] == {"flight_id": "b", "distance": None} and lines[1]["slot"] == "green"
-    assert lines[0]["event_time"] == "2013-01-02 10:00:00+00:00" and lines[1]["event_time"] is None
+    assert lines[1] == {
+        "request_id": "r0",
+        "time": "2013-01-02T10:00:00+00:00",
+        "pipeline": flights_spec.name,
+        "model_version": "v0001",
+        "slot": "green",
+        "entity_id": odd,
+        "score": 0.75,
+        "decision": True,
+        "latency_ms": 1.5,
+        "event_time": None,
+        "segments": {"origin": "JFK"},
+        "features": {"flight_id": odd, "distance": None},
+    }
+    assert lines[0]["event_time"] == "2013-01-02 10:00:00+00:00" and lines[0]["features"]["distance"] == 1.0
     # A writer killed mid-line leaves a torn last line: the reader skips it.
     path = next(tmp_path.rglob("*.jsonl"))
     with path.open("a") as handle:
