@@ -205,12 +205,15 @@ def run_live(spec: PipelineSpec, options: LiveOptions) -> int:
         settings.REPO_ROOT / "workspace.yaml", dagster_home, options.ui_port, folder / "dagster.log"
     )
     interrupted = threading.Event()
+    first_signal: list[float] = []
 
     def on_sigint(signum: int, frame: Any) -> None:
-        if interrupted.is_set():
+        if not first_signal:
+            first_signal.append(time.monotonic())
+            interrupted.set()
+            driver.stop()
+        elif time.monotonic() - first_signal[0] > 2:  # not the same Ctrl-C forwarded again by `uv run`
             raise KeyboardInterrupt
-        interrupted.set()
-        driver.stop()
 
     previous_handler = signal.signal(signal.SIGINT, on_sigint)
     signal.signal(signal.SIGTERM, on_sigint)
@@ -256,10 +259,13 @@ def run_live(spec: PipelineSpec, options: LiveOptions) -> int:
         console.print("forced stop")
         return 130
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the clean-up is bounded; let it finish
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         driver.stop()
         suspend_serving(deploy)
         dev.stop()
         signal.signal(signal.SIGINT, previous_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         progress = driver.progress
         console.print(
             f"stopped at {progress.next_day}: {len(progress.days_landed)} days landed, "
