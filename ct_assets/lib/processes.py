@@ -58,3 +58,40 @@ def wait_gone(pid: int, timeout: float) -> bool:
             return True
         time.sleep(0.05)
     return not is_running(pid)
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process below `pid` (children, their children...), from `/proc`. Some servers
+    (BentoML's workers under circus) start their children in new sessions, so a signal to the
+    parent's process group does not reach them: callers collect them first, then signal each group."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], list(children.get(pid, []))
+    while todo:
+        child = todo.pop()
+        found.append(child)
+        todo.extend(children.get(child, []))
+    return found
+
+
+def signal_tree(pid: int, signum: int, tree: list[int] | None = None) -> None:
+    """Send `signum` to the process group of `pid` and to the group of every process in `tree`
+    (default: its descendants now)."""
+    import contextlib
+
+    groups = []
+    for member in [pid, *(descendants(pid) if tree is None else tree)]:
+        with contextlib.suppress(OSError):
+            group = os.getpgid(member)
+            if group not in groups:
+                groups.append(group)
+    for group in groups:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(group, signum)

@@ -2,7 +2,25 @@
 
 HAProxy was chosen over nginx because its runtime API changes server weights through an admin
 socket with no reload, so a canary share, a blue-green switch and a rollback are each one command
-and never drop a connection. Failed connections are retried on the other slot (`redispatch`).
+and never drop a connection.
+
+When a slot dies (its process killed, its port closed):
+- a request that cannot connect to it, or gets no answer (connection reset, empty or truncated
+  response), is retried up to 3 times and sent to another server each time (`retry-on`,
+  `option redispatch 1`; such layer-7 retries need the whole request in HAProxy's buffer first,
+  `option http-buffer-request`): a prediction has no side effect but a log line, so replaying it is
+  safe;
+- the first refused connection on live traffic marks the slot DOWN at once (`observe layer4`), and the
+  health check (`GET /readyz` every 500 ms, 2 failures) catches a slot that hangs;
+- each slot is listed twice: as itself, with the weight the rollout gives it, and as a `backup` entry
+  that tracks its health. Backups take traffic only when no weighted slot is UP, so when the active
+  slot dies, the standby (still running at weight 0 after a switch) answers at once, before any
+  controller acts (`ct_assets.lib.watchdog` then makes the failover official). A slot's backup entry
+  is enabled only once its bento has served as the active one (`set_standby`): a candidate that has
+  not passed its checks never gets traffic this way.
+
+`haproxy.log` in the proxy folder lists only abnormal requests (errors, retries, redispatches), with
+HAProxy's termination state (`option dontlog-normal`), and the slots' state changes.
 """
 
 from __future__ import annotations
@@ -41,22 +59,37 @@ class ProxyLayout:
         return self.folder / "haproxy.pid"
 
 
+STANDBY = "_standby"  # suffix of each slot's backup entry
+HEALTH = "check inter 500ms fastinter 200ms fall 2 rise 2 observe layer4 error-limit 1 on-error mark-down"
+
+
 def render_config(layout: ProxyLayout, weights: dict[str, int]) -> str:
     servers = "\n".join(
-        f"    server {slot} 127.0.0.1:{port} weight {weights.get(slot, 0)} check inter 500ms fall 2 rise 2"
+        f"    server {slot} 127.0.0.1:{port} weight {weights.get(slot, 0)} {HEALTH}"
+        for slot, port in layout.slot_ports.items()
+    )
+    backups = "\n".join(
+        f"    server {slot}{STANDBY} 127.0.0.1:{port} backup track {BACKEND}/{slot}"
+        + ("" if weights.get(slot, 0) else " disabled")
         for slot, port in layout.slot_ports.items()
     )
     return f"""global
     stats socket {layout.socket} mode 600 level admin
     maxconn 2048
+    log stderr format iso local0 info
 
 defaults
     mode http
+    log global
+    option httplog
+    option dontlog-normal
     timeout connect 2s
     timeout client 30s
     timeout server 30s
     retries 3
-    option redispatch
+    retry-on conn-failure empty-response junk-response response-timeout
+    option http-buffer-request
+    option redispatch 1
     option http-server-close
 
 frontend stable
@@ -68,6 +101,7 @@ backend {BACKEND}
     option httpchk GET /readyz
     http-check expect status 200
 {servers}
+{backups}
 """
 
 
@@ -117,6 +151,14 @@ def set_weights(layout: ProxyLayout, weights: dict[str, int]) -> None:
         reply = command(layout, f"set server {BACKEND}/{slot} weight {int(weight)}")
         if reply.strip():
             raise RuntimeError(f"haproxy refused weight {weight} for {slot}: {reply.strip()}")
+
+
+def set_standby(layout: ProxyLayout, slot: str, enabled: bool) -> None:
+    """Enable or disable the slot's backup entry (a proxy started by an older config has none)."""
+    state = "ready" if enabled else "maint"
+    reply = command(layout, f"set server {BACKEND}/{slot}{STANDBY} state {state}").strip()
+    if reply and "No such server" not in reply:
+        raise RuntimeError(f"haproxy refused state {state} for {slot}{STANDBY}: {reply}")
 
 
 def server_stats(layout: ProxyLayout) -> dict[str, dict[str, str]]:

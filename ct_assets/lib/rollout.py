@@ -38,7 +38,7 @@ class HealthPolicy:
 
 @dataclass
 class RolloutResult:
-    status: str  # "switched" | "rolled_back" | "awaiting_approval"
+    status: str  # "switched" | "rolled_back" | "awaiting_approval" | "failed_over"
     slot: str
     bento: str
     reasons: list[str] = field(default_factory=list)
@@ -62,21 +62,30 @@ def _score_hellinger(a: list[float], b: list[float], bins: int = 10) -> float:
 
 
 def _terminate_group(pid: int, timeout: float) -> None:
-    """SIGTERM a process group (a slot's server and workers, or HAProxy's master and worker), then
-    SIGKILL what is still there after `timeout` seconds."""
-    try:
+    """SIGTERM a process group (a slot's server, or HAProxy's master and worker), then SIGKILL what
+    is still there after `timeout` seconds, including descendants in other sessions: BentoML starts
+    its workers with their own session, and they outlive a SIGKILLed server (seen here: two orphan
+    workers kept answering on the slot's port)."""
+    from ct_assets.lib import processes
+
+    tree = processes.descendants(pid)
+    started = {p: processes.started_at(p) for p in tree}
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
+
+    def remaining() -> list[int]:
+        return [p for p in tree if processes.is_running(p, started[p])]
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            os.killpg(pid, 0)
-        except ProcessLookupError:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)  # reap it if it is our child (a killed slot is a zombie)
+        if not processes.is_running(pid) and not remaining():
             return
         time.sleep(0.2)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
+    processes.signal_tree(pid, signal.SIGKILL, remaining())
 
 
 class Deployment:
@@ -143,6 +152,8 @@ class Deployment:
 
     def start_slot(self, slot: str, bento: str, extra_env: dict[str, str] | None = None) -> None:
         self.stop_slot(slot)
+        if self.layout.socket.exists():  # a new bento is no standby until it has served as active
+            proxy.set_standby(self.layout, slot, False)
         port = self.layout.slot_ports[slot]
         env = {**os.environ, **self.slot_env, "CT_SLOT": slot, **(extra_env or {})}
         log = (self.folder / f"{slot}.log").open("a")
@@ -288,7 +299,7 @@ class Deployment:
 
         before = proxy.server_stats(self.layout).get(slot, {})
         started = _now()
-        time.sleep(policy.window_seconds)
+        down = self._wait_window(slot, policy.window_seconds)
         after = proxy.server_stats(self.layout).get(slot, {})
 
         def delta(name: str) -> int:
@@ -307,6 +318,9 @@ class Deployment:
             "score_shift": _score_hellinger(scores, reference),
         }
         reasons = []
+        if down:  # the window ended early: nothing else about the canary matters
+            health.update(down)
+            return health, [down["reason"]]
         if requests < policy.min_requests:
             reasons.append(
                 f"only {requests} requests reached the canary in {policy.window_seconds:g} s "
@@ -322,6 +336,28 @@ class Deployment:
                 f"> {policy.max_score_shift:.2f}"
             )
         return health, reasons
+
+    def _wait_window(self, slot: str, seconds: float) -> dict[str, Any] | None:
+        """Sleep through the health window, ending it early when the slot dies: HAProxy marks it
+        DOWN (health check, or refused connections on live traffic) or its server process exits."""
+        from ct_assets.lib import processes
+
+        pid = self.state()["slots"].get(slot, {}).get("pid")
+        began = time.monotonic()
+        while time.monotonic() - began < seconds:
+            stats = proxy.server_stats(self.layout).get(slot, {})
+            status = stats.get("status", "")
+            gone = pid is not None and not processes.is_running(pid)
+            if status.startswith("DOWN") or gone:
+                check = f"{stats.get('check_status') or '?'} {stats.get('check_desc') or ''}".strip()
+                reason = (
+                    f"slot {slot} died {time.monotonic() - began:.1f} s into the canary: HAProxy sees it "
+                    f"{status or 'unknown'} (last check {check})"
+                    + (f", its server process {pid} is gone" if gone else "")
+                )
+                return {"slot_down": True, "detected_at": time.time(), "reason": reason}
+            time.sleep(0.1)
+        return None
 
     def _log_since(self, slot: str, since: str) -> list[dict[str, Any]]:
         folder = Path(self.slot_env.get("CT_PREDICTION_LOG", self.folder / "log"))
@@ -339,6 +375,7 @@ class Deployment:
         state = self.state()
         old = state.get("active")
         self.route({slot: 1.0})
+        proxy.set_standby(self.layout, slot, True)
         state = self.state()
         state["previous"] = {"slot": old, "bento": state["slots"].get(old, {}).get("bento")} if old else None
         state["active"] = slot
@@ -372,6 +409,36 @@ class Deployment:
         self.audit("approved", who, why, **pending)
         return self._switched(pending["slot"], pending["bento"], who, {})
 
+    def fail_over(self, dead: str, why: str, who: str = "watchdog") -> RolloutResult:
+        """The active slot is down: the standby slot (the previous bento, still running at weight 0
+        since the switch) takes all traffic, the dead slot is stopped, and the audit log says why.
+        HAProxy's backup entries already sent traffic there; this makes it the deployment's state."""
+        state = self.state()
+        standby = "green" if dead == "blue" else "blue"
+        kept = state["slots"].get(standby)
+        if state.get("active") != dead or not kept:
+            raise RuntimeError(f"cannot fail over from {dead}: active is {state.get('active')}, no standby")
+        self.route({standby: 1.0})
+        proxy.set_standby(self.layout, standby, True)
+        state = self.state()
+        failed_bento = state["slots"].get(dead, {}).get("bento")
+        state["active"] = standby
+        state["previous"] = {"slot": dead, "bento": failed_bento}
+        state.pop("pending", None)
+        self._save(state)
+        self.audit(
+            "failover",
+            who,
+            why,
+            slot=standby,
+            bento=kept["bento"],
+            failed_slot=dead,
+            failed_bento=failed_bento,
+            automatic=True,
+        )
+        self.stop_slot(dead)
+        return RolloutResult("failed_over", standby, kept["bento"], [why], {})
+
     def rollback_to_previous(self, who: str, why: str) -> RolloutResult:
         """Operator rollback: the previous bento takes all traffic again (restarted if needed)."""
         state = self.state()
@@ -383,6 +450,7 @@ class Deployment:
         if state["slots"].get(slot, {}).get("bento") != previous["bento"]:
             self.start_slot(slot, previous["bento"])
         self.route({slot: 1.0})
+        proxy.set_standby(self.layout, slot, True)
         self._drain(active)
         state = self.state()
         state["previous"] = {"slot": active, "bento": state["slots"].get(active, {}).get("bento")}
