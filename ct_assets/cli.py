@@ -242,7 +242,15 @@ def _serve_operator_api(args: argparse.Namespace, deploy: Deployment) -> int:
                 deploy_steps.publish_compatibility(con, spec, record, registry)
         return deploy_steps.roll_out(spec, registry, bento, who)
 
-    uvicorn.run(create_app(deploy, rollout), host="127.0.0.1", port=args.port, log_level="warning")
+    # The operator API's process also runs the serving watchdog: failover to the standby slot, with
+    # an audit entry and a critical alert in $CT_HOME/alerts.jsonl, when the active slot goes DOWN.
+    from ct_assets.lib import alerts
+    from ct_assets.lib.watchdog import Watchdog
+
+    alert_file = settings.ct_home() / "alerts.jsonl"
+    owner = spec.monitoring.owners.get("critical", spec.owner)
+    with Watchdog(deploy, lambda a: alerts.write_jsonl(alert_file, a), spec.name, owner, interval=0.5):
+        uvicorn.run(create_app(deploy, rollout), host="127.0.0.1", port=args.port, log_level="warning")
     return 0
 
 

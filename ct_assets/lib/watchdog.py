@@ -111,8 +111,11 @@ class Watchdog:
             try:
                 self.check()
             except Exception as err:  # a watchdog must outlive a bad tick (proxy restarting...)
-                self.errors.append(f"{type(err).__name__}: {err}")
-                log.warning("watchdog check failed: %s", err)
+                text = f"{type(err).__name__}: {err}"
+                if not self.errors or self.errors[-1] != text:  # once per distinct problem
+                    log.warning("watchdog check failed: %s", text)
+                self.errors.append(text)
+                del self.errors[:-100]
 
     def start(self) -> Watchdog:
         self._stop.clear()
