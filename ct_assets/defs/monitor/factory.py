@@ -275,7 +275,7 @@ def _retrain_sensor(spec: PipelineSpec, cause: str, decide: Any, job: Any) -> dg
     @dg.sensor(
         name=f"{spec.name}_{cause}_sensor",
         job=job,
-        minimum_interval_seconds=60,
+        minimum_interval_seconds=30,
         default_status=dg.DefaultSensorStatus.STOPPED,
         description=f"Requests a retrain when {cause} says so (rules in the spec's monitoring block).",
     )
