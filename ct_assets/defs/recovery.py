@@ -7,9 +7,11 @@ check a worker's health, and the daemon frees slots only of runs that have ended
 a SIGKILL mid-partition, the rerun of the same backfill waited on the pool for over 5 minutes.
 
 A run counts as dead when every process that wrote its events (the run worker, step workers) is
-gone from this machine. Only the default run launcher is handled (runs on this machine); a
-container launcher has its own run monitoring. The sensor runs this every 30 seconds under the
-daemon (`dagster dev`); `recover_dead_runs(instance)` is the same step on demand.
+gone from this machine. Only the embedded default is handled (default run launcher, SQLite storage:
+every run ran here); with shared Postgres storage a run may live on another machine, so this stays
+out and Dagster's run monitoring (with a launcher that checks worker health) is the tool. The
+sensor runs this every 30 seconds under the daemon (`dagster dev`); `recover_dead_runs(instance)`
+is the same step on demand.
 """
 
 from __future__ import annotations
@@ -58,9 +60,15 @@ def _held_slots(instance: dg.DagsterInstance) -> dict[str, int]:
     return held
 
 
+def _local_storage(instance: dg.DagsterInstance) -> bool:
+    """SQLite storage: every run of this instance ran on this machine, so a process id means
+    something here. Shared storage (Postgres) may hold runs of other machines: hands off."""
+    return "sqlite" in type(instance.run_storage).__name__.lower()
+
+
 def recover_dead_runs(instance: dg.DagsterInstance) -> list[Recovered]:
     """Mark runs whose processes are all gone as failed and free the slots they hold."""
-    if type(instance.run_launcher).__name__ != "DefaultRunLauncher":
+    if type(instance.run_launcher).__name__ != "DefaultRunLauncher" or not _local_storage(instance):
         return []
     done: list[Recovered] = []
     storage = instance.event_log_storage
