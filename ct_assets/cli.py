@@ -440,6 +440,24 @@ def _serve_ui(port: int) -> int:
         return process.wait()
 
 
+def _cmd_recover(args: argparse.Namespace) -> int:
+    """Runs whose worker was killed: mark them failed and free the warehouse pool slot they kept
+    (the `dead_run_recovery` sensor does this every 30 s under the daemon), so a rerun does not wait."""
+    import dagster as dg
+
+    from ct_assets.defs.recovery import recover_dead_runs
+
+    prepare_dagster_home()
+    with dg.DagsterInstance.get() as instance:
+        recovered = recover_dead_runs(instance)
+    for item in recovered:
+        marked = "marked failed, " if item.marked_failed else ""
+        print(f"run {item.run_id}: processes {item.pids} gone; {marked}freed {item.freed_slots} slot(s)")
+    if not recovered:
+        print("no run with a dead worker")
+    return 0
+
+
 def _cmd_ui(args: argparse.Namespace) -> int:
     return _serve_ui(args.port)
 
@@ -528,6 +546,11 @@ def parser() -> argparse.ArgumentParser:
     retention.add_argument("--dry-run", action="store_true", help="only list what would be deleted")
     retention.add_argument("--who", help="operator name for the audit log (default: the OS user)")
     retention.set_defaults(run=_cmd_retention)
+
+    recover = commands.add_parser(
+        "recover", help="mark runs whose worker was killed as failed and free their pool slots"
+    )
+    recover.set_defaults(run=_cmd_recover)
 
     ui = commands.add_parser("ui", help="start the Dagster UI and daemon on the home folder")
     ui.add_argument("--port", type=int, default=3000)

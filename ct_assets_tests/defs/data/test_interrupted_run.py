@@ -178,6 +178,11 @@ def test_a_run_killed_mid_partition_write_reruns_to_the_same_tables(
     finally:
         os.environ.pop("DAGSTER_HOME")
 
+    told = subprocess.run(
+        [str(BIN / "ct"), "recover"], env=killed_home, capture_output=True, text=True, timeout=120
+    )  # the same step on demand (no daemon): nothing left to do
+    assert told.returncode == 0 and "no run with a dead worker" in told.stdout, told.stdout + told.stderr
+
     rerun = subprocess.run(
         _materialize(spec),
         env=killed_home,
