@@ -7,8 +7,10 @@ rollback or a restart of the proxy does not send traffic back to the dead slot),
 stopped, the audit log has a `failover` entry, and a critical alert says what happened and what to do.
 
 It acts only on HAProxy's verdict (`DOWN`: 2 failed health checks, or a refused connection on live
-traffic), never on a slot that is merely slow or in maintenance. With no healthy standby it cannot
-fail over: it raises one critical alert (not one per tick) and leaves routing to HAProxy.
+traffic), never on a slot that is merely slow or in maintenance. The standby must be the slot that
+served before the last switch, still running the same bento (`state["previous"]`), never a candidate
+in its canary. With no such healthy standby it cannot fail over: it raises one critical alert (not
+one per tick) and leaves routing to HAProxy.
 """
 
 from __future__ import annotations
@@ -74,7 +76,11 @@ class Watchdog:
         check = f"{seen.get('check_status') or '?'} {seen.get('check_desc') or ''}".strip()
         cause = f"active slot {active} ({info.get('bento')}) is DOWN (last health check {check}){process}"
         standby = _other(active)
-        if not stats.get(standby, {}).get("status", "").startswith("UP") or standby not in state["slots"]:
+        previous = state.get("previous") or {}
+        proven = previous.get("slot") == standby and previous.get("bento") == state["slots"].get(
+            standby, {}
+        ).get("bento")  # the bento that served before the switch, not a candidate under canary
+        if not proven or not stats.get(standby, {}).get("status", "").startswith("UP"):
             if self._alerted_no_standby != active:
                 self._alerted_no_standby = active
                 self.deployment.audit("failover_impossible", "watchdog", cause + "; no healthy standby")

@@ -5,7 +5,8 @@ whole process group is SIGKILLed while clients send requests through the stable 
 ends the window early and rolls back with a reason naming the slot.
 (b) The active slot dies in steady state after a switch, the previous slot still running at weight 0:
 HAProxy's backup entries send traffic to it at once, and the watchdog makes the failover official
-(state, audit entry, critical alert, dead slot stopped).
+(state, audit entry, critical alert, dead slot stopped). Then the last slot dies too: no standby,
+one critical alert, and the stable port answers 503.
 
 In both, no request sent after detection fails, nor any sent after the kill: HAProxy replays them
 on the other slot (`retry-on`, `http-buffer-request`, `redispatch`). The test prints how many failed
@@ -267,5 +268,13 @@ def test_b_the_active_slot_killed_under_traffic_fails_over_to_the_standby(live) 
     assert entry["failed_slot"] == "green" and "active slot green" in entry["why"] and "DOWN" in entry["why"]
     assert len(sent) == 1 and sent[0].tier == "critical" and "slot blue" in sent[0].action
     assert f"process {pid} is gone" in sent[0].cause
-    # The operator's way back works from here: a new rollout uses the freed slot.
-    assert watchdog.check() is None
+    assert watchdog.check() is None  # blue is active and UP: nothing more to do
+
+    # Now the last slot dies too, with no standby left: the watchdog cannot fail over. It raises one
+    # critical alert and one audit entry (not one per tick), and the stable port answers 503.
+    _kill_slot(deploy, "blue")
+    _haproxy_down(deploy, "blue")
+    assert watchdog.check() is None and watchdog.check() is None
+    assert len(sent) == 2 and sent[1].tier == "critical" and "no healthy standby" in sent[1].cause
+    assert deploy.audit_log()[-1]["action"] == "failover_impossible"
+    assert httpx.post(f"{live['url']}/predict", json={"rows": rows[:1]}, timeout=30).status_code == 503
