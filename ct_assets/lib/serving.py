@@ -3,9 +3,11 @@ errors, features computed with the pipeline's own SQL against the online snapsho
 the warehouse path runs), scoring, and the append-only prediction log.
 
 The request path avoids pandas: a request is checked and typed one column at a time by rules
-compiled from the spec (`request_rules`), handed to DuckDB as an Arrow table, featurized by the
-pipeline's feature SQL in one query, and scored by CatBoost from plain arrays. Prediction log lines
-are written by a background thread (`prediction_log.PredictionLogWriter`).
+compiled from the spec (`request_rules`), featurized by the pipeline's feature SQL in one DuckDB
+query (one row: a statement prepared once per thread, the row as its parameters; a batch: the
+request registered as an Arrow table, the result fetched as arrays), and scored by CatBoost from
+plain lists or arrays. Prediction log lines are written by a background thread
+(`prediction_log.PredictionLogWriter`).
 """
 
 from __future__ import annotations
