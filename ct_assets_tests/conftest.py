@@ -63,3 +63,16 @@ def write_flights_variant(folder: Path, change: dict) -> Path:
     path = folder / "spec.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports free on loopback right now, all different (bound together, then released)."""
+    import socket
+
+    sockets = [socket.socket() for _ in range(count)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports

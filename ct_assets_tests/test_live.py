@@ -18,20 +18,10 @@ import duckdb
 import pytest
 
 from ct_assets.lib import demo_source, settings
-from ct_assets_tests.conftest import write_flights_variant
+from ct_assets_tests.conftest import free_ports, write_flights_variant
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def _listening(port: int) -> bool:
@@ -75,7 +65,7 @@ def _wait(predicate, timeout: float, what: str, process: subprocess.Popen, log: 
 
 def test_live_loop_stops_cleanly_and_resumes_without_losing_or_repeating_a_day(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    ui, proxy_port, blue, green = _free_ports(4)
+    ui, proxy_port, blue, green = free_ports(4)
     pipelines = tmp_path / "pipelines"
     write_flights_variant(
         pipelines / "flights_delay",

@@ -34,6 +34,7 @@ from dagster_postgres import PostgresRunStorage
 from ct_assets.lib import settings
 from ct_assets.lib.instance_home import prepare_dagster_home
 from ct_assets.lib.spec import PipelineSpec
+from ct_assets_tests.conftest import free_ports
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -50,12 +51,6 @@ mutation Launch($params: LaunchBackfillParams!) {
   }
 }
 """
-
-
-def _free_port() -> int:
-    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _postgres_bin() -> Path:
@@ -81,7 +76,7 @@ def _postgres_cluster() -> Iterator[dict[str, str]]:
     if as_owner:
         for path in (root, root / "pwfile"):
             shutil.chown(path, "postgres", "postgres")
-    port = _free_port()
+    port = free_ports(1)[0]
 
     def pg(*command: str) -> None:
         result = subprocess.run(
@@ -233,7 +228,7 @@ def test_backfill_through_daemon_and_pools_on_postgres(
         assert pg_env["CT_PG_PASSWORD"] not in installed
 
         land_days(flights_spec, DAYS)
-        grpc_port, web_port = _free_port(), _free_port()
+        grpc_port, web_port = free_ports(1)[0], free_ports(1)[0]
         workspace = tmp_path / "workspace.yaml"
         workspace.write_text(
             "load_from:\n  - grpc_server:\n      host: 127.0.0.1\n"

@@ -16,7 +16,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -38,6 +37,7 @@ from ct_assets.lib import settings
 from ct_assets.lib.dates import day_keys
 from ct_assets.lib.spec import PipelineSpec
 from ct_assets.replay import retrain
+from ct_assets_tests.conftest import free_ports
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -126,12 +126,6 @@ def prepared(tmp_path_factory: pytest.TempPathFactory, flights_spec: PipelineSpe
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _stop(process: subprocess.Popen[bytes]) -> None:
     """SIGTERM the webserver's process group (it and its code server), then SIGKILL; bounded."""
     for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 10)):
@@ -161,7 +155,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 @pytest.fixture(scope="module")
 def webserver(prepared: Prepared) -> Iterator[Webserver]:
     """`dagster-webserver -w workspace.yaml` on a free port, with DAGSTER_HOME set; no daemon."""
-    port = _free_port()
+    port = free_ports(1)[0]
     log = prepared.home / "webserver.log"
     with log.open("wb") as out:
         process = subprocess.Popen(

@@ -5,7 +5,6 @@ a slow candidate and of one that cannot reproduce the evaluation's scores."""
 from __future__ import annotations
 
 import shutil
-import socket
 import sys
 import threading
 import time
@@ -22,6 +21,7 @@ from ct_assets.lib.proxy import ProxyLayout
 from ct_assets.lib.rollout import Deployment, HealthPolicy
 from ct_assets.lib.warehouse import partition_view_sql
 from ct_assets_tests.bentos.test_service import DAYS, served  # noqa: F401 - the shared fixture
+from ct_assets_tests.conftest import free_ports
 from ct_assets_tests.lib.test_serving import request_rows
 
 pytestmark = [
@@ -39,16 +39,6 @@ POLICY = HealthPolicy(
     max_p99_ms=350,
     max_score_shift=0.5,
 )
-
-
-def _ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 class Traffic:
@@ -99,7 +89,7 @@ def deployment(served):  # noqa: F811 - pytest fixture injection
         r["version"]: str(bento_build.build(spec, r, registry.models / f"{r['model_sha256']}.cbm").tag)
         for r in (first_record, second_record)
     }
-    stable, blue, green = _ports(3)
+    stable, blue, green = free_ports(3)
     layout = ProxyLayout(root / "proxy", stable, {"blue": blue, "green": green})
     env = {"CT_ONLINE_SNAPSHOT": str(root / "online"), "CT_PREDICTION_LOG": str(root / "log")}
     deploy = Deployment(root / "deploy", layout, env, str(Path(sys.executable).parent / "bentoml"))

@@ -37,7 +37,7 @@ from ct_assets.lib.rollout import Deployment, HealthPolicy
 from ct_assets.lib.warehouse import partition_view_sql
 from ct_assets.lib.watchdog import Watchdog
 from ct_assets_tests.bentos.test_service import DAYS, served  # noqa: F401 - the shared fixture
-from ct_assets_tests.lib.test_rollout import _ports
+from ct_assets_tests.conftest import free_ports
 from ct_assets_tests.lib.test_serving import request_rows
 
 pytestmark = [
@@ -102,7 +102,7 @@ def live(served):  # noqa: F811 - pytest fixture injection
     bento: the faults are about processes, not models)."""
     spec, con, registry, root = served["spec"], served["con"], served["registry"], served["root"]
     record = served["record"]
-    stable, blue, green = _ports(3)
+    stable, blue, green = free_ports(3)
     layout = ProxyLayout(root / "fault-proxy", stable, {"blue": blue, "green": green})
     env = {"CT_ONLINE_SNAPSHOT": str(root / "online"), "CT_PREDICTION_LOG": str(root / "log")}
     deploy = Deployment(root / "fault-deploy", layout, env, str(Path(sys.executable).parent / "bentoml"))
