@@ -448,13 +448,15 @@ class Predictor:
             seconds=time.perf_counter() - started,
         )
 
-    def rows(self, rows: Any, max_rows: int = MAX_BATCH_ROWS) -> Scored:
-        started = time.perf_counter()
+    def rows(self, rows: Any, max_rows: int = MAX_BATCH_ROWS, started: float | None = None) -> Scored:
+        """Score row-oriented JSON; `started` (perf_counter) is when the request arrived, for latency_ms."""
+        started = time.perf_counter() if started is None else started
         self.engine.reload_if_new()
         return self.score(TypedRequest(self.rules.check_rows(rows, max_rows)), started)
 
-    def columns(self, columns: Any, max_rows: int = MAX_BATCH_ROWS) -> Scored:
-        started = time.perf_counter()
+    def columns(self, columns: Any, max_rows: int = MAX_BATCH_ROWS, started: float | None = None) -> Scored:
+        """Score column-oriented JSON ({field: [values...]})."""
+        started = time.perf_counter() if started is None else started
         self.engine.reload_if_new()
         return self.score(TypedRequest(self.rules.check_columns(columns, max_rows)), started)
 
