@@ -147,6 +147,13 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
     else:
         os.killpg(group, signal.SIGKILL)
     process.wait(timeout=10)
+    deadline = time.monotonic() + 10  # killed members are gone once init has reaped them
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
 
 
 def _wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path, timeout: float) -> None:

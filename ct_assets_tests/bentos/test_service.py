@@ -40,8 +40,9 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory, flights_landing: Path):
+def served(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("serve")
+    landing = root / "landing"  # its own: the session's flights_landing is shared and read-only
     spec = load_spec(
         write_flights_variant(
             root / "pipelines" / "flights_delay", {"training.min_rows": 500, "training.window_partitions": 8}
@@ -50,13 +51,14 @@ def served(tmp_path_factory: pytest.TempPathFactory, flights_landing: Path):
     from ct_assets.lib import demo_source
     from ct_assets.lib.warehouse import open_connection
 
+    demo_source.land_context(landing, spec.name, list(spec.context_tables))
     for day in DAYS:
-        demo_source.land_day(flights_landing, spec.name, day)
+        demo_source.land_day(landing, spec.name, day)
     con = open_connection(root / "w.duckdb")
     for table in spec.context_tables:
-        data_steps.load_context(con, spec, table, context_file(flights_landing, spec.name, table))
+        data_steps.load_context(con, spec, table, context_file(landing, spec.name, table))
     for day in DAYS:
-        data_steps.ingest_raw(con, spec, day, partition_files(flights_landing, spec.name, day))
+        data_steps.ingest_raw(con, spec, day, partition_files(landing, spec.name, day))
         data_steps.validate_partition(con, spec, day)
         for group in groups(spec):
             data_steps.materialize_group(con, spec, group, day)
