@@ -228,4 +228,6 @@ def read_partition(folder: Path, spec: PipelineSpec, partition_key: str) -> pd.D
             if when and start <= datetime.fromisoformat(when) < end:
                 records.append({column: record.get(column) for column in COLUMNS})
     frame = pd.DataFrame(records, columns=COLUMNS)
-    return frame.astype({"score": "float64", "decision": "boolean", "latency_ms": "float64"})
+    # explicit types: a partition with no predictions must not create the table with NULL columns
+    numeric = {"score": "float64", "decision": "boolean", "latency_ms": "float64"}
+    return frame.astype({**{c: "string" for c in COLUMNS if c not in numeric}, **numeric})

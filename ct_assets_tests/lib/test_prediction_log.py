@@ -46,7 +46,13 @@ def test_logged_predictions_drive_live_performance(featurized, flights_spec, tmp
         "blue",
         event_times=["2013-03-01T12:00:00+00:00"],
     )
+    # a day nothing was served comes first (as before the first model serves): it must not fix the
+    # table's column types to NULL, or every later day fails to ingest
+    assert monitor_steps.ingest_predictions(con, flights_spec, "2013-01-03", log) == 0
     assert monitor_steps.ingest_predictions(con, flights_spec, DAY, log) == 400
+    types = {row[0]: row[1] for row in con.execute(f"DESCRIBE {flights_spec.name}.predictions").fetchall()}
+    assert {types[c] for c in ("request_id", "model_version", "entity_id", "event_time")} == {"VARCHAR"}
+    assert types["score"] == "DOUBLE"
 
     registry = Registry(tmp_path / "registry", flights_spec.name)
     version = registry.register({"model_sha256": "unused", "threshold": 0.5, "layout": {}})
