@@ -66,6 +66,19 @@ def restore_serving(deploy: Deployment) -> str | None:
     return serving["bento"]
 
 
+def champion_not_serving(spec: PipelineSpec, deploy: Deployment) -> str | None:
+    """The champion's bento tag when the live slot serves something else (a rollout was cut short)."""
+    from ct_assets.lib import bento_build
+
+    record = Registry(settings.registry_root(), spec.name).champion()
+    if record is None:
+        return None
+    state = deploy.state()
+    serving = state.get("slots", {}).get(state.get("active") or "", {}).get("bento")
+    wanted = bento_build.bento_tag(spec, record)
+    return wanted if serving != wanted else None
+
+
 def suspend_serving(deploy: Deployment) -> None:
     """Remember which bento serves from which slot, then stop both slots and the proxy."""
     state = deploy.state()
@@ -226,6 +239,10 @@ def run_live(spec: PipelineSpec, options: LiveOptions) -> int:
         dev.start()
         dev.wait_ready()
         dev.start_all_sensors()
+        behind = champion_not_serving(spec, deploy)
+        if behind:  # the last session stopped before its rollout finished: roll the champion out again
+            dev.launch_job(f"{spec.name}_deploy")
+            console.print(f"the champion {behind} was not serving: its rollout is queued again")
         console.print(f"Dagster UI on {dev.url}; sensors on; replaying")
         player = threading.Thread(target=driver.play, args=(last_day.isoformat(),), daemon=True)
         player.start()

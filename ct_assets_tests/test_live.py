@@ -17,10 +17,11 @@ import dagster as dg
 import duckdb
 import pytest
 
-from ct_assets.lib import demo_source, settings
+from ct_assets.lib import demo_source, deploy_steps, settings
+from ct_assets.lib.registry import Registry
+from ct_assets.live import champion_not_serving
 from ct_assets_tests.conftest import free_ports, write_flights_variant
 
-pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
 
 
@@ -63,6 +64,7 @@ def _wait(predicate, timeout: float, what: str, process: subprocess.Popen, log: 
     raise AssertionError(f"timed out waiting for {what}:\n{log.read_text()[-3000:]}")
 
 
+@pytest.mark.slow
 def test_live_loop_stops_cleanly_and_resumes_without_losing_or_repeating_a_day(tmp_path: Path) -> None:
     home = tmp_path / "home"
     ui, proxy_port, blue, green = free_ports(4)
@@ -134,3 +136,22 @@ def test_live_loop_stops_cleanly_and_resumes_without_losing_or_repeating_a_day(t
     for day in ("2013-01-01", "2013-01-02", "2013-01-03"):
         assert counts[day] == int((expected["_local_date"] == day).sum()), f"{day}: every flight once"
     assert distinct[0], "no flight ingested twice"
+
+
+def test_a_champion_whose_rollout_was_cut_short_is_noticed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flights_spec
+) -> None:
+    monkeypatch.setenv("CT_HOME", str(tmp_path))
+    deploy = deploy_steps.deployment(flights_spec)
+    assert champion_not_serving(flights_spec, deploy) is None  # nothing to serve yet
+    registry = Registry(settings.registry_root(), flights_spec.name)
+    for _ in range(2):
+        version = registry.register({"model_sha256": "x"})
+        registry.update(version, verdict={"passed": True, "reasons": []})
+        registry.promote(version, who="test", why="test")
+    state = {"active": "blue", "slots": {"blue": {"bento": "flights_delay_service:v0001"}}, "previous": None}
+    deploy.state_path.write_text(json.dumps(state))
+    assert champion_not_serving(flights_spec, deploy) == "flights_delay_service:v0002"
+    state["slots"]["blue"]["bento"] = "flights_delay_service:v0002"
+    deploy.state_path.write_text(json.dumps(state))
+    assert champion_not_serving(flights_spec, deploy) is None

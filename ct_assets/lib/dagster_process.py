@@ -94,6 +94,19 @@ class DagsterDev:
             raise RuntimeError(f"dagster sensor start failed: {done.stderr.strip()[-2000:]}")
         return done.stdout.strip()
 
+    def launch_job(self, job: str) -> None:
+        """Submit a run of `job` to the instance's queue (the daemon launches it)."""
+        done = subprocess.run(
+            [_executable("dagster"), "job", "launch", "-j", job, "-w", str(self.workspace)],
+            env=self.environment(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"dagster job launch {job} failed: {done.stderr.strip()[-2000:]}")
+
     def stop(self, timeout: float = 60) -> None:
         """SIGINT to the group, then SIGTERM, then SIGKILL; returns when every process is gone."""
         if self.process is None:
