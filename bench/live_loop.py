@@ -53,9 +53,10 @@ def measure(home: Path, pipeline: str) -> dict:
     def materialized(asset: str) -> dict[str | None, float]:
         result = instance.fetch_materializations(dg.AssetKey([pipeline, asset]), limit=10000)
         times: dict[str | None, float] = {}
-        for record in result.records:
-            times.setdefault(record.partition_key, record.timestamp)  # newest first: keep the first
-            times[record.partition_key] = min(times[record.partition_key], record.timestamp)
+        for record in result.records:  # the first materialization of each partition
+            times[record.partition_key] = min(
+                times.get(record.partition_key, record.timestamp), record.timestamp
+            )
         return times
 
     features = materialized("features")
@@ -83,7 +84,11 @@ def measure(home: Path, pipeline: str) -> dict:
     days.sort(key=lambda d: d["day"])
 
     audit = _audit_entries(home, pipeline)
-    switches = [e for e in audit if e.get("action") == "switch"]
+    deploy_runs = sorted(  # the automation sensor's runs, and launches of the deploy job
+        _ts(r.create_timestamp)
+        for job in ("__ASSET_JOB", f"{pipeline}_deploy")
+        for r in instance.get_run_records(dg.RunsFilter(job_name=job))
+    )
     retrains = []
     for record in sorted(
         instance.get_run_records(dg.RunsFilter(job_name=f"{pipeline}_retrain")),
@@ -100,40 +105,18 @@ def measure(home: Path, pipeline: str) -> dict:
             "retrain_run_s": (ended - created) if ended else None,
         }
         if run.status.value == "SUCCESS" and ended:
-            deploys = [
-                r
-                for r in instance.get_run_records(dg.RunsFilter(job_name="__ASSET_JOB"))
-                if _ts(r.create_timestamp) >= ended
-            ] + [
-                r
-                for r in instance.get_run_records(dg.RunsFilter(job_name=f"{pipeline}_deploy"))
-                if _ts(r.create_timestamp) >= ended
-            ]
-            promoted = next(
-                (
-                    e.get("version")
-                    for e in audit
-                    if e.get("action") == "promote" and run.run_id in e.get("who", "")
-                ),
-                None,
+            promote = next(
+                (e for e in audit if e.get("action") == "promote" and run.run_id in e.get("who", "")), None
             )
-            entry["version"] = promoted
-            switch = next(
-                (e for e in switches if promoted and str(e.get("bento", "")).endswith(f":{promoted}")), None
-            )
-            rolled_back = next(
-                (
-                    e
-                    for e in audit
-                    if e.get("action") == "rollback" and str(e.get("bento", "")).endswith(f":{promoted}")
-                ),
-                None,
-            )
+            version = promote.get("version") if promote else None
+            entry["version"] = version
+            switch = _rollout_step(audit, "switch", version)
+            rolled_back = _rollout_step(audit, "rollback", version)
             if rolled_back and not switch:
                 entry["rolled_back"] = rolled_back.get("why", "")[:80]
-            if deploys:
-                first = min(deploys, key=lambda r: r.create_timestamp)
-                entry["promotion_to_deploy_run_s"] = _ts(first.create_timestamp) - ended
+            deployed = next((t for t in deploy_runs if t >= ended), None)
+            if deployed is not None:
+                entry["promotion_to_deploy_run_s"] = deployed - ended
             if switch:
                 entry["promotion_to_serving_s"] = _iso(switch["at"]) - ended
                 if day in landed:
@@ -141,6 +124,16 @@ def measure(home: Path, pipeline: str) -> dict:
         retrains.append(entry)
     instance.dispose()
     return {"days": days, "retrains": retrains}
+
+
+def _rollout_step(audit: list[dict], action: str, version: str | None) -> dict | None:
+    """The first rollout step `action` (switch, rollback) of the bento of model `version`."""
+    if not version:
+        return None
+    return next(
+        (e for e in audit if e.get("action") == action and str(e.get("bento", "")).endswith(f":{version}")),
+        None,
+    )
 
 
 def _iso(text: str) -> float:

@@ -148,9 +148,8 @@ def write_spec_variant(folder: Path, change: dict[str, Any]) -> Path:
 
 
 def build_world(root: Path) -> World:
-    from ct_assets.lib import bento_build, data_steps, demo_source, model_steps, online_snapshot
-    from ct_assets.lib.features import groups
-    from ct_assets.lib.landing import context_file, partition_files
+    from ct_assets.lib import bento_build, demo_source, model_steps, online_snapshot
+    from ct_assets.lib.backtest import build_features
     from ct_assets.lib.registry import Registry
     from ct_assets.lib.spec import load_spec
     from ct_assets.lib.warehouse import open_connection
@@ -167,14 +166,7 @@ def build_world(root: Path) -> World:
     for day in DAYS:
         demo_source.land_day(landing, spec.name, day)
     con = open_connection(root / "warehouse.duckdb")
-    for table in spec.context_tables:
-        data_steps.load_context(con, spec, table, context_file(landing, spec.name, table))
-    for day in DAYS:
-        data_steps.ingest_raw(con, spec, day, partition_files(landing, spec.name, day))
-        data_steps.validate_partition(con, spec, day)
-        for group in groups(spec):
-            data_steps.materialize_group(con, spec, group, day)
-        data_steps.build_features(con, spec, day)
+    build_features(con, spec, landing, DAYS)  # the data layer's library steps, as the assets run them
     seconds["features"] = time.perf_counter() - started
 
     started = time.perf_counter()
@@ -209,20 +201,6 @@ def request_rows(
     ).df()
     frame = frame[list(serving.request_columns(spec))]
     return json.loads(frame.to_json(orient="records", date_format="iso"))
-
-
-def warehouse_scores(world: World, model: Any, rows: list[dict]) -> list[float]:
-    """The champion's scores of these rows from the warehouse's feature table (for the rollout)."""
-    from ct_assets.lib import model_training
-    from ct_assets.lib.model_training import FeatureLayout
-    from ct_assets.lib.warehouse import partition_view_sql
-
-    spec = world.spec
-    features = (
-        world.con.execute(partition_view_sql(spec.name, "features", DAYS)).df().set_index(spec.entity_id)
-    )
-    chosen = features.loc[[r[spec.entity_id] for r in rows]].reset_index()
-    return [float(p) for p in model_training.score(model, chosen, FeatureLayout(**world.record["layout"]))]
 
 
 # --- (c) in process ------------------------------------------------------------------------------
@@ -572,7 +550,9 @@ def main(argv: list[str] | None = None) -> int:
         if len(rows) < args.batch_rows:
             raise RuntimeError(f"only {len(rows)} request rows in {DAYS[-2:]}, asked for {args.batch_rows}")
         compat = rows[:100]
-        expected = warehouse_scores(world, model, compat)
+        from ct_assets.lib import deploy_steps
+
+        expected = deploy_steps.reference_scores(world.con, spec, world.record, world.registry, compat, DAYS)
 
         stable, blue, green = _free_ports(3)
         layout = ProxyLayout(root / "proxy", stable, {"blue": blue, "green": green})

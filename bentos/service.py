@@ -59,17 +59,16 @@ class TabularModelService:
         stored = self.model_ref.resolve() if hasattr(self.model_ref, "resolve") else self.model_ref
         meta = stored.info.metadata
         self.spec = load_spec(Path(os.environ.get("CT_SPEC", HERE / "pipeline" / "spec.yaml")))
-        self.model = load_model(Path(stored.path), meta["model_sha256"])
-        self.layout = FeatureLayout(**meta["layout"])
+        model = load_model(Path(stored.path), meta["model_sha256"])
         self.threshold = float(meta["threshold"])
         self.version = str(meta["model_version"])
-        self.snapshot = Path(os.environ.get("CT_ONLINE_SNAPSHOT", ""))
-        self.log_folder = Path(os.environ.get("CT_PREDICTION_LOG", "prediction_log"))
+        snapshot = Path(os.environ.get("CT_ONLINE_SNAPSHOT", ""))
         self.slot = os.environ.get("CT_SLOT", "default")
         self.injected_delay = float(os.environ.get("CT_INJECT_LATENCY_MS", "0")) / 1000
-        self.predictor = Predictor(self.spec, self.snapshot, self.model, self.layout, self.threshold)
-        self.engine = self.predictor.engine
-        self.log = PredictionLogWriter(self.log_folder, self.spec, self.slot)
+        layout = FeatureLayout(**meta["layout"])
+        self.predictor = Predictor(self.spec, snapshot, model, layout, self.threshold)
+        log_folder = Path(os.environ.get("CT_PREDICTION_LOG", "prediction_log"))
+        self.log = PredictionLogWriter(log_folder, self.spec, self.slot)
 
     @bentoml.on_shutdown
     def _drain_log(self) -> None:

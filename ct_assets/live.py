@@ -32,7 +32,7 @@ from ct_assets.lib.instance_home import prepare_dagster_home
 from ct_assets.lib.landing import write_atomically
 from ct_assets.lib.registry import Registry
 from ct_assets.lib.replay_driver import ReplayDriver, ReplayProgress
-from ct_assets.lib.rollout import Deployment
+from ct_assets.lib.rollout import Deployment, active_bento
 from ct_assets.lib.spec import PipelineSpec
 
 RUNNING = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
@@ -73,17 +73,14 @@ def champion_not_serving(spec: PipelineSpec, deploy: Deployment) -> str | None:
     record = Registry(settings.registry_root(), spec.name).champion()
     if record is None:
         return None
-    state = deploy.state()
-    serving = state.get("slots", {}).get(state.get("active") or "", {}).get("bento")
     wanted = bento_build.bento_tag(spec, record)
-    return wanted if serving != wanted else None
+    return wanted if active_bento(deploy.state()) != wanted else None
 
 
 def suspend_serving(deploy: Deployment) -> None:
     """Remember which bento serves from which slot, then stop both slots and the proxy."""
     state = deploy.state()
-    active = state.get("active")
-    bento = state.get("slots", {}).get(active, {}).get("bento") if active else None
+    active, bento = state.get("active"), active_bento(state)
     if active and bento:
         write_atomically(
             live_folder() / "serving.json", json.dumps({"slot": active, "bento": bento}).encode()

@@ -136,16 +136,17 @@ class AuditLog:
         """Append while the caller holds the lock."""
         last = self._last_line()
         previous = json.loads(last) if last else None
+        who, why, details = redact([str(who), str(why), details or {}])  # one scan of the environment
         body = {
             "seq": (previous["seq"] + 1) if previous else 1,
             "at": _now(),
-            "who": redact(str(who)),
+            "who": who,
             "action": action,
             "pipeline": pipeline,
             "subject": subject,
             "component": component,
-            "why": redact(str(why)),
-            "details": json.loads(canonical(redact(details or {}))),
+            "why": why,
+            "details": json.loads(canonical(details)),
             "prev_hash": previous["hash"] if previous else GENESIS,
         }
         body["hash"] = entry_hash(body)

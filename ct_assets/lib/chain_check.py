@@ -19,6 +19,7 @@ from ct_assets.lib import lineage
 from ct_assets.lib.audit import AuditLog
 from ct_assets.lib.landing import sha256_of
 from ct_assets.lib.registry import Registry, RegistryError
+from ct_assets.lib.rollout import active_bento
 
 if TYPE_CHECKING:
     import duckdb
@@ -66,12 +67,6 @@ class ChainResult:
         body = [f"  [{'ok' if link.ok else 'BROKEN'}] {link.name}: {link.detail}" for link in self.links]
         verdict = "chain intact: every hash matches" if self.ok else f"{len(self.problems)} broken link(s)"
         return "\n".join([head, *body, verdict])
-
-
-def serving_bento(deploy_state: dict[str, Any]) -> str | None:
-    """The bento tag the deployment's active slot serves (None when nothing is deployed)."""
-    active = deploy_state.get("active")
-    return (deploy_state.get("slots") or {}).get(active, {}).get("bento") if active else None
 
 
 def _bento_model(result: ChainResult, bento_tag: str) -> dict[str, Any] | None:
@@ -124,7 +119,7 @@ def check_chain(
     bento_tag: str | None = None,
 ) -> ChainResult:
     """Walk the serving model's chain (or `bento_tag`'s); with no deployment, the champion's."""
-    tag = bento_tag or serving_bento(deploy_state)
+    tag = bento_tag or active_bento(deploy_state)
     result = ChainResult(pipeline, tag, None)
     version: str | None = None
     recorded_sha: str | None = None

@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+from ct_assets.lib.processes import wait_until_answers
+
 
 def _executable(name: str) -> str:
     return str(Path(sys.executable).parent / name)
@@ -66,46 +68,31 @@ class DagsterDev:
 
     def wait_ready(self, timeout: float = 240) -> None:
         """Until the webserver answers (the code location loaded); raises if dagster dev exits."""
-        import httpx
+        assert self.process is not None, "start() first"
+        what = f"dagster dev (log: {self.log_path})"
+        wait_until_answers(f"{self.url}/server_info", self.process, what, timeout, interval=1)
 
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"dagster dev exited with {self.process.returncode}; see {self.log_path}")
-            try:
-                if httpx.get(f"{self.url}/server_info", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(1)
-        raise RuntimeError(f"the Dagster webserver did not answer on {self.url} within {timeout:.0f} s")
+    def _dagster(self, *args: str) -> str:
+        """A `dagster` CLI command against this instance and workspace; its output, or an error."""
+        done = subprocess.run(
+            [_executable("dagster"), *args, "-w", str(self.workspace)],
+            env=self.environment(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"dagster {' '.join(args)} failed: {done.stderr.strip()[-2000:]}")
+        return done.stdout.strip()
 
     def start_all_sensors(self) -> str:
         """Turn on every sensor of the code location in the instance (landing, monitoring, automation)."""
-        done = subprocess.run(
-            [_executable("dagster"), "sensor", "start", "--start-all", "-w", str(self.workspace)],
-            env=self.environment(),
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"dagster sensor start failed: {done.stderr.strip()[-2000:]}")
-        return done.stdout.strip()
+        return self._dagster("sensor", "start", "--start-all")
 
     def launch_job(self, job: str) -> None:
         """Submit a run of `job` to the instance's queue (the daemon launches it)."""
-        done = subprocess.run(
-            [_executable("dagster"), "job", "launch", "-j", job, "-w", str(self.workspace)],
-            env=self.environment(),
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"dagster job launch {job} failed: {done.stderr.strip()[-2000:]}")
+        self._dagster("job", "launch", "-j", job)
 
     def stop(self, timeout: float = 60) -> None:
         """SIGINT to the group, then SIGTERM, then SIGKILL; returns when every process is gone."""

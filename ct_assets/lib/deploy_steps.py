@@ -58,22 +58,42 @@ def health_policy(spec: PipelineSpec) -> HealthPolicy:
     )
 
 
+def request_payload(
+    con: duckdb.DuckDBPyConnection, spec: PipelineSpec, partitions: list[str], limit: int
+) -> list[dict[str, Any]]:
+    """Validated rows of `partitions` as a caller would send them (no post-event fields), as JSON."""
+    import json
+
+    rows = con.execute(partition_view_sql(spec.name, "validated", partitions) + f" LIMIT {int(limit)}").df()
+    return json.loads(rows[list(request_columns(spec))].to_json(orient="records", date_format="iso"))
+
+
+def reference_scores(
+    con: duckdb.DuckDBPyConnection,
+    spec: PipelineSpec,
+    record: dict[str, Any],
+    registry: Registry,
+    payload: list[dict[str, Any]],
+    partitions: list[str],
+) -> list[float]:
+    """The model's in-process scores on the feature table's rows for the payload's entities: what a
+    slot serving this model must answer for the same payload."""
+    features = (
+        con.execute(partition_view_sql(spec.name, "features", partitions)).df().set_index(spec.entity_id)
+    )
+    model = load_model(registry.models, record["model_sha256"])
+    ids = [row[spec.entity_id] for row in payload]
+    scores = model_training.score(model, features.loc[ids].reset_index(), FeatureLayout(**record["layout"]))
+    return [float(s) for s in scores]
+
+
 def compatibility_set(
     con: duckdb.DuckDBPyConnection, spec: PipelineSpec, record: dict[str, Any], registry: Registry
 ) -> tuple[list[dict], list[float]]:
     """Holdout rows as a caller would send them, and the champion's scores on their features."""
-    import json
-
     holdout = record["partitions"]["holdout"]
-    rows = con.execute(
-        partition_view_sql(spec.name, "validated", holdout) + f" LIMIT {spec.serving.compatibility_rows}"
-    ).df()
-    payload = json.loads(rows[list(request_columns(spec))].to_json(orient="records", date_format="iso"))
-    features = con.execute(partition_view_sql(spec.name, "features", holdout)).df().set_index(spec.entity_id)
-    model = load_model(registry.models, record["model_sha256"])
-    ids = [row[spec.entity_id] for row in payload]
-    scores = model_training.score(model, features.loc[ids].reset_index(), FeatureLayout(**record["layout"]))
-    return payload, [float(s) for s in scores]
+    payload = request_payload(con, spec, holdout, spec.serving.compatibility_rows)
+    return payload, reference_scores(con, spec, record, registry, payload, holdout)
 
 
 def compatibility_path(spec: PipelineSpec, version: str) -> Path:

@@ -82,7 +82,7 @@ def sha256_of(path: Path) -> str:
 
 
 def write_atomically(path: Path, data: bytes) -> None:
-    """Write a landing file so that a reader never sees half of it."""
+    """Write a file so that a reader never sees half of it (temporary file, then rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_bytes(data)

@@ -6,11 +6,14 @@ process it means had started: a live process that started later is someone else 
 
 from __future__ import annotations
 
+import functools
 import os
+import subprocess
 import time
 from pathlib import Path
 
 
+@functools.cache  # fixed until the machine reboots; read on every started_at otherwise
 def _boot_time() -> float:
     for line in Path("/proc/stat").read_text().splitlines():
         if line.startswith("btime "):
@@ -95,3 +98,22 @@ def signal_tree(pid: int, signum: int, tree: list[int] | None = None) -> None:
     for group in groups:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(group, signum)
+
+
+def wait_until_answers(
+    url: str, process: subprocess.Popen, what: str, timeout: float, interval: float = 0.3
+) -> None:
+    """Poll `url` until it answers 200; raise if `process` exits first or `timeout` passes."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(interval)
+    raise RuntimeError(f"{what} did not answer on {url} within {timeout:.0f} s")

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ct_assets.lib.audit import AuditLog, flat, log_for
+from ct_assets.lib.landing import write_atomically
 
 
 class RegistryError(ValueError):
@@ -30,10 +31,7 @@ def _now() -> str:
 
 
 def _write_json(path: Path, payload: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str))
-    temporary.replace(path)
+    write_atomically(path, json.dumps(payload, indent=2, sort_keys=True, default=str).encode())
 
 
 def _append_jsonl(path: Path, payload: dict[str, Any]) -> None:
@@ -172,14 +170,14 @@ class Registry:
             current = self.champion_version()
             if current is None:
                 raise RegistryError(f"{self.pipeline} has no champion to roll back")
-            previous = self._previous_champion(current)
+            previous = self.previous_champion(current)
             if previous is None:
                 raise RegistryError(
                     f"{self.pipeline} {current} is the first champion: nothing to roll back to"
                 )
             return self._move_alias("rollback", previous, who, why)
 
-    def _previous_champion(self, current: str) -> str | None:
+    def previous_champion(self, current: str) -> str | None:
         """The champion before `current` came in (skipping versions later rolled back past)."""
         for entry in reversed(self.history()):
             if entry["version"] == current and entry["action"] == "promote":

@@ -29,6 +29,7 @@ from ct_assets.lib import landing
 from ct_assets.lib.audit import AuditLog
 from ct_assets.lib.partitions import partition_window
 from ct_assets.lib.registry import Registry, RegistryError
+from ct_assets.lib.rollout import active_bento
 from ct_assets.lib.spec import PipelineSpec
 from ct_assets.lib.warehouse import PARTITION_COLUMN, key_literal, table_exists, table_name, transaction
 
@@ -62,12 +63,10 @@ def protected_models(registry: Registry, deploy_state: dict[str, Any]) -> dict[s
     champion = registry.champion_version()
     if champion:
         keep[champion] = "the champion"
-    for entry in reversed(registry.history()):
-        if entry.get("version") == champion and entry.get("previous"):
-            keep.setdefault(entry["previous"], "the previous champion (rollback target)")
-            break
-    active = deploy_state.get("active")
-    serving = (deploy_state.get("slots") or {}).get(active, {}).get("bento") if active else None
+        previous_champion = registry.previous_champion(champion)
+        if previous_champion:  # the version `ct rollback` would move the champion back to
+            keep.setdefault(previous_champion, "the previous champion (rollback target)")
+    serving = active_bento(deploy_state)
     previous = (deploy_state.get("previous") or {}).get("bento")
     for role, bento in (("serving", serving), ("rollback target", previous)):
         if bento and ":" in bento:  # <pipeline>_service:<model version>

@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from ct_assets.lib import proxy
+from ct_assets.lib.landing import write_atomically
+from ct_assets.lib.processes import wait_until_answers
 from ct_assets.lib.proxy import ProxyLayout
 
 WEIGHT_SCALE = 256  # HAProxy weights run 0..256
@@ -88,6 +90,12 @@ def _terminate_group(pid: int, timeout: float) -> None:
     processes.signal_tree(pid, signal.SIGKILL, remaining())
 
 
+def active_bento(state: dict[str, Any]) -> str | None:
+    """The bento tag the deployment's active slot serves (None when nothing is deployed)."""
+    active = state.get("active")
+    return (state.get("slots") or {}).get(active, {}).get("bento") if active else None
+
+
 class Deployment:
     """One pipeline's slots, proxy and state (`state.json`) and audit log (`audit.jsonl`)."""
 
@@ -109,9 +117,7 @@ class Deployment:
         return {"active": None, "slots": {}, "previous": None}
 
     def _save(self, state: dict[str, Any]) -> None:
-        temporary = self.state_path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(state, indent=2))
-        temporary.replace(self.state_path)
+        write_atomically(self.state_path, json.dumps(state, indent=2).encode())
 
     def audit(self, action: str, who: str, why: str, **details: Any) -> None:
         """One step in the shared, hash-chained audit log (`ct_assets.lib.audit`); the pipeline is
@@ -167,7 +173,7 @@ class Deployment:
         state = self.state()
         state["slots"][slot] = {"bento": bento, "pid": process.pid, "port": port, "started_at": _now()}
         self._save(state)
-        self._wait_ready(port, process)
+        wait_until_answers(f"http://127.0.0.1:{port}/readyz", process, f"slot on port {port}", timeout=120)
         self._wait_up(slot)
 
     def _wait_up(self, slot: str, timeout: float = 20) -> None:
@@ -180,21 +186,6 @@ class Deployment:
                 return
             time.sleep(0.1)
         raise RuntimeError(f"the proxy never saw slot {slot} healthy")
-
-    def _wait_ready(self, port: int, process: subprocess.Popen, timeout: float = 120) -> None:
-        import httpx
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"slot on port {port} exited with {process.returncode}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        raise RuntimeError(f"slot on port {port} was not ready after {timeout:.0f} s")
 
     def stop_slot(self, slot: str) -> None:
         state = self.state()

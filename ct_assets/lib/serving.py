@@ -86,18 +86,9 @@ class TypedRequest:
         return len(next(iter(self.columns.values())))
 
 
-def validate_request(
-    rows: Any, spec: PipelineSpec, max_rows: int = MAX_BATCH_ROWS, engine: FeatureEngine | None = None
-) -> TypedRequest:
-    """Check shape, fields, types and the spec's rules of row-oriented JSON; return it typed.
-
-    `engine` is accepted for compatibility and not needed any more."""
+def validate_request(rows: Any, spec: PipelineSpec, max_rows: int = MAX_BATCH_ROWS) -> TypedRequest:
+    """Check shape, fields, types and the spec's rules of row-oriented JSON; return it typed."""
     return TypedRequest(rules_for(spec).check_rows(rows, max_rows))
-
-
-def validate_columns(columns: Any, spec: PipelineSpec, max_rows: int = MAX_BATCH_ROWS) -> TypedRequest:
-    """The same checks for column-oriented JSON ({field: [values...]})."""
-    return TypedRequest(rules_for(spec).check_columns(columns, max_rows))
 
 
 class FeatureRows:
@@ -193,11 +184,15 @@ class FeatureEngine:
         """Load the snapshot's tables if it was published since the last load."""
         if self.snapshot is None:
             return
-        manifest = self.snapshot / "manifest.json"
-        stamp = manifest.stat().st_mtime if manifest.exists() else None
-        if stamp is None or stamp == self._loaded:
+        try:  # one stat per request; only a newly published snapshot does more
+            stamp = (self.snapshot / "manifest.json").stat().st_mtime
+        except FileNotFoundError:
+            return
+        if stamp == self._loaded:
             return
         with self._lock:
+            if stamp == self._loaded:  # another thread loaded it while this one waited
+                return
             for table in self.spec.context_tables:
                 path = self.snapshot / f"{table}.parquet"
                 self.con.execute(

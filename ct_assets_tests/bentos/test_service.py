@@ -17,10 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ct_assets.lib import bento_build, data_steps, model_steps, model_training, online_snapshot
+from ct_assets.lib import bento_build, model_steps, model_training, online_snapshot
+from ct_assets.lib.backtest import build_features
 from ct_assets.lib.dates import day_keys
-from ct_assets.lib.features import groups
-from ct_assets.lib.landing import context_file, partition_files
 from ct_assets.lib.model_store import load_model
 from ct_assets.lib.model_training import FeatureLayout
 from ct_assets.lib.registry import Registry
@@ -55,14 +54,7 @@ def served(tmp_path_factory: pytest.TempPathFactory):
     for day in DAYS:
         demo_source.land_day(landing, spec.name, day)
     con = open_connection(root / "w.duckdb")
-    for table in spec.context_tables:
-        data_steps.load_context(con, spec, table, context_file(landing, spec.name, table))
-    for day in DAYS:
-        data_steps.ingest_raw(con, spec, day, partition_files(landing, spec.name, day))
-        data_steps.validate_partition(con, spec, day)
-        for group in groups(spec):
-            data_steps.materialize_group(con, spec, group, day)
-        data_steps.build_features(con, spec, day)
+    build_features(con, spec, landing, DAYS)  # the data layer's library steps, as the assets run them
     registry = Registry(root / "registry", spec.name)
     candidate = model_steps.train_candidate(
         spec, registry, model_steps.freeze_training_set(con, spec, registry, None)

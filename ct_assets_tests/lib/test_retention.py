@@ -111,3 +111,18 @@ def test_old_raw_partitions_and_logs_go_and_the_champions_stay(home: dict) -> No
 
     again = _run(home)  # nothing more to delete: no new deletion entry, only the kept partition noted
     assert again.deleted_partitions == [] and again.rows_deleted == {} and again.log_folders_deleted == []
+
+
+def test_after_a_rollback_the_next_rollback_target_keeps_its_data(tmp_path: Path) -> None:
+    """v1 -> v2 -> v3, then a rollback to v2: a second rollback would go to v1, so v1 is protected."""
+    registry = Registry(tmp_path / "registry", "flights_delay")
+    for _ in range(3):
+        version = registry.register({"model_sha256": "x", "partitions": {"train": [], "holdout": []}})
+        registry.update(version, verdict={"passed": True, "reasons": []})
+        registry.promote(version, who="ann", why="better")
+    registry.rollback(who="ann", why="v0003 misbehaves")
+    assert registry.champion_version() == "v0002"
+    assert retention.protected_models(registry, {}) == {
+        "v0002": "the champion",
+        "v0001": "the previous champion (rollback target)",
+    }

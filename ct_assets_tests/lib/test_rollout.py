@@ -14,12 +14,9 @@ import duckdb
 import httpx
 import pytest
 
-from ct_assets.lib import bento_build, model_steps, model_training
-from ct_assets.lib.model_store import load_model
-from ct_assets.lib.model_training import FeatureLayout
+from ct_assets.lib import bento_build, deploy_steps, model_steps
 from ct_assets.lib.proxy import ProxyLayout
 from ct_assets.lib.rollout import Deployment, HealthPolicy
-from ct_assets.lib.warehouse import partition_view_sql
 from ct_assets_tests.bentos.test_service import DAYS, served  # noqa: F401 - the shared fixture
 from ct_assets_tests.conftest import free_ports
 from ct_assets_tests.lib.test_serving import request_rows
@@ -94,17 +91,7 @@ def deployment(served):  # noqa: F811 - pytest fixture injection
     env = {"CT_ONLINE_SNAPSHOT": str(root / "online"), "CT_PREDICTION_LOG": str(root / "log")}
     deploy = Deployment(root / "deploy", layout, env, str(Path(sys.executable).parent / "bentoml"))
     rows = request_rows(con, spec, DAYS[-1], 100)
-    features = (
-        con.execute(partition_view_sql(spec.name, "features", [DAYS[-1]])).df().set_index(spec.entity_id)
-    )
-    model = load_model(registry.models, first_record["model_sha256"])
-    expected = list(
-        model_training.score(
-            model,
-            features.loc[[r["flight_id"] for r in rows]].reset_index(),
-            FeatureLayout(**first_record["layout"]),
-        )
-    )
+    expected = deploy_steps.reference_scores(con, spec, first_record, registry, rows, [DAYS[-1]])
     first = deploy.rollout(bentos["v0001"], (rows, expected), expected, POLICY, who="test")
     assert first.status == "switched", first.reasons
     yield {

@@ -29,12 +29,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ct_assets.lib import alerts, model_training, processes, proxy
-from ct_assets.lib.model_store import load_model
-from ct_assets.lib.model_training import FeatureLayout
+from ct_assets.lib import alerts, deploy_steps, processes, proxy
 from ct_assets.lib.proxy import ProxyLayout
 from ct_assets.lib.rollout import Deployment, HealthPolicy
-from ct_assets.lib.warehouse import partition_view_sql
 from ct_assets.lib.watchdog import Watchdog
 from ct_assets_tests.bentos.test_service import DAYS, served  # noqa: F401 - the shared fixture
 from ct_assets_tests.conftest import free_ports
@@ -107,18 +104,7 @@ def live(served):  # noqa: F811 - pytest fixture injection
     env = {"CT_ONLINE_SNAPSHOT": str(root / "online"), "CT_PREDICTION_LOG": str(root / "log")}
     deploy = Deployment(root / "fault-deploy", layout, env, str(Path(sys.executable).parent / "bentoml"))
     rows = request_rows(con, spec, DAYS[-1], 100)
-    features = (
-        con.execute(partition_view_sql(spec.name, "features", [DAYS[-1]])).df().set_index(spec.entity_id)
-    )
-    model = load_model(registry.models, record["model_sha256"])
-    expected = [
-        float(s)
-        for s in model_training.score(
-            model,
-            features.loc[[r[spec.entity_id] for r in rows]].reset_index(),
-            FeatureLayout(**record["layout"]),
-        )
-    ]
+    expected = deploy_steps.reference_scores(con, spec, record, registry, rows, [DAYS[-1]])
     bento = str(served["bento"].tag)
     first = deploy.rollout(bento, (rows, expected), expected, QUICK, who="test")
     assert first.status == "switched", first.reasons

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ct_assets.lib import data_steps, online_snapshot, serving
+from ct_assets.lib import data_steps, deploy_steps, online_snapshot, serving
 from ct_assets.lib.features import groups
 from ct_assets.lib.landing import context_file, partition_files
 from ct_assets.lib.prediction_log import PredictionLogWriter, read_partition
@@ -37,10 +37,8 @@ def featurized(warehouse, flights_spec, flights_landing, tmp_path) -> tuple:
 
 
 def request_rows(con, spec, day: str, limit: int) -> list[dict]:
-    """What a caller sends: the validated rows without post-event columns, as JSON."""
-    frame = con.execute(partition_view_sql(spec.name, "validated", [day]) + f" LIMIT {limit}").df()
-    frame = frame[list(serving.request_columns(spec))]
-    return json.loads(frame.to_json(orient="records", date_format="iso"))
+    """What a caller sends: the day's validated rows without post-event columns, as JSON."""
+    return deploy_steps.request_payload(con, spec, [day], limit)
 
 
 def test_service_features_equal_the_feature_table(featurized, flights_spec) -> None:
