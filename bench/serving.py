@@ -11,27 +11,39 @@ a first deployment (`rollout.Deployment.rollout`), which starts HAProxy and `ben
 blue slot on ports from the OS. The slot and the proxy are always shut down at the end.
 
 Measured, each figure printed as a ratio to in-process CatBoost (`predict_proba` on the same rows'
-prepared model inputs, measured in this run):
+prepared model inputs, measured in this run); the ratio always names what it is compared with:
 
 (a) single-row latency p50/p99 at a fixed request rate (default 100 requests/s for 20 s) from an
     open-loop sender (each request is scheduled at a fixed time, whatever the earlier ones do;
-    latency counts from the scheduled time, so queueing is included), through the proxy and
-    straight to the slot;
-(b) batch throughput in rows/s with 1,000-row requests, row-oriented (`/predict`) and
-    column-oriented (`/predict_columns`), through the proxy and straight to the slot;
-(c) in-process baselines: CatBoost `predict_proba` alone, and the full in-process path that a
-    service worker runs per request (`serving.Predictor`: compiled request rules, the feature SQL,
-    CatBoost), for one row and for 1,000 rows, with its steps, and the CPU the background log
-    writer spends per request.
+    latency counts from the scheduled time, so queueing is included, also waiting for a free
+    connection), through the proxy and straight to the slot. `--sender light` (default): asyncio
+    streams, HTTP/1.1 keep-alive over `--connections` connections (default 8), only the status
+    line and Content-Length parsed; `--sender httpx`: httpx's async client (about 1-2 ms of CPU per
+    request on 2 cores, taken from the server under test); `--sender both`. The sender's own CPU
+    per request (this process's CPU during the run / requests) is printed beside the figures;
+(b) batch throughput in rows/s with 1,000-row requests: row-oriented JSON (`/predict`),
+    column-oriented JSON (`/predict_columns`) and, if the service has it (skipped with a note on a
+    404), an Arrow IPC stream (`/predict_arrow`), through the proxy and straight to the slot; each
+    with one client sending `--batch-requests` requests one after another, and with
+    `--batch-clients N` clients (default: the slot's worker count) each sending as many back to
+    back; rows/s over the wall time of the run. Every answer is checked (row count, ids in order);
+(c) in-process baselines: CatBoost `predict_proba` alone at `thread_count=1` and at
+    `thread_count=-1` (all cores), the faster of the two being the baseline for throughput ratios,
+    and the full in-process path that a service worker runs per request (`serving.Predictor`:
+    compiled request rules, the feature SQL, CatBoost), for one row and for 1,000 rows, with its
+    steps, and the CPU the background log writer spends per request.
 
 Then where the time goes in one single-row request: validation, features and scoring measured in
 process, the service's own latency (`latency_ms` from the prediction log, matched by request id),
 BentoML + HTTP, and the HAProxy hop. `--workers N` sets the slot's worker processes
 (CT_SERVICE_WORKERS, default 2).
-Targets: single-row p99 under 10 ms at 100 requests/s; batch throughput at least a third of
-in-process scoring. The load average is printed because other work on the machine skews timings.
+Targets: single-row p99 under 10 ms at 100 requests/s through the proxy; batch throughput (the
+best variant through the proxy, for one client and for N clients) at least a third of in-process
+CatBoost (the faster thread count). The load average is printed because other work on the
+machine skews timings.
 
-Run: `uv run python bench/serving.py` (about 3-4 minutes on 2 cores).
+Run: `uv run python bench/serving.py` (about 1.5-4 minutes on 2 cores, depending on other work;
+`--sender both` adds about 45 s).
 """
 
 from __future__ import annotations
@@ -63,6 +75,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SPEC_PATH = REPO_ROOT / "pipelines" / "flights_delay" / "spec.yaml"
 DAYS = [f"2013-01-0{d}" for d in range(1, 9)]
 JSON_HEADERS = {"content-type": "application/json"}
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
+# The spec's column types as Arrow types (as the service's feature engine registers them).
 P99_TARGET_MS = 10.0
 THROUGHPUT_TARGET = 1 / 3
 
@@ -206,15 +220,18 @@ def request_rows(
 # --- (c) in process ------------------------------------------------------------------------------
 
 
-def _cpu_times(function: Callable[[], Any], repeat: int, warmup: int = 1) -> list[float]:
-    """Thread CPU seconds of `repeat` calls (less sensitive than wall time to other work on the machine)."""
+def _cpu_times(
+    function: Callable[[], Any], repeat: int, warmup: int = 1, clock: Callable[[], float] = time.thread_time
+) -> list[float]:
+    """CPU seconds of `repeat` calls (less sensitive than wall time to other work on the machine): this
+    thread's by default; `clock=time.process_time` for code that runs its own threads (CatBoost)."""
     for _ in range(warmup):
         function()
     runs = []
     for _ in range(repeat):
-        started = time.thread_time()
+        started = clock()
         function()
-        runs.append(time.thread_time() - started)
+        runs.append(clock() - started)
     return runs
 
 
@@ -256,10 +273,13 @@ def in_process(world: World, model: Any, rows: list[dict], single_rows: int, rep
     typed = serving.TypedRequest(rules.check_rows(rows, serving.MAX_BATCH_ROWS))
     features = engine.features(typed)
     inputs = model_training.model_inputs(features.frame(), layout)
-    out["batch_predict"] = statistics.median(_times(lambda: model.predict_proba(inputs), repeat * 4, 3))
-    out["batch_predict_cpu"] = statistics.median(
-        _cpu_times(lambda: model.predict_proba(inputs), repeat * 4, 3)
-    )
+    # At one thread and at all cores (-1); process CPU, since CatBoost runs its own threads.
+    for threads in (1, -1):
+        predict = lambda threads=threads: model.predict_proba(inputs, thread_count=threads)  # noqa: E731
+        out[f"batch_predict_t{threads}"] = statistics.median(_times(predict, repeat * 4, 3))
+        out[f"batch_predict_t{threads}_cpu"] = statistics.median(
+            _cpu_times(predict, repeat * 4, 3, clock=time.process_time)
+        )
     out["batch_validate"] = statistics.median(
         _times(lambda: rules.check_rows(rows, serving.MAX_BATCH_ROWS), repeat)
     )
@@ -339,41 +359,137 @@ class Answer:
     latency: float  # seconds from the scheduled (or actual) send time to the full response
     status: int | str
     request_id: str | None
-    lag: float = 0.0  # how late the sender actually sent it
+    lag: float = 0.0  # how late the sender's event loop woke up for it
+    waited: float = 0.0  # seconds waiting for a free connection (light sender; part of `latency`)
+
+
+class LightClient:
+    """A light HTTP/1.1 client for the open-loop runs: asyncio streams, keep-alive over a pool of
+    `connections` connections (opened on first use, reopened after an error or `Connection: close`),
+    POST only; it parses the status line and Content-Length (chunked bodies too), nothing else. A
+    request waits for a free connection, and that wait counts in its latency."""
+
+    def __init__(self, url: str, connections: int) -> None:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(url)
+        self.host, self.port, self.path = parts.hostname or "127.0.0.1", parts.port or 80, parts.path or "/"
+        self._free: asyncio.Queue[list[Any]] = asyncio.Queue()
+        for _ in range(connections):
+            self._free.put_nowait([None, None])  # [reader, writer]
+
+    def _head(self, length: int, content_type: str) -> bytes:
+        return (
+            f"POST {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nContent-Type: {content_type}"
+            f"\r\nContent-Length: {length}\r\n\r\n"
+        ).encode("latin-1")
+
+    @staticmethod
+    def _close(connection: list[Any]) -> None:
+        if connection[1] is not None:
+            connection[1].close()
+        connection[0] = connection[1] = None
+
+    async def post(self, body: bytes, content_type: str = "application/json") -> tuple[int, bytes, float]:
+        """(status, body, seconds spent waiting for a free connection)."""
+        loop = asyncio.get_running_loop()
+        asked = loop.time()
+        connection = await self._free.get()
+        waited = loop.time() - asked
+        try:
+            if connection[1] is None:
+                connection[0], connection[1] = await asyncio.open_connection(self.host, self.port)
+            reader, writer = connection
+            writer.write(self._head(len(body), content_type) + body)
+            await writer.drain()
+            head = await reader.readuntil(b"\r\n\r\n")
+            lines = head.split(b"\r\n")
+            status = int(lines[0].split(b" ", 2)[1])
+            length, chunked, close = None, False, False
+            for line in lines[1:]:
+                name, _, value = line.partition(b":")
+                name = name.strip().lower()
+                if name == b"content-length":
+                    length = int(value)
+                elif name == b"transfer-encoding":
+                    chunked = b"chunked" in value.lower()
+                elif name == b"connection":
+                    close = b"close" in value.lower()
+            if chunked:
+                parts = []
+                while size := int((await reader.readuntil(b"\r\n")).split(b";")[0], 16):
+                    parts.append(await reader.readexactly(size + 2))
+                await reader.readuntil(b"\r\n")  # no trailers expected
+                content = b"".join(part[:-2] for part in parts)
+            elif length is not None:
+                content = await reader.readexactly(length)
+            else:
+                content, close = await reader.read(), True
+            if close:
+                self._close(connection)
+            return status, content, waited
+        except BaseException:
+            self._close(connection)
+            raise
+        finally:
+            self._free.put_nowait(connection)
+
+    async def aclose(self) -> None:
+        while not self._free.empty():
+            self._close(self._free.get_nowait())
 
 
 async def _open_loop(
-    url: str, bodies: list[bytes], rate: float, duration: float
+    url: str, bodies: list[bytes], rate: float, duration: float, sender: str, connections: int
 ) -> tuple[list[Answer], float]:
     import httpx
 
     count = max(1, round(rate * duration))
     answers: list[Answer | None] = [None] * count
     limits = httpx.Limits(max_connections=1024, max_keepalive_connections=1024)
-    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
-        loop = asyncio.get_running_loop()
-        start = loop.time() + 0.5
+    client = httpx.AsyncClient(timeout=60, limits=limits) if sender == "httpx" else None
+    light = LightClient(url, connections) if sender == "light" else None
+    loop = asyncio.get_running_loop()
+    start = loop.time() + 0.5
 
-        async def one(index: int) -> None:
-            due = start + index / rate
-            await asyncio.sleep(max(0.0, due - loop.time()))
-            sent = loop.time()
-            try:
-                response = await client.post(url, content=bodies[index % len(bodies)], headers=JSON_HEADERS)
-                done = loop.time()
-                request_id = response.json().get("request_id") if response.status_code == 200 else None
-                answers[index] = Answer(done - due, response.status_code, request_id, sent - due)
-            except httpx.HTTPError as err:
-                answers[index] = Answer(loop.time() - due, type(err).__name__, None, sent - due)
+    async def one(index: int) -> None:
+        due = start + index / rate
+        await asyncio.sleep(max(0.0, due - loop.time()))
+        sent = loop.time()
+        body = bodies[index % len(bodies)]
+        try:
+            waited = 0.0
+            if light is not None:
+                status, content, waited = await light.post(body)
+            else:
+                assert client is not None
+                response = await client.post(url, content=body, headers=JSON_HEADERS)
+                status, content = response.status_code, response.content
+            done = loop.time()
+            request_id = json.loads(content).get("request_id") if status == 200 else None
+            answers[index] = Answer(done - due, status, request_id, sent - due, waited)
+        except (httpx.HTTPError, OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as err:
+            answers[index] = Answer(loop.time() - due, type(err).__name__, None, sent - due)
 
+    try:
         await asyncio.gather(*(one(i) for i in range(count)))
         wall = loop.time() - start
+    finally:
+        if client is not None:
+            await client.aclose()
+        if light is not None:
+            await light.aclose()
     return [a for a in answers if a is not None], wall
 
 
-def open_loop(url: str, bodies: list[bytes], rate: float, duration: float) -> tuple[list[Answer], float]:
-    """Single-row requests at fixed times (`rate` per second for `duration` s), whatever the answers do."""
-    return asyncio.run(_open_loop(url, bodies, rate, duration))
+def open_loop(
+    url: str, bodies: list[bytes], rate: float, duration: float, sender: str, connections: int
+) -> tuple[list[Answer], float, float]:
+    """Single-row requests at fixed times (`rate` per second for `duration` s), whatever the answers do;
+    (answers, wall seconds, this process's CPU seconds per request, i.e. what the sender cost)."""
+    cpu = time.process_time()
+    answers, wall = asyncio.run(_open_loop(url, bodies, rate, duration, sender, connections))
+    return answers, wall, (time.process_time() - cpu) / max(1, len(answers))
 
 
 def sequential(
@@ -397,29 +513,99 @@ def sequential(
     return answers
 
 
-def batch_run(url: str, body: bytes, rows: int, requests: int) -> dict[str, Any]:
-    """`requests` batch requests one after another; rows/s over the whole run."""
+def check_json(ids: list[str]) -> Callable[[int, bytes], tuple[str, list[float]]]:
+    """Validates a JSON batch answer (row count, ids in order); returns (request id, probabilities)."""
+
+    def check(status: int, content: bytes) -> tuple[str, list[float]]:
+        if status != 200:
+            raise ValueError(f"status {status}")
+        answer = json.loads(content)  # parsed once
+        predictions = answer["predictions"]
+        if len(predictions) != len(ids) or [p["id"] for p in predictions] != ids:
+            raise ValueError(f"{len(predictions)} predictions, ids not the request's")
+        return answer["request_id"], [p["probability"] for p in predictions]
+
+    return check
+
+
+def check_arrow(ids: list[str]) -> Callable[[int, bytes], tuple[str, list[float]]]:
+    """Validates an Arrow IPC stream answer (rows, ids in order, the metadata keys)."""
+
+    def check(status: int, content: bytes) -> tuple[str, list[float]]:
+        import pyarrow as pa
+
+        if status != 200:
+            raise ValueError(f"status {status}")
+        table = pa.ipc.open_stream(content).read_all()
+        if table.num_rows != len(ids) or table.column("id").to_pylist() != ids:
+            raise ValueError(f"{table.num_rows} rows, ids not the request's")
+        metadata = table.schema.metadata or {}
+        missing = {b"request_id", b"model_version", b"slot"} - set(metadata)
+        if missing or table.column("decision").type != pa.bool_():
+            raise ValueError(f"metadata keys missing {sorted(missing)} or decision not bool")
+        return metadata[b"request_id"].decode(), table.column("probability").to_pylist()
+
+    return check
+
+
+def batch_run(
+    url: str,
+    body: bytes,
+    content_type: str,
+    check: Callable[[int, bytes], tuple[str, list[float]]],
+    rows: int,
+    requests: int,
+    clients: int = 1,
+) -> dict[str, Any]:
+    """`clients` clients (threads, one httpx client and connection each), each sending `requests` batch
+    requests back to back after 2 warm-up ones; rows/s over the wall time from the common start to the
+    last answer. Each answer is validated by `check`, a failed check counts as a failed request."""
+    import threading
+
     import httpx
 
-    latencies, ids, failures = [], [], 0
-    with httpx.Client(timeout=120) as client:
-        for _ in range(2):  # warm-up
-            client.post(url, content=body, headers=JSON_HEADERS)
-        started = time.perf_counter()
-        for _ in range(requests):
-            sent = time.perf_counter()
-            response = client.post(url, content=body, headers=JSON_HEADERS)
-            latencies.append(time.perf_counter() - sent)
-            if response.status_code == 200 and len(response.json()["predictions"]) == rows:
-                ids.append(response.json()["request_id"])
-            else:
-                failures += 1
-        wall = time.perf_counter() - started
+    headers = {"content-type": content_type}
+    start = threading.Barrier(clients + 1)
+    results: list[list[tuple[float, str | None]]] = [[] for _ in range(clients)]
+
+    def client_loop(index: int) -> None:
+        with httpx.Client(timeout=120) as client:
+            try:
+                for _ in range(2):  # warm-up (and the connection opened before the clock starts)
+                    client.post(url, content=body, headers=headers)
+            except httpx.HTTPError:
+                pass  # the timed requests will fail too, and count as failed
+            start.wait()
+            for _ in range(requests):
+                sent = time.perf_counter()
+                request_id = None
+                try:
+                    response = client.post(url, content=body, headers=headers)
+                    request_id = check(response.status_code, response.content)[0]
+                except (httpx.HTTPError, ValueError, KeyError, TypeError):
+                    pass
+                results[index].append((time.perf_counter() - sent, request_id))
+
+    threads = [threading.Thread(target=client_loop, args=(i,), daemon=True) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    start.wait()
+    started, cpu = time.perf_counter(), time.process_time()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - started
+    cpu = time.process_time() - cpu
+    done = [item for each in results for item in each]
+    ids = [request_id for _, request_id in done if request_id is not None]
     return {
-        "rows_per_s": rows * (requests - failures) / wall,
-        "latencies": latencies,
+        "rows_per_s": rows * len(ids) / wall,
+        "latencies": [seconds for seconds, _ in done],
         "ids": ids,
-        "failures": failures,
+        "failures": len(done) - len(ids),
+        "requests": len(done),
+        "sent": clients * (requests + 2),  # with the warm-up ones
+        "client_cpu": cpu / max(1, len(done)),
+        "wall": wall,
     }
 
 
@@ -458,13 +644,14 @@ def _met(ok: bool) -> str:
 
 def report_open_loop(
     name: str,
-    answers: list[Answer],
-    wall: float,
+    sender: str,
+    run: tuple[list[Answer], float, float],
     rate: float,
     base: dict[str, float],
     server: dict[str, float],
 ) -> tuple[bool, float]:
     """Print one route's open-loop figures; return (target met, p99 over all requests)."""
+    answers, wall, sender_cpu = run
     ok = [a for a in answers if a.status == 200]
     failed = len(answers) - len(ok)
     latencies = [_ms(a.latency) for a in ok]
@@ -479,11 +666,24 @@ def report_open_loop(
         if a.status != 200:
             statuses[str(a.status)] = statuses.get(str(a.status), 0) + 1
     print(
-        f"(a) single-row {name}, {len(answers)} requests scheduled at {rate:g}/s (open loop): "
-        f"{len(ok)} answered, {failed} failed {statuses or ''}; answered ones p50 {p50:.1f} ms "
-        f"({_x(p50, base['p50'])} CatBoost), p99 {p99:.1f} ms ({_x(p99, base['p99'])} CatBoost), "
-        f"max {max(latencies, default=float('nan')):.0f} ms; p99 over all requests {_p99_text(p99_all)}; "
-        f"answers {len(ok) / wall:.1f}/s; sender lag p99 {_pct(lag, 99):.1f} ms"
+        f"(a) single-row {name}, {sender} sender, {len(answers)} requests scheduled at {rate:g}/s (open "
+        f"loop): {len(ok)} answered, {failed} failed{f' {statuses}' if statuses else ''}; answered ones "
+        f"p50 {p50:.1f} ms "
+        f"({_x(p50, base['p50'])} in-process CatBoost 1 row p50), p99 {p99:.1f} ms ({_x(p99, base['p99'])} "
+        f"in-process CatBoost 1 row p99), max {max(latencies, default=float('nan')):.0f} ms; p99 over all "
+        f"requests {_p99_text(p99_all)}; answers {len(ok) / wall:.1f}/s"
+    )
+    waited = [_ms(a.waited) for a in answers]
+    pool = (
+        f"; waited for a free connection: {sum(w > 0.1 for w in waited)} requests over 0.1 ms, p99 "
+        f"{_pct(waited, 99):.1f} ms (counted in the latency)"
+        if sender == "light"
+        else ""
+    )
+    print(
+        f"    the sender (this process) used {_ms(sender_cpu):.2f} ms CPU per request = "
+        f"{sender_cpu * rate:.0%} of a core at {rate:g} requests/s; its event loop woke late by p99 "
+        f"{_pct(lag, 99):.1f} ms{pool}"
     )
     if served:
         print(
@@ -501,7 +701,24 @@ def main(argv: list[str] | None = None) -> int:
         "--duration", type=float, default=20.0, help="seconds of single-row traffic per route"
     )
     parser.add_argument("--batch-rows", type=int, default=1000, help="rows per batch request")
-    parser.add_argument("--batch-requests", type=int, default=10, help="batch requests per variant")
+    parser.add_argument(
+        "--batch-requests", type=int, default=10, help="batch requests per variant and route, per client"
+    )
+    parser.add_argument(
+        "--batch-clients",
+        type=int,
+        default=None,
+        help="concurrent batch clients for the second batch run (default: --workers)",
+    )
+    parser.add_argument(
+        "--sender",
+        choices=["light", "httpx", "both"],
+        default="light",
+        help="open-loop sender: asyncio streams over a small keep-alive pool (light), httpx async, or both",
+    )
+    parser.add_argument(
+        "--connections", type=int, default=8, help="keep-alive connections of the light sender"
+    )
     parser.add_argument(
         "--single-rows", type=int, default=200, help="single rows timed in process / sequentially"
     )
@@ -509,12 +726,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="worker processes of the slot")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args(argv)
+    if args.batch_clients is None:
+        args.batch_clients = args.workers
     if (
         args.rate <= 0
         or args.duration <= 0
-        or min(args.batch_rows, args.batch_requests, args.single_rows) < 1
+        or min(args.batch_rows, args.batch_requests, args.single_rows, args.batch_clients, args.connections)
+        < 1
     ):
-        parser.error("--rate, --duration, --batch-rows, --batch-requests and --single-rows must be positive")
+        parser.error(
+            "--rate, --duration, --batch-rows, --batch-requests, --batch-clients, --connections and "
+            "--single-rows must be positive"
+        )
 
     root = Path(tempfile.mkdtemp(prefix="ct-bench-serving-"))
     os.environ["BENTOML_HOME"] = str(root / "bentoml")  # before anything imports bentoml
@@ -581,35 +804,41 @@ def main(argv: list[str] | None = None) -> int:
         single = inproc["single"]
         base = {"p50": _ms(_pct(single["catboost"], 50)), "p99": _ms(_pct(single["catboost"], 99))}
         n = inproc["batch_rows"]
-        catboost_rps = n / inproc["batch_predict"]
         ms = {k: _ms(v) for k, v in inproc.items() if isinstance(v, float)}
+        # The baseline for throughput ratios: the faster of CatBoost at 1 thread and at all cores.
+        threads = min((1, -1), key=lambda t: inproc[f"batch_predict_t{t}"])
+        catboost_rps = n / inproc[f"batch_predict_t{threads}"]
+        baseline = f"in-process CatBoost (thread_count={threads})"
         full_rps = n / inproc["batch_full"]
         full_columns_rps = n / inproc["batch_full_columns"]
         full_p50, full_p99 = _ms(_pct(single["full"], 50)), _ms(_pct(single["full"], 99))
         print()
-        print(
-            f"(c) in-process CatBoost predict_proba, {n} rows (prepared inputs): {catboost_rps:,.0f} "
-            f"rows/s ({ms['batch_predict']:.2f} ms per call, {ms['batch_predict_cpu']:.2f} ms CPU) = the "
-            f"baseline for throughput ratios"
-        )
+        for t, label in ((1, "thread_count=1"), (-1, f"thread_count=-1, all {os.cpu_count()} cores")):
+            print(
+                f"(c) in-process CatBoost predict_proba, {n} rows (prepared inputs), {label}: "
+                f"{n / inproc[f'batch_predict_t{t}']:,.0f} rows/s ({ms[f'batch_predict_t{t}']:.2f} ms per "
+                f"call, {ms[f'batch_predict_t{t}_cpu']:.2f} ms process CPU)"
+                + (" = the FASTER one, the baseline for throughput ratios" if t == threads else "")
+            )
         print(
             f"(c) in-process CatBoost predict_proba, 1 row: p50 {base['p50']:.3f} ms, p99 "
             f"{base['p99']:.3f} ms ({len(single['catboost'])} rows) = the baseline for latency ratios"
         )
         print(
             f"(c) in-process full path (serving.Predictor, what a worker runs per request), {n} rows: "
-            f"row-oriented {full_rps:,.0f} rows/s = {_share(full_rps, catboost_rps)} ({ms['batch_full']:.1f} "
-            f"ms, {ms['batch_full_cpu']:.1f} ms CPU), column-oriented {full_columns_rps:,.0f} rows/s = "
-            f"{_share(full_columns_rps, catboost_rps)}; steps: validate rows {ms['batch_validate']:.1f} "
-            f"/ columns {ms['batch_validate_columns']:.1f} ms, features {ms['batch_features']:.1f} ms (of "
-            f"which the Arrow table {ms['batch_arrow']:.1f}), score {ms['batch_score']:.1f} ms; off the "
-            f"request path the log writer spends {ms['batch_log']:.1f} ms CPU on its lines; probabilities "
-            f"identical to model_training.score: {inproc['batch_identical']}"
+            f"row-oriented {full_rps:,.0f} rows/s = {_share(full_rps, catboost_rps, baseline)} "
+            f"({ms['batch_full']:.1f} ms, {ms['batch_full_cpu']:.1f} ms CPU), column-oriented "
+            f"{full_columns_rps:,.0f} rows/s = {_share(full_columns_rps, catboost_rps, baseline)}; steps: "
+            f"validate rows {ms['batch_validate']:.1f} / columns {ms['batch_validate_columns']:.1f} ms, "
+            f"features {ms['batch_features']:.1f} ms (of which the Arrow table {ms['batch_arrow']:.1f}), "
+            f"score {ms['batch_score']:.1f} ms; off the request path the log writer spends "
+            f"{ms['batch_log']:.1f} ms CPU on its lines; probabilities identical to model_training.score: "
+            f"{inproc['batch_identical']}"
         )
         print(
-            f"(c) in-process full path, 1 row: p50 {full_p50:.2f} ms ({_x(full_p50, base['p50'])} CatBoost), "
-            f"p99 {full_p99:.2f} ms ({_x(full_p99, base['p99'])} CatBoost); {1000 / full_p50:,.0f} rows/s "
-            f"one at a time"
+            f"(c) in-process full path, 1 row: p50 {full_p50:.2f} ms ({_x(full_p50, base['p50'])} in-process "
+            f"CatBoost 1 row p50), p99 {full_p99:.2f} ms ({_x(full_p99, base['p99'])} in-process CatBoost 1 "
+            f"row p99); {1000 / full_p50:,.0f} rows/s one at a time"
         )
 
         # Unloaded single-row latency: one request at a time (for the breakdown).
@@ -626,76 +855,129 @@ def main(argv: list[str] | None = None) -> int:
                 if index >= 10:
                     version_times.append(time.perf_counter() - started)
 
-        # (a) open loop at a fixed rate, each route.
-        loaded: dict[str, tuple[list[Answer], float]] = {}
+        # (a) open loop at a fixed rate, each sender and route.
+        senders = ["light", "httpx"] if args.sender == "both" else [args.sender]
+        loaded: dict[tuple[str, str], tuple[list[Answer], float, float]] = {}
         slot_cpu: dict[Any, float] = {}
 
         def slot_pids() -> list[int]:
             return [int(deploy.state()["slots"]["blue"]["pid"])] if deploy is not None else []
 
-        for name, url in urls.items():
-            sequential({name: f"{url}/predict"}, bodies, 0, warmup=10)
-            cpu_before = _cpu_seconds(slot_pids())
-            loaded[name] = open_loop(f"{url}/predict", bodies, args.rate, args.duration)
-            slot_cpu[name] = (_cpu_seconds(slot_pids()) - cpu_before) / max(1, len(loaded[name][0]))
-            print(f"load average after {args.duration:g} s at {args.rate:g} req/s {name}: {_load()}")
-            time.sleep(2)
-        server = server_latencies(world.log_folder)
-
-        # (b) batches, row- and column-oriented, each route.
-        columns = {key: [row[key] for row in rows] for key in rows[0]}
-        batch_bodies = {
-            "/predict": json.dumps({"rows": rows}).encode(),
-            "/predict_columns": json.dumps({"columns": columns}).encode(),
-        }
-        batches = {}
-        for path, body in batch_bodies.items():
+        for sender in senders:
             for name, url in urls.items():
+                sequential({name: f"{url}/predict"}, bodies, 0, warmup=10)
                 cpu_before = _cpu_seconds(slot_pids())
-                batches[(path, name)] = batch_run(f"{url}{path}", body, n, args.batch_requests)
-                slot_cpu[(path, name)] = (_cpu_seconds(slot_pids()) - cpu_before) / (args.batch_requests + 2)
-        print(f"load average after the batch runs: {_load()}")
+                run = open_loop(f"{url}/predict", bodies, args.rate, args.duration, sender, args.connections)
+                loaded[(sender, name)] = run
+                slot_cpu[(sender, name)] = (_cpu_seconds(slot_pids()) - cpu_before) / max(1, len(run[0]))
+                print(
+                    f"load average after {args.duration:g} s at {args.rate:g} req/s {name} ({sender} "
+                    f"sender): {_load()}"
+                )
+                time.sleep(2)
+
+        # (b) batches: row- and column-oriented JSON, Arrow if the service has it; each route, one
+        # client and `--batch-clients` clients.
+        ids = [str(row[spec.entity_id]) for row in rows]
+        columns = {key: [row[key] for row in rows] for key in rows[0]}
+        variants: dict[str, tuple[bytes, str, Callable[[int, bytes], tuple[str, list[float]]]]] = {
+            "/predict": (json.dumps({"rows": rows}).encode(), "application/json", check_json(ids)),
+            "/predict_columns": (
+                json.dumps({"columns": columns}).encode(),
+                "application/json",
+                check_json(ids),
+            ),
+        }
+        from ct_assets.lib import arrow_request
+
+        arrow = arrow_request.encode_rows(spec, rows)
         with httpx.Client(timeout=120) as client:
-            answer = client.post(
-                f"{urls['through the proxy']}/predict", content=batch_bodies["/predict"], headers=JSON_HEADERS
-            ).json()
-        served_p = [p["probability"] for p in answer["predictions"]]
-        difference = max(
-            abs(a - b) for a, b in zip(served_p, inproc["batch_full_probabilities"], strict=True)
-        )
+            probe = client.post(
+                f"{urls['through the proxy']}/predict_arrow",
+                content=arrow,
+                headers={"content-type": ARROW_STREAM},
+            )
+        arrow_note = ""
+        if probe.status_code == 404:
+            arrow_note = "(b) batch /predict_arrow: not available (the service answered 404), skipped"
+        else:
+            try:
+                check_arrow(ids)(probe.status_code, probe.content)
+                variants["/predict_arrow"] = (arrow, ARROW_STREAM, check_arrow(ids))
+            except (ValueError, KeyError, OSError) as err:  # pyarrow's errors are ValueError/OSError
+                arrow_note = (
+                    f"(b) batch /predict_arrow: the service answered {probe.status_code} but the answer "
+                    f"did not check ({err}; {probe.content[:200]!r}), skipped"
+                )
+        client_counts = sorted({1, args.batch_clients})
+        batches: dict[tuple[str, str, int], dict[str, Any]] = {}
+        for path, (body, content_type, check) in variants.items():
+            for name, url in urls.items():
+                for clients in client_counts:
+                    cpu_before = _cpu_seconds(slot_pids())
+                    run = batch_run(
+                        f"{url}{path}", body, content_type, check, n, args.batch_requests, clients
+                    )
+                    slot_cpu[(path, name, clients)] = (_cpu_seconds(slot_pids()) - cpu_before) / run["sent"]
+                    batches[(path, name, clients)] = run
+        print(f"load average after the batch runs: {_load()}")
+        differences: dict[str, str] = {}
+        with httpx.Client(timeout=120) as client:
+            for path, (body, content_type, check) in variants.items():
+                try:
+                    answer = client.post(
+                        f"{urls['through the proxy']}{path}",
+                        content=body,
+                        headers={"content-type": content_type},
+                    )
+                    served_p = check(answer.status_code, answer.content)[1]
+                    difference = max(
+                        abs(a - b) for a, b in zip(served_p, inproc["batch_full_probabilities"], strict=True)
+                    )
+                    differences[path] = f"max |difference| {difference:.2g}"
+                except (httpx.HTTPError, ValueError, KeyError, TypeError) as err:
+                    differences[path] = f"no valid answer ({type(err).__name__}: {err})"
         server = server_latencies(world.log_folder)
 
         # --- the figures ------------------------------------------------------------------------
         print()
-        met: dict[str, tuple[bool, float]] = {}
-        for name in urls:
-            answers, wall = loaded[name]
-            met[name] = report_open_loop(name, answers, wall, args.rate, base, server)
+        met: dict[tuple[str, str], tuple[bool, float]] = {}
+        for (sender, name), run in loaded.items():
+            met[(sender, name)] = report_open_loop(name, sender, run, args.rate, base, server)
+            cpu = slot_cpu[(sender, name)]
             print(
-                f"    the slot's processes (bentoml serve and its workers) used {_ms(slot_cpu[name]):.2f} ms "
-                f"CPU per request: at {args.rate:g} requests/s, {slot_cpu[name] * args.rate:.0%} of a core"
+                f"    the slot's processes (bentoml serve and its workers) used {_ms(cpu):.2f} ms CPU per "
+                f"request: at {args.rate:g} requests/s, {cpu * args.rate:.0%} of a core"
             )
         for name, answers in unloaded.items():
             latencies = [_ms(a.latency) for a in answers if a.status == 200]
             p50, p99 = _pct(latencies, 50), _pct(latencies, 99)
             print(
-                f"(a') single-row {name}, one request at a time (no queueing): p50 {p50:.2f} ms "
-                f"({_x(p50, base['p50'])} CatBoost), p99 {p99:.2f} ms ({_x(p99, base['p99'])} CatBoost); "
-                f"{len(latencies)} requests, {1000 / p50:.1f} requests/s one at a time"
+                f"(a') single-row {name}, one request at a time (no queueing, httpx): p50 {p50:.2f} ms "
+                f"({_x(p50, base['p50'])} in-process CatBoost 1 row p50), p99 {p99:.2f} ms "
+                f"({_x(p99, base['p99'])} in-process CatBoost 1 row p99); {len(latencies)} requests, "
+                f"{1000 / p50:.1f} requests/s one at a time"
             )
-        batch_ok = []
-        for (path, name), run in batches.items():
+        if arrow_note:
+            print(arrow_note)
+        for (path, name, clients), run in batches.items():
             rps = run["rows_per_s"]
             served_ms = [server[i] for i in run["ids"] if i in server]
-            batch_ok.append(rps >= THROUGHPUT_TARGET * catboost_rps)
+            how = "one client" if clients == 1 else f"{clients} concurrent clients"
             print(
-                f"(b) batch {path} {name}: {rps:,.0f} rows/s = {_share(rps, catboost_rps)} "
-                f"({_share(rps, full_rps, 'the in-process full path')}); {n}-row request p50 "
+                f"(b) batch {path} {name}, {how}: {rps:,.0f} rows/s = {_share(rps, catboost_rps, baseline)} "
+                f"({_share(rps, full_rps, 'the in-process full path, row-oriented')}); {n}-row request p50 "
                 f"{_ms(_pct(run['latencies'], 50)):.0f} ms, of which the service's validate+features+score "
-                f"{_pct(served_ms, 50):.0f} ms; {len(run['latencies'])} requests, {run['failures']} failed; "
-                f"the slot's processes used {_ms(slot_cpu[(path, name)]):.1f} ms CPU per request"
+                f"{_pct(served_ms, 50):.0f} ms; {run['requests']} requests in {run['wall']:.2f} s, "
+                f"{run['failures']} failed; CPU per request: the slot's processes "
+                f"{_ms(slot_cpu[(path, name, clients)]):.1f} ms, the client (this process) "
+                f"{_ms(run['client_cpu']):.1f} ms"
             )
-        print(f"check: served vs in-process probabilities, {n} rows: max |difference| {difference:.2g}")
+        for path, difference in differences.items():
+            print(
+                f"check: served {path} (through the proxy) vs in-process probabilities, {n} rows: "
+                f"{difference}"
+            )
 
         # --- where the time goes in one request ------------------------------------------------
         direct = [a for a in unloaded["straight to the slot"] if a.status == 200]
@@ -736,20 +1018,28 @@ def main(argv: list[str] | None = None) -> int:
             f"{proxy_ms:.2f} ms - straight {direct_ms:.2f} ms (requests alternate between the two routes)"
         )
         print()
-        p99_proxy, straight = met["through the proxy"][1], "straight to the slot"
-        print(
-            f"target: single-row p99 < {P99_TARGET_MS:g} ms at {args.rate:g} req/s through the proxy: "
-            f"{_met(met['through the proxy'][0])} (p99 over all requests {_p99_text(p99_proxy)}); straight "
-            f"to the slot: {_met(met[straight][0])} ({_p99_text(met[straight][1])}); "
-            f"unloaded p50 through the proxy {proxy_ms:.1f} ms"
-        )
-        best = max(batches.items(), key=lambda item: item[1]["rows_per_s"])
-        print(
-            f"target: batch throughput >= 1/3 of in-process CatBoost "
-            f"({THROUGHPUT_TARGET * catboost_rps:,.0f} rows/s): {_met(all(batch_ok))}; best "
-            f"{best[0][0]} {best[0][1]} {best[1]['rows_per_s']:,.0f} rows/s = "
-            f"{_share(best[1]['rows_per_s'], catboost_rps)}"
-        )
+        proxy, straight = "through the proxy", "straight to the slot"
+        for sender in senders:
+            print(
+                f"target: single-row p99 < {P99_TARGET_MS:g} ms at {args.rate:g} req/s through the proxy "
+                f"({sender} sender): {_met(met[(sender, proxy)][0])} (p99 over all requests "
+                f"{_p99_text(met[(sender, proxy)][1])}); straight to the slot: "
+                f"{_met(met[(sender, straight)][0])} ({_p99_text(met[(sender, straight)][1])}); unloaded "
+                f"p50 through the proxy {proxy_ms:.1f} ms"
+            )
+        for clients in client_counts:
+            proxied = {
+                path: run for (path, name, c), run in batches.items() if name == proxy and c == clients
+            }
+            best_path, best = max(proxied.items(), key=lambda item: item[1]["rows_per_s"])
+            how = "one client" if clients == 1 else f"{clients} concurrent clients"
+            best_rps, needed = best["rows_per_s"], THROUGHPUT_TARGET * catboost_rps
+            print(
+                f"target: batch throughput >= 1/3 of {baseline}, the faster thread count ({needed:,.0f} "
+                f"rows/s), best variant through the proxy, {how} (of {', '.join(proxied)}): "
+                f"{_met(best_rps >= needed)}; {best_path} {best_rps:,.0f} rows/s = "
+                f"{_share(best_rps, catboost_rps, baseline)}"
+            )
         print(f"load average (1/5/15 min) at the end: {_load()}")
     finally:
         if deploy is not None:

@@ -7,6 +7,11 @@ model version. Malformed requests get a 400 with a readable message, never a 500
 prediction is appended to the prediction log by a background writer (off the request path; drained
 on shutdown); the service never opens the warehouse.
 
+Endpoints: POST /predict (rows as JSON objects), /predict_columns (one JSON list per field) and
+/predict_arrow (an Arrow IPC stream in and out: the cheapest form for large batches); GET /version;
+BentoML's /metrics (requests, latency, errors) with the slot's rows scored and worker memory
+(`slot_metrics`).
+
 Configuration (environment): CT_ONLINE_SNAPSHOT (snapshot folder), CT_PREDICTION_LOG (log
 folder), CT_SLOT (blue or green), CT_SERVICE_WORKERS (worker processes per slot, default 2: each
 has its own copy of the model and the snapshot), CT_ACCESS_LOG=1 (BentoML's per-request access
@@ -15,12 +20,20 @@ log, off by default).
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 import bentoml
+import orjson
 from bentoml.exceptions import InvalidArgument
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 HERE = Path(__file__).resolve().parent
 # A bento carries the tag of its model beside the service; CT_BENTO_MODEL overrides it in development.
@@ -39,6 +52,29 @@ WORKERS = int(os.environ.get("CT_SERVICE_WORKERS", "2"))
 ACCESS_LOG = os.environ.get("CT_ACCESS_LOG", "0") == "1"
 
 
+async def _predict_arrow(request: Request) -> Response:
+    """POST /predict_arrow: an Arrow IPC stream of the request fields in, an Arrow IPC stream of
+    id, probability and decision out (`serving.answer_arrow`); `?pipeline=` as in the JSON APIs.
+    Mounted beside the BentoML APIs (same server, middlewares and metrics), because a BentoML API
+    reads its body as JSON or multipart."""
+    from ct_assets.lib import arrow_request
+
+    service: TabularModelService = bentoml.get_current_service()
+    media_type = request.headers.get("content-type", "").split(";")[0].strip()
+    if media_type != arrow_request.MEDIA_TYPE:
+        wanted = f"send an Arrow IPC stream with content-type {arrow_request.MEDIA_TYPE}"
+        return JSONResponse({"error": f"{wanted}, got {media_type!r}"}, status_code=415)
+    try:
+        answer = await service.score_arrow(await request.body(), request.query_params.get("pipeline"))
+    except InvalidArgument as err:
+        return JSONResponse({"error": str(err)}, status_code=400)
+    return Response(answer, media_type=arrow_request.MEDIA_TYPE)
+
+
+ARROW_APP = Starlette(routes=[Route("/predict_arrow", _predict_arrow, methods=["POST"])])
+
+
+@bentoml.asgi_app(ARROW_APP, path="/", name="arrow")
 @bentoml.service(
     name="ct_tabular_service",
     workers=WORKERS,
@@ -53,6 +89,7 @@ class TabularModelService:
         from ct_assets.lib.model_training import FeatureLayout
         from ct_assets.lib.prediction_log import PredictionLogWriter
         from ct_assets.lib.serving import Predictor
+        from ct_assets.lib.slot_metrics import SlotMetrics
         from ct_assets.lib.spec import load_spec
 
         # Serving hands the service the stored model; a plain instantiation still holds the reference.
@@ -69,19 +106,23 @@ class TabularModelService:
         self.predictor = Predictor(self.spec, snapshot, model, layout, self.threshold)
         log_folder = Path(os.environ.get("CT_PREDICTION_LOG", "prediction_log"))
         self.log = PredictionLogWriter(log_folder, self.spec, self.slot)
+        self.metrics = SlotMetrics(self.slot, self.version)
+        # Everything loaded so far lives as long as the worker: moved out of the collector's
+        # reach, a full collection no longer walks it (it paused requests for tens of ms).
+        gc.collect()
+        gc.freeze()
 
     @bentoml.on_shutdown
     def _drain_log(self) -> None:
         self.log.close()
 
-    def _score(self, score: Any, payload: Any, pipeline: str | None) -> dict[str, Any]:
-        import time
-
+    async def _scored(self, score: Any, payload: Any, pipeline: str | None) -> Any:
+        """Score a request (any form) and log it; bad requests raise InvalidArgument (a 400)."""
         from ct_assets.lib import serving
 
         started = time.perf_counter()  # latency_ms in the log counts from here (the injected delay too)
         if self.injected_delay:  # chaos testing only: CT_INJECT_LATENCY_MS
-            time.sleep(self.injected_delay)
+            await asyncio.sleep(self.injected_delay)
         if pipeline is not None and pipeline != self.spec.name:
             raise InvalidArgument(f"unknown pipeline {pipeline!r}: this service serves {self.spec.name!r}")
         try:
@@ -89,17 +130,37 @@ class TabularModelService:
         except serving.RequestError as err:
             raise InvalidArgument(str(err)) from None
         serving.log_scored(self.log, scored, self.version)
-        return serving.answer(scored, self.version, self.slot, self.threshold, self.spec.entity_id)
+        self.metrics.observe(len(scored.probabilities))
+        return scored
 
+    async def _score(self, score: Any, payload: Any, pipeline: str | None) -> Response:
+        """Score a request and answer it as JSON, encoded here: BentoML would otherwise check the
+        answer against a schema it rebuilds for every response."""
+        from ct_assets.lib import serving
+
+        scored = await self._scored(score, payload, pipeline)
+        answer = serving.answer(scored, self.version, self.slot, self.threshold, self.spec.entity_id)
+        return Response(orjson.dumps(answer), media_type="application/json")
+
+    async def score_arrow(self, body: bytes, pipeline: str | None) -> bytes:
+        """Score an Arrow IPC stream; the answer as an Arrow IPC stream (see `_predict_arrow`)."""
+        from ct_assets.lib import serving
+
+        scored = await self._scored(self.predictor.arrow, body, pipeline)
+        return serving.answer_arrow(scored, self.version, self.slot, self.threshold, self.spec.entity_id)
+
+    # The endpoints are coroutines on purpose: the work is CPU-bound and short, so running it on
+    # the event loop saves the hop to a worker thread (one request at a time per worker process).
+    # The annotations describe the JSON answer, which _score returns already encoded.
     @bentoml.api
-    def predict(self, rows: list[Any], pipeline: str | None = None) -> dict[str, Any]:
+    async def predict(self, rows: list[Any], pipeline: str | None = None) -> dict[str, Any]:
         """Row-oriented: a list of objects, one per row."""
-        return self._score(self.predictor.rows, rows, pipeline)
+        return await self._score(self.predictor.rows, rows, pipeline)  # type: ignore[return-value]
 
     @bentoml.api
-    def predict_columns(self, columns: dict[str, Any], pipeline: str | None = None) -> dict[str, Any]:
+    async def predict_columns(self, columns: dict[str, Any], pipeline: str | None = None) -> dict[str, Any]:
         """Column-oriented: one list of values per field (cheaper to encode and check for large batches)."""
-        return self._score(self.predictor.columns, columns, pipeline)
+        return await self._score(self.predictor.columns, columns, pipeline)  # type: ignore[return-value]
 
     @bentoml.api(route="/version")
     def model_version(self) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ct_assets.lib import arrow_request
 from ct_assets.lib.features import check_group_columns, groups
 from ct_assets.lib.ingest import DUCKDB_TYPES
 from ct_assets.lib.prediction_log import format_lines, log_path
@@ -28,6 +29,7 @@ from ct_assets.lib.warehouse import quote
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
     from catboost import CatBoostClassifier
 
     from ct_assets.lib.model_training import FeatureLayout
@@ -36,14 +38,6 @@ if TYPE_CHECKING:
 __all__ = ["RequestError"]
 
 MAX_BATCH_ROWS = 10_000
-ARROW_TYPES = {
-    "string": "string",
-    "integer": "int64",
-    "float": "float64",
-    "boolean": "bool_",
-    "timestamp": "timestamp",
-    "date": "date32",
-}
 
 
 def request_columns(spec: PipelineSpec) -> dict[str, str]:
@@ -76,14 +70,32 @@ def rules_for(spec: PipelineSpec) -> RequestRules:
     return rules
 
 
-@dataclass(frozen=True)
 class TypedRequest:
-    """Request rows that passed the spec's rules: one list of typed values per request field."""
+    """Request rows that passed the spec's rules: one list of typed values per request field, or
+    (the Arrow endpoint) a table of the request fields in the spec's Arrow types."""
 
-    columns: dict[str, list[Any]]
+    def __init__(self, columns: dict[str, list[Any]] | None = None, table: pa.Table | None = None) -> None:
+        if (columns is None) == (table is None):
+            raise ValueError("a typed request holds either columns or a table")
+        self.table = table
+        self._columns: dict[str, list[Any]] = dict(columns or {})
 
     def __len__(self) -> int:
-        return len(next(iter(self.columns.values())))
+        if self.table is not None:
+            return self.table.num_rows
+        return len(next(iter(self._columns.values())))
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._columns or (self.table is not None and name in self.table.column_names)
+
+    def column(self, name: str) -> list[Any]:
+        """One field's values as Python objects (converted from the table once, when asked)."""
+        values = self._columns.get(name)
+        if values is None:
+            if self.table is None or name not in self.table.column_names:
+                raise KeyError(name)
+            values = self._columns[name] = self.table.column(name).to_pylist()
+        return values
 
 
 def validate_request(rows: Any, spec: PipelineSpec, max_rows: int = MAX_BATCH_ROWS) -> TypedRequest:
@@ -156,7 +168,6 @@ class FeatureEngine:
         import threading
 
         import duckdb
-        import pyarrow as pa
 
         self.spec = spec
         self.snapshot = Path(snapshot) if snapshot else None
@@ -166,12 +177,7 @@ class FeatureEngine:
         self._loaded: float | None = None
         self.request_fields = list(request_columns(spec))
 
-        def arrow_type(kind: str) -> Any:
-            if kind == "timestamp":
-                return pa.timestamp("us", tz="UTC")
-            return getattr(pa, ARROW_TYPES[kind])()
-
-        self._arrow_types = {n: arrow_type(c.type) for n, c in spec.columns.items()}
+        self._arrow_types = {n: arrow_request.ARROW_TYPES[c.type] for n, c in spec.columns.items()}
         self.query = ""
         self._one_row = ""
         self._local = threading.local()
@@ -250,9 +256,10 @@ class FeatureEngine:
         import pyarrow as pa
 
         count = len(request)
+        table = request.table
         arrays = [
-            pa.array(request.columns[name], type=kind)
-            if name in request.columns
+            (table.column(name) if table is not None else pa.array(request.column(name), type=kind))
+            if name in request
             else pa.nulls(count, type=kind)
             for name, kind in self._arrow_types.items()
         ]
@@ -260,7 +267,7 @@ class FeatureEngine:
 
     def features(self, request: TypedRequest) -> FeatureRows:
         if len(request) == 1 and self._one_row:
-            literals = _literals([request.columns[n][0] for n in self._params])
+            literals = _literals([request.column(n)[0] for n in self._params])
             if literals is not None:
                 result = self._prepared_cursor().execute(f"EXECUTE _features({literals})")
                 return self._in_request_order(request, [d[0] for d in result.description], result.fetchall())
@@ -280,7 +287,7 @@ class FeatureEngine:
     ) -> FeatureRows:
         import numpy as np
 
-        ids = request.columns[self.spec.entity_id]
+        ids = request.column(self.spec.entity_id)
         found = _as_list(arrays[names[0]])
         position = {value: index for index, value in enumerate(found)}
         if len(found) != len(ids) or position.keys() != set(ids):
@@ -293,7 +300,7 @@ class FeatureEngine:
         return FeatureRows(names, columns=columns)
 
     def _in_request_order(self, request: TypedRequest, names: list[str], found: list[Any]) -> FeatureRows:
-        ids = request.columns[self.spec.entity_id]
+        ids = request.column(self.spec.entity_id)
         if len(found) != len(ids):
             raise RuntimeError(f"feature SQL of {self.spec.name} returned {len(found)} rows for {len(ids)}")
         # Back in request order (ids are unique: the rules refuse duplicates).
@@ -432,14 +439,16 @@ class Predictor:
         started = time.perf_counter() if started is None else started
         features = self.engine.features(request)
         probabilities = self.scorer.probabilities(features)
-        columns = request.columns
+        spec = self.spec
         return Scored(
             request_id=new_request_id(),
             features=features,
             probabilities=probabilities,
             decisions=[p >= self.threshold for p in probabilities],
-            segments={s: columns[s] for s in self.spec.segments if s in columns},
-            event_times=columns.get(self.spec.timestamp_column) or [None] * len(probabilities),
+            segments={s: request.column(s) for s in spec.segments if s in request},
+            event_times=request.column(spec.timestamp_column)
+            if spec.timestamp_column in request
+            else [None] * len(probabilities),
             seconds=time.perf_counter() - started,
         )
 
@@ -454,6 +463,13 @@ class Predictor:
         started = time.perf_counter() if started is None else started
         self.engine.reload_if_new()
         return self.score(TypedRequest(self.rules.check_columns(columns, max_rows)), started)
+
+    def arrow(self, body: bytes, max_rows: int = MAX_BATCH_ROWS, started: float | None = None) -> Scored:
+        """Score an Arrow IPC stream of the request fields (`arrow_request`)."""
+        started = time.perf_counter() if started is None else started
+        self.engine.reload_if_new()
+        table = arrow_request.check_table(self.rules, arrow_request.read_stream(body), max_rows)
+        return self.score(TypedRequest(table=table), started)
 
 
 def log_scored(writer: PredictionLogWriter, scored: Scored, model_version: str) -> None:
@@ -523,6 +539,28 @@ def answer(scored: Scored, model_version: str, slot: str, threshold: float, enti
             for i, p, d in zip(ids, scored.probabilities, scored.decisions, strict=True)
         ],
     }
+
+
+def answer_arrow(scored: Scored, model_version: str, slot: str, threshold: float, entity_id: str) -> bytes:
+    """The Arrow endpoint's answer: an IPC stream of id, probability and decision, in request
+    order, with the request id, model version, slot and threshold in the schema's metadata."""
+    import pyarrow as pa
+
+    table = pa.table(
+        {
+            "id": pa.array([str(i) for i in scored.features.column(entity_id)], type=pa.string()),
+            "probability": pa.array(scored.probabilities, type=pa.float64()),
+            "decision": pa.array(scored.decisions, type=pa.bool_()),
+        }
+    ).replace_schema_metadata(
+        {
+            "request_id": scored.request_id,
+            "model_version": model_version,
+            "slot": slot,
+            "threshold": repr(threshold),
+        }
+    )
+    return arrow_request.to_stream(table)
 
 
 def new_request_id() -> str:

@@ -88,6 +88,12 @@ def _describe_failure(
             f"{column} {value} is outside the partition window "
             f"[{window[0].isoformat()}, {window[1].isoformat()})"
         )
+    if rule is not None and rule.type == "timestamp" and check.startswith(("greater_than", "less_than")):
+        # Any other timestamp column is checked against the range of representable timestamps.
+        return (
+            f"{column} {value} is outside the supported range "
+            f"[{window[0].isoformat()}, {window[1].isoformat()})"
+        )
     if check.startswith("greater_than_or_equal_to") and rule is not None:
         return f"{column} {value} is below the minimum {rule.min:g}"
     if check.startswith("less_than_or_equal_to") and rule is not None:

@@ -15,9 +15,10 @@ import time
 from pathlib import Path
 
 import httpx
+import pyarrow as pa
 import pytest
 
-from ct_assets.lib import bento_build, model_steps, model_training, online_snapshot
+from ct_assets.lib import arrow_request, bento_build, model_steps, model_training, online_snapshot
 from ct_assets.lib.backtest import build_features
 from ct_assets.lib.dates import day_keys
 from ct_assets.lib.model_store import load_model
@@ -202,6 +203,138 @@ def test_fuzz_of_1000_malformed_payloads_never_gets_a_5xx(served) -> None:
             statuses[status] = statuses.get(status, 0) + 1
     assert not [s for s in statuses if s >= 500], statuses
     assert httpx.get(f"{url}/readyz", timeout=5).status_code == 200
+
+
+def _post_arrow(client: httpx.Client, url: str, body: bytes, path: str = "/predict_arrow") -> httpx.Response:
+    return client.post(f"{url}{path}", content=body, headers={"content-type": arrow_request.MEDIA_TYPE})
+
+
+def test_arrow_endpoint_answers_like_the_json_one(served) -> None:
+    spec, con, record, url = served["spec"], served["con"], served["record"], served["url"]
+    rows = request_rows(con, spec, DAYS[-1], 60)
+    with httpx.Client(timeout=30) as client:
+        by_json = client.post(f"{url}/predict", json={"rows": rows}).json()
+        response = _post_arrow(client, url, arrow_request.encode_rows(spec, rows))
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == arrow_request.MEDIA_TYPE
+    answer = pa.ipc.open_stream(response.content).read_all()
+    meta = {k.decode(): v.decode() for k, v in answer.schema.metadata.items()}
+    assert meta["model_version"] == record["version"] and meta["slot"] == "blue"
+    assert answer.column("id").to_pylist() == [row["flight_id"] for row in rows]
+    assert answer.column("probability").to_pylist() == [p["probability"] for p in by_json["predictions"]]
+    assert answer.column("decision").to_pylist() == [p["decision"] for p in by_json["predictions"]]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        logged = [
+            json.loads(line)
+            for path in (served["root"] / "log").rglob("*.jsonl")
+            for line in path.read_text().splitlines()
+            if meta["request_id"] in line
+        ]
+        if len(logged) == len(rows):
+            break
+        time.sleep(0.05)
+    assert sorted(line["entity_id"] for line in logged) == sorted(row["flight_id"] for row in rows)
+
+
+def test_arrow_endpoint_refuses_bad_requests_with_a_message(served) -> None:
+    spec, con, url = served["spec"], served["con"], served["url"]
+    rows = request_rows(con, spec, DAYS[-1], 3)
+    good = arrow_request.encode_rows(spec, rows)
+    cases = [
+        (b"not arrow", arrow_request.MEDIA_TYPE, 400, "Arrow"),
+        (good[: len(good) // 2], arrow_request.MEDIA_TYPE, 400, "Arrow"),
+        (arrow_request.encode_rows(spec, [rows[0], {**rows[1], "distance": -5}]), None, 400, "row 1"),
+        (arrow_request.encode_rows(spec, [rows[0], rows[0]]), None, 400, "row 1"),
+        (json.dumps({"rows": rows}).encode(), "application/json", 415, arrow_request.MEDIA_TYPE),
+    ]
+    with httpx.Client(timeout=30) as client:
+        for body, media_type, status, message in cases:
+            response = client.post(
+                f"{url}/predict_arrow",
+                content=body,
+                headers={"content-type": media_type or arrow_request.MEDIA_TYPE},
+            )
+            assert response.status_code == status, (status, response.status_code, response.text[:300])
+            assert message in response.json()["error"]
+        unknown = client.post(
+            f"{url}/predict_arrow?pipeline=loans",
+            content=good,
+            headers={"content-type": arrow_request.MEDIA_TYPE},
+        )
+        assert unknown.status_code == 400 and "unknown pipeline 'loans'" in unknown.json()["error"]
+
+
+def test_fuzz_of_500_corrupted_arrow_requests_never_gets_a_5xx(served) -> None:
+    spec, con, url = served["spec"], served["con"], served["url"]
+    rows = request_rows(con, spec, DAYS[-1], 5)
+    table = pa.ipc.open_stream(arrow_request.encode_rows(spec, rows)).read_all()
+    chaos = random.Random(11)
+    statuses: dict[int, int] = {}
+    with httpx.Client(timeout=30) as client:
+        for index in range(500):
+            if index % 2:  # bytes: flipped, cut or spliced
+                body = bytearray(arrow_request.encode_rows(spec, rows))
+                for _ in range(chaos.randint(1, 8)):
+                    body[chaos.randrange(len(body))] = chaos.randrange(256)
+                body = bytes(body[: chaos.randint(0, len(body))]) if chaos.random() < 0.3 else bytes(body)
+            else:  # a well-formed stream of the wrong table: columns dropped, renamed or retyped
+                broken = table
+                for _ in range(chaos.randint(1, 3)):
+                    name = chaos.choice(broken.column_names)
+                    position = broken.column_names.index(name)
+                    action = chaos.random()
+                    if action < 0.3:
+                        broken = broken.drop_columns([name])
+                    elif action < 0.5:
+                        broken = broken.rename_columns(
+                            [n if n != name else "unexpected" for n in broken.column_names]
+                        )
+                    else:
+                        junk = chaos.choice(
+                            [
+                                pa.array([True] * len(rows)),
+                                pa.array([1.5] * len(rows)),
+                                pa.array(["x"] * len(rows)),
+                                pa.nulls(len(rows)),
+                                pa.array([-(2**62)] * len(rows)),
+                            ]
+                        )
+                        broken = broken.set_column(position, name, junk)
+                    if not broken.column_names:
+                        break
+                sink = pa.BufferOutputStream()
+                with pa.ipc.new_stream(sink, broken.schema) as writer:
+                    writer.write_table(broken)
+                body = sink.getvalue().to_pybytes()
+            status = _post_arrow(client, url, body).status_code
+            statuses[status] = statuses.get(status, 0) + 1
+    assert not [s for s in statuses if s >= 500], statuses
+    assert httpx.get(f"{url}/readyz", timeout=5).status_code == 200
+
+
+def test_metrics_endpoint_shows_rows_scored_and_worker_memory(served) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    spec, con, url = served["spec"], served["con"], served["url"]
+    rows = request_rows(con, spec, DAYS[-1], 25)
+
+    def samples() -> dict[str, float]:
+        text = httpx.get(f"{url}/metrics", timeout=10).text
+        return {
+            sample.name: sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name in {"ct_predictions_total", "ct_slot_memory_rss_bytes"}
+            and sample.labels.get("slot") == "blue"
+        }
+
+    before = samples().get("ct_predictions_total", 0.0)
+    httpx.post(f"{url}/predict", json={"rows": rows}, timeout=30).raise_for_status()
+    after = samples()
+    assert after["ct_predictions_total"] == before + len(rows)
+    # Both workers' resident memory, summed: each holds Python, CatBoost, DuckDB and the model.
+    assert 100 * 2**20 < after["ct_slot_memory_rss_bytes"] < 8 * 2**30
 
 
 def test_stopping_the_server_writes_every_answered_prediction(served) -> None:

@@ -216,6 +216,17 @@ def test_refusals_name_row_and_field(flights_spec: PipelineSpec) -> None:
         rules.check_rows(rows, 10)
 
 
+def test_other_timestamp_fields_outside_the_supported_range_are_refused(flights_spec: PipelineSpec) -> None:
+    """Not only the spec's timestamp column: time_hour before 1677 or after 2262 is a readable
+    refusal (it used to raise a TypeError while wording the message, which the service answers 500)."""
+    rules = RequestRules(flights_spec)
+    for value in ("1600-01-01T00:00:00Z", "2300-01-01T00:00:00Z"):
+        with pytest.raises(RequestError) as error:
+            rules.check_rows([dict(GOOD, time_hour=value)], 10)
+        assert str(error.value).startswith("row 0: time_hour ")
+        assert "is outside the supported range [1677-09-21" in str(error.value)
+
+
 def test_columns_and_rows_give_the_same_values(flights_spec: PipelineSpec) -> None:
     rules = RequestRules(flights_spec)
     rows = [dict(GOOD, flight_id=f"id{i}", tailnum=None if i % 2 else "N1") for i in range(6)]

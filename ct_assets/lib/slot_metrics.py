@@ -1,0 +1,49 @@
+"""A slot's own Prometheus metrics, beside BentoML's request counters and latency histogram on the
+same `/metrics` endpoint: rows scored and the resident memory of the slot's worker processes.
+
+BentoML runs prometheus_client in multiprocess mode (each worker writes to files in
+PROMETHEUS_MULTIPROC_DIR; `/metrics` merges them), so the metrics are created inside the worker,
+after BentoML has set that folder. The memory gauge sums the live workers' values; it is refreshed
+at most once a second, from `/proc/self/statm` (a read costs microseconds, no extra library).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+MEMORY_REFRESH_SECONDS = 1.0
+_PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
+
+
+def resident_bytes() -> int:
+    """This process's resident memory (Linux)."""
+    with open("/proc/self/statm", "rb") as statm:
+        return int(statm.read().split()[1]) * _PAGE_BYTES
+
+
+class SlotMetrics:
+    """Rows scored (counter) and worker memory (gauge), labelled with slot and model version."""
+
+    def __init__(self, slot: str, model_version: str) -> None:
+        from prometheus_client import Counter, Gauge
+
+        labels = {"slot": slot, "model_version": model_version}
+        self._rows = Counter("ct_predictions", "Rows scored by this slot", list(labels)).labels(**labels)
+        self._memory = Gauge(
+            "ct_slot_memory_rss_bytes",
+            "Resident memory of the slot's worker processes (sum over live workers)",
+            list(labels),
+            multiprocess_mode="livesum",
+        ).labels(**labels)
+        self._memory_at = 0.0
+        self.observe(0)
+
+    def observe(self, rows: int) -> None:
+        """Count a scored request's rows; refresh the memory gauge when it is a second old."""
+        if rows:
+            self._rows.inc(rows)
+        now = time.monotonic()
+        if now - self._memory_at >= MEMORY_REFRESH_SECONDS:
+            self._memory.set(resident_bytes())
+            self._memory_at = now
