@@ -240,7 +240,7 @@ def in_process(world: World, model: Any, rows: list[dict], single_rows: int, rep
     for one row and for the batch."""
     from ct_assets.lib import model_training, serving
     from ct_assets.lib.model_training import FeatureLayout
-    from ct_assets.lib.prediction_log import format_lines
+    from ct_assets.lib.prediction_log import encode_request
 
     spec = world.spec
     layout = FeatureLayout(**world.record["layout"])
@@ -249,25 +249,20 @@ def in_process(world: World, model: Any, rows: list[dict], single_rows: int, rep
     predictor = serving.Predictor(spec, world.snapshot, model, layout, float(world.record["threshold"]))
     engine, scorer, rules = predictor.engine, predictor.scorer, predictor.rules
 
-    def log_work(scored: serving.Scored) -> str:
+    class _Captured:
+        """Stands in for the writer's queue: keeps what the service hands over."""
+
+        def __init__(self) -> None:
+            self.spec, self.batch = spec, {}
+
+        def submit(self, batch: dict[str, Any]) -> None:
+            self.batch = batch
+
+    def log_work(scored: serving.Scored) -> bytes:
         """What the background log writer does for one request (off the request path)."""
-        return format_lines(
-            {
-                "request_id": scored.request_id,
-                "time": "now",
-                "model_version": "v",
-                "entity_ids": [str(r[0]) for r in scored.features.rows],
-                "scores": scored.probabilities,
-                "decisions": scored.decisions,
-                "latency_ms": 1.0,
-                "event_times": scored.event_times,
-                "segments": scored.segments,
-                "feature_names": scored.features.names,
-                "feature_rows": scored.features.rows,
-            },
-            spec.name,
-            "bench",
-        )
+        captured = _Captured()
+        serving.log_scored(captured, scored, "v")  # type: ignore[arg-type]
+        return encode_request(captured.batch, spec.name, "bench")
 
     # Batch: CatBoost alone on prepared pandas inputs (the baseline), then each of our steps.
     typed = serving.TypedRequest(rules.check_rows(rows, serving.MAX_BATCH_ROWS))
@@ -611,14 +606,14 @@ def batch_run(
 
 def server_latencies(log_folder: Path) -> dict[str, float]:
     """The service's own `latency_ms` per request id, from the slots' prediction log."""
-    found: dict[str, float] = {}
-    for path in log_folder.rglob("*.jsonl"):
-        with path.open() as handle:
-            for line in handle:
-                record = json.loads(line)
-                if record.get("latency_ms") is not None:
-                    found.setdefault(record["request_id"], float(record["latency_ms"]))
-    return found
+    from ct_assets.lib.prediction_log import read_requests
+
+    return {
+        request["request_id"]: float(request["latency_ms"])
+        for path in log_folder.rglob("*.jsonl")
+        for request in read_requests(path)
+        if request.get("latency_ms") is not None
+    }
 
 
 # --- report --------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ct_assets.lib.landing import sha256_of
+from ct_assets.lib.prediction_log import predictions, request_from_line
 from ct_assets.lib.registry import Registry, RegistryError
 from ct_assets.lib.warehouse import PARTITION_COLUMN, key_literal, table_exists, table_name
 
@@ -35,15 +36,14 @@ def find_request(log_root: Path, request_id: str, pipeline: str | None = None) -
     for folder in folders:
         for path in sorted(folder.rglob("*.jsonl")):
             with path.open() as handle:
-                for line in handle:
-                    if request_id not in line:
-                        continue
-                    try:
-                        record = json.loads(line)
-                    except json.JSONDecodeError:  # a torn last line (a writer killed mid-line)
-                        continue
-                    if record.get("request_id") == request_id:
-                        found.append({**record, "_log_file": str(path)})
+                lines = [line for line in handle if request_id in line]
+            for line in lines:
+                try:
+                    request = request_from_line(line)
+                except json.JSONDecodeError:  # a torn last line (a writer killed mid-line)
+                    continue
+                if request.get("request_id") == request_id:
+                    found += [{**record, "_log_file": str(path)} for record in predictions(request)]
     if not found:
         raise LineageError(
             f"no prediction with request id {request_id!r} in the prediction log under {root} "

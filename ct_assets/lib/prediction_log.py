@@ -1,7 +1,9 @@
-"""The serving layer's prediction log: writing it (one JSON line per prediction, appended to a file
-per day and process, by a background thread off the request path) and ingesting it (the
-predictions whose event time falls in a partition, so live performance can join them with the
-labels when those land).
+"""The serving layer's prediction log: writing it (one JSON line per request, holding each of its
+predictions: request id, time, pipeline, model version, slot, latency, then per prediction the
+entity id, score, decision, event time, segment values and input features; appended to a file per
+day and process by a background thread off the request path, encoded by orjson) and reading it
+(`read_requests`, `predictions`; ingesting the predictions whose event time falls in a partition,
+so live performance can join them with the labels when those land).
 
 Durability of the background writer: a request hands its predictions to a bounded queue
 (`max_pending` requests; when it is full the request waits, so nothing is dropped under load); the
@@ -46,85 +48,98 @@ def log_path(folder: Path, pipeline: str, slot: str, when: datetime) -> Path:
     return Path(folder) / pipeline / when.strftime("%Y-%m-%d") / f"{slot}-{os.getpid()}.jsonl"
 
 
-_encode = json.JSONEncoder(check_circular=False, default=str).encode
-_NUMBERS = (float, int, bool)
+def _json_values(values: Any) -> Any:
+    """One per-prediction field as orjson writes it fastest: numbers as a numpy array (C speed;
+    NaN and nulls both written as null), anything else as a list (None for nulls). Takes a list, a
+    numpy array (masked entries are nulls) or an Arrow array (the Arrow endpoint hands its columns
+    over unconverted, so converting them happens here, in the writer thread)."""
+    import numpy as np
+
+    if isinstance(values, list):
+        return values
+    if hasattr(values, "to_pylist"):
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        array = values.combine_chunks() if hasattr(values, "combine_chunks") else values
+        kind = array.type
+        if pa.types.is_floating(kind):
+            return pc.fill_null(array.cast(pa.float64()), np.nan).to_numpy()
+        if (pa.types.is_integer(kind) or pa.types.is_boolean(kind)) and not array.null_count:
+            return array.to_numpy()
+        if pa.types.is_timestamp(kind):
+            return _time_texts(array)
+        if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+            return array.to_numpy(zero_copy_only=False).tolist()
+        return array.to_pylist()
+    if np.ma.isMaskedArray(values):
+        plain = values.data.tolist()
+        for index in np.flatnonzero(np.ma.getmaskarray(values)).tolist():
+            plain[index] = None
+        return plain
+    return values if values.dtype.kind in "fiub" else values.tolist()
 
 
-def _encoded_column(values: Any) -> list[str]:
-    """Each value's JSON text, as `json.dumps` writes it, for a whole column at a time (a list, or
-    a numpy array whose masked entries are nulls)."""
-    if not isinstance(values, list):
-        import numpy as np
+def _time_texts(values: Any) -> list[str | None]:
+    """Event times as `str(datetime)` writes a UTC datetime ('2013-01-09 04:59:00+00:00'): from
+    datetimes or text, or from an Arrow timestamp array without a Python datetime per value."""
+    if hasattr(values, "to_pylist"):
+        import pyarrow as pa
+        import pyarrow.compute as pc
 
-        masked = np.flatnonzero(np.ma.getmaskarray(values)).tolist() if np.ma.isMaskedArray(values) else []
-        kind = values.dtype.kind
-        values = (values.data if np.ma.isMaskedArray(values) else values).tolist()
-        for index in masked:
-            values[index] = None
-        if kind in "fiub":
-            return json.dumps(values)[1:-1].split(", ") if values else []
-    if not values:
-        return []
-    if all(v is None or type(v) in _NUMBERS for v in values):
-        return json.dumps(values)[1:-1].split(", ")  # numbers and null never hold ", "
-    if all(v is None or type(v) is str for v in values):
-        quote = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
-        return ["null" if v is None else quote(v) for v in values]
-    return [_encode(v) for v in values]
+        try:  # whole seconds (the usual case): formatted in one vectorized pass
+            seconds = values.cast(pa.timestamp("s", tz="UTC"))
+        except pa.ArrowInvalid:
+            values = values.to_pylist()
+        else:
+            formatted = pc.strftime(seconds, format="%Y-%m-%d %H:%M:%S")
+            return pc.binary_join_element_wise(formatted, "+00:00", "").to_pylist()
+    texts = {t: str(t) for t in set(values) if t is not None}  # times repeat in a batch
+    return [texts[t] if t is not None else None for t in values]
 
 
-def _columns_of(rows: Any, names: list[str]) -> list[Any]:
-    """The feature columns: arrays or lists from a serving.FeatureRows, or lists from tuples."""
+def _feature_columns(rows: Any, names: list[str]) -> list[Any]:
+    """The feature columns of a serving.FeatureRows (its Arrow table, or its lists), or of tuples."""
+    if getattr(rows, "table", None) is not None:
+        return [rows.table.column(name) for name in names]
     if hasattr(rows, "columns"):
-        return [rows.columns[name] for name in names]
+        return [rows.column(name) for name in names]
     return [list(column) for column in zip(*rows, strict=True)] if rows else [[] for _ in names]
 
 
-def format_lines(
-    batch: dict[str, Any], pipeline: str, slot: str, request_ids: list[str] | None = None
-) -> str:
-    """One request's predictions as JSON lines (request id, time, pipeline, model version, slot,
-    entity id, score, decision, latency, event time, segments, features).
+def encode_request(batch: dict[str, Any], pipeline: str, slot: str) -> bytes:
+    """One request's predictions as one JSON line: the request's own fields once (request id, time,
+    pipeline, model version, slot, latency), then one array per per-prediction field (entity id,
+    score, decision, event time, each segment, each feature), all in the request's row order."""
+    import numpy as np
+    import orjson
 
-    Built a column at a time: each column's values are encoded in one go, then each line is one
-    %-format of a template that holds the keys and the request's constant values."""
-    count = len(batch["entity_ids"])
-    if count == 0:
-        return ""
     names = list(batch["feature_names"])
-    segment_names = list(batch["segments"])
+    count = len(batch["scores"])
+    columns = _feature_columns(batch["feature_rows"], names)
+    record = {
+        "request_id": batch["request_id"],
+        "time": batch["time"],
+        "pipeline": pipeline,
+        "model_version": batch["model_version"],
+        "slot": slot,
+        "latency_ms": batch["latency_ms"],
+        "entity_id": [str(i) for i in _plain(batch["entity_ids"])],
+        "score": np.asarray(batch["scores"], dtype=np.float64),
+        "decision": np.asarray(batch["decisions"], dtype=np.bool_),
+        "event_time": _time_texts(batch["event_times"]),
+        "segments": {name: _json_values(values) for name, values in batch["segments"].items()},
+        "features": {name: _json_values(values) for name, values in zip(names, columns, strict=True)},
+    }
+    fields = [record["entity_id"], record["event_time"], *record["segments"].values()]
+    if any(len(values) != count for values in [*fields, *record["features"].values()]):
+        raise ValueError("prediction log: a request's fields have different lengths")
+    return orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE, default=str)
 
-    def key(name: str) -> str:
-        return _encode(name).replace("%", "%%")
 
-    def constant(value: Any) -> str:
-        return _encode(value).replace("%", "%%")
-
-    template = (
-        '{"request_id": %s, '
-        f'"time": {constant(batch["time"])}, "pipeline": {constant(pipeline)}, '
-        f'"model_version": {constant(batch["model_version"])}, "slot": {constant(slot)}, '
-        '"entity_id": %s, "score": %s, "decision": %s, '
-        f'"latency_ms": {constant(batch["latency_ms"])}, "event_time": %s, '
-        '"segments": {' + ", ".join(f"{key(n)}: %s" for n in segment_names) + "}, "
-        '"features": {' + ", ".join(f"{key(n)}: %s" for n in names) + "}}"
-    )
-    ids = request_ids if request_ids is not None else [batch["request_id"]] * count
-    texts = {t: str(t) for t in set(batch["event_times"]) if t is not None}  # times repeat in a batch
-    event_times = [texts[t] if t is not None else None for t in batch["event_times"]]
-    columns = [
-        ids,
-        list(batch["entity_ids"]),
-        [float(p) for p in batch["scores"]],
-        [bool(d) for d in batch["decisions"]],
-        event_times,
-        *(list(batch["segments"][n]) for n in segment_names),
-        *_columns_of(batch["feature_rows"], names),
-    ]
-    if any(len(column) != count for column in columns):
-        raise ValueError("prediction log batch: columns of different lengths")
-    encoded = [_encoded_column(column) for column in columns]
-    return "\n".join(template % row for row in zip(*encoded, strict=True)) + "\n"
+def _plain(values: Any) -> list[Any]:
+    values = _json_values(values)
+    return values if isinstance(values, list) else values.tolist()
 
 
 class PredictionLogWriter:
@@ -196,24 +211,59 @@ class PredictionLogWriter:
                 old.close()
             self._handles.clear()
             path.parent.mkdir(parents=True, exist_ok=True)
-            handle = self._handles[path] = path.open("a")
-        handle.write("".join(format_lines(b, self.spec.name, self.slot) for b in batches))
+            handle = self._handles[path] = path.open("ab")
+        handle.write(b"".join(encode_request(b, self.spec.name, self.slot) for b in batches))
         handle.flush()
 
 
-def _records(path: Path) -> list[dict[str, Any]]:
-    """A log file's records; a torn last line (a writer killed mid-write) is skipped."""
-    lines = path.read_text().splitlines()
-    records = []
+REQUEST_FIELDS = ("request_id", "time", "pipeline", "model_version", "slot", "latency_ms")
+PREDICTION_FIELDS = ("entity_id", "score", "decision", "event_time")
+
+
+def request_from_line(line: str | bytes) -> dict[str, Any]:
+    """One log line as a request with one list per per-prediction field (see `encode_request`); a
+    line written one per prediction (by earlier versions) reads as a one-row request. Raises
+    json.JSONDecodeError for a torn line."""
+    record = json.loads(line)
+    if isinstance(record.get("entity_id"), list):
+        return record
+    return {
+        **{f: record.get(f) for f in REQUEST_FIELDS},
+        **{f: [record.get(f)] for f in PREDICTION_FIELDS},
+        "segments": {k: [v] for k, v in (record.get("segments") or {}).items()},
+        "features": {k: [v] for k, v in (record.get("features") or {}).items()},
+    }
+
+
+def read_requests(path: Path) -> list[dict[str, Any]]:
+    """A log file's requests (`request_from_line`); a torn last line (a writer killed mid-line) is
+    skipped."""
+    lines = Path(path).read_bytes().splitlines()
+    requests = []
     for number, line in enumerate(lines):
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
+            requests.append(request_from_line(line))
         except json.JSONDecodeError:
             if number != len(lines) - 1:
                 raise
-    return records
+    return requests
+
+
+def predictions(request: dict[str, Any]) -> list[dict[str, Any]]:
+    """A logged request's predictions, one flat record each (request fields repeated)."""
+    common = {f: request.get(f) for f in REQUEST_FIELDS}
+    segments, features = request.get("segments") or {}, request.get("features") or {}
+    return [
+        {
+            **common,
+            **{f: request[f][i] for f in PREDICTION_FIELDS},
+            "segments": {k: v[i] for k, v in segments.items()},
+            "features": {k: v[i] for k, v in features.items()},
+        }
+        for i in range(len(request["entity_id"]))
+    ]
 
 
 def read_partition(folder: Path, spec: PipelineSpec, partition_key: str) -> pd.DataFrame:
@@ -223,10 +273,15 @@ def read_partition(folder: Path, spec: PipelineSpec, partition_key: str) -> pd.D
     start, end = partition_window(spec.partitions, partition_key)
     records = []
     for path in sorted((Path(folder) / spec.name).rglob("*.jsonl")):
-        for record in _records(path):
-            when = record.get("event_time")
-            if when and start <= datetime.fromisoformat(when) < end:
-                records.append({column: record.get(column) for column in COLUMNS})
+        for request in read_requests(path):
+            common = {f: request.get(f) for f in REQUEST_FIELDS if f in COLUMNS}
+            parsed: dict[str, datetime] = {}  # event times repeat within a request
+            for index, when in enumerate(request["event_time"]):
+                if not when:
+                    continue
+                moment = parsed.get(when) or parsed.setdefault(when, datetime.fromisoformat(when))
+                if start <= moment < end:
+                    records.append({**common, **{f: request[f][index] for f in PREDICTION_FIELDS}})
     frame = pd.DataFrame(records, columns=COLUMNS)
     # explicit types: a partition with no predictions must not create the table with NULL columns
     numeric = {"score": "float64", "decision": "boolean", "latency_ms": "float64"}

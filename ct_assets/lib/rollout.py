@@ -298,9 +298,9 @@ class Deployment:
 
         requests = delta("stot")
         errors = delta("hrsp_5xx") + delta("econ") + delta("eresp")
-        records = self._log_since(slot, started)
-        latencies = [r["latency_ms"] for r in records if r.get("latency_ms") is not None]
-        scores = [r["score"] for r in records]
+        logged = self._log_since(slot, started)
+        latencies = [r["latency_ms"] for r in logged if r.get("latency_ms") is not None]  # per request
+        scores = [score for r in logged for score in r["score"]]
         health = {
             "requests": requests,
             "errors": errors,
@@ -351,14 +351,16 @@ class Deployment:
         return None
 
     def _log_since(self, slot: str, since: str) -> list[dict[str, Any]]:
+        """The slot's logged requests since `since` (each with its predictions' scores)."""
+        from ct_assets.lib.prediction_log import read_requests
+
         folder = Path(self.slot_env.get("CT_PREDICTION_LOG", self.folder / "log"))
-        records = []
-        for path in folder.rglob(f"{slot}-*.jsonl"):
-            for line in path.read_text().splitlines():
-                record = json.loads(line)
-                if record["time"] >= since:
-                    records.append(record)
-        return records
+        return [
+            request
+            for path in folder.rglob(f"{slot}-*.jsonl")
+            for request in read_requests(path)
+            if request["time"] >= since
+        ]
 
     def _switched(
         self, slot: str, bento: str, who: str, health: dict[str, Any], first: bool = False

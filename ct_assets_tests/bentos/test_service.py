@@ -18,7 +18,14 @@ import httpx
 import pyarrow as pa
 import pytest
 
-from ct_assets.lib import arrow_request, bento_build, model_steps, model_training, online_snapshot
+from ct_assets.lib import (
+    arrow_request,
+    bento_build,
+    model_steps,
+    model_training,
+    online_snapshot,
+    prediction_log,
+)
 from ct_assets.lib.backtest import build_features
 from ct_assets.lib.dates import day_keys
 from ct_assets.lib.model_store import load_model
@@ -116,6 +123,16 @@ def served(tmp_path_factory: pytest.TempPathFactory):
     con.close()
 
 
+def _logged(served) -> list[dict]:
+    """Every prediction in the served slot's log, one flat record each."""
+    return [
+        prediction
+        for path in (served["root"] / "log").rglob("*.jsonl")
+        for request in prediction_log.read_requests(path)
+        for prediction in prediction_log.predictions(request)
+    ]
+
+
 def test_bento_is_tagged_with_the_model_version(served) -> None:
     assert str(served["bento"].tag) == f"flights_delay_service:{served['record']['version'].lower()}"
 
@@ -142,11 +159,7 @@ def test_answers_match_in_process_scoring(served) -> None:
     # The log is written by a background thread, a few milliseconds after the answer.
     wanted, deadline = {answer["request_id"], by_column["request_id"]}, time.monotonic() + 10
     while True:
-        logged = [
-            json.loads(line)
-            for path in (served["root"] / "log").rglob("*.jsonl")
-            for line in path.read_text().splitlines()
-        ]
+        logged = _logged(served)
         if wanted <= {line["request_id"] for line in logged} or time.monotonic() > deadline:
             break
         time.sleep(0.05)
@@ -225,12 +238,7 @@ def test_arrow_endpoint_answers_like_the_json_one(served) -> None:
     assert answer.column("decision").to_pylist() == [p["decision"] for p in by_json["predictions"]]
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        logged = [
-            json.loads(line)
-            for path in (served["root"] / "log").rglob("*.jsonl")
-            for line in path.read_text().splitlines()
-            if meta["request_id"] in line
-        ]
+        logged = [line for line in _logged(served) if line["request_id"] == meta["request_id"]]
         if len(logged) == len(rows):
             break
         time.sleep(0.05)
@@ -351,8 +359,6 @@ def test_stopping_the_server_writes_every_answered_prediction(served) -> None:
     served["server"].terminate()
     served["server"].wait(timeout=30)
     logged: dict[str, int] = {}
-    for path in (served["root"] / "log").rglob("*.jsonl"):
-        for line in path.read_text().splitlines():
-            request_id = json.loads(line)["request_id"]
-            logged[request_id] = logged.get(request_id, 0) + 1
+    for line in _logged(served):
+        logged[line["request_id"]] = logged.get(line["request_id"], 0) + 1
     assert [logged.get(r, 0) for r in answered] == [1] * 40 + [40]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ct_assets.lib import data_steps, deploy_steps, online_snapshot, serving
+from ct_assets.lib import data_steps, deploy_steps, online_snapshot, prediction_log, serving
 from ct_assets.lib.features import groups
 from ct_assets.lib.landing import context_file, partition_files
 from ct_assets.lib.prediction_log import PredictionLogWriter, read_partition
@@ -118,12 +118,14 @@ def test_prediction_log_is_append_only_json_lines(tmp_path: Path, flights_spec) 
             tmp_path, flights_spec, predictions, features, {"origin": ["EWR", "JFK"]}, "blue"
         )
     lines = [json.loads(line) for line in path.read_text().splitlines()]
-    assert (
-        len(lines) == 4
-        and lines[1]["segments"] == {"origin": "JFK"}
-        and lines[1]["features"]["distance"] == 2.0
-    )
-    assert {line["request_id"] for line in lines} == {"r1"} and lines[0]["slot"] == "blue"
+    assert len(lines) == 2  # one line per request, appended, each holding its predictions
+    assert lines[0]["entity_id"] == ["a", "b"] and lines[0]["segments"] == {"origin": ["EWR", "JFK"]}
+    logged = [
+        p for request in prediction_log.read_requests(path) for p in prediction_log.predictions(request)
+    ]
+    assert len(logged) == 4
+    assert logged[1]["segments"] == {"origin": "JFK"} and logged[1]["features"]["distance"] == 2.0
+    assert {p["request_id"] for p in logged} == {"r1"} and logged[0]["slot"] == "blue"
 
 
 def test_background_writer_logs_every_prediction_and_drains_on_close(tmp_path: Path, flights_spec) -> None:
@@ -146,8 +148,10 @@ def test_background_writer_logs_every_prediction_and_drains_on_close(tmp_path: P
             }
         )
     writer.close()
-    lines = [json.loads(line) for path in tmp_path.rglob("*.jsonl") for line in path.read_text().splitlines()]
-    assert len(lines) == 100 and len({line["request_id"] for line in lines}) == 50
+    requests = [r for path in tmp_path.rglob("*.jsonl") for r in prediction_log.read_requests(path)]
+    assert len(requests) == 50 and len({r["request_id"] for r in requests}) == 50
+    lines = [p for r in requests for p in prediction_log.predictions(r)]
+    assert len(lines) == 100
     assert lines[1] == {
         "request_id": "r0",
         "time": "2013-01-02T10:00:00+00:00",
