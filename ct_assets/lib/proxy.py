@@ -90,7 +90,9 @@ defaults
     retry-on conn-failure empty-response junk-response response-timeout
     option http-buffer-request
     option redispatch 1
-    option http-server-close
+    # Keep-alive to the slots, idle connections shared by all clients: no TCP handshake and accept
+    # per request (a closed idle connection is retried on another by retry-on conn-failure).
+    http-reuse always
 
 frontend stable
     bind 127.0.0.1:{layout.port}

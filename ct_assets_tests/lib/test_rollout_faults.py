@@ -230,7 +230,9 @@ def test_b_the_active_slot_killed_under_traffic_fails_over_to_the_standby(live) 
             raise AssertionError(f"no failover: {stats} {deploy.state()} {[str(a) for a in sent]}") from None
         assert not watchdog.errors, watchdog.errors
         failover_at = time.time()
-        _wait(lambda: len(clients.after(failover_at)) >= 50, 30, "traffic after the failover")
+        # Traffic after both the failover and HAProxy's verdict (+0.3 s, checked below).
+        settled = max(failover_at, down_at + 0.3)
+        _wait(lambda: len(clients.after(settled)) >= 50, 30, "traffic after the failover")
     before = clients.failed(killed_at, down_at)
     after = clients.failed(down_at)
     print(
