@@ -2,12 +2,13 @@
 errors, features computed with the pipeline's own SQL against the online snapshot (the same code
 the warehouse path runs), scoring, and the append-only prediction log.
 
-The request path avoids pandas: a request is checked and typed one column at a time by rules
-compiled from the spec (`request_rules`), featurized by the pipeline's feature SQL in one DuckDB
-query (one row: a statement prepared once per thread, the row as its parameters; a batch: the
-request registered as an Arrow table, the result fetched as arrays), and scored by CatBoost from
-plain lists or arrays. Prediction log lines are written by a background thread
-(`prediction_log.PredictionLogWriter`).
+The request path avoids pandas: a JSON request is checked and typed one column at a time by rules
+compiled from the spec (`request_rules`), an Arrow request by the same rules vectorized
+(`arrow_request`); it is featurized by the pipeline's feature SQL in one DuckDB query (one row: a
+statement prepared once per thread, the row as its parameters; a batch: the request registered as
+an Arrow table, the result fetched as Arrow and put back in request order), and scored by CatBoost
+from plain lists or arrays, on one thread. The prediction log is written by a background thread
+(`prediction_log.PredictionLogWriter`), which also converts what Arrow requests hand over as is.
 """
 
 from __future__ import annotations
