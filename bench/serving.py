@@ -697,7 +697,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--batch-rows", type=int, default=1000, help="rows per batch request")
     parser.add_argument(
-        "--batch-requests", type=int, default=10, help="batch requests per variant and route, per client"
+        "--batch-requests", type=int, default=30, help="batch requests per variant and route, per client"
     )
     parser.add_argument(
         "--batch-clients",

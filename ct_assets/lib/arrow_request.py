@@ -4,7 +4,7 @@
 checks and types it with the same rules as the JSON path (`RequestRules.check_columns`), vectorized
 with `pyarrow.compute`, and returns one column per request field in the spec's Arrow type. It
 accepts and refuses what the JSON path does, in the same words: the per-row wording comes from
-`FieldRule.convert` and `RequestRules._check_rules`, run in Python only on the rows that a
+`FieldRule.convert` and `RequestRules.check_rules`, run in Python only on the rows that a
 vectorized check found to be bad (at most `MAX_PROBLEMS` of them are listed).
 
 What a column may be for each field type (any number of record batches; nulls where the spec allows):
@@ -221,7 +221,7 @@ def _check_values(rules: RequestRules, reads: list[_Read]) -> None:
 
 def _check_rules(rules: RequestRules, typed: list[pa.Array]) -> None:
     """Ranges, allowed values, unique ids and the timestamp window, checked vectorized; the first
-    `MAX_PROBLEMS` rows that break one are worded by `RequestRules._check_rules`, given those rows'
+    `MAX_PROBLEMS` rows that break one are worded by `RequestRules.check_rules`, given those rows'
     values at their positions (None elsewhere, which that check skips)."""
     masks = [_violations(rule, values) for rule, values in zip(rules.fields, typed, strict=True)]
     found = [mask for mask in masks if mask is not None]
@@ -248,7 +248,7 @@ def _check_rules(rules: RequestRules, typed: list[pa.Array]) -> None:
             counts = _counts(values, [v for v, n in listed.items() if n == 1])
             column += [v for v, n in counts.items() if n > 1]
         sparse[rule.name] = column
-    rules._check_rules(sparse)
+    rules.check_rules(sparse)
 
 
 def _counts(values: pa.Array, wanted: list[Any]) -> dict[Any, int]:

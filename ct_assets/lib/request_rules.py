@@ -291,10 +291,10 @@ class RequestRules:
             raise RequestError(
                 "; ".join(f"row {row}: {message}" for row, _, message in problems[:MAX_PROBLEMS])
             )
-        self._check_rules(typed)
+        self.check_rules(typed)
         return typed
 
-    def _check_rules(self, typed: dict[str, list[Any]]) -> None:
+    def check_rules(self, typed: dict[str, list[Any]]) -> None:
         """The spec's rules on typed values (ranges, allowed values, unique ids), worded as the
         quarantine words pandera's failures."""
         from ct_assets.lib.validation import _describe_failure as describe_failure
