@@ -686,7 +686,7 @@ def report_open_loop(
             f"{_pct(served, 50):.1f} ms, p99 {_pct(served, 99):.1f} ms; the rest is waiting in BentoML's "
             f"queue, HTTP{' and HAProxy' if 'proxy' in name else ''}"
         )
-    return failed == 0 and p99 < P99_TARGET_MS, p99_all
+    return p99_all < P99_TARGET_MS, p99_all  # the printed figure; infinite if over 1% failed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -702,8 +702,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--batch-clients",
         type=int,
-        default=None,
-        help="concurrent batch clients for the second batch run (default: --workers)",
+        default=2,
+        help="concurrent batch clients for the second batch run",
     )
     parser.add_argument(
         "--sender",
@@ -718,11 +718,15 @@ def main(argv: list[str] | None = None) -> int:
         "--single-rows", type=int, default=200, help="single rows timed in process / sequentially"
     )
     parser.add_argument("--repeat", type=int, default=5, help="runs of each in-process batch timing (median)")
-    parser.add_argument("--workers", type=int, default=2, help="worker processes of the slot")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="worker processes of the slot (default: the service's)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args(argv)
-    if args.batch_clients is None:
-        args.batch_clients = args.workers
+    if args.workers is None:
+        from ct_assets.lib.serving import default_workers
+
+        args.workers = default_workers()
     if (
         args.rate <= 0
         or args.duration <= 0

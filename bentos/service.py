@@ -13,9 +13,9 @@ BentoML's /metrics (requests, latency, errors) with the slot's rows scored and w
 (`slot_metrics`).
 
 Configuration (environment): CT_ONLINE_SNAPSHOT (snapshot folder), CT_PREDICTION_LOG (log
-folder), CT_SLOT (blue or green), CT_SERVICE_WORKERS (worker processes per slot, default 2: each
-has its own copy of the model and the snapshot), CT_ACCESS_LOG=1 (BentoML's per-request access
-log, off by default).
+folder), CT_SLOT (blue or green), CT_SERVICE_WORKERS (worker processes per slot, default half the
+cores, `serving.default_workers`: each has its own copy of the model and the snapshot),
+CT_ACCESS_LOG=1 (BentoML's per-request access log, off by default).
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ct_assets.lib.serving import default_workers
+
 HERE = Path(__file__).resolve().parent
 # A bento carries the tag of its model beside the service; CT_BENTO_MODEL overrides it in development.
 MODEL_TAG = os.environ.get("CT_BENTO_MODEL") or (
@@ -44,7 +46,7 @@ MODEL_TAG = os.environ.get("CT_BENTO_MODEL") or (
 )
 
 
-WORKERS = int(os.environ.get("CT_SERVICE_WORKERS", "2"))
+WORKERS = int(os.environ.get("CT_SERVICE_WORKERS") or default_workers())
 
 
 # BentoML's access log writes a line per request from the worker (about a millisecond of CPU

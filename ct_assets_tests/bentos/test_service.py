@@ -341,7 +341,7 @@ def test_metrics_endpoint_shows_rows_scored_and_worker_memory(served) -> None:
     httpx.post(f"{url}/predict", json={"rows": rows}, timeout=30).raise_for_status()
     after = samples()
     assert after["ct_predictions_total"] == before + len(rows)
-    # Both workers' resident memory, summed: each holds Python, CatBoost, DuckDB and the model.
+    # The workers' resident memory, summed: each holds Python, CatBoost, DuckDB and the model.
     assert 100 * 2**20 < after["ct_slot_memory_rss_bytes"] < 8 * 2**30
 
 
