@@ -15,7 +15,8 @@ BentoML's /metrics (requests, latency, errors) with the slot's rows scored and w
 Configuration (environment): CT_ONLINE_SNAPSHOT (snapshot folder), CT_PREDICTION_LOG (log
 folder), CT_SLOT (blue or green), CT_SERVICE_WORKERS (worker processes per slot, default half the
 cores, `serving.default_workers`: each has its own copy of the model and the snapshot),
-CT_ACCESS_LOG=1 (BentoML's per-request access log, off by default).
+CT_ACCESS_LOG=1 (BentoML's per-request access log, off by default), CT_MAX_BODY_BYTES (larger
+request bodies get a 413 before anything parses them; 64 MiB by default).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ct_assets.lib.body_limit import BodyLimit, max_body_bytes
 from ct_assets.lib.serving import default_workers
 
 HERE = Path(__file__).resolve().parent
@@ -167,3 +169,7 @@ class TabularModelService:
     @bentoml.api(route="/version")
     def model_version(self) -> dict[str, Any]:
         return {"pipeline": self.spec.name, "model_version": self.version, "slot": self.slot}
+
+
+# Bodies over CT_MAX_BODY_BYTES get a 413 before BentoML reads and parses them.
+TabularModelService.add_asgi_middleware(BodyLimit, max_bytes=max_body_bytes())

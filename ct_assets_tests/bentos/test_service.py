@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -27,6 +28,7 @@ from ct_assets.lib import (
     prediction_log,
 )
 from ct_assets.lib.backtest import build_features
+from ct_assets.lib.body_limit import max_body_bytes
 from ct_assets.lib.dates import day_keys
 from ct_assets.lib.model_store import load_model
 from ct_assets.lib.model_training import FeatureLayout
@@ -188,6 +190,28 @@ def test_malformed_payloads_get_4xx_with_a_message(served) -> None:
         )
         assert 400 <= response.status_code < 500, (body[:80], response.status_code, response.text[:300])
         assert message in response.text
+
+
+def test_bodies_over_the_size_limit_get_413_before_parsing(served) -> None:
+    url = served["url"]
+    too_big = b"x" * (max_body_bytes() + 1)
+    with httpx.Client(timeout=60) as client:
+        json_type = {"content-type": "application/json"}
+        for path, media_type in (
+            ("/predict", json_type["content-type"]),
+            ("/predict_arrow", arrow_request.MEDIA_TYPE),
+        ):
+            response = client.post(f"{url}{path}", content=too_big, headers={"content-type": media_type})
+            assert response.status_code == 413, (path, response.status_code, response.text[:200])
+            assert "larger than the limit of" in response.json()["error"]
+
+        def chunked() -> Iterator[bytes]:  # no Content-Length: refused while it streams in
+            for _ in range(max_body_bytes() // 2**20 + 2):
+                yield b"x" * 2**20
+
+        response = client.post(f"{url}/predict", content=chunked(), headers=json_type)
+        assert response.status_code == 413 and "CT_MAX_BODY_BYTES" in response.json()["error"]
+        assert client.get(f"{url}/readyz").status_code == 200
 
 
 def test_fuzz_of_1000_malformed_payloads_never_gets_a_5xx(served) -> None:
