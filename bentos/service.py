@@ -36,6 +36,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ct_assets.lib import arrow_request
 from ct_assets.lib.body_limit import BodyLimit, max_body_bytes
 from ct_assets.lib.serving import default_workers
 
@@ -61,8 +62,6 @@ async def _predict_arrow(request: Request) -> Response:
     id, probability and decision out (`serving.answer_arrow`); `?pipeline=` as in the JSON APIs.
     Mounted beside the BentoML APIs (same server, middlewares and metrics), because a BentoML API
     reads its body as JSON or multipart."""
-    from ct_assets.lib import arrow_request
-
     service: TabularModelService = bentoml.get_current_service()
     media_type = request.headers.get("content-type", "").split(";")[0].strip()
     if media_type != arrow_request.MEDIA_TYPE:

@@ -11,7 +11,7 @@ import duckdb
 import pytest
 import yaml
 
-from ct_assets.lib import demo_source, settings
+from ct_assets.lib import demo_source, proxy, settings
 from ct_assets.lib.spec import PipelineSpec, load_spec
 from ct_assets.lib.warehouse import open_connection
 
@@ -63,6 +63,11 @@ def write_flights_variant(folder: Path, change: dict) -> Path:
     path = folder / "spec.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
+
+
+requires_haproxy = pytest.mark.skipif(
+    proxy.find_haproxy() is None, reason="haproxy is not installed (scripts install it)"
+)
 
 
 def free_ports(count: int) -> list[int]:

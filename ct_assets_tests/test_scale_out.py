@@ -137,23 +137,22 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         os.killpg(group, signal.SIGINT)
         with suppress(subprocess.TimeoutExpired):
             process.wait(timeout=20)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(group, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.2)
-    else:
+    if not _group_gone(group, 10):
         os.killpg(group, signal.SIGKILL)
     process.wait(timeout=10)
-    deadline = time.monotonic() + 10  # killed members are gone once init has reaped them
+    _group_gone(group, 10)  # killed members are gone once init has reaped them
+
+
+def _group_gone(group: int, seconds: float) -> bool:
+    """Wait up to `seconds` for every process of the group to be gone."""
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
             os.killpg(group, 0)
         except ProcessLookupError:
-            return
+            return True
         time.sleep(0.2)
+    return False
 
 
 def _wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path, timeout: float) -> None:

@@ -375,13 +375,22 @@ def _read_float(rule: FieldRule, source: pa.Array) -> _Read:
     return _Read(floats, floats)
 
 
+def _read_text_or_nulls(rule: FieldRule, source: pa.Array, values: pa.Array) -> _Read | None:
+    """Timestamps and dates sent as text (read as the JSON path reads them) or as a column of
+    Arrow's null type (`values`: the source decoded); None for any other type."""
+    if _is_text(values.type):
+        return _parse_text(rule, values)
+    if pa.types.is_null(values.type):
+        return _Read(source, values.cast(ARROW_TYPES[rule.kind]))
+    return None
+
+
 def _read_timestamp(rule: FieldRule, source: pa.Array) -> _Read:
     values = _plain(source)
+    read = _read_text_or_nulls(rule, source, values)
+    if read is not None:
+        return read
     kind = values.type
-    if _is_text(kind):
-        return _parse_text(rule, values)
-    if pa.types.is_null(kind):
-        return _Read(source, values.cast(ARROW_TYPES["timestamp"]))
     if not pa.types.is_timestamp(kind):
         raise _WrongType
     raw = values.cast(pa.int64())
@@ -400,11 +409,10 @@ def _read_timestamp(rule: FieldRule, source: pa.Array) -> _Read:
 
 def _read_date(rule: FieldRule, source: pa.Array) -> _Read:
     values = _plain(source)
+    read = _read_text_or_nulls(rule, source, values)
+    if read is not None:
+        return read
     kind = values.type
-    if _is_text(kind):
-        return _parse_text(rule, values)
-    if pa.types.is_null(kind):
-        return _Read(source, values.cast(pa.date32()))
     if pa.types.is_date64(kind):
         try:
             values = values.cast(pa.date32())

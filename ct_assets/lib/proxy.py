@@ -107,8 +107,13 @@ backend {BACKEND}
 """
 
 
+def find_haproxy() -> str | None:
+    """HAProxy's binary (on PATH, or Debian's /usr/sbin, which a non-root PATH may lack), or None."""
+    return shutil.which("haproxy") or ("/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").exists() else None)
+
+
 def haproxy_binary() -> str:
-    found = shutil.which("haproxy") or ("/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").exists() else None)
+    found = find_haproxy()
     if found is None:
         raise RuntimeError("haproxy is not installed: apt-get install -y haproxy (scripts do this as root)")
     return found

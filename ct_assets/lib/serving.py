@@ -110,7 +110,7 @@ class TypedRequest:
         """One field's values as they came: an Arrow array (Arrow requests, for the log writer to
         convert off the request path) or a list."""
         if self.table is not None and name in self.table.column_names:
-            return self.table.column(name).combine_chunks()
+            return self.arrow_column(name)
         return self.column(name)
 
     def column(self, name: str) -> list[Any]:

@@ -98,6 +98,15 @@ def table_of(rules: RequestRules, columns: dict[str, list[Any]], **arrays: pa.Ar
     return pa.table(table)
 
 
+def assert_refused(
+    rules: RequestRules, good: dict[str, Any], field: str, array: pa.Array, message: str
+) -> None:
+    """The good row with one field's column replaced by `array` is refused with `message` (a regex)."""
+    columns = {name: [v] for name, v in good.items()}
+    got = by_arrow(rules, table_of(rules, columns, **{field: array}))
+    assert isinstance(got, str) and re.search(message, got), got
+
+
 def rows_named(message: str) -> list[int]:
     return [int(row) for row in re.findall(r"row (\d+):", message)]
 
@@ -192,9 +201,7 @@ def test_values_without_a_typed_column_are_type_errors(rules: RequestRules, fiel
     ids=repr,
 )
 def test_type_errors_name_the_field(rules: RequestRules, field: str, array: pa.Array, message: str) -> None:
-    columns = {name: [v] for name, v in GOOD.items()}
-    got = by_arrow(rules, table_of(rules, columns, **{field: array}))
-    assert isinstance(got, str) and re.search(message, got), got
+    assert_refused(rules, GOOD, field, array, message)
 
 
 def test_integer_edges_pass_the_type_check(rules: RequestRules) -> None:
@@ -497,6 +504,4 @@ def test_float_date_and_boolean_fields_agree(
     ids=repr,
 )
 def test_variant_type_errors(variant: RequestRules, field: str, array: pa.Array, message: str) -> None:
-    columns = {name: [v] for name, v in VARIANT_GOOD.items()}
-    got = by_arrow(variant, table_of(variant, columns, **{field: array}))
-    assert isinstance(got, str) and re.search(message, got), got
+    assert_refused(variant, VARIANT_GOOD, field, array, message)

@@ -18,16 +18,10 @@ from ct_assets.lib import bento_build, deploy_steps, model_steps
 from ct_assets.lib.proxy import ProxyLayout
 from ct_assets.lib.rollout import Deployment, HealthPolicy
 from ct_assets_tests.bentos.test_service import DAYS, served  # noqa: F401 - the shared fixture
-from ct_assets_tests.conftest import free_ports
+from ct_assets_tests.conftest import free_ports, requires_haproxy
 from ct_assets_tests.lib.test_serving import request_rows
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        shutil.which("haproxy") is None and not Path("/usr/sbin/haproxy").exists(),
-        reason="haproxy is not installed (scripts install it)",
-    ),
-]
+pytestmark = [pytest.mark.slow, requires_haproxy]
 POLICY = HealthPolicy(
     canary_share=0.1,
     window_seconds=10,

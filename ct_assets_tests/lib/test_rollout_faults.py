@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import csv
 import io
-import shutil
 import signal
 import sys
 import threading
@@ -34,16 +33,10 @@ from ct_assets.lib.proxy import ProxyLayout
 from ct_assets.lib.rollout import Deployment, HealthPolicy
 from ct_assets.lib.watchdog import Watchdog
 from ct_assets_tests.bentos.test_service import DAYS, served  # noqa: F401 - the shared fixture
-from ct_assets_tests.conftest import free_ports
+from ct_assets_tests.conftest import free_ports, requires_haproxy
 from ct_assets_tests.lib.test_serving import request_rows
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        shutil.which("haproxy") is None and not Path("/usr/sbin/haproxy").exists(),
-        reason="haproxy is not installed (scripts install it)",
-    ),
-]
+pytestmark = [pytest.mark.slow, requires_haproxy]
 # A long window: the kill must land inside it, and the rollout must not wait it out.
 CANARY = HealthPolicy(
     canary_share=0.2, window_seconds=60, min_requests=3, max_p99_ms=2000, max_score_shift=0.5
@@ -155,6 +148,19 @@ def _haproxy_down(deploy: Deployment, slot: str) -> float:
     return time.time()
 
 
+def _failures(
+    clients: Clients, label: str, killed_at: float, down_at: float, detected_at: float, how: str
+) -> list:
+    """Print what the clients saw around a kill; return the requests that failed after detection."""
+    before, after = clients.failed(killed_at, detected_at), clients.failed(detected_at)
+    print(
+        f"\n{label}: {len(clients.answers)} requests; HAProxy DOWN after {down_at - killed_at:.2f} s, "
+        f"{how} after {detected_at - killed_at:.2f} s; failed before detection {len(before)}, after "
+        f"{len(after)}, in all {len(clients.failed())} {clients.failed()}"
+    )
+    return after
+
+
 def _assert_no_loss(clients: Clients, killed_at: float, after_detection: list) -> None:
     """No request sent after detection failed, nor any sent after the kill (retried on the other
     slot); only a request in flight at the kill, cut mid-response, may be lost: one per client."""
@@ -186,13 +192,8 @@ def test_a_canary_killed_under_traffic_is_rolled_back_with_no_failed_request(liv
         result = outcome["result"]
         detected_at = result.health["detected_at"]
         time.sleep(2)  # traffic keeps flowing after the rollback
-    before = clients.failed(killed_at, detected_at)
-    after = clients.failed(detected_at)
-    print(
-        f"\n(a) canary kill: {len(clients.answers)} requests; "
-        f"HAProxy DOWN after {down_at - killed_at:.2f} s, "
-        f"rollout detected after {detected_at - killed_at:.2f} s and rolled back; failed before detection "
-        f"{len(before)}, after {len(after)}, in all {len(clients.failed())} {clients.failed()}"
+    after = _failures(
+        clients, "(a) canary kill", killed_at, down_at, detected_at, "rollout detected and rolled back"
     )
     assert result.status == "rolled_back"
     assert "slot green died" in result.reasons[0] and detected_at - killed_at < 5, result.reasons
@@ -233,14 +234,8 @@ def test_b_the_active_slot_killed_under_traffic_fails_over_to_the_standby(live) 
         # Traffic after both the failover and HAProxy's verdict (+0.3 s, checked below).
         settled = max(failover_at, down_at + 0.3)
         _wait(lambda: len(clients.after(settled)) >= 50, 30, "traffic after the failover")
-    before = clients.failed(killed_at, down_at)
-    after = clients.failed(down_at)
-    print(
-        f"\n(b) active kill: {len(clients.answers)} requests; "
-        f"HAProxy DOWN after {down_at - killed_at:.2f} s, "
-        f"watchdog failover within {failover_at - killed_at:.2f} s; failed before detection {len(before)}, "
-        f"after {len(after)}, in all {len(clients.failed())} {clients.failed()}"
-    )
+    after = _failures(clients, "(b) active kill", killed_at, down_at, down_at, "the standby took over")
+    print(f"    watchdog failover within {failover_at - killed_at:.2f} s")
     _assert_no_loss(clients, killed_at, after)
     # Between HAProxy's verdict and the watchdog, the backup entry already served from blue.
     assert {a[2] for a in clients.after(down_at + 0.3)} == {"blue"}
