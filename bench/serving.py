@@ -24,9 +24,11 @@ prepared model inputs, measured in this run); the ratio always names what it is 
 (b) batch throughput in rows/s with 1,000-row requests: row-oriented JSON (`/predict`),
     column-oriented JSON (`/predict_columns`) and, if the service has it (skipped with a note on a
     404), an Arrow IPC stream (`/predict_arrow`), through the proxy and straight to the slot; each
-    with one client sending `--batch-requests` requests one after another, and with
-    `--batch-clients N` clients (default: the slot's worker count) each sending as many back to
-    back; rows/s over the wall time of the run. Every answer is checked (row count, ids in order);
+    with one client sending `--batch-requests` requests one after another, and with each count of
+    `--batch-clients` (default 2 and 8) concurrent clients each sending as many back to back (the
+    light client on one event loop, one connection each; each client its own flights, the ids
+    suffixed, so the service's adaptive batching can merge them); rows/s over the wall time of the
+    run. Every answer is checked (row count, ids in order);
 (c) in-process baselines: CatBoost `predict_proba` alone at `thread_count=1` and at
     `thread_count=-1` (all cores), the faster of the two being the baseline for throughput ratios,
     and the full in-process path that a service worker runs per request (`serving.Predictor`:
@@ -50,6 +52,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -543,52 +546,72 @@ def check_arrow(ids: list[str]) -> Callable[[int, bytes], tuple[str, list[float]
     return check
 
 
+def client_rows(rows: list[dict[str, Any]], entity_id: str, client: int) -> list[dict[str, Any]]:
+    """Client `client`'s copy of the batch: the same rows, ids suffixed from the second client on, so
+    concurrent clients send different flights (as separate callers would; the service merges only
+    requests with distinct ids) whose features and scores equal the originals'."""
+    if client == 0:
+        return rows
+    return [{**row, entity_id: f"{row[entity_id]}~{client}"} for row in rows]
+
+
+async def _batch_clients(
+    url: str,
+    bodies: list[tuple[bytes, Callable[[int, bytes], tuple[str, list[float]]]]],
+    content_type: str,
+    requests: int,
+) -> tuple[list[list[tuple[float, str | None]]], float]:
+    clients = [LightClient(url, 1) for _ in bodies]
+    ready = asyncio.Event()
+    warmed = 0
+    results: list[list[tuple[float, str | None]]] = [[] for _ in bodies]
+
+    async def client_loop(index: int) -> None:
+        nonlocal warmed
+        body, check = bodies[index]
+        client = clients[index]
+        for _ in range(2):  # warm-up (and the connection opened before the clock starts)
+            # a failed warm-up is not counted: the timed requests will fail too, and count as failed
+            with contextlib.suppress(OSError, asyncio.IncompleteReadError, ValueError):
+                await client.post(body, content_type)
+        warmed += 1
+        if warmed == len(bodies):
+            ready.set()
+        await ready.wait()
+        for _ in range(requests):
+            sent = time.perf_counter()
+            request_id = None
+            try:
+                status, content, _ = await client.post(body, content_type)
+                request_id = check(status, content)[0]
+            except (OSError, asyncio.IncompleteReadError, ValueError, KeyError, TypeError):
+                pass
+            results[index].append((time.perf_counter() - sent, request_id))
+
+    tasks = [asyncio.ensure_future(client_loop(i)) for i in range(len(bodies))]
+    await ready.wait()
+    started = time.perf_counter()
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for client in clients:
+            await client.aclose()
+    return results, time.perf_counter() - started
+
+
 def batch_run(
     url: str,
-    body: bytes,
+    bodies: list[tuple[bytes, Callable[[int, bytes], tuple[str, list[float]]]]],
     content_type: str,
-    check: Callable[[int, bytes], tuple[str, list[float]]],
     rows: int,
     requests: int,
-    clients: int = 1,
 ) -> dict[str, Any]:
-    """`clients` clients (threads, one httpx client and connection each), each sending `requests` batch
-    requests back to back after 2 warm-up ones; rows/s over the wall time from the common start to the
-    last answer. Each answer is validated by `check`, a failed check counts as a failed request."""
-    import threading
-
-    import httpx
-
-    headers = {"content-type": content_type}
-    start = threading.Barrier(clients + 1)
-    results: list[list[tuple[float, str | None]]] = [[] for _ in range(clients)]
-
-    def client_loop(index: int) -> None:
-        with httpx.Client(timeout=120) as client:
-            try:
-                for _ in range(2):  # warm-up (and the connection opened before the clock starts)
-                    client.post(url, content=body, headers=headers)
-            except httpx.HTTPError:
-                pass  # the timed requests will fail too, and count as failed
-            start.wait()
-            for _ in range(requests):
-                sent = time.perf_counter()
-                request_id = None
-                try:
-                    response = client.post(url, content=body, headers=headers)
-                    request_id = check(response.status_code, response.content)[0]
-                except (httpx.HTTPError, ValueError, KeyError, TypeError):
-                    pass
-                results[index].append((time.perf_counter() - sent, request_id))
-
-    threads = [threading.Thread(target=client_loop, args=(i,), daemon=True) for i in range(clients)]
-    for thread in threads:
-        thread.start()
-    start.wait()
-    started, cpu = time.perf_counter(), time.process_time()
-    for thread in threads:
-        thread.join()
-    wall = time.perf_counter() - started
+    """One client per (body, check) pair, all on one event loop with the light client (one keep-alive
+    connection each), each sending `requests` batch requests back to back after 2 warm-up ones;
+    rows/s over the wall time from the common start to the last answer. Each answer is validated by
+    its client's `check`; a failed check counts as a failed request."""
+    cpu = time.process_time()
+    results, wall = asyncio.run(_batch_clients(url, bodies, content_type, requests))
     cpu = time.process_time() - cpu
     done = [item for each in results for item in each]
     ids = [request_id for _, request_id in done if request_id is not None]
@@ -598,7 +621,7 @@ def batch_run(
         "ids": ids,
         "failures": len(done) - len(ids),
         "requests": len(done),
-        "sent": clients * (requests + 2),  # with the warm-up ones
+        "sent": len(bodies) * (requests + 2),  # with the warm-up ones
         "client_cpu": cpu / max(1, len(done)),
         "wall": wall,
     }
@@ -701,9 +724,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--batch-clients",
-        type=int,
-        default=2,
-        help="concurrent batch clients for the second batch run",
+        type=lambda text: [int(part) for part in text.split(",")],
+        default=[2, 8],
+        help="concurrent batch clients of the batch runs after the one-client run (comma-separated)",
     )
     parser.add_argument(
         "--sender",
@@ -730,7 +753,7 @@ def main(argv: list[str] | None = None) -> int:
     if (
         args.rate <= 0
         or args.duration <= 0
-        or min(args.batch_rows, args.batch_requests, args.single_rows, args.batch_clients, args.connections)
+        or min(args.batch_rows, args.batch_requests, args.single_rows, *args.batch_clients, args.connections)
         < 1
     ):
         parser.error(
@@ -877,52 +900,60 @@ def main(argv: list[str] | None = None) -> int:
 
         # (b) batches: row- and column-oriented JSON, Arrow if the service has it; each route, one
         # client and `--batch-clients` clients.
-        ids = [str(row[spec.entity_id]) for row in rows]
-        columns = {key: [row[key] for row in rows] for key in rows[0]}
-        variants: dict[str, tuple[bytes, str, Callable[[int, bytes], tuple[str, list[float]]]]] = {
-            "/predict": (json.dumps({"rows": rows}).encode(), "application/json", check_json(ids)),
-            "/predict_columns": (
-                json.dumps({"columns": columns}).encode(),
-                "application/json",
-                check_json(ids),
-            ),
-        }
         from ct_assets.lib import arrow_request
 
-        arrow = arrow_request.encode_rows(spec, rows)
+        Check = Callable[[int, bytes], tuple[str, list[float]]]
+        Encode = Callable[[list[dict[str, Any]]], bytes]
+        encoders: dict[str, tuple[str, Encode, Callable[[list[str]], Check]]] = {
+            "/predict": ("application/json", lambda r: json.dumps({"rows": r}).encode(), check_json),
+            "/predict_columns": (
+                "application/json",
+                lambda r: json.dumps({"columns": {key: [row[key] for row in r] for key in r[0]}}).encode(),
+                check_json,
+            ),
+            "/predict_arrow": (ARROW_STREAM, lambda r: arrow_request.encode_rows(spec, r), check_arrow),
+        }
+        client_counts = sorted({1, *args.batch_clients})
+        per_client = [client_rows(rows, spec.entity_id, i) for i in range(client_counts[-1])]
+        client_ids = [[str(row[spec.entity_id]) for row in each] for each in per_client]
+        ids = client_ids[0]
+        pairs = list(zip(per_client, client_ids, strict=True))
+        variants: dict[str, tuple[str, list[tuple[bytes, Check]]]] = {
+            path: (content_type, [(encode(r), make_check(i)) for r, i in pairs])
+            for path, (content_type, encode, make_check) in encoders.items()
+        }
         with httpx.Client(timeout=120) as client:
             probe = client.post(
                 f"{urls['through the proxy']}/predict_arrow",
-                content=arrow,
+                content=variants["/predict_arrow"][1][0][0],
                 headers={"content-type": ARROW_STREAM},
             )
         arrow_note = ""
         if probe.status_code == 404:
             arrow_note = "(b) batch /predict_arrow: not available (the service answered 404), skipped"
+            del variants["/predict_arrow"]
         else:
             try:
                 check_arrow(ids)(probe.status_code, probe.content)
-                variants["/predict_arrow"] = (arrow, ARROW_STREAM, check_arrow(ids))
             except (ValueError, KeyError, OSError) as err:  # pyarrow's errors are ValueError/OSError
                 arrow_note = (
                     f"(b) batch /predict_arrow: the service answered {probe.status_code} but the answer "
                     f"did not check ({err}; {probe.content[:200]!r}), skipped"
                 )
-        client_counts = sorted({1, args.batch_clients})
+                del variants["/predict_arrow"]
         batches: dict[tuple[str, str, int], dict[str, Any]] = {}
-        for path, (body, content_type, check) in variants.items():
+        for path, (content_type, bodies) in variants.items():
             for name, url in urls.items():
                 for clients in client_counts:
                     cpu_before = _cpu_seconds(slot_pids())
-                    run = batch_run(
-                        f"{url}{path}", body, content_type, check, n, args.batch_requests, clients
-                    )
+                    run = batch_run(f"{url}{path}", bodies[:clients], content_type, n, args.batch_requests)
                     slot_cpu[(path, name, clients)] = (_cpu_seconds(slot_pids()) - cpu_before) / run["sent"]
                     batches[(path, name, clients)] = run
         print(f"load average after the batch runs: {_load()}")
         differences: dict[str, str] = {}
         with httpx.Client(timeout=120) as client:
-            for path, (body, content_type, check) in variants.items():
+            for path, (content_type, bodies) in variants.items():
+                body, check = bodies[0]
                 try:
                     answer = client.post(
                         f"{urls['through the proxy']}{path}",

@@ -3,7 +3,9 @@
 A request carries what a caller knows about each row (for flights, the flight's own scheduled
 fields); the service validates it, computes the features with the pipeline's own SQL against the
 online snapshot (the same code the training path runs), and answers probability, decision and the
-model version. Malformed requests get a 400 with a readable message, never a 500. Every
+model version. Requests that arrive while the worker is busy are featurized and scored together
+(`adaptive_batch`); each still gets its own answer. Malformed requests get a 400 with a readable
+message, never a 500. Every
 prediction is appended to the prediction log by a background writer (off the request path; drained
 on shutdown); the service never opens the warehouse.
 
@@ -88,6 +90,7 @@ class TabularModelService:
     model_ref = bentoml.models.BentoModel(MODEL_TAG)
 
     def __init__(self) -> None:
+        from ct_assets.lib.adaptive_batch import AdaptiveBatcher
         from ct_assets.lib.model_store import load_model
         from ct_assets.lib.model_training import FeatureLayout
         from ct_assets.lib.prediction_log import PredictionLogWriter
@@ -110,6 +113,7 @@ class TabularModelService:
         log_folder = Path(os.environ.get("CT_PREDICTION_LOG", "prediction_log"))
         self.log = PredictionLogWriter(log_folder, self.spec, self.slot)
         self.metrics = SlotMetrics(self.slot, self.version)
+        self.batcher = AdaptiveBatcher(self.predictor, on_batch=self.metrics.observe_batch)
         # Everything loaded so far lives as long as the worker: moved out of the collector's
         # reach, a full collection no longer walks it (it paused requests for tens of ms).
         gc.collect()
@@ -117,10 +121,12 @@ class TabularModelService:
 
     @bentoml.on_shutdown
     def _drain_log(self) -> None:
+        self.batcher.close()
         self.log.close()
 
-    async def _scored(self, score: Any, payload: Any, pipeline: str | None) -> Any:
-        """Score a request (any form) and log it; bad requests raise InvalidArgument (a 400)."""
+    async def _scored(self, check: Any, payload: Any, pipeline: str | None) -> Any:
+        """Check a request (any form: `check` types it), score it with whatever else waits
+        (`adaptive_batch`) and log it; bad requests raise InvalidArgument (a 400)."""
         from ct_assets.lib import serving
 
         started = time.perf_counter()  # latency_ms in the log counts from here (the injected delay too)
@@ -129,19 +135,20 @@ class TabularModelService:
         if pipeline is not None and pipeline != self.spec.name:
             raise InvalidArgument(f"unknown pipeline {pipeline!r}: this service serves {self.spec.name!r}")
         try:
-            scored = score(payload, started=started)
+            request = check(payload)
         except serving.RequestError as err:
             raise InvalidArgument(str(err)) from None
+        scored = await self.batcher.score(request, started)
         serving.log_scored(self.log, scored, self.version)
         self.metrics.observe(len(scored.probabilities))
         return scored
 
-    async def _score(self, score: Any, payload: Any, pipeline: str | None) -> Response:
+    async def _score(self, check: Any, payload: Any, pipeline: str | None) -> Response:
         """Score a request and answer it as JSON, encoded here: BentoML would otherwise check the
         answer against a schema it rebuilds for every response."""
         from ct_assets.lib import serving
 
-        scored = await self._scored(score, payload, pipeline)
+        scored = await self._scored(check, payload, pipeline)
         answer = serving.answer(scored, self.version, self.slot, self.threshold, self.spec.entity_id)
         return Response(orjson.dumps(answer), media_type="application/json")
 
@@ -149,21 +156,22 @@ class TabularModelService:
         """Score an Arrow IPC stream; the answer as an Arrow IPC stream (see `_predict_arrow`)."""
         from ct_assets.lib import serving
 
-        scored = await self._scored(self.predictor.arrow, body, pipeline)
+        scored = await self._scored(self.predictor.check_arrow, body, pipeline)
         return serving.answer_arrow(scored, self.version, self.slot, self.threshold, self.spec.entity_id)
 
-    # The endpoints are coroutines on purpose: the work is CPU-bound and short, so running it on
-    # the event loop saves the hop to a worker thread (one request at a time per worker process).
-    # The annotations describe the JSON answer, which _score returns already encoded.
+    # The endpoints are coroutines on purpose: a request is read, checked and answered on the event
+    # loop (no hop to BentoML's thread pool), and only featurizing and scoring go to the batcher's
+    # thread, where requests that wait are merged. The annotations describe the JSON answer, which
+    # _score returns already encoded.
     @bentoml.api
     async def predict(self, rows: list[Any], pipeline: str | None = None) -> dict[str, Any]:
         """Row-oriented: a list of objects, one per row."""
-        return await self._score(self.predictor.rows, rows, pipeline)  # type: ignore[return-value]
+        return await self._score(self.predictor.check_rows, rows, pipeline)  # type: ignore[return-value]
 
     @bentoml.api
     async def predict_columns(self, columns: dict[str, Any], pipeline: str | None = None) -> dict[str, Any]:
         """Column-oriented: one list of values per field (cheaper to encode and check for large batches)."""
-        return await self._score(self.predictor.columns, columns, pipeline)  # type: ignore[return-value]
+        return await self._score(self.predictor.check_columns, columns, pipeline)  # type: ignore[return-value]
 
     @bentoml.api(route="/version")
     def model_version(self) -> dict[str, Any]:

@@ -89,6 +89,7 @@ class TypedRequest:
             raise ValueError("a typed request holds either columns or a table")
         self.table = table
         self._columns: dict[str, list[Any]] = dict(columns or {})
+        self._table_names = frozenset(table.column_names) if table is not None else frozenset()
 
     def __len__(self) -> int:
         if self.table is not None:
@@ -96,20 +97,20 @@ class TypedRequest:
         return len(next(iter(self._columns.values())))
 
     def __contains__(self, name: str) -> bool:
-        return name in self._columns or (self.table is not None and name in self.table.column_names)
+        return name in self._columns or name in self._table_names
 
     def arrow_column(self, name: str) -> pa.Array:
         """One field's values as an Arrow array of its spec type."""
         import pyarrow as pa
 
-        if self.table is not None and name in self.table.column_names:
-            return self.table.column(name).combine_chunks()
+        if name in self._table_names:
+            return self.table.column(name).combine_chunks()  # type: ignore[union-attr]
         return pa.array(self.column(name))
 
     def values(self, name: str) -> Any:
         """One field's values as they came: an Arrow array (Arrow requests, for the log writer to
         convert off the request path) or a list."""
-        if self.table is not None and name in self.table.column_names:
+        if name in self._table_names:
             return self.arrow_column(name)
         return self.column(name)
 
@@ -117,9 +118,9 @@ class TypedRequest:
         """One field's values as Python objects (converted from the table once, when asked)."""
         values = self._columns.get(name)
         if values is None:
-            if self.table is None or name not in self.table.column_names:
+            if name not in self._table_names:
                 raise KeyError(name)
-            values = self._columns[name] = self.table.column(name).to_pylist()
+            values = self._columns[name] = self.table.column(name).to_pylist()  # type: ignore[union-attr]
         return values
 
 
@@ -193,6 +194,7 @@ class FeatureEngine:
         import threading
 
         import duckdb
+        import pyarrow as pa
 
         self.spec = spec
         self.snapshot = Path(snapshot) if snapshot else None
@@ -203,6 +205,7 @@ class FeatureEngine:
         self.request_fields = list(request_columns(spec))
 
         self._arrow_types = {n: arrow_request.ARROW_TYPES[c.type] for n, c in spec.columns.items()}
+        self.arrow_schema = pa.schema(list(self._arrow_types.items()))  # what `arrow` returns
         self.query = ""
         self._one_row = ""
         self._local = threading.local()
@@ -461,9 +464,15 @@ class Predictor:
         self.threshold = threshold
 
     def score(self, request: TypedRequest, started: float | None = None) -> Scored:
+        """Featurize and score one checked request (the snapshot as last loaded)."""
         started = time.perf_counter() if started is None else started
         features = self.engine.features(request)
-        probabilities = self.scorer.probabilities(features)
+        return self.scored(request, features, self.scorer.probabilities(features), started)
+
+    def scored(
+        self, request: TypedRequest, features: FeatureRows, probabilities: list[float], started: float
+    ) -> Scored:
+        """A request's answer and log entry from its features and probabilities (in request order)."""
         spec = self.spec
         return Scored(
             request_id=new_request_id(),
@@ -477,24 +486,36 @@ class Predictor:
             seconds=time.perf_counter() - started,
         )
 
+    def check_rows(self, rows: Any, max_rows: int = MAX_BATCH_ROWS) -> TypedRequest:
+        """Row-oriented JSON checked and typed by the spec's rules (RequestError if it breaks one)."""
+        return TypedRequest(self.rules.check_rows(rows, max_rows))
+
+    def check_columns(self, columns: Any, max_rows: int = MAX_BATCH_ROWS) -> TypedRequest:
+        """Column-oriented JSON ({field: [values...]}) checked and typed."""
+        return TypedRequest(self.rules.check_columns(columns, max_rows))
+
+    def check_arrow(self, body: bytes, max_rows: int = MAX_BATCH_ROWS) -> TypedRequest:
+        """An Arrow IPC stream of the request fields (`arrow_request`) checked and typed."""
+        table = arrow_request.read_stream(body)
+        return TypedRequest(table=arrow_request.check_table(self.rules, table, max_rows))
+
     def rows(self, rows: Any, max_rows: int = MAX_BATCH_ROWS, started: float | None = None) -> Scored:
         """Score row-oriented JSON; `started` (perf_counter) is when the request arrived, for latency_ms."""
         started = time.perf_counter() if started is None else started
         self.engine.reload_if_new()
-        return self.score(TypedRequest(self.rules.check_rows(rows, max_rows)), started)
+        return self.score(self.check_rows(rows, max_rows), started)
 
     def columns(self, columns: Any, max_rows: int = MAX_BATCH_ROWS, started: float | None = None) -> Scored:
         """Score column-oriented JSON ({field: [values...]})."""
         started = time.perf_counter() if started is None else started
         self.engine.reload_if_new()
-        return self.score(TypedRequest(self.rules.check_columns(columns, max_rows)), started)
+        return self.score(self.check_columns(columns, max_rows), started)
 
     def arrow(self, body: bytes, max_rows: int = MAX_BATCH_ROWS, started: float | None = None) -> Scored:
-        """Score an Arrow IPC stream of the request fields (`arrow_request`)."""
+        """Score an Arrow IPC stream of the request fields."""
         started = time.perf_counter() if started is None else started
         self.engine.reload_if_new()
-        table = arrow_request.check_table(self.rules, arrow_request.read_stream(body), max_rows)
-        return self.score(TypedRequest(table=table), started)
+        return self.score(self.check_arrow(body, max_rows), started)
 
 
 def log_scored(writer: PredictionLogWriter, scored: Scored, model_version: str) -> None:

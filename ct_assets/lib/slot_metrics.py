@@ -1,5 +1,6 @@
 """A slot's own Prometheus metrics, beside BentoML's request counters and latency histogram on the
-same `/metrics` endpoint: rows scored and the resident memory of the slot's worker processes.
+same `/metrics` endpoint: rows scored, requests per feature query (adaptive batching: how many
+requests each query served) and the resident memory of the slot's worker processes.
 
 BentoML runs prometheus_client in multiprocess mode (each worker writes to files in
 PROMETHEUS_MULTIPROC_DIR; `/metrics` merges them), so the metrics are created inside the worker,
@@ -13,6 +14,7 @@ import os
 import time
 
 MEMORY_REFRESH_SECONDS = 1.0
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 _PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 
 
@@ -26,7 +28,7 @@ class SlotMetrics:
     """Rows scored (counter) and worker memory (gauge), labelled with slot and model version."""
 
     def __init__(self, slot: str, model_version: str) -> None:
-        from prometheus_client import Counter, Gauge
+        from prometheus_client import Counter, Gauge, Histogram
 
         labels = {"slot": slot, "model_version": model_version}
         self._rows = Counter("ct_predictions", "Rows scored by this slot", list(labels)).labels(**labels)
@@ -36,8 +38,18 @@ class SlotMetrics:
             list(labels),
             multiprocess_mode="livesum",
         ).labels(**labels)
+        self._batches = Histogram(
+            "ct_batch_requests",
+            "Requests featurized and scored together by one feature query (adaptive batching)",
+            list(labels),
+            buckets=BATCH_BUCKETS,
+        ).labels(**labels)
         self._memory_at = 0.0
         self.observe(0)
+
+    def observe_batch(self, requests: int) -> None:
+        """Count one feature query and the requests it served."""
+        self._batches.observe(requests)
 
     def observe(self, rows: int) -> None:
         """Count a scored request's rows; refresh the memory gauge when it is a second old."""

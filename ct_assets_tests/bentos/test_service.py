@@ -369,6 +369,84 @@ def test_metrics_endpoint_shows_rows_scored_and_worker_memory(served) -> None:
     assert 100 * 2**20 < after["ct_slot_memory_rss_bytes"] < 8 * 2**30
 
 
+def _batch_samples(url: str) -> dict[str, float]:
+    """The slot's adaptive-batching histogram: feature queries (count) and requests they served (sum)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    return {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name in {"ct_batch_requests_count", "ct_batch_requests_sum"}
+        and sample.labels.get("slot") == "blue"
+    }
+
+
+def test_concurrent_requests_each_get_the_answer_they_get_alone(served) -> None:
+    """Requests that arrive together may share a feature query (adaptive batching); each still gets
+    exactly its answer alone, with its own request id and log line, whether JSON or Arrow, and also
+    when several carry the same flights (those are never featurized together)."""
+    import threading
+
+    spec, con, url = served["spec"], served["con"], served["url"]
+    rows = request_rows(con, spec, DAYS[-1], 240)
+    parts = [rows[i * 30 : (i + 1) * 30] for i in range(8)] + [rows[:30], rows[15:45], rows[:30], rows[200:]]
+    with httpx.Client(timeout=60) as client:
+        alone = [client.post(f"{url}/predict", json={"rows": part}).json() for part in parts]
+    before = _batch_samples(url)
+    start = threading.Barrier(len(parts))
+    answers: list[tuple[str, list[str], list[float]] | None] = [None] * len(parts)
+
+    def send(index: int) -> None:
+        with httpx.Client(timeout=60) as client:
+            start.wait()
+            if index % 2:
+                response = _post_arrow(client, url, arrow_request.encode_rows(spec, parts[index]))
+                table = pa.ipc.open_stream(response.content).read_all()
+                request_id = table.schema.metadata[b"request_id"].decode()
+                answers[index] = (
+                    request_id,
+                    table.column("id").to_pylist(),
+                    table.column("probability").to_pylist(),
+                )
+            else:
+                answer = client.post(f"{url}/predict", json={"rows": parts[index]}).json()
+                predictions = answer["predictions"]
+                answers[index] = (
+                    answer["request_id"],
+                    [p["id"] for p in predictions],
+                    [p["probability"] for p in predictions],
+                )
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(parts))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    after = _batch_samples(url)
+    for answer, part, single in zip(answers, parts, alone, strict=True):
+        assert answer is not None
+        assert answer[1] == [row["flight_id"] for row in part]
+        assert answer[2] == [p["probability"] for p in single["predictions"]]
+    assert len({answer[0] for answer in answers if answer}) == len(parts)
+    # Every request went through exactly one feature query, merged or not.
+    assert after["ct_batch_requests_sum"] - before.get("ct_batch_requests_sum", 0.0) == len(parts)
+    queries = after["ct_batch_requests_count"] - before.get("ct_batch_requests_count", 0.0)
+    assert 1 <= queries <= len(parts)
+    deadline = time.monotonic() + 10
+    wanted = {answer[0]: answer[1] for answer in answers if answer}
+    while time.monotonic() < deadline:
+        logged: dict[str, list[str]] = {}
+        for line in _logged(served):
+            if line["request_id"] in wanted:
+                logged.setdefault(line["request_id"], []).append(line["entity_id"])
+        if sum(map(len, logged.values())) == sum(map(len, wanted.values())):
+            break
+        time.sleep(0.05)
+    assert logged == wanted
+
+
 def test_stopping_the_server_writes_every_answered_prediction(served) -> None:
     """Last in the module: it stops the server. A SIGTERM drains the background log writers."""
     url, spec, con = served["url"], served["spec"], served["con"]

@@ -3,6 +3,7 @@ partition (by event time) and joined with the labels when they land."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -67,3 +68,24 @@ def test_logged_predictions_drive_live_performance(featurized, flights_spec, tmp
         f"SELECT source, rows FROM {flights_spec.name}.live_performance WHERE segment = 'overall'"
     ).fetchall()
     assert stored == [(report.source, 400)]
+
+
+def test_arrow_event_times_are_written_as_python_writes_datetimes() -> None:
+    """The writer formats Arrow timestamps without a datetime per value; the text must be what
+    `str(datetime)` gives for the same UTC time, nulls stay null, sub-second times keep their
+    fraction."""
+    import pyarrow as pa
+
+    from ct_assets.lib.prediction_log import _time_texts
+
+    times = [
+        datetime(2013, 1, 9, 4, 59, tzinfo=UTC),
+        None,
+        datetime(1970, 1, 1, tzinfo=UTC),
+        datetime(1, 1, 1, tzinfo=UTC),
+        datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC),
+    ]
+    whole = pa.array(times, type=pa.timestamp("us", tz="UTC"))
+    assert _time_texts(whole) == [None if t is None else str(t) for t in times]
+    fraction = [datetime(2013, 1, 9, 4, 59, 0, 250_000, tzinfo=UTC), None]
+    assert _time_texts(pa.array(fraction, type=pa.timestamp("us", tz="UTC"))) == [str(fraction[0]), None]
