@@ -25,7 +25,7 @@ prepared model inputs, measured in this run); the ratio always names what it is 
     column-oriented JSON (`/predict_columns`) and, if the service has it (skipped with a note on a
     404), an Arrow IPC stream (`/predict_arrow`), through the proxy and straight to the slot; each
     with one client sending `--batch-requests` requests one after another, and with each count of
-    `--batch-clients` (default 2 and 8) concurrent clients each sending as many back to back (the
+    `--batch-clients` (default 8 and 32) concurrent clients each sending as many back to back (the
     light client on one event loop, one connection each; each client its own flights, the ids
     suffixed, so the service's adaptive batching can merge them); rows/s over the wall time of the
     run. Every answer is checked (row count, ids in order);
@@ -38,7 +38,7 @@ prepared model inputs, measured in this run); the ratio always names what it is 
 Then where the time goes in one single-row request: validation, features and scoring measured in
 process, the service's own latency (`latency_ms` from the prediction log, matched by request id),
 BentoML + HTTP, and the HAProxy hop. `--workers N` sets the slot's worker processes
-(CT_SERVICE_WORKERS, default 2).
+(CT_SERVICE_WORKERS; default the service's, one per core).
 Targets: single-row p99 under 10 ms at 100 requests/s through the proxy; batch throughput (the
 best variant through the proxy, for one client and for N clients) at least a third of in-process
 CatBoost (the faster thread count). The load average is printed because other work on the
@@ -725,7 +725,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--batch-clients",
         type=lambda text: [int(part) for part in text.split(",")],
-        default=[2, 8],
+        default=[8, 32],
         help="concurrent batch clients of the batch runs after the one-client run (comma-separated)",
     )
     parser.add_argument(

@@ -15,8 +15,8 @@ BentoML's /metrics (requests, latency, errors) with the slot's rows scored and w
 (`slot_metrics`).
 
 Configuration (environment): CT_ONLINE_SNAPSHOT (snapshot folder), CT_PREDICTION_LOG (log
-folder), CT_SLOT (blue or green), CT_SERVICE_WORKERS (worker processes per slot, default half the
-cores, `serving.default_workers`: each has its own copy of the model and the snapshot),
+folder), CT_SLOT (blue or green), CT_SERVICE_WORKERS (worker processes per slot, default one per
+core, `serving.default_workers`: each has its own copy of the model and the snapshot),
 CT_ACCESS_LOG=1 (BentoML's per-request access log, off by default), CT_MAX_BODY_BYTES (larger
 request bodies get a 413 before anything parses them; 64 MiB by default).
 """

@@ -49,13 +49,31 @@ def _requests(predictor: serving.Predictor, rows: list[dict], sizes: list[int]) 
     return requests
 
 
-def _same(together: serving.Scored, alone: serving.Scored, entity_id: str) -> None:
+def _same(together: serving.Scored | BaseException, alone: serving.Scored, entity_id: str) -> None:
+    assert isinstance(together, serving.Scored), together
     assert together.probabilities == alone.probabilities
     assert together.decisions == alone.decisions
     assert together.features.column(entity_id) == alone.features.column(entity_id)
     assert together.features.names == alone.features.names
     assert together.features.rows == alone.features.rows
     assert together.request_id != alone.request_id
+
+
+def _score_all(
+    predictor: serving.Predictor, requests: list[serving.TypedRequest], max_rows: int = serving.MAX_BATCH_ROWS
+) -> tuple[list[serving.Scored | BaseException], list[int]]:
+    """Submit every request to one batcher before its task first runs (so they all wait together);
+    (each request's Scored or exception, the number of requests in each feature query)."""
+    batches: list[int] = []
+
+    async def run() -> list[serving.Scored | BaseException]:
+        batcher = AdaptiveBatcher(predictor, max_rows=max_rows, on_batch=batches.append)
+        try:
+            return await asyncio.gather(*(batcher.score(r) for r in requests), return_exceptions=True)
+        finally:
+            batcher.close()
+
+    return asyncio.run(run()), batches
 
 
 def test_scored_together_equals_scored_alone(world: World, flights_spec) -> None:
@@ -76,17 +94,8 @@ def test_waiting_requests_are_merged_and_answered_in_their_own_order(world: Worl
     predictor = world.predictor
     rows = request_rows(world.con, flights_spec, DAY, 200)
     requests = _requests(predictor, rows, [40, 1, 60, 20, 79])
-    batches: list[int] = []
-
-    async def run() -> list[serving.Scored]:
-        batcher = AdaptiveBatcher(predictor, on_batch=batches.append)
-        try:  # all submitted before the batcher's task first runs: one feature query for all
-            return await asyncio.gather(*(batcher.score(request) for request in requests))
-        finally:
-            batcher.close()
-
-    results = asyncio.run(run())
-    assert batches == [len(requests)]
+    results, batches = _score_all(predictor, requests)
+    assert batches == [len(requests)]  # one feature query for all
     for result, request in zip(results, requests, strict=True):
         _same(result, predictor.score(request), flights_spec.entity_id)
 
@@ -101,16 +110,7 @@ def test_requests_sharing_flights_are_not_featurized_together(world: World, flig
         predictor.check_rows(rows[30:60]),
         predictor.check_rows(rows[:5]),
     ]
-    batches: list[int] = []
-
-    async def run() -> list[serving.Scored]:
-        batcher = AdaptiveBatcher(predictor, on_batch=batches.append)
-        try:
-            return await asyncio.gather(*(batcher.score(request) for request in requests))
-        finally:
-            batcher.close()
-
-    results = asyncio.run(run())
+    results, batches = _score_all(predictor, requests)
     assert batches == [2, 2]  # first and third, then the two that waited (they share no flight)
     for result, request in zip(results, requests, strict=True):
         _same(result, predictor.score(request), flights_spec.entity_id)
@@ -120,18 +120,9 @@ def test_max_rows_splits_batches(world: World, flights_spec) -> None:
     predictor = world.predictor
     rows = request_rows(world.con, flights_spec, DAY, 90)
     requests = _requests(predictor, rows, [30, 30, 30])
-    batches: list[int] = []
-
-    async def run() -> list[serving.Scored]:
-        batcher = AdaptiveBatcher(predictor, max_rows=60, on_batch=batches.append)
-        try:
-            return await asyncio.gather(*(batcher.score(request) for request in requests))
-        finally:
-            batcher.close()
-
-    results = asyncio.run(run())
+    results, batches = _score_all(predictor, requests, max_rows=60)
     assert batches == [2, 1]
-    assert [len(r.probabilities) for r in results] == [30, 30, 30]
+    assert [len(r.probabilities) for r in results if isinstance(r, serving.Scored)] == [30, 30, 30]
 
 
 def test_a_failing_request_does_not_fail_the_ones_beside_it(world: World, flights_spec) -> None:
@@ -145,16 +136,8 @@ def test_a_failing_request_does_not_fail_the_ones_beside_it(world: World, flight
         table=table.set_column(table.schema.get_field_index("distance"), "distance", text)
     )
 
-    async def run() -> list[serving.Scored | BaseException]:
-        batcher = AdaptiveBatcher(predictor)
-        try:
-            return await asyncio.gather(
-                batcher.score(good[0]), batcher.score(broken), batcher.score(good[1]), return_exceptions=True
-            )
-        finally:
-            batcher.close()
-
-    first, failed, second = asyncio.run(run())
+    (first, failed, second), batches = _score_all(predictor, [good[0], broken, good[1]])
+    assert batches == [3]
     assert isinstance(failed, Exception) and "far" in str(failed)
     _same(first, predictor.score(good[0]), flights_spec.entity_id)
     _same(second, predictor.score(good[1]), flights_spec.entity_id)
