@@ -127,17 +127,17 @@ def test_max_rows_splits_batches(world: World, flights_spec) -> None:
 
 def test_a_failing_request_does_not_fail_the_ones_beside_it(world: World, flights_spec) -> None:
     predictor = world.predictor
-    rows = request_rows(world.con, flights_spec, DAY, 40)
-    good = [predictor.check_rows(rows[:20]), predictor.check_rows(rows[20:])]
+    rows = request_rows(world.con, flights_spec, DAY, 43)
+    good = [predictor.check_rows(rows[:20]), predictor.check_rows(rows[20:40])]
     # A request that skipped the rules: a distance that is text, which the feature SQL cannot cast.
-    table = predictor.check_arrow(arrow_request.encode_rows(flights_spec, rows[:3])).table
+    table = predictor.check_arrow(arrow_request.encode_rows(flights_spec, rows[40:])).table
     text = pa.array(["far", "near", "10"], type=pa.string())
     broken = serving.TypedRequest(
         table=table.set_column(table.schema.get_field_index("distance"), "distance", text)
     )
 
     (first, failed, second), batches = _score_all(predictor, [good[0], broken, good[1]])
-    assert batches == [3]
+    assert batches == [3]  # merged, failed, then each scored alone
     assert isinstance(failed, Exception) and "far" in str(failed)
     _same(first, predictor.score(good[0]), flights_spec.entity_id)
     _same(second, predictor.score(good[1]), flights_spec.entity_id)
