@@ -393,9 +393,10 @@ def _check_postgres(cur: Any, runs: dict[str, str]) -> None:
 
 def _check_pool(cur: Any, ids: list[str], pool_steps: set[str]) -> None:
     """The warehouse pool, seen in Postgres: its limit of one is in the concurrency tables; a run
-    queued while another was running waited in the queue until that one had finished
-    (max_concurrent_runs is 4, so only the pool holds it back: the daemon does not launch a run
-    whose first steps could not get a slot); and no two pool steps ever ran at the same time."""
+    was queued while another was running, so the two competed for the slot (max_concurrent_runs is
+    4, so only the pool holds a run back); and no two pool steps ever ran at the same time. A run
+    may start before the other has finished: the daemon launches it once the slot is free, and the
+    other still records its success after its last pool step (seen in CI: 0.3 s earlier)."""
     cur.execute('SELECT "limit" FROM concurrency_limits WHERE concurrency_key = %s', (POOL,))
     assert cur.fetchall() == [(1,)]
     cur.execute(
@@ -412,7 +413,6 @@ def _check_pool(cur: Any, ids: list[str], pool_steps: set[str]) -> None:
     competed = 0
     for first, second in itertools.pairwise(in_launch_order):
         competed += at[(second, "PIPELINE_ENQUEUED")] < at[(first, "PIPELINE_SUCCESS")]
-        assert at[(second, "PIPELINE_STARTING")] >= at[(first, "PIPELINE_SUCCESS")], at
     assert competed, f"no run was queued while another ran, so the pool was not tested: {at}"
     cur.execute(
         """
