@@ -46,12 +46,12 @@ MAX_BATCH_ROWS = 10_000
 
 
 def default_workers() -> int:
-    """Worker processes per slot unless CT_SERVICE_WORKERS says otherwise: one per core. Each worker
-    runs Python on one GIL, shared by its event loop, its batch thread and its log writer, so one
-    worker cannot keep two cores busy. Measured here on 2 cores, two slots side by side with traffic
-    alternating between them: two workers served 1,000-row Arrow batches from 32 clients 40% faster
-    than one (142-177k against 111-122k rows/s), and single rows at 100 requests/s with a lower p99
-    (17.6 and 24.4 ms against 24.7 and 33.2 ms, in noisy periods) and the same p50."""
+    """Worker processes per slot unless CT_SERVICE_WORKERS says otherwise: one per core. A worker's
+    event loop, batch thread and log writer share one GIL, so one worker cannot keep two cores busy.
+    Measured on 2 cores with two slots side by side (one and two workers) and traffic alternating
+    between them: two workers served 1,000-row batches from 32 clients 40% faster (142-177k against
+    111-122k rows/s) and single rows at 100 requests/s with a lower p99 (17.6-24.4 against
+    24.7-34.6 ms, in noisy periods) and the same p50."""
     return max(1, os.cpu_count() or 1)
 
 
