@@ -11,8 +11,8 @@ on shutdown); the service never opens the warehouse.
 
 Endpoints: POST /predict (rows as JSON objects), /predict_columns (one JSON list per field) and
 /predict_arrow (an Arrow IPC stream in and out: the cheapest form for large batches); GET /version;
-BentoML's /metrics (requests, latency, errors) with the slot's rows scored and worker memory
-(`slot_metrics`).
+BentoML's /metrics (requests, latency, errors) with the slot's rows scored, requests per feature
+query and worker memory (`slot_metrics`).
 
 Configuration (environment): CT_ONLINE_SNAPSHOT (snapshot folder), CT_PREDICTION_LOG (log
 folder), CT_SLOT (blue or green), CT_SERVICE_WORKERS (worker processes per slot, default one per

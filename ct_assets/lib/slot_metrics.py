@@ -25,7 +25,8 @@ def resident_bytes() -> int:
 
 
 class SlotMetrics:
-    """Rows scored (counter) and worker memory (gauge), labelled with slot and model version."""
+    """Rows scored (counter), requests per feature query (histogram) and worker memory (gauge),
+    labelled with slot and model version."""
 
     def __init__(self, slot: str, model_version: str) -> None:
         from prometheus_client import Counter, Gauge, Histogram
