@@ -120,7 +120,8 @@ class TabularModelService:
         gc.freeze()
 
     @bentoml.on_shutdown
-    def _drain_log(self) -> None:
+    def _shutdown(self) -> None:
+        """Finish the batch in flight, then write what the log writer still holds."""
         self.batcher.close()
         self.log.close()
 

@@ -21,12 +21,8 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from ct_assets.lib.serving import MAX_BATCH_ROWS, FeatureRows, Predictor, Scored, TypedRequest
-
-if TYPE_CHECKING:
-    import pyarrow as pa
 
 
 @dataclass
@@ -50,7 +46,6 @@ class AdaptiveBatcher:
         self.on_batch = on_batch  # called with each batch's number of requests (the slot's metrics)
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ct-batch")
         self._waiting: list[_Waiting] = []
-        self._draining = False
         self._drainer: asyncio.Task[None] | None = None  # held: the loop keeps only weak references
 
     async def score(self, request: TypedRequest, started: float | None = None) -> Scored:
@@ -58,8 +53,7 @@ class AdaptiveBatcher:
         loop = asyncio.get_running_loop()
         waiting = _Waiting(request, time.perf_counter() if started is None else started, loop.create_future())
         self._waiting.append(waiting)
-        if not self._draining:
-            self._draining = True
+        if self._drainer is None or self._drainer.done():
             self._drainer = loop.create_task(self._drain())
         return await waiting.future
 
@@ -91,8 +85,6 @@ class AdaptiveBatcher:
                     waiting.future.set_exception(RuntimeError(f"the request batcher stopped: {err!r}"))
             self._waiting = []
             raise
-        finally:
-            self._draining = False
 
     def _take(self) -> list[_Waiting]:
         """The next batch: waiting requests in arrival order, up to `max_rows` rows (at least one
@@ -140,12 +132,13 @@ def score_together(predictor: Predictor, requests: list[tuple[TypedRequest, floa
     import pyarrow as pa
 
     engine = predictor.engine
-    tables = [_conform(engine.arrow(request), engine.arrow_schema) for request, _ in requests]
-    merged = TypedRequest(table=pa.concat_tables(tables))
+    # Every table has the spec's Arrow types (`FeatureEngine.arrow`); if one did not, concatenating
+    # would fail and the batcher would score each request alone.
+    merged = TypedRequest(table=pa.concat_tables([engine.arrow(request) for request, _ in requests]))
     features = engine.features(merged)
-    probabilities = predictor.scorer.probabilities(features)
     if features.table is None:  # several rows are always featurized as a table
         raise RuntimeError("merged requests were featurized without a table")
+    probabilities = predictor.scorer.probabilities(features)
     results = []
     offset = 0
     for request, started in requests:
@@ -174,7 +167,3 @@ def _without_shared_ids(batch: list[_Waiting], entity_id: str) -> tuple[list[_Wa
             taken.append(waiting)
             taken_ids.append(theirs)
     return taken, shared
-
-
-def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    return table if table.schema.equals(schema) else table.cast(schema)

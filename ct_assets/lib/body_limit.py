@@ -27,6 +27,8 @@ def max_body_bytes() -> int:
 
 
 class BodyLimit:
+    """The middleware (see module); `max_bytes` is the limit."""
+
     def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
@@ -35,8 +37,7 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = dict(scope.get("headers") or [])
-        declared = headers.get(b"content-length")
+        declared = next((v for k, v in scope.get("headers") or [] if k == b"content-length"), None)
         if declared is not None:
             if declared.isdigit() and int(declared) > self.max_bytes:
                 await self._refuse(send, int(declared))

@@ -199,7 +199,6 @@ class FeatureEngine:
         import threading
 
         import duckdb
-        import pyarrow as pa
 
         self.spec = spec
         self.snapshot = Path(snapshot) if snapshot else None
@@ -210,7 +209,6 @@ class FeatureEngine:
         self.request_fields = list(request_columns(spec))
 
         self._arrow_types = {n: arrow_request.ARROW_TYPES[c.type] for n, c in spec.columns.items()}
-        self.arrow_schema = pa.schema(list(self._arrow_types.items()))  # what `arrow` returns
         self.query = ""
         self._one_row = ""
         self._local = threading.local()
@@ -507,20 +505,22 @@ class Predictor:
     def rows(self, rows: Any, max_rows: int = MAX_BATCH_ROWS, started: float | None = None) -> Scored:
         """Score row-oriented JSON; `started` (perf_counter) is when the request arrived, for latency_ms."""
         started = time.perf_counter() if started is None else started
-        self.engine.reload_if_new()
-        return self.score(self.check_rows(rows, max_rows), started)
+        return self._score_fresh(self.check_rows(rows, max_rows), started)
 
     def columns(self, columns: Any, max_rows: int = MAX_BATCH_ROWS, started: float | None = None) -> Scored:
         """Score column-oriented JSON ({field: [values...]})."""
         started = time.perf_counter() if started is None else started
-        self.engine.reload_if_new()
-        return self.score(self.check_columns(columns, max_rows), started)
+        return self._score_fresh(self.check_columns(columns, max_rows), started)
 
     def arrow(self, body: bytes, max_rows: int = MAX_BATCH_ROWS, started: float | None = None) -> Scored:
         """Score an Arrow IPC stream of the request fields."""
         started = time.perf_counter() if started is None else started
+        return self._score_fresh(self.check_arrow(body, max_rows), started)
+
+    def _score_fresh(self, request: TypedRequest, started: float) -> Scored:
+        """Score against the newest published snapshot."""
         self.engine.reload_if_new()
-        return self.score(self.check_arrow(body, max_rows), started)
+        return self.score(request, started)
 
 
 def log_scored(writer: PredictionLogWriter, scored: Scored, model_version: str) -> None:

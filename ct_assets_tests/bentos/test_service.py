@@ -345,32 +345,8 @@ def test_fuzz_of_500_corrupted_arrow_requests_never_gets_a_5xx(served) -> None:
     assert httpx.get(f"{url}/readyz", timeout=5).status_code == 200
 
 
-def test_metrics_endpoint_shows_rows_scored_and_worker_memory(served) -> None:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    spec, con, url = served["spec"], served["con"], served["url"]
-    rows = request_rows(con, spec, DAYS[-1], 25)
-
-    def samples() -> dict[str, float]:
-        text = httpx.get(f"{url}/metrics", timeout=10).text
-        return {
-            sample.name: sample.value
-            for family in text_string_to_metric_families(text)
-            for sample in family.samples
-            if sample.name in {"ct_predictions_total", "ct_slot_memory_rss_bytes"}
-            and sample.labels.get("slot") == "blue"
-        }
-
-    before = samples().get("ct_predictions_total", 0.0)
-    httpx.post(f"{url}/predict", json={"rows": rows}, timeout=30).raise_for_status()
-    after = samples()
-    assert after["ct_predictions_total"] == before + len(rows)
-    # The workers' resident memory, summed: each holds Python, CatBoost, DuckDB and the model.
-    assert 100 * 2**20 < after["ct_slot_memory_rss_bytes"] < 8 * 2**30
-
-
-def _batch_samples(url: str) -> dict[str, float]:
-    """The slot's adaptive-batching histogram: feature queries (count) and requests they served (sum)."""
+def _slot_samples(url: str, *names: str) -> dict[str, float]:
+    """The blue slot's samples of these names on /metrics, read through prometheus_client's parser."""
     from prometheus_client.parser import text_string_to_metric_families
 
     text = httpx.get(f"{url}/metrics", timeout=10).text
@@ -378,9 +354,25 @@ def _batch_samples(url: str) -> dict[str, float]:
         sample.name: sample.value
         for family in text_string_to_metric_families(text)
         for sample in family.samples
-        if sample.name in {"ct_batch_requests_count", "ct_batch_requests_sum"}
-        and sample.labels.get("slot") == "blue"
+        if sample.name in names and sample.labels.get("slot") == "blue"
     }
+
+
+def test_metrics_endpoint_shows_rows_scored_and_worker_memory(served) -> None:
+    spec, con, url = served["spec"], served["con"], served["url"]
+    rows = request_rows(con, spec, DAYS[-1], 25)
+    names = ("ct_predictions_total", "ct_slot_memory_rss_bytes")
+    before = _slot_samples(url, *names).get("ct_predictions_total", 0.0)
+    httpx.post(f"{url}/predict", json={"rows": rows}, timeout=30).raise_for_status()
+    after = _slot_samples(url, *names)
+    assert after["ct_predictions_total"] == before + len(rows)
+    # The workers' resident memory, summed: each holds Python, CatBoost, DuckDB and the model.
+    assert 100 * 2**20 < after["ct_slot_memory_rss_bytes"] < 8 * 2**30
+
+
+def _batch_samples(url: str) -> dict[str, float]:
+    """The slot's adaptive-batching histogram: feature queries (count) and requests they served (sum)."""
+    return _slot_samples(url, "ct_batch_requests_count", "ct_batch_requests_sum")
 
 
 def test_concurrent_requests_each_get_the_answer_they_get_alone(served) -> None:
