@@ -811,9 +811,10 @@ def main(argv: list[str] | None = None) -> int:
         result = deploy.rollout(world.bento, (compat, expected), expected, HealthPolicy(), who="bench")
         if result.status != "switched":
             raise RuntimeError(f"first deployment failed: {result.reasons}")
+        allocator = httpx.post(f"http://127.0.0.1:{blue}/version", json={}, timeout=30).json()["allocator"]
         print(
             f"deployed: HAProxy on :{stable} -> blue slot on :{blue} ({time.perf_counter() - started:.1f} s "
-            f"to start and pass the compatibility check)"
+            f"to start and pass the compatibility check); the slot's allocator: {allocator}"
         )
         urls = {
             "through the proxy": f"http://127.0.0.1:{stable}",

@@ -176,7 +176,12 @@ class TabularModelService:
 
     @bentoml.api(route="/version")
     def model_version(self) -> dict[str, Any]:
-        return {"pipeline": self.spec.name, "model_version": self.version, "slot": self.slot}
+        return {
+            "pipeline": self.spec.name,
+            "model_version": self.version,
+            "slot": self.slot,
+            "allocator": os.environ.get("CT_SLOT_ALLOCATOR", "glibc"),
+        }
 
 
 # Bodies over CT_MAX_BODY_BYTES get a 413 before BentoML reads and parses them.

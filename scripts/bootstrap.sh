@@ -9,10 +9,12 @@ if ! command -v uv >/dev/null 2>&1; then
   python3 -m pip install --user --quiet uv 2>/dev/null \
     || python3 -m pip install --user --quiet --break-system-packages uv
 fi
-# From Debian's packages: HAProxy (the reverse proxy in front of the serving slots), PostgreSQL
-# (the scale-out instance test) and Chromium (the browser test of the Dagster UI).
+# From Debian's packages: HAProxy (the reverse proxy in front of the serving slots), tcmalloc (the
+# slots' allocator, see ct_assets/lib/allocator.py), PostgreSQL (the scale-out instance test) and
+# Chromium (the browser test of the Dagster UI).
 missing=()
 [ -x /usr/sbin/haproxy ] || command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
+case "$(/sbin/ldconfig -p 2>/dev/null)" in *libtcmalloc_minimal.so.4*) ;; *) missing+=(libtcmalloc-minimal4) ;; esac
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ct_assets.lib import proxy
+from ct_assets.lib.allocator import allocator_env
 from ct_assets.lib.landing import write_atomically
 from ct_assets.lib.processes import wait_until_answers
 from ct_assets.lib.proxy import ProxyLayout
@@ -162,6 +163,7 @@ class Deployment:
             proxy.set_standby(self.layout, slot, False)
         port = self.layout.slot_ports[slot]
         env = {**os.environ, **self.slot_env, "CT_SLOT": slot, **(extra_env or {})}
+        env.update(allocator_env(env))
         log = (self.folder / f"{slot}.log").open("a")
         process = subprocess.Popen(
             [self.bentoml, "serve", bento, "--host", "127.0.0.1", "--port", str(port)],

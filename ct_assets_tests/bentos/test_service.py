@@ -27,6 +27,7 @@ from ct_assets.lib import (
     online_snapshot,
     prediction_log,
 )
+from ct_assets.lib.allocator import allocator_env
 from ct_assets.lib.backtest import build_features
 from ct_assets.lib.body_limit import max_body_bytes
 from ct_assets.lib.dates import day_keys
@@ -81,6 +82,7 @@ def served(tmp_path_factory: pytest.TempPathFactory):
         "CT_PREDICTION_LOG": str(root / "log"),
         "CT_SLOT": "blue",
     }
+    env.update(allocator_env(env))  # as the deployment starts its slots
     server = subprocess.Popen(
         [
             str(Path(sys.executable).parent / "bentoml"),

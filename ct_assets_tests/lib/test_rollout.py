@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from ct_assets.lib import bento_build, deploy_steps, model_steps
+from ct_assets.lib.allocator import allocator_env
 from ct_assets.lib.proxy import ProxyLayout
 from ct_assets.lib.rollout import Deployment, HealthPolicy
 from ct_assets_tests.bentos.test_service import DAYS, served  # noqa: F401 - the shared fixture
@@ -116,6 +117,33 @@ def test_switch_and_operator_rollback_lose_no_request(deployment) -> None:
     actions = [e["action"] for e in deploy.audit_log()]
     assert actions[-4:] == ["rollout_started", "canary", "switch", "rollback"]
     assert deploy.audit_log()[-1]["who"] == "ann"
+
+
+def _tree_maps(root: int) -> list[str]:
+    """The memory maps of a process and all its descendants."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError):
+            continue  # the process ended meanwhile
+    tree, grown = {root}, True
+    while grown:
+        children = {pid for pid, parent in parents.items() if parent in tree} - tree
+        tree |= children
+        grown = bool(children)
+    return [Path(f"/proc/{pid}/maps").read_text() for pid in sorted(tree)]
+
+
+def test_slot_processes_run_with_the_chosen_allocator(deployment) -> None:
+    state = deployment["deploy"].state()
+    slot = state["slots"][state["active"]]
+    expected = allocator_env()["CT_SLOT_ALLOCATOR"]
+    answer = httpx.post(f"http://127.0.0.1:{slot['port']}/version", json={}, timeout=10).json()
+    assert answer["allocator"] == expected
+    maps = _tree_maps(slot["pid"])
+    assert len(maps) >= 2  # `bentoml serve` and its workers
+    assert all(("libtcmalloc" in m) == (expected == "tcmalloc") for m in maps)
 
 
 def test_canary_share_is_ten_percent(deployment) -> None:
