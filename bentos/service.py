@@ -52,6 +52,10 @@ MODEL_TAG = os.environ.get("CT_BENTO_MODEL") or (
 
 
 WORKERS = int(os.environ.get("CT_SERVICE_WORKERS") or default_workers())
+# Requests one worker admits at once; more get a 429. BentoML divides `max_concurrency` among the
+# workers, and the kernel spreads connections over them unevenly, so the service-wide figure is this
+# times the workers: with 64 for the service, 2 workers refused some of 80 concurrent clients.
+MAX_CONCURRENCY_PER_WORKER = 64
 
 
 # BentoML's access log writes a line per request from the worker (about a millisecond of CPU
@@ -83,7 +87,7 @@ ARROW_APP = Starlette(routes=[Route("/predict_arrow", _predict_arrow, methods=["
 @bentoml.service(
     name="ct_tabular_service",
     workers=WORKERS,
-    traffic={"timeout": 30, "max_concurrency": 64},
+    traffic={"timeout": 30, "max_concurrency": MAX_CONCURRENCY_PER_WORKER * WORKERS},
     logging={"access": {"enabled": ACCESS_LOG}},
 )
 class TabularModelService:

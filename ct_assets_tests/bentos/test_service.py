@@ -377,6 +377,38 @@ def _batch_samples(url: str) -> dict[str, float]:
     return _slot_samples(url, "ct_batch_requests_count", "ct_batch_requests_sum")
 
 
+def test_many_concurrent_clients_are_served_not_refused(served) -> None:
+    """More clients at once than BentoML's service-wide limit split across the workers (64 / workers)
+    allowed: every worker admits 64 requests at once, so 80 concurrent clients straight to the slot
+    are all answered (unevenly spread over the workers, as the kernel hands them out), none refused
+    with a 429."""
+    import asyncio
+
+    spec, con, url = served["spec"], served["con"], served["url"]
+    body = arrow_request.encode_rows(spec, request_rows(con, spec, DAYS[-1], 240))
+    clients = 80
+
+    async def send_all() -> list[int]:
+        start = asyncio.Event()
+        limits = httpx.Limits(max_connections=clients)
+        async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+
+            async def send() -> int:
+                await start.wait()
+                response = await client.post(
+                    f"{url}/predict_arrow", content=body, headers={"content-type": arrow_request.MEDIA_TYPE}
+                )
+                return response.status_code
+
+            tasks = [asyncio.ensure_future(send()) for _ in range(clients)]
+            await asyncio.sleep(0.1)
+            start.set()
+            return await asyncio.gather(*tasks)
+
+    statuses = asyncio.run(send_all())
+    assert statuses == [200] * clients, sorted(set(statuses))
+
+
 def test_concurrent_requests_each_get_the_answer_they_get_alone(served) -> None:
     """Requests that arrive together may share a feature query (adaptive batching); each still gets
     exactly its answer alone, with its own request id and log line, whether JSON or Arrow, and also
