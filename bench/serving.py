@@ -333,6 +333,34 @@ def in_process(world: World, model: Any, rows: list[dict], single_rows: int, rep
     return out
 
 
+def worker_cpu(root_pid: int) -> dict[int, float]:
+    """User + system CPU seconds of each BentoML worker process under `root_pid`."""
+    import psutil
+
+    try:
+        processes = psutil.Process(root_pid).children(recursive=True)
+    except psutil.Error:
+        return {}
+    seconds = {}
+    for process in processes:
+        try:
+            if "_bentoml_impl.worker" in " ".join(process.cmdline()):
+                times = process.cpu_times()
+                seconds[process.pid] = times.user + times.system
+        except psutil.Error:
+            continue
+    return seconds
+
+
+def worker_shares(before: dict[int, float], after: dict[int, float]) -> str:
+    """How a run's CPU split over the slot's workers, busiest first ("71% / 29%"): asyncio accepts
+    every pending connection when the shared listening socket wakes it, so one worker can take most
+    of the connections and the work."""
+    used = sorted((after[pid] - before.get(pid, 0.0) for pid in after), reverse=True)
+    total = sum(used)
+    return " / ".join(f"{u / total:.0%}" for u in used) if total > 0 else "n/a"
+
+
 def _cpu_seconds(pids: list[int]) -> float:
     """User + system CPU seconds of these processes and all their children (psutil)."""
     import psutil
@@ -946,9 +974,11 @@ def main(argv: list[str] | None = None) -> int:
         for path, (content_type, bodies) in variants.items():
             for name, url in urls.items():
                 for clients in client_counts:
-                    cpu_before = _cpu_seconds(slot_pids())
+                    pids = slot_pids()
+                    cpu_before, workers_before = _cpu_seconds(pids), worker_cpu(pids[0]) if pids else {}
                     run = batch_run(f"{url}{path}", bodies[:clients], content_type, n, args.batch_requests)
-                    slot_cpu[(path, name, clients)] = (_cpu_seconds(slot_pids()) - cpu_before) / run["sent"]
+                    slot_cpu[(path, name, clients)] = (_cpu_seconds(pids) - cpu_before) / run["sent"]
+                    run["workers"] = worker_shares(workers_before, worker_cpu(pids[0]) if pids else {})
                     batches[(path, name, clients)] = run
         print(f"load average after the batch runs: {_load()}")
         differences: dict[str, str] = {}
@@ -1002,7 +1032,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{_pct(served_ms, 50):.0f} ms; {run['requests']} requests in {run['wall']:.2f} s, "
                 f"{run['failures']} failed; CPU per request: the slot's processes "
                 f"{_ms(slot_cpu[(path, name, clients)]):.1f} ms, the client (this process) "
-                f"{_ms(run['client_cpu']):.1f} ms"
+                f"{_ms(run['client_cpu']):.1f} ms; the workers' shares of the slot's CPU {run['workers']}"
             )
         for path, difference in differences.items():
             print(
