@@ -378,10 +378,10 @@ def _batch_samples(url: str) -> dict[str, float]:
 
 
 def test_many_concurrent_clients_are_served_not_refused(served) -> None:
-    """More clients at once than BentoML's service-wide limit split across the workers (64 / workers)
-    allowed: every worker admits 64 requests at once, so 80 concurrent clients straight to the slot
-    are all answered (unevenly spread over the workers, as the kernel hands them out), none refused
-    with a 429."""
+    """BentoML divides the service's concurrency limit among its workers, and connections spread
+    over the workers unevenly. Each worker admits 64 requests at once, so 80 concurrent clients
+    straight to a two-worker slot are all answered, none refused with a 429 (with 64 for the whole
+    service, some were)."""
     import asyncio
 
     spec, con, url = served["spec"], served["con"], served["url"]

@@ -4,6 +4,7 @@ a slow candidate and of one that cannot reproduce the evaluation's scores."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sys
 import threading
@@ -132,7 +133,11 @@ def _tree_maps(root: int) -> list[str]:
         children = {pid for pid, parent in parents.items() if parent in tree} - tree
         tree |= children
         grown = bool(children)
-    return [Path(f"/proc/{pid}/maps").read_text() for pid in sorted(tree)]
+    maps = []
+    for pid in sorted(tree):
+        with contextlib.suppress(OSError):  # the process ended meanwhile
+            maps.append(Path(f"/proc/{pid}/maps").read_text())
+    return maps
 
 
 def test_slot_processes_run_with_the_chosen_allocator(deployment) -> None:
