@@ -333,23 +333,36 @@ def in_process(world: World, model: Any, rows: list[dict], single_rows: int, rep
     return out
 
 
-def worker_cpu(root_pid: int) -> dict[int, float]:
-    """User + system CPU seconds of each BentoML worker process under `root_pid`."""
+def _tree_cpu(pids: list[int], only: str | None = None) -> dict[int, float]:
+    """User + system CPU seconds of each of these processes and all their children (psutil); with
+    `only`, of those whose command line contains it."""
     import psutil
 
-    try:
-        processes = psutil.Process(root_pid).children(recursive=True)
-    except psutil.Error:
-        return {}
     seconds = {}
-    for process in processes:
+    for pid in pids:
         try:
-            if "_bentoml_impl.worker" in " ".join(process.cmdline()):
-                times = process.cpu_times()
-                seconds[process.pid] = times.user + times.system
+            root = psutil.Process(pid)
+            tree = [root, *root.children(recursive=True)]
         except psutil.Error:
             continue
+        for process in tree:
+            try:
+                if only is None or only in " ".join(process.cmdline()):
+                    times = process.cpu_times()
+                    seconds[process.pid] = times.user + times.system
+            except psutil.Error:
+                continue
     return seconds
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes and all their children."""
+    return sum(_tree_cpu(pids).values())
+
+
+def worker_cpu(pids: list[int]) -> dict[int, float]:
+    """CPU seconds of each BentoML worker process under these processes."""
+    return _tree_cpu(pids, only="_bentoml_impl.worker")
 
 
 def worker_shares(before: dict[int, float], after: dict[int, float]) -> str:
@@ -359,22 +372,6 @@ def worker_shares(before: dict[int, float], after: dict[int, float]) -> str:
     used = sorted((after[pid] - before.get(pid, 0.0) for pid in after), reverse=True)
     total = sum(used)
     return " / ".join(f"{u / total:.0%}" for u in used) if total > 0 else "n/a"
-
-
-def _cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU seconds of these processes and all their children (psutil)."""
-    import psutil
-
-    total = 0.0
-    for pid in pids:
-        try:
-            process = psutil.Process(pid)
-            for each in [process, *process.children(recursive=True)]:
-                times = each.cpu_times()
-                total += times.user + times.system
-        except psutil.Error:
-            continue
-    return total
 
 
 # --- (a) and (b) over HTTP -----------------------------------------------------------------------
@@ -975,10 +972,10 @@ def main(argv: list[str] | None = None) -> int:
             for name, url in urls.items():
                 for clients in client_counts:
                     pids = slot_pids()
-                    cpu_before, workers_before = _cpu_seconds(pids), worker_cpu(pids[0]) if pids else {}
+                    cpu_before, workers_before = _cpu_seconds(pids), worker_cpu(pids)
                     run = batch_run(f"{url}{path}", bodies[:clients], content_type, n, args.batch_requests)
                     slot_cpu[(path, name, clients)] = (_cpu_seconds(pids) - cpu_before) / run["sent"]
-                    run["workers"] = worker_shares(workers_before, worker_cpu(pids[0]) if pids else {})
+                    run["workers"] = worker_shares(workers_before, worker_cpu(pids))
                     batches[(path, name, clients)] = run
         print(f"load average after the batch runs: {_load()}")
         differences: dict[str, str] = {}

@@ -112,6 +112,7 @@ class TabularModelService:
         snapshot = Path(os.environ.get("CT_ONLINE_SNAPSHOT", ""))
         self.slot = os.environ.get("CT_SLOT", "default")
         self.injected_delay = float(os.environ.get("CT_INJECT_LATENCY_MS", "0")) / 1000
+        self.allocator = os.environ.get("CT_SLOT_ALLOCATOR", "glibc")  # set by `allocator.allocator_env`
         layout = FeatureLayout(**meta["layout"])
         self.predictor = Predictor(self.spec, snapshot, model, layout, self.threshold)
         log_folder = Path(os.environ.get("CT_PREDICTION_LOG", "prediction_log"))
@@ -184,7 +185,7 @@ class TabularModelService:
             "pipeline": self.spec.name,
             "model_version": self.version,
             "slot": self.slot,
-            "allocator": os.environ.get("CT_SLOT_ALLOCATOR", "glibc"),
+            "allocator": self.allocator,
         }
 
 

@@ -25,11 +25,9 @@ from __future__ import annotations
 import ctypes.util
 import os
 from collections.abc import Mapping
-from pathlib import Path
 
 CHOICES = ("auto", "tcmalloc", "glibc")
 TCMALLOC_PACKAGE = "libtcmalloc-minimal4"
-_LIBRARY_FOLDERS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib")
 
 
 class AllocatorError(RuntimeError):
@@ -37,14 +35,8 @@ class AllocatorError(RuntimeError):
 
 
 def find_tcmalloc() -> str | None:
-    """The path of the installed tcmalloc library, if any."""
-    name = ctypes.util.find_library("tcmalloc_minimal")
-    if name is None:
-        return None
-    for folder in _LIBRARY_FOLDERS:
-        if (Path(folder) / name).exists():
-            return str(Path(folder) / name)
-    return name  # a bare soname: the dynamic loader searches its own paths
+    """The installed tcmalloc library's name (as the dynamic loader finds it for LD_PRELOAD), if any."""
+    return ctypes.util.find_library("tcmalloc_minimal")
 
 
 def allocator_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -57,11 +49,11 @@ def allocator_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
         raise AllocatorError(f"CT_SLOT_ALLOCATOR={choice!r}: choose one of {', '.join(CHOICES)}")
     if choice == "glibc":
         return {"CT_SLOT_ALLOCATOR": "glibc"}
-    path = find_tcmalloc()
-    if path is None:
+    library = find_tcmalloc()
+    if library is None:
         if choice == "tcmalloc":
             missing = f"tcmalloc is not installed: apt-get install {TCMALLOC_PACKAGE}"
             raise AllocatorError(f"CT_SLOT_ALLOCATOR=tcmalloc, but {missing}")
         return {"CT_SLOT_ALLOCATOR": "glibc"}
     preload = environ.get("LD_PRELOAD")
-    return {"LD_PRELOAD": f"{path} {preload}" if preload else path, "CT_SLOT_ALLOCATOR": "tcmalloc"}
+    return {"LD_PRELOAD": f"{library} {preload}" if preload else library, "CT_SLOT_ALLOCATOR": "tcmalloc"}

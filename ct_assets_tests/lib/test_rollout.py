@@ -17,6 +17,7 @@ import pytest
 
 from ct_assets.lib import bento_build, deploy_steps, model_steps
 from ct_assets.lib.allocator import allocator_env
+from ct_assets.lib.processes import descendants
 from ct_assets.lib.proxy import ProxyLayout
 from ct_assets.lib.rollout import Deployment, HealthPolicy
 from ct_assets_tests.bentos.test_service import DAYS, served  # noqa: F401 - the shared fixture
@@ -122,19 +123,8 @@ def test_switch_and_operator_rollback_lose_no_request(deployment) -> None:
 
 def _tree_maps(root: int) -> list[str]:
     """The memory maps of a process and all its descendants."""
-    parents: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError):
-            continue  # the process ended meanwhile
-    tree, grown = {root}, True
-    while grown:
-        children = {pid for pid, parent in parents.items() if parent in tree} - tree
-        tree |= children
-        grown = bool(children)
     maps = []
-    for pid in sorted(tree):
+    for pid in [root, *descendants(root)]:
         with contextlib.suppress(OSError):  # the process ended meanwhile
             maps.append(Path(f"/proc/{pid}/maps").read_text())
     return maps
