@@ -38,24 +38,21 @@ def summarize(logged: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def process_rss_mib(pid: int) -> float | None:
-    """Resident memory of a process and its children (a slot's server and workers), in MiB."""
-    total = 0
-    try:
-        group = os.getpgid(pid)
-    except ProcessLookupError:
+    """Resident memory of a process and all its descendants (a slot's server and its workers, which
+    BentoML starts in sessions of their own, so the server's process group misses them), in MiB."""
+    from ct_assets.lib.processes import descendants
+
+    if not os.path.exists(f"/proc/{pid}"):
         return None
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
+    total = 0
+    for member in [pid, *descendants(pid)]:
         try:
-            if os.getpgid(int(entry)) != group:
-                continue
-            with open(f"/proc/{entry}/status") as handle:
+            with open(f"/proc/{member}/status") as handle:
                 for line in handle:
                     if line.startswith("VmRSS:"):
                         total += int(line.split()[1])
-        except (ProcessLookupError, FileNotFoundError, PermissionError):
-            continue
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue  # it ended meanwhile
     return total / 1024
 
 

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 
 import dagster as dg
 import pandas as pd
 
 from ct_assets.defs.deploy.factory import build_deploy_defs
 from ct_assets.defs.resources import Warehouse
+from ct_assets.lib.processes import signal_tree
 from ct_assets.lib.service_metrics import process_rss_mib, summarize
 from ct_assets.lib.warehouse import open_connection, replace_partition, transaction
 
@@ -39,6 +43,27 @@ def test_summary_per_slot() -> None:
     assert rows["blue"]["p50_ms"] == 20.0 and rows["blue"]["rows_per_second"] == 2.0
     assert rows["green"]["model_versions"] == "v0002" and rows["green"]["rows_per_second"] is None
     assert process_rss_mib(os.getpid()) > 10
+
+
+def test_memory_counts_children_in_sessions_of_their_own() -> None:
+    """A slot's BentoML workers run in sessions of their own; their memory is the slot's all the same."""
+    holder = (
+        "import os, time; os.setsid(); block = bytearray(300 * 2**20); print('held', flush=True); "
+        "time.sleep(60)"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", f"import subprocess, sys; subprocess.run([sys.executable, '-c', {holder!r}])"],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert parent.stdout is not None and parent.stdout.readline().strip() == "held"
+        assert process_rss_mib(parent.pid) > 300
+    finally:
+        signal_tree(parent.pid, signal.SIGKILL)
+        parent.wait(timeout=10)
+    assert process_rss_mib(parent.pid) is None
 
 
 def test_service_metrics_asset_shows_slots_and_a_latency_plot(flights_spec, tmp_path) -> None:
