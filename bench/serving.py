@@ -243,7 +243,7 @@ def in_process(world: World, model: Any, rows: list[dict], single_rows: int, rep
     for one row and for the batch."""
     from ct_assets.lib import model_training, serving
     from ct_assets.lib.model_training import FeatureLayout
-    from ct_assets.lib.prediction_log import encode_request
+    from ct_assets.lib.prediction_log import requests_table, write_options
 
     spec = world.spec
     layout = FeatureLayout(**world.record["layout"])
@@ -261,11 +261,18 @@ def in_process(world: World, model: Any, rows: list[dict], single_rows: int, rep
         def submit(self, batch: dict[str, Any]) -> None:
             self.batch = batch
 
-    def log_work(scored: serving.Scored) -> bytes:
-        """What the background log writer does for one request (off the request path)."""
+    def log_work(scored: serving.Scored) -> Any:
+        """What the background log writer does for one request (off the request path): its log rows,
+        encoded as the writer encodes them."""
+        import pyarrow as pa
+
         captured = _Captured()
         serving.log_scored(captured, scored, "v")  # type: ignore[arg-type]
-        return encode_request(captured.batch, spec.name, "bench")
+        table = requests_table([captured.batch], spec.name, "bench")
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema, options=write_options()) as writer:
+            writer.write_table(table)
+        return sink.getvalue()
 
     # Batch: CatBoost alone on prepared pandas inputs (the baseline), then each of our steps.
     typed = serving.TypedRequest(rules.check_rows(rows, serving.MAX_BATCH_ROWS))
@@ -654,14 +661,15 @@ def batch_run(
 
 def server_latencies(log_folder: Path) -> dict[str, float]:
     """The service's own `latency_ms` per request id, from the slots' prediction log."""
-    from ct_assets.lib.prediction_log import read_requests
+    from ct_assets.lib.prediction_log import log_files, read_table
 
-    return {
-        request["request_id"]: float(request["latency_ms"])
-        for path in log_folder.rglob("*.jsonl")
-        for request in read_requests(path)
-        if request.get("latency_ms") is not None
-    }
+    latencies: dict[str, float] = {}
+    for path in log_files(log_folder):
+        table = read_table(path)
+        if table is not None:
+            per_request = table.group_by("request_id").aggregate([("latency_ms", "max")]).to_pydict()
+            latencies.update(zip(per_request["request_id"], per_request["latency_ms_max"], strict=True))
+    return {request_id: float(ms) for request_id, ms in latencies.items() if ms is not None}
 
 
 # --- report --------------------------------------------------------------------------------------
@@ -880,7 +888,7 @@ def main(argv: list[str] | None = None) -> int:
             f"validate rows {ms['batch_validate']:.1f} / columns {ms['batch_validate_columns']:.1f} ms, "
             f"features {ms['batch_features']:.1f} ms (of which the Arrow table {ms['batch_arrow']:.1f}), "
             f"score {ms['batch_score']:.1f} ms; off the request path the log writer spends "
-            f"{ms['batch_log']:.1f} ms CPU on its lines; probabilities identical to model_training.score: "
+            f"{ms['batch_log']:.1f} ms CPU on its rows; probabilities identical to model_training.score: "
             f"{inproc['batch_identical']}"
         )
         print(

@@ -18,7 +18,8 @@ Configuration (environment): CT_ONLINE_SNAPSHOT (snapshot folder), CT_PREDICTION
 folder), CT_SLOT (blue or green), CT_SERVICE_WORKERS (worker processes per slot, default one per
 core, `serving.default_workers`: each has its own copy of the model and the snapshot),
 CT_ACCESS_LOG=1 (BentoML's per-request access log, off by default), CT_MAX_BODY_BYTES (larger
-request bodies get a 413 before anything parses them; 64 MiB by default).
+request bodies get a 413 before anything parses them; 64 MiB by default; an Arrow body whose
+compressed buffers would decompress past it gets a 413 before anything is decompressed).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import asyncio
 import gc
 import os
 import time
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ct_assets.lib import arrow_request
+from ct_assets.lib.arrow_request import BodyTooLarge
 from ct_assets.lib.body_limit import BodyLimit, max_body_bytes
 from ct_assets.lib.serving import default_workers
 
@@ -76,7 +79,7 @@ async def _predict_arrow(request: Request) -> Response:
     try:
         answer = await service.score_arrow(await request.body(), request.query_params.get("pipeline"))
     except InvalidArgument as err:
-        return JSONResponse({"error": str(err)}, status_code=400)
+        return JSONResponse({"error": str(err)}, status_code=int(err.error_code))
     return Response(answer, media_type=arrow_request.MEDIA_TYPE)
 
 
@@ -142,6 +145,8 @@ class TabularModelService:
             raise InvalidArgument(f"unknown pipeline {pipeline!r}: this service serves {self.spec.name!r}")
         try:
             request = check(payload)
+        except BodyTooLarge as err:  # an Arrow body that decompresses past the body limit
+            raise InvalidArgument(str(err), error_code=HTTPStatus.REQUEST_ENTITY_TOO_LARGE) from None
         except serving.RequestError as err:
             raise InvalidArgument(str(err)) from None
         scored = await self.batcher.score(request, started)

@@ -80,7 +80,7 @@ class SnapshotFolder(dg.ConfigurableResource):
 
 
 class PredictionLog(dg.ConfigurableResource):
-    """The folder serving appends prediction logs to: `<root>/<pipeline>/<date>/<slot>-<pid>.jsonl`."""
+    """The folder serving appends prediction logs to: `<root>/<pipeline>/<date>/<slot>-<pid>.arrows`."""
 
     root: str
 

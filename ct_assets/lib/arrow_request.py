@@ -34,6 +34,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ct_assets.lib.arrow_size import FILE_MAGIC, decompressed_bytes
+from ct_assets.lib.body_limit import max_body_bytes
 from ct_assets.lib.request_rules import (
     INT64_MAX,
     INT64_MIN,
@@ -46,7 +48,6 @@ from ct_assets.lib.request_rules import (
 from ct_assets.lib.spec import PipelineSpec
 
 MEDIA_TYPE = "application/vnd.apache.arrow.stream"
-_FILE_MAGIC = b"ARROW1"
 
 # The Arrow type of each spec column type, as `serving.FeatureEngine.arrow` builds it.
 ARROW_TYPES: dict[str, pa.DataType] = {
@@ -130,14 +131,31 @@ def encode_rows(spec: PipelineSpec, rows: list[dict[str, Any]]) -> bytes:
     return to_stream(pa.Table.from_pydict(data, schema=pa.schema(fields)))
 
 
-def read_stream(body: bytes) -> pa.Table:
+class BodyTooLarge(RequestError):
+    """A body whose compressed buffers would take more memory than the body limit allows."""
+
+
+def read_stream(body: bytes, max_bytes: int | None = None) -> pa.Table:
     """The table in an Arrow IPC stream body (the IPC file format is accepted too), fully validated
-    so that malformed offsets or UTF-8 are refused here rather than met by a compute kernel."""
+    so that malformed offsets or UTF-8 are refused here rather than met by a compute kernel. A body
+    whose buffers take more than `max_bytes` (default: the body limit, CT_MAX_BODY_BYTES) once
+    decompressed is refused before anything is decompressed (`arrow_size`)."""
     if not body:
         raise RequestError(f"the body is empty: expected an Arrow IPC stream ({MEDIA_TYPE})")
+    limit = max_body_bytes() if max_bytes is None else max_bytes
+    try:
+        size = decompressed_bytes(body)
+    except Exception as err:  # not Arrow at all, or a header that lies: the caller's error
+        hint = " (it looks like JSON)" if bytes(body[:1]) in (b"{", b"[") else ""
+        raise RequestError(f"the body is not a valid Arrow IPC stream{hint}: {err}") from None
+    if size > limit:
+        raise BodyTooLarge(
+            f"the Arrow body's buffers take {size:,} bytes once decompressed, larger than the limit of "
+            f"{limit:,} bytes (CT_MAX_BODY_BYTES)"
+        )
     try:
         buffer = pa.py_buffer(body)
-        if bytes(body[:6]) == _FILE_MAGIC:
+        if bytes(body[:6]) == FILE_MAGIC:
             table = pa.ipc.open_file(buffer).read_all()
         else:
             table = pa.ipc.open_stream(buffer).read_all()

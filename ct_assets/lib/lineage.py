@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ct_assets.lib.landing import sha256_of
-from ct_assets.lib.prediction_log import predictions, request_from_line
+from ct_assets.lib.prediction_log import log_files, predictions, read_requests
 from ct_assets.lib.registry import Registry, RegistryError
 from ct_assets.lib.warehouse import PARTITION_COLUMN, key_literal, table_exists, table_name
 
@@ -29,21 +29,14 @@ class LineageError(LookupError):
 
 
 def find_request(log_root: Path, request_id: str, pipeline: str | None = None) -> list[dict[str, Any]]:
-    """Every prediction-log line of one request (a request may score many rows), with its file."""
+    """Every logged prediction of one request (a request may score many rows), with its file."""
     root = Path(log_root)
     folders = [root / pipeline] if pipeline else sorted(p for p in root.glob("*") if p.is_dir())
     found = []
     for folder in folders:
-        for path in sorted(folder.rglob("*.jsonl")):
-            with path.open() as handle:
-                lines = [line for line in handle if request_id in line]
-            for line in lines:
-                try:
-                    request = request_from_line(line)
-                except json.JSONDecodeError:  # a torn last line (a writer killed mid-line)
-                    continue
-                if request.get("request_id") == request_id:
-                    found += [{**record, "_log_file": str(path)} for record in predictions(request)]
+        for path in log_files(folder):
+            for request in read_requests(path, request_id):
+                found += [{**record, "_log_file": str(path)} for record in predictions(request)]
     if not found:
         raise LineageError(
             f"no prediction with request id {request_id!r} in the prediction log under {root} "

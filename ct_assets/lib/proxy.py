@@ -8,7 +8,7 @@ When a slot dies (its process killed, its port closed):
 - a request that cannot connect to it, or gets no answer (connection reset, empty or truncated
   response), is retried up to 3 times and sent to another server each time (`retry-on`,
   `option redispatch 1`; such layer-7 retries need the whole request in HAProxy's buffer first,
-  `option http-buffer-request`): a prediction has no side effect but a log line, so replaying it is
+  `option http-buffer-request`): a prediction has no side effect but its log rows, so replaying it is
   safe;
 - the first refused connection on live traffic marks the slot DOWN at once (`observe layer4`), and the
   health check (`GET /readyz` every 500 ms, 2 failures) catches a slot that hangs;

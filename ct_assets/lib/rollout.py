@@ -354,12 +354,12 @@ class Deployment:
 
     def _log_since(self, slot: str, since: str) -> list[dict[str, Any]]:
         """The slot's logged requests since `since` (each with its predictions' scores)."""
-        from ct_assets.lib.prediction_log import read_requests
+        from ct_assets.lib.prediction_log import log_files, read_requests
 
         folder = Path(self.slot_env.get("CT_PREDICTION_LOG", self.folder / "log"))
         return [
             request
-            for path in folder.rglob(f"{slot}-*.jsonl")
+            for path in log_files(folder, slot)
             for request in read_requests(path)
             if request["time"] >= since
         ]

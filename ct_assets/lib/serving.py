@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from ct_assets.lib import arrow_request
 from ct_assets.lib.features import check_group_columns, groups
 from ct_assets.lib.ingest import DUCKDB_TYPES
-from ct_assets.lib.prediction_log import encode_request, log_path
+from ct_assets.lib.prediction_log import write_now
 from ct_assets.lib.request_rules import RequestError, RequestRules
 from ct_assets.lib.spec import PipelineSpec
 from ct_assets.lib.warehouse import quote
@@ -524,8 +524,8 @@ class Predictor:
 
 
 def log_scored(writer: PredictionLogWriter, scored: Scored, model_version: str) -> None:
-    """Hand a scored request to the background log writer (one line per prediction, written later;
-    the feature rows are turned into lines in the writer's thread)."""
+    """Hand a scored request to the background log writer (one row per prediction, written later;
+    lists and Arrow columns are turned into log rows in the writer's thread)."""
     writer.submit(
         {
             "request_id": scored.request_id,
@@ -555,16 +555,13 @@ def log_predictions(
     latency_ms: float | None = None,
     event_times: list[Any] | None = None,
 ) -> Path:
-    """Append one request's predictions (one request id) to today's log file of this process, now
-    (no thread)."""
+    """Write one request's predictions (one request id) to the log now, in the caller's thread, as
+    a file of their own (`prediction_log.write_now`); returns its path."""
     if len({p.request_id for p in predictions}) > 1:
         raise ValueError("log_predictions writes one request: the predictions carry several request ids")
-    now = datetime.now(UTC)
-    path = log_path(Path(folder), spec.name, slot, now)
-    path.parent.mkdir(parents=True, exist_ok=True)
     batch = {
         "request_id": predictions[0].request_id if predictions else "",
-        "time": now.isoformat(),
+        "time": datetime.now(UTC).isoformat(),
         "model_version": predictions[0].model_version if predictions else "",
         "entity_ids": [p.entity_id for p in predictions],
         "scores": [p.probability for p in predictions],
@@ -575,9 +572,7 @@ def log_predictions(
         "feature_names": list(features.columns),
         "feature_rows": list(features.itertuples(index=False, name=None)),
     }
-    with path.open("ab") as handle:
-        handle.write(encode_request(batch, spec.name, slot))
-    return path
+    return write_now(Path(folder), spec.name, slot, [batch])
 
 
 def answer(scored: Scored, model_version: str, slot: str, threshold: float, entity_id: str) -> dict[str, Any]:

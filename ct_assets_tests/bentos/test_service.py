@@ -131,7 +131,7 @@ def _logged(served) -> list[dict]:
     """Every prediction in the served slot's log, one flat record each."""
     return [
         prediction
-        for path in (served["root"] / "log").rglob("*.jsonl")
+        for path in prediction_log.log_files(served["root"] / "log")
         for request in prediction_log.read_requests(path)
         for prediction in prediction_log.predictions(request)
     ]
@@ -213,6 +213,20 @@ def test_bodies_over_the_size_limit_get_413_before_parsing(served) -> None:
 
         response = client.post(f"{url}/predict", content=chunked(), headers=json_type)
         assert response.status_code == 413 and "CT_MAX_BODY_BYTES" in response.json()["error"]
+
+        # A small Arrow body whose zstd-compressed buffers would decompress past the limit.
+        huge = pa.table({"origin": pa.array(["A" * 2**20] * (max_body_bytes() // 2**20 + 1))})
+        sink = pa.BufferOutputStream()
+        zstd = pa.ipc.IpcWriteOptions(compression="zstd")
+        with pa.ipc.new_stream(sink, huge.schema, options=zstd) as writer:
+            writer.write_table(huge)
+        bomb = sink.getvalue().to_pybytes()
+        assert len(bomb) < 2**20
+        response = client.post(
+            f"{url}/predict_arrow", content=bomb, headers={"content-type": arrow_request.MEDIA_TYPE}
+        )
+        assert response.status_code == 413, (response.status_code, response.text[:200])
+        assert "once decompressed, larger than the limit" in response.json()["error"]
         assert client.get(f"{url}/readyz").status_code == 200
 
 

@@ -70,10 +70,9 @@ def test_logged_predictions_drive_live_performance(featurized, flights_spec, tmp
     assert stored == [(report.source, 400)]
 
 
-def test_arrow_event_times_are_written_as_python_writes_datetimes() -> None:
-    """The writer formats Arrow timestamps without a datetime per value; the text must be what
-    `str(datetime)` gives for the same UTC time, nulls stay null, sub-second times keep their
-    fraction."""
+def test_times_read_back_as_the_json_log_wrote_them() -> None:
+    """The Arrow log stores timestamps; readers get the text the JSON log held (`str(datetime)`
+    for event times, `isoformat()` for request times): nulls stay null, fractions stay."""
     import pyarrow as pa
 
     from ct_assets.lib.prediction_log import _time_texts
@@ -84,8 +83,9 @@ def test_arrow_event_times_are_written_as_python_writes_datetimes() -> None:
         datetime(1970, 1, 1, tzinfo=UTC),
         datetime(1, 1, 1, tzinfo=UTC),
         datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC),
+        datetime(2013, 1, 9, 4, 59, 0, 250_000, tzinfo=UTC),
+        datetime(2013, 1, 9, 4, 59, tzinfo=UTC),
     ]
-    whole = pa.array(times, type=pa.timestamp("us", tz="UTC"))
-    assert _time_texts(whole) == [None if t is None else str(t) for t in times]
-    fraction = [datetime(2013, 1, 9, 4, 59, 0, 250_000, tzinfo=UTC), None]
-    assert _time_texts(pa.array(fraction, type=pa.timestamp("us", tz="UTC"))) == [str(fraction[0]), None]
+    stored = pa.array(times, type=pa.timestamp("us", tz="UTC"))
+    assert _time_texts(stored, iso=False) == [None if t is None else str(t) for t in times]
+    assert _time_texts(stored, iso=True) == [None if t is None else t.isoformat() for t in times]

@@ -107,49 +107,93 @@ def test_duplicate_ids_in_a_batch_are_refused(featurized, flights_spec) -> None:
         serving.validate_request(rows, flights_spec)
 
 
-def test_prediction_log_is_append_only_json_lines(tmp_path: Path, flights_spec) -> None:
+def test_prediction_log_reads_back_what_was_logged(tmp_path: Path, flights_spec) -> None:
     features = pd.DataFrame({"flight_id": ["a", "b"], "distance": [1.0, 2.0]})
     predictions = [
         serving.Prediction("r1", "a", 0.2, False, "v0001"),
         serving.Prediction("r1", "b", 0.9, True, "v0001"),
     ]
-    for _ in range(2):
-        path = serving.log_predictions(
+    paths = [
+        serving.log_predictions(
             tmp_path, flights_spec, predictions, features, {"origin": ["EWR", "JFK"]}, "blue"
         )
-    lines = [json.loads(line) for line in path.read_text().splitlines()]
-    assert len(lines) == 2  # one line per request, appended, each holding its predictions
-    assert lines[0]["entity_id"] == ["a", "b"] and lines[0]["segments"] == {"origin": ["EWR", "JFK"]}
+        for _ in range(2)
+    ]
+    assert paths[0] != paths[1] and paths[1].name.endswith(".1.arrows")  # a file is never reopened
+    assert prediction_log.log_files(tmp_path) == paths  # in writing order
+    (request,) = prediction_log.read_requests(paths[0])
+    assert request["entity_id"] == ["a", "b"] and request["segments"] == {"origin": ["EWR", "JFK"]}
     logged = [
-        p for request in prediction_log.read_requests(path) for p in prediction_log.predictions(request)
+        p for path in paths for r in prediction_log.read_requests(path) for p in prediction_log.predictions(r)
     ]
     assert len(logged) == 4
     assert logged[1]["segments"] == {"origin": "JFK"} and logged[1]["features"]["distance"] == 2.0
     assert {p["request_id"] for p in logged} == {"r1"} and logged[0]["slot"] == "blue"
+    assert prediction_log.read_requests(paths[0], "r2") == []
+
+
+def test_prediction_log_still_reads_the_json_lines_of_earlier_versions(tmp_path: Path, flights_spec) -> None:
+    """Logs written before the Arrow format (one JSON line per request, and earlier one per
+    prediction) are read, looked up and ingested as before."""
+    day = tmp_path / flights_spec.name / "2026-11-01"
+    day.mkdir(parents=True)
+    per_request = {
+        "request_id": "old",
+        "time": "2026-11-01T10:00:00+00:00",
+        "pipeline": flights_spec.name,
+        "model_version": "v0001",
+        "slot": "blue",
+        "latency_ms": 2.0,
+        "entity_id": ["a", "b"],
+        "score": [0.25, 0.75],
+        "decision": [False, True],
+        "event_time": [f"{DAY} 10:00:00+00:00", "2013-03-01 10:00:00+00:00"],
+        "segments": {"origin": ["EWR", "JFK"]},
+        "features": {"distance": [1.0, None]},
+    }
+    per_prediction = {**{k: v for k, v in per_request.items() if k not in ("segments", "features")}}
+    per_prediction.update(
+        request_id="older", entity_id="c", score=0.5, decision=True, event_time=f"{DAY} 11:00:00+00:00"
+    )
+    path = day / "blue-7.jsonl"
+    path.write_text(
+        json.dumps(per_request) + "\n" + json.dumps(per_prediction) + "\n" + '{"request_id": "torn", "ev'
+    )
+    assert prediction_log.log_files(tmp_path, "blue") == [path]
+    requests = prediction_log.read_requests(path)
+    assert [r["request_id"] for r in requests] == ["old", "older"]
+    assert prediction_log.predictions(requests[0])[1]["features"] == {"distance": None}
+    assert [r["request_id"] for r in prediction_log.read_requests(path, "older")] == ["older"]
+    frame = read_partition(tmp_path, flights_spec, DAY)
+    assert sorted(frame["entity_id"]) == ["a", "c"] and frame["score"].sum() == 0.75
+
+
+def _request(request_id: str, distance: float | None, odd: str = "b") -> dict:
+    return {
+        "request_id": request_id,
+        "time": "2013-01-02T10:00:00+00:00",
+        "model_version": "v0001",
+        "entity_ids": ["a", odd],
+        "scores": [0.25, 0.75],
+        "decisions": [False, True],
+        "latency_ms": 1.5,
+        "event_times": ["2013-01-02 10:00:00+00:00", None],
+        "segments": {"origin": ["EWR", "JFK"]},
+        "feature_names": ["flight_id", "distance"],
+        "feature_rows": [("a", distance), (odd, None)],
+    }
 
 
 def test_background_writer_logs_every_prediction_and_drains_on_close(tmp_path: Path, flights_spec) -> None:
     writer = PredictionLogWriter(tmp_path, flights_spec, "green", max_pending=4)
-    odd = 'b, "q" %s \u00e9'  # separators, quotes, a % and non-ASCII must survive the line template
+    odd = 'b, "q" %s \u00e9'  # separators, quotes, a % and non-ASCII must survive
     for request in range(50):  # more than the queue holds: submit waits, nothing is dropped
-        writer.submit(
-            {
-                "request_id": f"r{request}",
-                "time": "2013-01-02T10:00:00+00:00",
-                "model_version": "v0001",
-                "entity_ids": ["a", odd],
-                "scores": [0.25, 0.75],
-                "decisions": [False, True],
-                "latency_ms": 1.5,
-                "event_times": ["2013-01-02 10:00:00+00:00", None],
-                "segments": {"origin": ["EWR", "JFK"]},
-                "feature_names": ["flight_id", "distance"],
-                "feature_rows": [("a", 1.0), (odd, None)],
-            }
-        )
+        writer.submit(_request(f"r{request}", 1.0, odd))
     writer.close()
-    requests = [r for path in tmp_path.rglob("*.jsonl") for r in prediction_log.read_requests(path)]
-    assert len(requests) == 50 and len({r["request_id"] for r in requests}) == 50
+    (path,) = prediction_log.log_files(tmp_path)
+    assert path.suffix == ".arrows" and writer.errors == 0
+    requests = prediction_log.read_requests(path)
+    assert [r["request_id"] for r in requests] == [f"r{i}" for i in range(50)]
     lines = [p for r in requests for p in prediction_log.predictions(r)]
     assert len(lines) == 100
     assert lines[1] == {
@@ -167,8 +211,27 @@ def test_background_writer_logs_every_prediction_and_drains_on_close(tmp_path: P
         "features": {"flight_id": odd, "distance": None},
     }
     assert lines[0]["event_time"] == "2013-01-02 10:00:00+00:00" and lines[0]["features"]["distance"] == 1.0
-    # A writer killed mid-line leaves a torn last line: the reader skips it.
-    path = next(tmp_path.rglob("*.jsonl"))
-    with path.open("a") as handle:
-        handle.write('{"request_id": "torn", "ev')
-    assert len(read_partition(tmp_path, flights_spec, DAY)) == 50
+    # A writer killed mid-write leaves a torn last batch: the reader keeps every batch before it.
+    whole = path.read_bytes()
+    path.write_bytes(whole[: len(whole) - 8 - 40])  # the end-of-stream marker and part of a batch
+    kept = [r["request_id"] for r in prediction_log.read_requests(path)]
+    assert 0 < len(kept) < 50 and kept == [f"r{i}" for i in range(len(kept))]
+    assert len(read_partition(tmp_path, flights_spec, DAY)) == len(kept)
+
+
+def test_a_column_that_begins_all_null_does_not_split_the_log_per_request(
+    tmp_path: Path, flights_spec
+) -> None:
+    """A one-row JSON request whose feature is null gives that column no type; the writer casts
+    later nulls to the stream's type, and once a value arrives it starts one more file with the
+    types of both, so that types cannot flip back and forth."""
+    writer = PredictionLogWriter(tmp_path, flights_spec, "blue")
+    for number, distance in enumerate([None, 2.0, None, 3.0, None]):
+        writer.submit(_request(f"r{number}", distance))
+        writer.flush()
+    writer.close()
+    paths = prediction_log.log_files(tmp_path)
+    assert len(paths) == 2 and writer.errors == 0
+    requests = [r for path in paths for r in prediction_log.read_requests(path)]
+    assert [r["features"]["distance"][0] for r in requests] == [None, 2.0, None, 3.0, None]
+    assert len(read_partition(tmp_path, flights_spec, DAY)) == 5
