@@ -4,6 +4,7 @@ warehouse's for the same rows (one implementation, no training/serving skew)."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -189,6 +190,8 @@ def test_background_writer_logs_every_prediction_and_drains_on_close(tmp_path: P
     odd = 'b, "q" %s \u00e9'  # separators, quotes, a % and non-ASCII must survive
     for request in range(50):  # more than the queue holds: submit waits, nothing is dropped
         writer.submit(_request(f"r{request}", 1.0, odd))
+        if request % 10 == 9:
+            writer.flush()  # five record batches of ten requests
     writer.close()
     (path,) = prediction_log.log_files(tmp_path)
     assert path.suffix == ".arrows" and writer.errors == 0
@@ -215,7 +218,7 @@ def test_background_writer_logs_every_prediction_and_drains_on_close(tmp_path: P
     whole = path.read_bytes()
     path.write_bytes(whole[: len(whole) - 8 - 40])  # the end-of-stream marker and part of a batch
     kept = [r["request_id"] for r in prediction_log.read_requests(path)]
-    assert 0 < len(kept) < 50 and kept == [f"r{i}" for i in range(len(kept))]
+    assert kept == [f"r{i}" for i in range(40)]
     assert len(read_partition(tmp_path, flights_spec, DAY)) == len(kept)
 
 
@@ -235,3 +238,28 @@ def test_a_column_that_begins_all_null_does_not_split_the_log_per_request(
     requests = [r for path in paths for r in prediction_log.read_requests(path)]
     assert [r["features"]["distance"][0] for r in requests] == [None, 2.0, None, 3.0, None]
     assert len(read_partition(tmp_path, flights_spec, DAY)) == 5
+
+
+def test_writer_gathers_requests_into_record_batches_and_writes_them_within_its_interval(
+    tmp_path: Path, flights_spec
+) -> None:
+    """Requests that arrive together share a record batch (a batch has a fixed cost per column),
+    and a lone request reaches the file after at most `flush_seconds`, without a flush or close."""
+    import pyarrow as pa
+
+    writer = PredictionLogWriter(tmp_path, flights_spec, "blue", flush_seconds=0.5)
+    for number in range(30):
+        writer.submit(_request(f"r{number}", 1.0))
+    writer.flush()
+    (path,) = prediction_log.log_files(tmp_path)
+    batches = list(pa.ipc.open_stream(path.read_bytes()))  # the stream is still open: no end marker
+    assert sum(b.num_rows for b in batches) == 60 and len(batches) < 30
+    writer.submit(_request("late", 2.0))
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and "late" not in {
+        r["request_id"] for r in prediction_log.read_requests(path)
+    }:
+        time.sleep(0.05)
+    assert prediction_log.read_requests(path, "late")[0]["features"]["distance"] == [2.0, None]
+    writer.close()
+    assert writer.errors == 0 and len(prediction_log.read_requests(path)) == 31
