@@ -426,12 +426,17 @@ def _read_json_requests(path: Path, request_id: str | None) -> list[dict[str, An
     return requests
 
 
-def read_requests(path: Path, request_id: str | None = None) -> list[dict[str, Any]]:
-    """A log file's requests (the shape of `request_from_line`), all or those with one request id;
-    a torn tail (a writer killed mid-write) is skipped. Reads both formats."""
+def read_requests(
+    path: Path, request_id: str | None = None, since: str | None = None
+) -> list[dict[str, Any]]:
+    """A log file's requests (the shape of `request_from_line`): all, those with one request id,
+    or those logged at or after `since` (ISO 8601 with a zone); a torn tail (a writer killed
+    mid-write) is skipped. Reads both formats; in an Arrow file only the rows asked for are
+    turned into Python objects."""
     if Path(path).suffix == LEGACY_SUFFIX:
         requests = _read_json_requests(path, request_id)
     else:
+        import pyarrow as pa
         import pyarrow.compute as pc
 
         table = read_table(path)
@@ -439,8 +444,17 @@ def read_requests(path: Path, request_id: str | None = None) -> list[dict[str, A
             return []
         if request_id is not None:
             table = table.filter(pc.equal(table.column("request_id"), request_id))
+        if since is not None:
+            after = pa.scalar(datetime.fromisoformat(since), _timestamp())
+            table = table.filter(pc.greater_equal(table.column("time"), after))
         requests = requests_from_table(table)
-    return [r for r in requests if request_id is None or r.get("request_id") == request_id]
+    wanted = since and datetime.fromisoformat(since)
+    return [
+        r
+        for r in requests
+        if (request_id is None or r.get("request_id") == request_id)
+        and (not wanted or (bool(r.get("time")) and datetime.fromisoformat(r["time"]) >= wanted))
+    ]
 
 
 def predictions(request: dict[str, Any]) -> list[dict[str, Any]]:

@@ -357,12 +357,7 @@ class Deployment:
         from ct_assets.lib.prediction_log import log_files, read_requests
 
         folder = Path(self.slot_env.get("CT_PREDICTION_LOG", self.folder / "log"))
-        return [
-            request
-            for path in log_files(folder, slot)
-            for request in read_requests(path)
-            if request["time"] >= since
-        ]
+        return [request for path in log_files(folder, slot) for request in read_requests(path, since=since)]
 
     def _switched(
         self, slot: str, bento: str, who: str, health: dict[str, Any], first: bool = False

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -131,6 +132,12 @@ def test_prediction_log_reads_back_what_was_logged(tmp_path: Path, flights_spec)
     assert logged[1]["segments"] == {"origin": "JFK"} and logged[1]["features"]["distance"] == 2.0
     assert {p["request_id"] for p in logged} == {"r1"} and logged[0]["slot"] == "blue"
     assert prediction_log.read_requests(paths[0], "r2") == []
+    logged_at = datetime.fromisoformat(request["time"])
+    assert len(prediction_log.read_requests(paths[0], since=logged_at.isoformat())) == 1
+    assert (
+        prediction_log.read_requests(paths[0], since=(logged_at + timedelta(microseconds=1)).isoformat())
+        == []
+    )
 
 
 def test_prediction_log_still_reads_the_json_lines_of_earlier_versions(tmp_path: Path, flights_spec) -> None:
@@ -165,6 +172,7 @@ def test_prediction_log_still_reads_the_json_lines_of_earlier_versions(tmp_path:
     assert [r["request_id"] for r in requests] == ["old", "older"]
     assert prediction_log.predictions(requests[0])[1]["features"] == {"distance": None}
     assert [r["request_id"] for r in prediction_log.read_requests(path, "older")] == ["older"]
+    assert prediction_log.read_requests(path, since="2026-11-01T10:00:00.000001+00:00") == []
     frame = read_partition(tmp_path, flights_spec, DAY)
     assert sorted(frame["entity_id"]) == ["a", "c"] and frame["score"].sum() == 0.75
 
