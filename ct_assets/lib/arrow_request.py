@@ -34,7 +34,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ct_assets.lib.arrow_size import FILE_MAGIC, decompressed_bytes
+from ct_assets.lib.arrow_size import decompressed_bytes, stream_part
 from ct_assets.lib.body_limit import max_body_bytes
 from ct_assets.lib.request_rules import (
     INT64_MAX,
@@ -153,12 +153,8 @@ def read_stream(body: bytes, max_bytes: int | None = None) -> pa.Table:
             f"the Arrow body's buffers take {size:,} bytes once decompressed, larger than the limit of "
             f"{limit:,} bytes (CT_MAX_BODY_BYTES)"
         )
-    try:
-        buffer = pa.py_buffer(body)
-        if bytes(body[:6]) == FILE_MAGIC:
-            table = pa.ipc.open_file(buffer).read_all()
-        else:
-            table = pa.ipc.open_stream(buffer).read_all()
+    try:  # a file body is read in message order too, as counted, never through its footer
+        table = pa.ipc.open_stream(stream_part(body)).read_all()
         table.validate(full=True)
     except Exception as err:  # any failure to read the body is the caller's error, never a 500
         hint = " (it looks like JSON)" if bytes(body[:1]) in (b"{", b"[") else ""
@@ -166,9 +162,29 @@ def read_stream(body: bytes, max_bytes: int | None = None) -> pa.Table:
     return table
 
 
-def check_table(rules: RequestRules, table: pa.Table, max_rows: int) -> pa.Table:
+def _decoded_bytes(column: pa.ChunkedArray) -> int:
+    """What a dictionary-encoded text or binary column takes once decoded (0 for any other
+    column): a small dictionary can expand to the rows times its longest value."""
+    if not pa.types.is_dictionary(column.type):
+        return 0
+    total = 0
+    for chunk in column.chunks:
+        words, kind = chunk.dictionary, chunk.dictionary.type
+        if pa.types.is_string_view(kind) or pa.types.is_binary_view(kind):
+            words = words.cast(pa.large_binary())
+        elif not (_is_text(kind) or pa.types.is_binary(kind) or pa.types.is_large_binary(kind)):
+            continue
+        total += pc.sum(pc.binary_length(words).take(chunk.indices)).as_py() or 0
+    return total
+
+
+def check_table(
+    rules: RequestRules, table: pa.Table, max_rows: int, max_bytes: int | None = None
+) -> pa.Table:
     """The request fields of `table`, checked like `RequestRules.check_columns` and typed: one
-    single-chunk column per field in `rules.names` order, in the spec's Arrow type."""
+    single-chunk column per field in `rules.names` order, in the spec's Arrow type. Refused before
+    anything is decoded: dictionary-encoded fields that would take more than `max_bytes` (default:
+    the body limit) once decoded."""
     if table.num_columns == 0:
         raise RequestError("columns must be an object mapping each field to a list of values")
     count = table.num_rows
@@ -187,6 +203,13 @@ def check_table(rules: RequestRules, table: pa.Table, max_rows: int) -> pa.Table
         parts = [f"missing fields {missing}"] if missing else []
         parts += [f"unknown fields {unknown}"] if unknown else []
         raise RequestError("; ".join(f"row 0: {p}" for p in parts))
+    limit = max_body_bytes() if max_bytes is None else max_bytes
+    decoded = sum(_decoded_bytes(table.column(rule.name)) for rule in rules.fields)
+    if decoded > limit:
+        raise BodyTooLarge(
+            f"the Arrow body's dictionary-encoded fields take {decoded:,} bytes once decoded, larger than "
+            f"the limit of {limit:,} bytes (CT_MAX_BODY_BYTES)"
+        )
 
     reads: list[_Read] = []
     wrong: list[str] = []

@@ -10,7 +10,17 @@ How: each IPC message carries a Flatbuffers header. A record batch's header list
 with its uncompressed length as a little-endian int64 (-1: stored as is). Dictionary batches hold a
 record batch of their own. `pyarrow.ipc.MessageReader` splits the body into messages; this module
 reads just those header fields (the Flatbuffers layout is Arrow's `Message.fbs`; pyarrow has no API
-for them). Anything it cannot make sense of is an `ArrowSizeError`.
+for them). A header it cannot make sense of is an `ArrowSizeError`; a body that is not an IPC
+stream at all raises what pyarrow raises.
+
+What it refuses (`ArrowSizeError`), because its count would not bound what Arrow allocates:
+- metadata versions before V5 (V4 could mark compression in custom metadata, which is not read here);
+- delta dictionaries (each delta makes a longer copy of the dictionary, so memory grows with the
+  square of the deltas);
+- more than `MAX_MESSAGES` messages or `MAX_BUFFERS` buffers in one batch (a request needs a few
+  dozen; counting millions would hold the event loop for seconds).
+A body in the IPC file format must be read in message order, as `decompressed_bytes` counts it,
+never through its footer, which could point at batches the count did not see, or at one many times.
 """
 
 from __future__ import annotations
@@ -25,8 +35,11 @@ FILE_MAGIC = b"ARROW1"
 _DICTIONARY_BATCH, _RECORD_BATCH = 2, 3
 _MESSAGE_HEADER_TYPE, _MESSAGE_HEADER = 1, 2
 _DICTIONARY_DATA = 1
+_DICTIONARY_IS_DELTA = 2
 _BATCH_BUFFERS, _BATCH_COMPRESSION = 2, 3
 _BUFFER_STRUCT_BYTES = 16  # struct Buffer { offset: long; length: long; }
+MAX_MESSAGES = 20_000
+MAX_BUFFERS = 10_000
 
 
 class ArrowSizeError(ValueError):
@@ -74,6 +87,8 @@ def _batch_bytes(batch: _Table, body: memoryview) -> int:
     if buffers is None:
         return 0
     count = _unpack("<I", batch.data, buffers)
+    if count > MAX_BUFFERS:
+        raise ArrowSizeError(f"a record batch with {count:,} buffers (at most {MAX_BUFFERS:,} are accepted)")
     if buffers + 4 + count * _BUFFER_STRUCT_BYTES > len(batch.data):
         raise ArrowSizeError(f"a record batch header lists {count} buffers, more than it holds")
     compressed = batch.target(_BATCH_COMPRESSION) is not None
@@ -94,6 +109,10 @@ def _batch_bytes(batch: _Table, body: memoryview) -> int:
 
 def message_bytes(message: pa.ipc.Message) -> int:
     """The bytes one IPC message's buffers take once decompressed (0 for a schema)."""
+    if message.metadata_version != pa.ipc.MetadataVersion.V5:
+        raise ArrowSizeError(
+            "Arrow IPC metadata before version V5 is not accepted (pyarrow 1.0 and later write V5)"
+        )
     header = bytes(message.metadata)
     body = memoryview(b"" if message.body is None else message.body)  # not copied
     root = _Table(header, _unpack("<I", header, 0))
@@ -102,18 +121,26 @@ def message_bytes(message: pa.ipc.Message) -> int:
         return 0
     batch = root.table(_MESSAGE_HEADER)
     if batch is not None and kind == _DICTIONARY_BATCH:
+        if batch.scalar(_DICTIONARY_IS_DELTA, "<?", False):
+            raise ArrowSizeError("delta dictionary batches are not accepted: send each dictionary whole")
         batch = batch.table(_DICTIONARY_DATA)
     return 0 if batch is None else _batch_bytes(batch, body)
 
 
+def stream_part(body: bytes) -> pa.Buffer:
+    """The IPC stream in a body: all of a stream body; in a file body, the stream that follows its
+    magic and padding (it ends where the footer begins; the footer is never read)."""
+    return pa.py_buffer(body)[8:] if body[:6] == FILE_MAGIC else pa.py_buffer(body)
+
+
 def decompressed_bytes(body: bytes) -> int:
     """The bytes all buffers of an Arrow IPC stream (or file) body take once decompressed."""
-    start = 8 if body[:6] == FILE_MAGIC else 0  # the file format: magic, padding, then a stream
-    reader = pa.ipc.MessageReader.open_stream(pa.py_buffer(body)[start:])
+    reader = pa.ipc.MessageReader.open_stream(stream_part(body))
     total = 0
-    while True:
+    for _ in range(MAX_MESSAGES + 1):
         try:
             message = reader.read_next_message()
         except StopIteration:
             return total
         total += message_bytes(message)
+    raise ArrowSizeError(f"more than {MAX_MESSAGES:,} messages in one body")

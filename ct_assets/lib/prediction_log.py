@@ -16,15 +16,18 @@ what arrives for up to `flush_seconds` (0.2 s) or `FLUSH_ROWS` rows and appends 
 batch, then flushes the file: a record batch has a fixed cost per column, which one-row requests
 would otherwise pay one by one. `flush()` writes what is gathered at once; `close()` (called on the
 service's shutdown and at interpreter exit, so on SIGTERM/SIGINT too) drains the queue and ends
-the stream. A SIGKILL loses what is queued or gathered (at most `flush_seconds` of predictions),
-and at worst leaves a torn last batch, which the reader skips. A file is never reopened for
-appending: a writer that finds its file taken (a reused process id) starts the next segment
-(`<slot>-<pid>.1.arrows`).
+the stream. A SIGKILL loses what is queued or gathered (normally the last `flush_seconds` of
+predictions; under a backlog up to `max_pending` requests more), and at worst leaves a torn last
+batch, which the reader skips. A file is never reopened for appending: a writer that finds its
+file taken (a reused process id) starts the next segment (`<slot>-<pid>.1.arrows`), and so does a
+writer after a failed write (the file may end in a partial batch) or for a request whose columns
+or types its stream cannot hold (only columns that are all nulls are cast to the stream's types).
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import itertools
 import json
 import os
@@ -193,8 +196,14 @@ class _Stream:
     def __init__(self, base: Path, schema: pa.Schema) -> None:
         import pyarrow as pa
 
-        self.base, self.path, self.schema = base, _free_segment(base), schema
-        self.handle = self.path.open("xb")  # never append to a file another stream wrote (module doc)
+        self.base, self.schema = base, schema
+        while True:  # never append to a file another stream wrote (see the module doc)
+            self.path = _free_segment(base)
+            try:
+                self.handle = self.path.open("xb")
+                break
+            except FileExistsError:  # taken between the look and the open: the next one
+                continue
         self.writer = pa.ipc.new_stream(self.handle, schema, options=write_options())
 
     def write(self, table: pa.Table) -> None:
@@ -206,6 +215,12 @@ class _Stream:
         self.writer.close()
         self.handle.close()
 
+    def abandon(self) -> None:
+        """Close the file after a failed write, without an end-of-stream marker: it may end in a
+        partial batch, which readers skip, so nothing more may follow it."""
+        with contextlib.suppress(OSError):
+            self.handle.close()
+
 
 def _free_segment(path: Path) -> Path:
     """`path`, or its first segment name that no file has taken yet."""
@@ -214,6 +229,39 @@ def _free_segment(path: Path) -> Path:
         number += 1
         candidate = path.with_name(f"{path.name.removesuffix(SUFFIX)}.{number}{SUFFIX}")
     return candidate
+
+
+def _fitted(table: pa.Table, schema: pa.Schema) -> pa.Table | None:
+    """`table` in an open stream's schema, if it differs only by columns that are all nulls (a
+    one-row JSON request gives such a column no type); None otherwise. No other cast: one could
+    change values (the text '007' as the integer 7)."""
+    import pyarrow as pa
+
+    if table.schema.names != schema.names:
+        return None
+    if any(t.type != s.type and t.type != pa.null() for t, s in zip(table.schema, schema, strict=True)):
+        return None
+    return table.cast(schema)
+
+
+def _typed_nulls(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """`table` with each column that is all nulls given the type the same column had in `schema`,
+    so that a new segment does not start with untyped columns again."""
+    import pyarrow as pa
+
+    known = {field.name: field.type for field in schema}
+    fields = [
+        field.with_type(known[field.name]) if field.type == pa.null() and field.name in known else field
+        for field in table.schema
+    ]
+    return table.cast(pa.schema(fields))
+
+
+def _row_count(item: dict[str, Any]) -> int:
+    try:
+        return len(item["scores"])
+    except (KeyError, TypeError):  # malformed: written (and refused) by itself, counted as an error
+        return 0
 
 
 class PredictionLogWriter:
@@ -234,7 +282,7 @@ class PredictionLogWriter:
         self._queue: queue.Queue[dict[str, Any] | threading.Event | None] = queue.Queue(maxsize=max_pending)
         self._stream: _Stream | None = None
         self._closed = False
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # orders submit/flush against close: nothing is queued after it
         self.errors = 0
         self.paths: list[Path] = []  # every file this writer started, in order
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
@@ -243,18 +291,21 @@ class PredictionLogWriter:
 
     def submit(self, batch: dict[str, Any]) -> None:
         """Queue one scored request (waits while the queue is full)."""
-        if self._closed:  # after close (interpreter exit): written now, in the caller's thread
-            write_now(self.folder, self.spec.name, self.slot, [batch])
-            return
-        self._queue.put(batch)
+        with self._lock:
+            if not self._closed:
+                self._queue.put(batch)
+                return
+        write_now(self.folder, self.spec.name, self.slot, [batch])  # after close (interpreter exit)
 
-    def flush(self) -> None:
-        """Wait until everything submitted so far is written to the file."""
-        if self._closed:
-            return
+    def flush(self, timeout: float = 60) -> bool:
+        """Wait until everything submitted so far is written to the file; False if that took longer
+        than `timeout` seconds."""
         written = threading.Event()
-        self._queue.put(written)
-        written.wait()
+        with self._lock:
+            if self._closed:
+                return True
+            self._queue.put(written)
+        return written.wait(timeout)
 
     def close(self) -> None:
         """Write everything queued, then stop the thread and end the stream."""
@@ -262,9 +313,12 @@ class PredictionLogWriter:
             if self._closed:
                 return
             self._closed = True
-        self._queue.put(None)
+            self._queue.put(None)
         self._thread.join(timeout=60)
-        self._end_stream()
+        if self._thread.is_alive():  # still writing (a stalled disk): leave its stream to it
+            self.errors += 1
+        else:
+            self._end_stream()
         atexit.unregister(self.close)
 
     def _run(self) -> None:
@@ -280,7 +334,7 @@ class PredictionLogWriter:
                     if isinstance(item, dict):
                         since = since if gathered else time.monotonic()
                         gathered.append(item)
-                        rows += len(item["scores"])
+                        rows += _row_count(item)
                     if item is None or rows >= FLUSH_ROWS:
                         break
                     item = self._queue.get_nowait()
@@ -289,13 +343,15 @@ class PredictionLogWriter:
             stop = None in items
             waiting = [item for item in items if isinstance(item, threading.Event)]
             due = time.monotonic() - since >= self.flush_seconds or rows >= FLUSH_ROWS
-            if gathered and (stop or waiting or due):
-                self._write_safely(gathered)
-                gathered, rows = [], 0
-            for _ in items:
-                self._queue.task_done()
-            for event in waiting:
-                event.set()
+            try:
+                if gathered and (stop or waiting or due):
+                    pending, gathered, rows = gathered, [], 0
+                    self._write_safely(pending)
+            finally:
+                for _ in items:
+                    self._queue.task_done()
+                for event in waiting:
+                    event.set()
             if stop:
                 return
 
@@ -312,13 +368,15 @@ class PredictionLogWriter:
                 self._write_safely([batch])
 
     def _end_stream(self) -> None:
-        if self._stream is not None:
-            self._stream.close()
-            self._stream = None
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            try:
+                stream.close()
+            except OSError:  # the end-of-stream marker could not be written: readers do without it
+                stream.abandon()
+                self.errors += 1
 
     def _write(self, batches: list[dict[str, Any]]) -> None:
-        import pyarrow as pa
-
         table = requests_table(batches, self.spec.name, self.slot)
         path = log_path(self.folder, self.spec.name, self.slot, datetime.now(UTC))
         stream = self._stream
@@ -326,20 +384,23 @@ class PredictionLogWriter:
             self._end_stream()  # a new day: a new file
             stream = None
         if stream is not None and not table.schema.equals(stream.schema):
-            try:  # a column all nulls in a one-row JSON request, say: it fits the stream's type
-                table = table.cast(stream.schema)
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
-                # a type the stream cannot hold (it began with that column all nulls): the next
-                # segment, with the types of both, so that types cannot flip back and forth
-                unified = pa.unify_schemas([stream.schema, table.schema], promote_options="permissive")
-                table = table.cast(unified)
+            fitted = _fitted(table, stream.schema)
+            if fitted is None:  # a schema the stream cannot hold: the next segment
+                table = _typed_nulls(table, stream.schema)
                 self._end_stream()
                 stream = None
+            else:
+                table = fitted
         if stream is None:
             path.parent.mkdir(parents=True, exist_ok=True)
             stream = self._stream = _Stream(path, table.schema)
             self.paths.append(stream.path)
-        stream.write(table)
+        try:
+            stream.write(table)
+        except Exception:
+            stream.abandon()  # its file may end in a partial batch: what follows goes to a new one
+            self._stream = None
+            raise
 
 
 def read_table(path: Path) -> pa.Table | None:
@@ -381,8 +442,8 @@ def requests_from_table(table: pa.Table) -> list[dict[str, Any]]:
     plain = {name: table.column(name).to_pylist() for name in names if name not in ("time", "event_time")}
     plain["time"] = _time_texts(table.column("time").combine_chunks(), iso=True)
     plain["event_time"] = _time_texts(table.column("event_time").combine_chunks(), iso=False)
-    ids = plain["request_id"]
-    starts = [i for i in range(len(ids)) if i == 0 or ids[i] != ids[i - 1]]
+    ids, times = plain["request_id"], plain["time"]  # two requests may share an id, not a time too
+    starts = [i for i in range(len(ids)) if i == 0 or ids[i] != ids[i - 1] or times[i] != times[i - 1]]
     requests = []
     for start, end in zip(starts, [*starts[1:], len(ids)], strict=True):
         request: dict[str, Any] = {field: plain[field][start] for field in REQUEST_FIELDS}

@@ -22,6 +22,7 @@ from ct_assets.lib.arrow_request import (
     _EXPECTED,
     ARROW_TYPES,
     MEDIA_TYPE,
+    BodyTooLarge,
     check_table,
     encode_rows,
     read_stream,
@@ -505,3 +506,22 @@ def test_float_date_and_boolean_fields_agree(
 )
 def test_variant_type_errors(variant: RequestRules, field: str, array: pa.Array, message: str) -> None:
     assert_refused(variant, VARIANT_GOOD, field, array, message)
+
+
+def test_dictionary_fields_that_would_decode_past_the_limit_are_refused(rules: RequestRules) -> None:
+    """A dictionary of one 1 MB value used by every row decodes to rows x 1 MB: refused before it is
+    decoded; the same field with a short value is read as usual."""
+    columns = many(100)
+    table = pa.table(columns)
+    huge = pa.DictionaryArray.from_arrays(pa.array([0] * 100, pa.int8()), pa.array(["A" * 1_000_000]))
+    bloated = table.set_column(table.schema.get_field_index("tailnum"), "tailnum", huge)
+    before = pa.total_allocated_bytes()
+    with pytest.raises(BodyTooLarge, match=r"dictionary-encoded fields take 100,000,000 bytes once decoded"):
+        check_table(rules, bloated, 1_000, max_bytes=64_000_000)
+    assert pa.total_allocated_bytes() - before < 1_000_000
+    short = pa.DictionaryArray.from_arrays(pa.array([0] * 100, pa.int8()), pa.array(["N563JB"]))
+    fine = table.set_column(table.schema.get_field_index("tailnum"), "tailnum", short)
+    assert (
+        check_table(rules, fine, 1_000, max_bytes=64_000_000).column("tailnum").to_pylist()
+        == ["N563JB"] * 100
+    )

@@ -81,3 +81,49 @@ def test_mangled_headers_are_request_errors() -> None:
         else:
             outcomes["read"] += 1
     assert outcomes["refused"] > 100, outcomes
+
+
+def test_a_file_body_is_read_in_message_order_never_through_its_footer() -> None:
+    """The size is counted over the messages in order; a footer could point elsewhere (at a batch
+    after the end-of-stream marker, or at one batch many times), so it is never read."""
+    table = _table()
+    body = bytearray(_encode(table, "lz4", file=True))
+    body[-16:] = bytes(16)  # the footer's tail, its length and the closing magic: gone
+    assert read_stream(bytes(body)).equals(table)
+
+
+def _stream_with(options: pa.ipc.IpcWriteOptions, batches: list[pa.RecordBatch]) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, batches[0].schema, options=options) as writer:
+        for batch in batches:
+            writer.write_batch(batch)
+    return sink.getvalue().to_pybytes()
+
+
+def test_bodies_whose_size_cannot_be_bounded_are_refused() -> None:
+    batch = pa.record_batch({"origin": pa.array(["EWR"])})
+    old = pa.ipc.IpcWriteOptions(metadata_version=pa.ipc.MetadataVersion.V4)
+    with pytest.raises(RequestError, match="metadata before version V5"):
+        read_stream(_stream_with(old, [batch]))
+
+    growing = [
+        pa.record_batch(
+            {
+                "origin": pa.DictionaryArray.from_arrays(
+                    pa.array([i]), pa.array([f"v{j}" for j in range(i + 1)])
+                )
+            }
+        )
+        for i in range(3)
+    ]
+    deltas = pa.ipc.IpcWriteOptions(emit_dictionary_deltas=True)
+    with pytest.raises(RequestError, match="delta dictionary"):
+        read_stream(_stream_with(deltas, growing))
+    assert read_stream(_stream_with(pa.ipc.IpcWriteOptions(), growing)).num_rows == 3  # whole ones are fine
+
+    empty = pa.record_batch({"origin": pa.array([], pa.string())})
+    with pytest.raises(RequestError, match="more than 20,000 messages"):
+        read_stream(_stream_with(pa.ipc.IpcWriteOptions(), [empty] * 20_001))
+    wide = pa.record_batch({f"c{i}": pa.array([i]) for i in range(5_001)})  # 10,002 buffers
+    with pytest.raises(RequestError, match="10,002 buffers"):
+        read_stream(_stream_with(pa.ipc.IpcWriteOptions(), [wide]))

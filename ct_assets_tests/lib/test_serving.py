@@ -194,7 +194,8 @@ def _request(request_id: str, distance: float | None, odd: str = "b") -> dict:
 
 
 def test_background_writer_logs_every_prediction_and_drains_on_close(tmp_path: Path, flights_spec) -> None:
-    writer = PredictionLogWriter(tmp_path, flights_spec, "green", max_pending=4)
+    # batches end at flush() only: the torn-tail check below knows where the last one begins
+    writer = PredictionLogWriter(tmp_path, flights_spec, "green", max_pending=4, flush_seconds=3600)
     odd = 'b, "q" %s \u00e9'  # separators, quotes, a % and non-ASCII must survive
     for request in range(50):  # more than the queue holds: submit waits, nothing is dropped
         writer.submit(_request(f"r{request}", 1.0, odd))
@@ -271,3 +272,60 @@ def test_writer_gathers_requests_into_record_batches_and_writes_them_within_its_
     assert prediction_log.read_requests(path, "late")[0]["features"]["distance"] == [2.0, None]
     writer.close()
     assert writer.errors == 0 and len(prediction_log.read_requests(path)) == 31
+
+
+def test_a_request_the_stream_cannot_hold_starts_a_segment_instead_of_being_dropped(
+    tmp_path: Path, flights_spec
+) -> None:
+    """Other columns, or a type that would need a value-changing cast ('007' into an integer
+    column), start the next segment; nothing is dropped or altered, and a reused request id still
+    reads back as two requests."""
+    writer = PredictionLogWriter(tmp_path, flights_spec, "blue")
+    wider = {**_request("r2", 1.0), "feature_names": ["flight_id", "distance", "gate"]}
+    wider["feature_rows"] = [("a", 1.0, 7), ("b", None, 8)]
+    texts = {**wider, "request_id": "r3", "feature_rows": [("a", 1.0, "007"), ("b", None, None)]}
+    for batch in (_request("r1", 1.0), wider, texts, {**texts, "time": "2013-01-02T10:00:01+00:00"}):
+        writer.submit(batch)
+        writer.flush()
+    writer.close()
+    assert writer.errors == 0 and len(writer.paths) == 3
+    requests = [r for path in prediction_log.log_files(tmp_path) for r in prediction_log.read_requests(path)]
+    assert [r["request_id"] for r in requests] == ["r1", "r2", "r3", "r3"]
+    assert requests[1]["features"]["gate"] == [7, 8] and requests[2]["features"]["gate"] == ["007", None]
+
+
+def test_after_a_failed_write_the_log_goes_on_in_a_new_file(tmp_path: Path) -> None:
+    """A write that fails part way (here the file size limit, as a full disk would) may leave a
+    partial batch at the end of the file; later requests must not follow it there, where readers
+    would never reach them."""
+    script = f"""
+import random, resource, signal, string, sys
+from pathlib import Path
+sys.path.insert(0, {str(Path(__file__).parents[2])!r})
+from ct_assets.lib.prediction_log import PredictionLogWriter
+from ct_assets.lib.spec import load_spec
+from ct_assets_tests.conftest import FLIGHTS_SPEC
+from ct_assets_tests.lib.test_serving import _request
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails instead of killing us
+resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+writer = PredictionLogWriter(Path({str(tmp_path)!r}), load_spec(FLIGHTS_SPEC), "blue")
+writer.submit(_request("small", 1.0))
+writer.flush()
+big = _request("big", 1.0)
+noise = "".join(random.Random(1).choices(string.ascii_letters, k=120_000))  # LZ4 cannot shrink it enough
+big["entity_ids"] = [noise + "0", noise + "1"]
+writer.submit(big)
+writer.flush()
+writer.submit(_request("after", 2.0))
+writer.close()
+print(writer.errors, len(writer.paths))
+"""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["1", "2"]
+    requests = [r for path in prediction_log.log_files(tmp_path) for r in prediction_log.read_requests(path)]
+    assert [r["request_id"] for r in requests] == ["small", "after"]
