@@ -84,6 +84,24 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def with_environment(name: str, value: str) -> list[int]:
+    """Every live process started with `name=value` in its environment (inherited by its children),
+    from `/proc/<pid>/environ`: finds a server's workers even after the server died and they were
+    reparented away from it. Processes whose environment cannot be read are skipped."""
+    wanted = f"{name}={value}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environment = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if wanted in environment.split(b"\0"):
+            found.append(int(entry.name))
+    return found
+
+
 def signal_tree(pid: int, signum: int, tree: list[int] | None = None) -> None:
     """Send `signum` to the process group of `pid` and to the group of every process in `tree`
     (default: its descendants now)."""

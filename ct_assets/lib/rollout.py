@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -64,17 +65,29 @@ def _score_hellinger(a: list[float], b: list[float], bins: int = 10) -> float:
     return float(np.sqrt(max(0.0, 1 - np.sum(np.sqrt(p * q)))))
 
 
-def _terminate_group(pid: int, timeout: float) -> None:
+INSTANCE_VARIABLE = "CT_SLOT_INSTANCE"  # a slot process's environment marks every process it starts
+
+
+def _terminate_group(pid: int, timeout: float, instance: str | None = None) -> None:
     """SIGTERM a process group (a slot's server, or HAProxy's master and worker), then SIGKILL what
     is still there after `timeout` seconds, including descendants in other sessions: BentoML starts
     its workers with their own session, and they outlive a SIGKILLed server (seen here: two orphan
-    workers kept answering on the slot's port)."""
+    workers kept answering on the slot's port). With `instance` (a slot's `CT_SLOT_INSTANCE`), also
+    the processes that carry it but are no longer below `pid`: workers whose server already exited
+    (seen in CI: a candidate that failed to start left a worker holding its port, so the next start
+    on that slot could not bind); those get their SIGTERM at once, having no server to pass it on."""
     from ct_assets.lib import processes
 
     tree = processes.descendants(pid)
+    marked = processes.with_environment(INSTANCE_VARIABLE, instance) if instance else []
+    orphans = [p for p in marked if p != pid and p not in tree]
+    tree += orphans
     started = {p: processes.started_at(p) for p in tree}
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGTERM)
+    for orphan in orphans:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(orphan, signal.SIGTERM)
 
     def remaining() -> list[int]:
         return [p for p in tree if processes.is_running(p, started[p])]
@@ -162,7 +175,14 @@ class Deployment:
         if self.layout.socket.exists():  # a new bento is no standby until it has served as active
             proxy.set_standby(self.layout, slot, False)
         port = self.layout.slot_ports[slot]
-        env = {**os.environ, **self.slot_env, "CT_SLOT": slot, **(extra_env or {})}
+        instance = uuid.uuid4().hex
+        env = {
+            **os.environ,
+            **self.slot_env,
+            "CT_SLOT": slot,
+            INSTANCE_VARIABLE: instance,
+            **(extra_env or {}),
+        }
         env.update(allocator_env(env))
         log = (self.folder / f"{slot}.log").open("a")
         process = subprocess.Popen(
@@ -173,7 +193,13 @@ class Deployment:
             start_new_session=True,
         )
         state = self.state()
-        state["slots"][slot] = {"bento": bento, "pid": process.pid, "port": port, "started_at": _now()}
+        state["slots"][slot] = {
+            "bento": bento,
+            "pid": process.pid,
+            "port": port,
+            "started_at": _now(),
+            "instance": instance,
+        }
         self._save(state)
         wait_until_answers(f"http://127.0.0.1:{port}/readyz", process, f"slot on port {port}", timeout=120)
         self._wait_up(slot)
@@ -194,7 +220,7 @@ class Deployment:
         info = state["slots"].pop(slot, None)
         self._save(state)
         if info:
-            _terminate_group(info["pid"], timeout=20)
+            _terminate_group(info["pid"], timeout=20, instance=info.get("instance"))
 
     def shutdown(self) -> None:
         for slot in proxy.SLOTS:

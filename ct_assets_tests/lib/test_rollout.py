@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import socket
 import sys
 import threading
 import time
@@ -15,7 +16,7 @@ import duckdb
 import httpx
 import pytest
 
-from ct_assets.lib import bento_build, deploy_steps, model_steps
+from ct_assets.lib import bento_build, deploy_steps, model_steps, processes
 from ct_assets.lib.allocator import allocator_env
 from ct_assets.lib.processes import descendants
 from ct_assets.lib.proxy import ProxyLayout
@@ -190,3 +191,43 @@ def test_a_bad_candidate_is_rolled_back_automatically(deployment, extra_env, rea
     assert deploy.state()["active"] == active_before
     assert traffic.failures == [], traffic.failures[:5]  # the stable port never answered an error
     assert deploy.audit_log()[-1]["action"] == "rollback" and deploy.audit_log()[-1]["automatic"]
+
+
+ORPHANING_SERVER = """
+import subprocess, sys, time
+port = sys.argv[sys.argv.index("--port") + 1]
+holder = (  # a worker in a session of its own that holds the slot's port, as BentoML's workers do
+    "import socket, sys, time; s = socket.socket(); s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen(); "
+    "open(sys.argv[2], 'w').write('bound'); time.sleep(60)"
+)
+marker = sys.argv[2]  # where the bento tag would be
+subprocess.Popen([sys.executable, "-c", holder, port, marker], start_new_session=True)
+deadline = time.monotonic() + 30
+while time.monotonic() < deadline and not open(marker).read():
+    time.sleep(0.05)
+sys.exit(1)  # the server dies; its worker lives on, no longer below it
+"""
+
+
+def test_stopping_a_slot_whose_server_died_also_stops_its_orphaned_workers(tmp_path: Path) -> None:
+    """Seen in CI: a candidate that failed to start left a worker holding the slot's port (its server
+    had exited, so the worker was no longer among its descendants), and the next start on that slot
+    could not bind. Every process of a start carries CT_SLOT_INSTANCE, and stopping the slot finds
+    them by it."""
+    marker = tmp_path / "bound"
+    marker.write_text("")
+    server = tmp_path / "bentoml"
+    server.write_text(f"#!{sys.executable}\n{ORPHANING_SERVER}")
+    server.chmod(0o755)
+    (port,) = free_ports(1)
+    layout = ProxyLayout(tmp_path / "proxy", free_ports(1)[0], {"blue": free_ports(1)[0], "green": port})
+    deploy = Deployment(tmp_path / "deploy", layout, {}, str(server))
+    with pytest.raises(RuntimeError, match="exited with 1"):
+        deploy.start_slot("green", str(marker))
+    assert marker.read_text() == "bound"
+    instance = deploy.state()["slots"]["green"]["instance"]
+    (orphan,) = processes.with_environment("CT_SLOT_INSTANCE", instance)
+    deploy.stop_slot("green")
+    assert processes.wait_gone(orphan, timeout=10)
+    with socket.socket() as probe:  # the port is free for the next start
+        probe.bind(("127.0.0.1", port))
