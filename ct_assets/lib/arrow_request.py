@@ -143,9 +143,12 @@ def read_stream(body: bytes, max_bytes: int | None = None) -> pa.Table:
     if not body:
         raise RequestError(f"the body is empty: expected an Arrow IPC stream ({MEDIA_TYPE})")
     limit = max_body_bytes() if max_bytes is None else max_bytes
-    try:
+    try:  # any failure to read the body is the caller's error, never a 500
         size = decompressed_bytes(body)
-    except Exception as err:  # not Arrow at all, or a header that lies: the caller's error
+        if size <= limit:  # a file body is read in message order too, as counted, never via its footer
+            table = pa.ipc.open_stream(stream_part(body)).read_all()
+            table.validate(full=True)
+    except Exception as err:
         hint = " (it looks like JSON)" if bytes(body[:1]) in (b"{", b"[") else ""
         raise RequestError(f"the body is not a valid Arrow IPC stream{hint}: {err}") from None
     if size > limit:
@@ -153,12 +156,6 @@ def read_stream(body: bytes, max_bytes: int | None = None) -> pa.Table:
             f"the Arrow body's buffers take {size:,} bytes once decompressed, larger than the limit of "
             f"{limit:,} bytes (CT_MAX_BODY_BYTES)"
         )
-    try:  # a file body is read in message order too, as counted, never through its footer
-        table = pa.ipc.open_stream(stream_part(body)).read_all()
-        table.validate(full=True)
-    except Exception as err:  # any failure to read the body is the caller's error, never a 500
-        hint = " (it looks like JSON)" if bytes(body[:1]) in (b"{", b"[") else ""
-        raise RequestError(f"the body is not a valid Arrow IPC stream{hint}: {err}") from None
     return table
 
 

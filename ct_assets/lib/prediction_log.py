@@ -144,6 +144,7 @@ def requests_table(batches: list[dict[str, Any]], pipeline: str, slot: str) -> p
     if any(list(b["feature_names"]) != names or list(b["segments"]) != segments for b in batches):
         raise ValueError("prediction log: requests written together must have the same features and segments")
     counts = [len(b["scores"]) for b in batches]
+    total = sum(counts)
     owner = pa.array(np.repeat(np.arange(len(batches)), counts))
 
     def per_request(values: list[Any], kind: pa.DataType) -> pa.Array:
@@ -156,9 +157,9 @@ def requests_table(batches: list[dict[str, Any]], pipeline: str, slot: str) -> p
     columns = {
         "request_id": per_request([b["request_id"] for b in batches], pa.string()),
         "time": per_request([datetime.fromisoformat(b["time"]) for b in batches], _timestamp()),
-        "pipeline": pa.repeat(pa.scalar(pipeline, pa.string()), sum(counts)),
+        "pipeline": pa.repeat(pa.scalar(pipeline, pa.string()), total),
         "model_version": per_request([b["model_version"] for b in batches], pa.string()),
-        "slot": pa.repeat(pa.scalar(slot, pa.string()), sum(counts)),
+        "slot": pa.repeat(pa.scalar(slot, pa.string()), total),
         "latency_ms": per_request([b["latency_ms"] for b in batches], pa.float64()),
         "entity_id": per_prediction("entity_ids", pa.string()),
         "score": per_prediction("scores", pa.float64()),
@@ -416,9 +417,7 @@ def read_table(path: Path) -> pa.Table | None:
     while True:
         try:
             batches.append(reader.read_next_batch())
-        except StopIteration:
-            break
-        except (pa.ArrowInvalid, OSError):  # torn tail
+        except (StopIteration, pa.ArrowInvalid, OSError):  # the end, or a torn tail
             break
     return pa.Table.from_batches(batches, reader.schema)
 
@@ -473,17 +472,23 @@ def request_from_line(line: str | bytes) -> dict[str, Any]:
     }
 
 
-def _read_json_requests(path: Path, request_id: str | None) -> list[dict[str, Any]]:
+def _read_json_requests(path: Path, request_id: str | None, since: datetime | None) -> list[dict[str, Any]]:
     lines = Path(path).read_bytes().splitlines()
     requests = []
     for number, line in enumerate(lines):
         if not line.strip() or (request_id is not None and request_id.encode() not in line):
             continue
         try:
-            requests.append(request_from_line(line))
+            request = request_from_line(line)
         except json.JSONDecodeError:
             if number != len(lines) - 1:
                 raise
+            continue
+        logged = request.get("time")
+        if (request_id is None or request.get("request_id") == request_id) and (
+            since is None or (bool(logged) and datetime.fromisoformat(logged) >= since)
+        ):
+            requests.append(request)
     return requests
 
 
@@ -494,28 +499,20 @@ def read_requests(
     or those logged at or after `since` (ISO 8601 with a zone); a torn tail (a writer killed
     mid-write) is skipped. Reads both formats; in an Arrow file only the rows asked for are
     turned into Python objects."""
+    after = None if since is None else datetime.fromisoformat(since)
     if Path(path).suffix == LEGACY_SUFFIX:
-        requests = _read_json_requests(path, request_id)
-    else:
-        import pyarrow as pa
-        import pyarrow.compute as pc
+        return _read_json_requests(path, request_id, after)
+    import pyarrow as pa
+    import pyarrow.compute as pc
 
-        table = read_table(path)
-        if table is None:
-            return []
-        if request_id is not None:
-            table = table.filter(pc.equal(table.column("request_id"), request_id))
-        if since is not None:
-            after = pa.scalar(datetime.fromisoformat(since), _timestamp())
-            table = table.filter(pc.greater_equal(table.column("time"), after))
-        requests = requests_from_table(table)
-    wanted = since and datetime.fromisoformat(since)
-    return [
-        r
-        for r in requests
-        if (request_id is None or r.get("request_id") == request_id)
-        and (not wanted or (bool(r.get("time")) and datetime.fromisoformat(r["time"]) >= wanted))
-    ]
+    table = read_table(path)
+    if table is None:
+        return []
+    if request_id is not None:
+        table = table.filter(pc.equal(table.column("request_id"), request_id))
+    if after is not None:
+        table = table.filter(pc.greater_equal(table.column("time"), pa.scalar(after, _timestamp())))
+    return requests_from_table(table)
 
 
 def predictions(request: dict[str, Any]) -> list[dict[str, Any]]:

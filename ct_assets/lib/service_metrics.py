@@ -3,7 +3,6 @@ prediction log), errors per slot (from the proxy's counters) and each slot's mem
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Any
 
 from ct_assets.lib.report_plots import png_bytes
@@ -40,9 +39,9 @@ def summarize(logged: pd.DataFrame) -> list[dict[str, Any]]:
 def process_rss_mib(pid: int) -> float | None:
     """Resident memory of a process and all its descendants (a slot's server and its workers, which
     BentoML starts in sessions of their own, so the server's process group misses them), in MiB."""
-    from ct_assets.lib.processes import descendants
+    from ct_assets.lib.processes import descendants, is_running
 
-    if not os.path.exists(f"/proc/{pid}"):
+    if not is_running(pid):
         return None
     total = 0
     for member in [pid, *descendants(pid)]:
