@@ -42,7 +42,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from ct_assets.lib.ingest import (  # the bare-SQL baseline casts exactly as ingest does
+from ct_assets.lib.data.ingest import (  # the bare-SQL baseline casts exactly as ingest does
     DUCKDB_TYPES,
     NULL_STRINGS,
 )
@@ -50,7 +50,7 @@ from ct_assets.lib.ingest import (  # the bare-SQL baseline casts exactly as ing
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from ct_assets.lib.spec import PipelineSpec
+    from ct_assets.lib.core.spec import PipelineSpec
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SPEC_PATH = REPO_ROOT / "pipelines" / "flights_delay" / "spec.yaml"
@@ -258,7 +258,7 @@ def generate_partition(spec: PipelineSpec, rows: int) -> tuple[pa.Table, dict[st
     import pandas as pd
     import pyarrow as pa
 
-    from ct_assets.lib import demo_source
+    from ct_assets.lib.data import demo_source
 
     source = demo_source.flights()
     rng = np.random.default_rng(SEED)
@@ -335,13 +335,14 @@ def land_partition(table: pa.Table, landing: Path, pipeline: str, formats: list[
 
 
 def run_ours(job: Job) -> dict[str, Any]:
-    """raw -> validated -> features through `ct_assets.lib.data_steps`, timed per stage."""
+    """raw -> validated -> features through `ct_assets.lib.data.steps`, timed per stage."""
     import pandera.pandas  # noqa: F401  (imported lazily by the library; keep it out of the timing)
 
-    from ct_assets.lib import data_steps, ingest
-    from ct_assets.lib.features import groups
-    from ct_assets.lib.spec import load_spec
-    from ct_assets.lib.warehouse import PARTITION_COLUMN, key_literal, open_connection, table_name
+    from ct_assets.lib.core.spec import load_spec
+    from ct_assets.lib.core.warehouse import PARTITION_COLUMN, key_literal, open_connection, table_name
+    from ct_assets.lib.data import ingest
+    from ct_assets.lib.data import steps as data_steps
+    from ct_assets.lib.data.features import groups
 
     spec = load_spec(SPEC_PATH)
     memory = PeakMemory()
@@ -491,7 +492,7 @@ def run_baseline(job: Job) -> dict[str, Any]:
     """The same stages in bare DuckDB SQL, timed per stage."""
     import duckdb
 
-    from ct_assets.lib.spec import load_spec
+    from ct_assets.lib.core.spec import load_spec
 
     spec = load_spec(SPEC_PATH)
     statements = baseline_sql(spec, job.fmt, job.partition_file)
@@ -685,8 +686,8 @@ def main(argv: list[str] | None = None) -> int:
     import duckdb
     import pandera
 
-    from ct_assets.lib import demo_source
-    from ct_assets.lib.spec import load_spec
+    from ct_assets.lib.core.spec import load_spec
+    from ct_assets.lib.data import demo_source
 
     spec = load_spec(SPEC_PATH)
     if args.show_sql:

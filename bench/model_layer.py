@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ct_assets.lib.spec import PipelineSpec
+    from ct_assets.lib.core.spec import PipelineSpec
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SPEC_PATH = REPO_ROOT / "pipelines" / "flights_delay" / "spec.yaml"
@@ -169,9 +169,10 @@ def cache_key(spec: PipelineSpec) -> str:
 
 def build_warehouse(spec: PipelineSpec, cache: Path, threads: int) -> Path:
     """Features for every day of 2013 in a DuckDB file (written aside, renamed when complete)."""
-    from ct_assets.lib import data_steps, demo_source, landing
-    from ct_assets.lib.features import groups
-    from ct_assets.lib.warehouse import open_connection
+    from ct_assets.lib.core.warehouse import open_connection
+    from ct_assets.lib.data import demo_source, landing
+    from ct_assets.lib.data import steps as data_steps
+    from ct_assets.lib.data.features import groups
 
     final = cache / f"warehouse-{cache_key(spec)}.duckdb"
     partial = final.with_name(f".{final.name}.partial")
@@ -200,7 +201,7 @@ def build_warehouse(spec: PipelineSpec, cache: Path, threads: int) -> Path:
 
 def warehouse_summary(db_path: Path, spec: PipelineSpec) -> tuple[int, int, int]:
     """(feature partitions, feature rows, quarantined rows) in the warehouse."""
-    from ct_assets.lib.warehouse import PARTITION_COLUMN, open_connection, table_name
+    from ct_assets.lib.core.warehouse import PARTITION_COLUMN, open_connection, table_name
 
     con = open_connection(db_path, read_only=True)
     partitions, rows = con.execute(
@@ -221,11 +222,11 @@ def run_training(job: Job) -> dict[str, Any]:
     import pandas as pd  # noqa: F401
     from sklearn.metrics import roc_auc_score
 
-    from ct_assets.lib import model_training
-    from ct_assets.lib.model_training import FeatureLayout
-    from ct_assets.lib.spec import load_spec
-    from ct_assets.lib.training_set import build_training_set
-    from ct_assets.lib.warehouse import PARTITION_COLUMN, open_connection, quote, table_name
+    from ct_assets.lib.core.spec import load_spec
+    from ct_assets.lib.core.warehouse import PARTITION_COLUMN, open_connection, quote, table_name
+    from ct_assets.lib.model import model_training
+    from ct_assets.lib.model.model_training import FeatureLayout
+    from ct_assets.lib.model.training_set import build_training_set
 
     base = load_spec(SPEC_PATH)
     training = base.training.model_copy(
@@ -396,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     import catboost
     import duckdb
 
-    from ct_assets.lib.spec import load_spec
+    from ct_assets.lib.core.spec import load_spec
 
     spec = load_spec(SPEC_PATH)
     threads = args.threads or spec.training.params.thread_count

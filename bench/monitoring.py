@@ -63,8 +63,8 @@ import pandas as pd
 if TYPE_CHECKING:
     from whylogs.core import DatasetProfileView
 
-    from ct_assets.lib.monitoring import DriftResult, Reference
-    from ct_assets.lib.spec import PipelineSpec
+    from ct_assets.lib.core.spec import PipelineSpec
+    from ct_assets.lib.monitor.measures import DriftResult, Reference
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SPEC_PATH = REPO_ROOT / "pipelines" / "flights_delay" / "spec.yaml"
@@ -161,7 +161,7 @@ def split_kinds(frame: pd.DataFrame) -> tuple[list[str], list[str], dict[str, st
 
 def spec_with_features(spec: PipelineSpec, kinds: dict[str, str]) -> PipelineSpec:
     """The spec with one feature group holding exactly these features, for `monitoring` calls."""
-    from ct_assets.lib.spec import FeatureColumnSpec, FeatureGroupSpec
+    from ct_assets.lib.core.spec import FeatureColumnSpec, FeatureGroupSpec
 
     group = FeatureGroupSpec.model_construct(
         sql="", description="", columns={c: FeatureColumnSpec(kind=k) for c, k in kinds.items()}
@@ -218,7 +218,7 @@ def numpy_profile_bytes(frame: pd.DataFrame, categorical: list[str]) -> bytes:
 
 def numpy_profile(frame: pd.DataFrame, categorical: list[str], workers: int) -> DatasetProfileView:
     """`numpy_profile_bytes` on `workers` chunks in a process pool, merged (as `profiles.profile`)."""
-    from ct_assets.lib import profiles
+    from ct_assets.lib.data import profiles
 
     if workers == 1:
         return profiles.deserialize(numpy_profile_bytes(frame, categorical))
@@ -231,7 +231,7 @@ def numpy_profile(frame: pd.DataFrame, categorical: list[str], workers: int) -> 
 
 def compare_profiles(ours: DatasetProfileView, other: DatasetProfileView, kinds: dict[str, str]) -> str:
     """Row and null counts equal? The largest Hellinger distance between the two profiles."""
-    from ct_assets.lib import drift
+    from ct_assets.lib.monitor import drift
 
     def counts(view: DatasetProfileView, column: str) -> tuple[int, int]:
         metric = view.get_column(column).get_metric("counts")
@@ -252,7 +252,8 @@ def compare_profiles(ours: DatasetProfileView, other: DatasetProfileView, kinds:
 def profiling(spec: PipelineSpec, args: argparse.Namespace) -> None:
     import whylogs as why
 
-    from ct_assets.lib import monitoring, profiles
+    from ct_assets.lib.data import profiles
+    from ct_assets.lib.monitor import measures as monitoring
 
     print("== Part 1: whylogs profile of one partition ==")
     seconds, frame = timed(lambda: generate(args.rows, seed=7, shifted=True))
@@ -401,10 +402,12 @@ def drift_difference(full: DriftResult, other: DriftResult) -> str:
 def sensor_state(root: Path, spec: PipelineSpec, rows: int) -> dict[str, Any]:
     """Warehouse tables for 30 partitions, and a registry whose champion they were scored against."""
     from ct_assets.defs.resources import JsonlAlertSink, LandingZone, ModelRegistry, ProfileStore, Warehouse
-    from ct_assets.lib import drift, metrics, monitoring
-    from ct_assets.lib.gate import Evaluation
-    from ct_assets.lib.registry import Registry
-    from ct_assets.lib.warehouse import open_connection, replace_partition, transaction
+    from ct_assets.lib.core.warehouse import open_connection, replace_partition, transaction
+    from ct_assets.lib.model import metrics
+    from ct_assets.lib.model.gate import Evaluation
+    from ct_assets.lib.model.registry import Registry
+    from ct_assets.lib.monitor import drift
+    from ct_assets.lib.monitor import measures as monitoring
 
     rng = np.random.default_rng(5)
     names = [f"feature_{i:02d}" for i in range(SENSOR_FEATURES)]
@@ -516,7 +519,8 @@ def sensor_state(root: Path, spec: PipelineSpec, rows: int) -> dict[str, Any]:
 
 def drift_itself(spec: PipelineSpec, args: argparse.Namespace) -> None:
     """What one partition's drift costs with 50 features: read two profiles, score, decide."""
-    from ct_assets.lib import monitoring, profiles
+    from ct_assets.lib.data import profiles
+    from ct_assets.lib.monitor import measures as monitoring
 
     numeric = SENSOR_FEATURES - 20
     cardinalities = tuple(int(c) for c in np.linspace(5, 300, 20))
@@ -540,7 +544,7 @@ def drift_itself(spec: PipelineSpec, args: argparse.Namespace) -> None:
     def score(reference: Reference, target: DatasetProfileView) -> DriftResult:
         return monitoring.score_drift(reference, target, args.drift_rows, bench_spec, importance)
 
-    from ct_assets.lib import drift
+    from ct_assets.lib.monitor import drift
 
     reads, scores, hellinger_only = [], [], []
     for _ in range(5):
@@ -580,10 +584,10 @@ def sensor(spec: PipelineSpec, args: argparse.Namespace, root: Path) -> None:
     import dagster as dg
 
     from ct_assets.defs.monitor.factory import build_monitor_defs, evaluate_retrain
-    from ct_assets.lib import monitor_steps
-    from ct_assets.lib.registry import Registry
-    from ct_assets.lib.retrain_policy import drift_decision
-    from ct_assets.lib.warehouse import open_connection
+    from ct_assets.lib.core.warehouse import open_connection
+    from ct_assets.lib.model.registry import Registry
+    from ct_assets.lib.monitor import steps as monitor_steps
+    from ct_assets.lib.monitor.retrain_policy import drift_decision
 
     print(f"== Part 2: one drift sensor tick, {SENSOR_FEATURES} features x {SENSOR_PARTITIONS} partitions ==")
     built, state = timed(lambda: sensor_state(root, spec, args.rows))
@@ -680,7 +684,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import whylogs
 
-    from ct_assets.lib.spec import load_spec
+    from ct_assets.lib.core.spec import load_spec
 
     spec = load_spec(SPEC_PATH)
     print(

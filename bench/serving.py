@@ -71,8 +71,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import duckdb
 
-    from ct_assets.lib.registry import Registry
-    from ct_assets.lib.spec import PipelineSpec
+    from ct_assets.lib.core.spec import PipelineSpec
+    from ct_assets.lib.model.registry import Registry
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SPEC_PATH = REPO_ROOT / "pipelines" / "flights_delay" / "spec.yaml"
@@ -165,11 +165,13 @@ def write_spec_variant(folder: Path, change: dict[str, Any]) -> Path:
 
 
 def build_world(root: Path) -> World:
-    from ct_assets.lib import bento_build, demo_source, model_steps, online_snapshot
-    from ct_assets.lib.backtest import build_features
-    from ct_assets.lib.registry import Registry
-    from ct_assets.lib.spec import load_spec
-    from ct_assets.lib.warehouse import open_connection
+    from ct_assets.lib.core.spec import load_spec
+    from ct_assets.lib.core.warehouse import open_connection
+    from ct_assets.lib.data import demo_source, online_snapshot
+    from ct_assets.lib.model import steps as model_steps
+    from ct_assets.lib.model.backtest import build_features
+    from ct_assets.lib.model.registry import Registry
+    from ct_assets.lib.serving import bento_build
 
     seconds: dict[str, float] = {}
     started = time.perf_counter()
@@ -209,8 +211,8 @@ def request_rows(
     con: duckdb.DuckDBPyConnection, spec: PipelineSpec, days: list[str], limit: int
 ) -> list[dict]:
     """What a caller sends: validated rows without post-event columns, as JSON (latest first)."""
-    from ct_assets.lib import serving
-    from ct_assets.lib.warehouse import partition_view_sql, quote
+    from ct_assets.lib.core.warehouse import partition_view_sql, quote
+    from ct_assets.lib.serving import predictor as serving
 
     frame = con.execute(
         partition_view_sql(spec.name, "validated", days)
@@ -241,9 +243,10 @@ def _cpu_times(
 def in_process(world: World, model: Any, rows: list[dict], single_rows: int, repeat: int) -> dict[str, Any]:
     """Baselines and the full in-process path (what the service runs per request), with its parts,
     for one row and for the batch."""
-    from ct_assets.lib import model_training, serving
-    from ct_assets.lib.model_training import FeatureLayout
-    from ct_assets.lib.prediction_log import requests_table, write_options
+    from ct_assets.lib.model import model_training
+    from ct_assets.lib.model.model_training import FeatureLayout
+    from ct_assets.lib.serving import predictor as serving
+    from ct_assets.lib.serving.prediction_log import requests_table, write_options
 
     spec = world.spec
     layout = FeatureLayout(**world.record["layout"])
@@ -663,7 +666,7 @@ def batch_run(
 
 def server_latencies(log_folder: Path) -> dict[str, float]:
     """The service's own `latency_ms` per request id, from the slots' prediction log."""
-    from ct_assets.lib.prediction_log import log_files, read_table
+    from ct_assets.lib.serving.prediction_log import log_files, read_table
 
     latencies: dict[str, float] = {}
     for path in log_files(log_folder):
@@ -782,7 +785,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args(argv)
     if args.workers is None:
-        from ct_assets.lib.serving import default_workers
+        from ct_assets.lib.serving.predictor import default_workers
 
         args.workers = default_workers()
     if (
@@ -806,9 +809,9 @@ def main(argv: list[str] | None = None) -> int:
     import duckdb
     import httpx
 
-    from ct_assets.lib.model_store import load_model
-    from ct_assets.lib.proxy import ProxyLayout
-    from ct_assets.lib.rollout import Deployment, HealthPolicy
+    from ct_assets.lib.model.model_store import load_model
+    from ct_assets.lib.serving.proxy import ProxyLayout
+    from ct_assets.lib.serving.rollout import Deployment, HealthPolicy
 
     print(
         f"serving benchmark: python {platform.python_version()}, catboost {catboost.__version__}, duckdb "
@@ -830,7 +833,7 @@ def main(argv: list[str] | None = None) -> int:
         if len(rows) < args.batch_rows:
             raise RuntimeError(f"only {len(rows)} request rows in {DAYS[-2:]}, asked for {args.batch_rows}")
         compat = rows[:100]
-        from ct_assets.lib import deploy_steps
+        from ct_assets.lib.serving import steps as deploy_steps
 
         expected = deploy_steps.reference_scores(world.con, spec, world.record, world.registry, compat, DAYS)
 
@@ -938,7 +941,7 @@ def main(argv: list[str] | None = None) -> int:
 
         # (b) batches: row- and column-oriented JSON, Arrow if the service has it; each route, one
         # client and `--batch-clients` clients.
-        from ct_assets.lib import arrow_request
+        from ct_assets.lib.serving import arrow_request
 
         Check = Callable[[int, bytes], tuple[str, list[float]]]
         Encode = Callable[[list[dict[str, Any]]], bytes]

@@ -40,10 +40,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ct_assets.lib import arrow_request
-from ct_assets.lib.arrow_request import BodyTooLarge
-from ct_assets.lib.body_limit import BodyLimit, max_body_bytes
-from ct_assets.lib.serving import default_workers
+from ct_assets.lib.serving import arrow_request
+from ct_assets.lib.serving.arrow_request import BodyTooLarge
+from ct_assets.lib.serving.body_limit import BodyLimit, max_body_bytes
+from ct_assets.lib.serving.predictor import default_workers
 
 HERE = Path(__file__).resolve().parent
 # A bento carries the tag of its model beside the service; CT_BENTO_MODEL overrides it in development.
@@ -97,13 +97,13 @@ class TabularModelService:
     model_ref = bentoml.models.BentoModel(MODEL_TAG)
 
     def __init__(self) -> None:
-        from ct_assets.lib.adaptive_batch import AdaptiveBatcher
-        from ct_assets.lib.model_store import load_model
-        from ct_assets.lib.model_training import FeatureLayout
-        from ct_assets.lib.prediction_log import PredictionLogWriter
-        from ct_assets.lib.serving import Predictor
-        from ct_assets.lib.slot_metrics import SlotMetrics
-        from ct_assets.lib.spec import load_spec
+        from ct_assets.lib.core.spec import load_spec
+        from ct_assets.lib.model.model_store import load_model
+        from ct_assets.lib.model.model_training import FeatureLayout
+        from ct_assets.lib.serving.adaptive_batch import AdaptiveBatcher
+        from ct_assets.lib.serving.prediction_log import PredictionLogWriter
+        from ct_assets.lib.serving.predictor import Predictor
+        from ct_assets.lib.serving.slot_metrics import SlotMetrics
 
         # Serving hands the service the stored model; a plain instantiation still holds the reference.
         stored = self.model_ref.resolve() if hasattr(self.model_ref, "resolve") else self.model_ref
@@ -136,7 +136,7 @@ class TabularModelService:
     async def _scored(self, check: Any, payload: Any, pipeline: str | None) -> Any:
         """Check a request (any form: `check` types it), score it with whatever else waits
         (`adaptive_batch`) and log it; bad requests raise InvalidArgument (a 400)."""
-        from ct_assets.lib import serving
+        from ct_assets.lib.serving import predictor as serving
 
         started = time.perf_counter()  # latency_ms in the log counts from here (the injected delay too)
         if self.injected_delay:  # chaos testing only: CT_INJECT_LATENCY_MS
@@ -157,7 +157,7 @@ class TabularModelService:
     async def _score(self, check: Any, payload: Any, pipeline: str | None) -> Response:
         """Score a request and answer it as JSON, encoded here: BentoML would otherwise check the
         answer against a schema it rebuilds for every response."""
-        from ct_assets.lib import serving
+        from ct_assets.lib.serving import predictor as serving
 
         scored = await self._scored(check, payload, pipeline)
         answer = serving.answer(scored, self.version, self.slot, self.threshold, self.spec.entity_id)
@@ -165,7 +165,7 @@ class TabularModelService:
 
     async def score_arrow(self, body: bytes, pipeline: str | None) -> bytes:
         """Score an Arrow IPC stream; the answer as an Arrow IPC stream (see `_predict_arrow`)."""
-        from ct_assets.lib import serving
+        from ct_assets.lib.serving import predictor as serving
 
         scored = await self._scored(self.predictor.check_arrow, body, pipeline)
         return serving.answer_arrow(scored, self.version, self.slot, self.threshold, self.spec.entity_id)

@@ -11,12 +11,12 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from ct_assets.lib import settings
-from ct_assets.lib.dates import day_keys
-from ct_assets.lib.instance_home import prepare_dagster_home
-from ct_assets.lib.registry import Registry
-from ct_assets.lib.rollout import Deployment, RolloutResult
-from ct_assets.lib.spec import PipelineSpec, SpecError, load_all_specs
+from ct_assets.app.instance_home import prepare_dagster_home
+from ct_assets.lib.core import settings
+from ct_assets.lib.core.dates import day_keys
+from ct_assets.lib.core.spec import PipelineSpec, SpecError, load_all_specs
+from ct_assets.lib.model.registry import Registry
+from ct_assets.lib.serving.rollout import Deployment, RolloutResult
 
 
 def _spec(name: str) -> PipelineSpec:
@@ -29,7 +29,7 @@ def _spec(name: str) -> PipelineSpec:
 
 
 def _cmd_land(args: argparse.Namespace) -> int:
-    from ct_assets.demo import land_days
+    from ct_assets.app.demo import land_days
 
     paths = land_days(_spec(args.pipeline), day_keys(args.start, args.end))
     print(f"landed {len(paths)} files under {settings.landing_root() / args.pipeline}")
@@ -39,7 +39,7 @@ def _cmd_land(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     if args.offline:
         return _demo_offline(args)
-    from ct_assets.live import LiveOptions, run_live
+    from ct_assets.app.live import LiveOptions, run_live
 
     options = LiveOptions(
         days=args.days or 30,
@@ -58,7 +58,7 @@ def _demo_offline(args: argparse.Namespace) -> int:
     from rich.progress import Progress
     from rich.table import Table
 
-    from ct_assets.demo import land_days, materialize_context, materialize_partition
+    from ct_assets.app.demo import land_days, materialize_context, materialize_partition
 
     prepare_dagster_home()
     spec = _spec(args.pipeline)
@@ -101,7 +101,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     from rich.progress import Progress
     from rich.table import Table
 
-    from ct_assets.replay import ReplayDay, replay, write_outputs
+    from ct_assets.app.replay import ReplayDay, replay, write_outputs
 
     prepare_dagster_home()
     spec = _spec(args.pipeline)
@@ -143,9 +143,9 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     from rich.progress import Progress
     from rich.table import Table
 
-    from ct_assets.demo import land_days
-    from ct_assets.lib import backtest
-    from ct_assets.lib.warehouse import connection
+    from ct_assets.app.demo import land_days
+    from ct_assets.lib.core.warehouse import connection
+    from ct_assets.lib.model import backtest
 
     spec = _spec(args.pipeline)
     days = day_keys(args.start or spec.partitions.start.isoformat(), args.end)
@@ -201,7 +201,7 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
 def _cmd_deploy(args: argparse.Namespace) -> int:
     import json
 
-    from ct_assets.lib import deploy_steps
+    from ct_assets.lib.serving import steps as deploy_steps
 
     deploy = deploy_steps.deployment(_spec(args.pipeline))
     try:
@@ -228,9 +228,9 @@ def _serve_operator_api(args: argparse.Namespace, deploy: Deployment) -> int:
     """The token-protected operator API on loopback (CT_OPERATOR_TOKEN from the environment)."""
     import uvicorn
 
-    from ct_assets.lib import deploy_steps
-    from ct_assets.lib.operator_api import create_app
-    from ct_assets.lib.warehouse import connection
+    from ct_assets.lib.core.warehouse import connection
+    from ct_assets.lib.serving import steps as deploy_steps
+    from ct_assets.lib.serving.operator_api import create_app
 
     spec = _spec(args.pipeline)
 
@@ -244,8 +244,8 @@ def _serve_operator_api(args: argparse.Namespace, deploy: Deployment) -> int:
 
     # The operator API's process also runs the serving watchdog: failover to the standby slot, with
     # an audit entry and a critical alert in $CT_HOME/alerts.jsonl, when the active slot goes DOWN.
-    from ct_assets.lib import alerts
-    from ct_assets.lib.watchdog import Watchdog
+    from ct_assets.lib.monitor import alerts
+    from ct_assets.lib.serving.watchdog import Watchdog
 
     alert_file = settings.ct_home() / "alerts.jsonl"
     owner = spec.monitoring.owners.get("critical", spec.owner)
@@ -288,7 +288,7 @@ def _who(args: argparse.Namespace) -> str:
 
 
 def _cmd_promote(args: argparse.Namespace) -> int:
-    from ct_assets.lib.registry import RegistryError
+    from ct_assets.lib.model.registry import RegistryError
 
     try:
         entry = _registry(args.pipeline).promote(args.version, who=_who(args), why=args.why)
@@ -300,7 +300,7 @@ def _cmd_promote(args: argparse.Namespace) -> int:
 
 
 def _cmd_rollback(args: argparse.Namespace) -> int:
-    from ct_assets.lib.registry import RegistryError
+    from ct_assets.lib.model.registry import RegistryError
 
     try:
         entry = _registry(args.pipeline).rollback(who=_who(args), why=args.why)
@@ -315,7 +315,7 @@ def _open_warehouse_read_only() -> Any:
     """The warehouse read-only, or None (with a note) when it is missing or a writer holds it."""
     import duckdb
 
-    from ct_assets.lib.warehouse import open_connection
+    from ct_assets.lib.core.warehouse import open_connection
 
     path = settings.warehouse_path()
     if not path.exists():
@@ -331,7 +331,7 @@ def _cmd_lineage(args: argparse.Namespace) -> int:
     """Request id -> prediction -> model -> dataset -> partitions -> raw files, every hash recomputed."""
     import json
 
-    from ct_assets.lib import lineage
+    from ct_assets.lib.governance import lineage
 
     con = _open_warehouse_read_only()
     try:
@@ -356,7 +356,8 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     `ct audit log`: the latest entries."""
     import json
 
-    from ct_assets.lib import audit, chain_check, deploy_steps
+    from ct_assets.lib.governance import audit, chain_check
+    from ct_assets.lib.serving import steps as deploy_steps
 
     log = audit.home_log()
     if args.action == "log":
@@ -395,8 +396,9 @@ def _cmd_retention(args: argparse.Namespace) -> int:
     """Delete raw partitions and prediction logs past the spec's retention (or show them: --dry-run)."""
     import json
 
-    from ct_assets.lib import deploy_steps, retention
-    from ct_assets.lib.warehouse import connection
+    from ct_assets.lib.core.warehouse import connection
+    from ct_assets.lib.governance import retention
+    from ct_assets.lib.serving import steps as deploy_steps
 
     spec = _spec(args.pipeline)
     registry = _registry(spec.name)

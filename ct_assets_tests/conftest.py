@@ -11,9 +11,11 @@ import duckdb
 import pytest
 import yaml
 
-from ct_assets.lib import demo_source, proxy, settings
-from ct_assets.lib.spec import PipelineSpec, load_spec
-from ct_assets.lib.warehouse import open_connection
+from ct_assets.lib.core import settings
+from ct_assets.lib.core.spec import PipelineSpec, load_spec
+from ct_assets.lib.core.warehouse import open_connection
+from ct_assets.lib.data import demo_source
+from ct_assets.lib.serving import proxy
 
 # BentoML's model and bento stores for the whole test session live in a temporary folder.
 os.environ.setdefault("BENTOML_HOME", tempfile.mkdtemp(prefix="ct-bentoml-"))

@@ -12,7 +12,7 @@ import dagster as dg
 import duckdb
 import pytest
 
-from ct_assets.lib import settings
+from ct_assets.lib.core import settings
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent

@@ -31,9 +31,9 @@ import duckdb
 import pytest
 from dagster_postgres import PostgresRunStorage
 
-from ct_assets.lib import settings
-from ct_assets.lib.instance_home import prepare_dagster_home
-from ct_assets.lib.spec import PipelineSpec
+from ct_assets.app.instance_home import prepare_dagster_home
+from ct_assets.lib.core import settings
+from ct_assets.lib.core.spec import PipelineSpec
 from ct_assets_tests.conftest import free_ports
 
 pytestmark = pytest.mark.slow
@@ -210,7 +210,7 @@ def test_backfill_through_daemon_and_pools_on_postgres(
 ) -> None:
     import psycopg2
 
-    from ct_assets.demo import land_days, materialize_context
+    from ct_assets.app.demo import land_days, materialize_context
 
     with _postgres_cluster() as pg_env:
         home = tmp_path / "home"

@@ -30,13 +30,13 @@ from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import FloatRect, Page, expect, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
+from ct_assets.app.demo import QUIET, land_days, materialize_context
+from ct_assets.app.replay import retrain
 from ct_assets.defs.data.factory import build_data_defs
 from ct_assets.defs.resources import default_resources
-from ct_assets.demo import QUIET, land_days, materialize_context
-from ct_assets.lib import settings
-from ct_assets.lib.dates import day_keys
-from ct_assets.lib.spec import PipelineSpec
-from ct_assets.replay import retrain
+from ct_assets.lib.core import settings
+from ct_assets.lib.core.dates import day_keys
+from ct_assets.lib.core.spec import PipelineSpec
 from ct_assets_tests.conftest import free_ports
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -10,7 +10,7 @@ if ! command -v uv >/dev/null 2>&1; then
     || python3 -m pip install --user --quiet --break-system-packages uv
 fi
 # From Debian's packages: HAProxy (the reverse proxy in front of the serving slots), tcmalloc (the
-# slots' allocator, see ct_assets/lib/allocator.py), PostgreSQL (the scale-out instance test) and
+# slots' allocator, see ct_assets/lib/serving/allocator.py), PostgreSQL (the scale-out instance test) and
 # Chromium (the browser test of the Dagster UI).
 missing=()
 [ -x /usr/sbin/haproxy ] || command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)

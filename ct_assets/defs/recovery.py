@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from ct_assets.lib import processes
+from ct_assets.lib.core import processes
 
 IN_FLIGHT = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
 FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]

@@ -10,10 +10,12 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from ct_assets.lib import alerts, landing, settings
-from ct_assets.lib.profiles import ProfileFiles
-from ct_assets.lib.registry import Registry
-from ct_assets.lib.warehouse import open_connection
+from ct_assets.lib.core import settings
+from ct_assets.lib.core.warehouse import open_connection
+from ct_assets.lib.data import landing
+from ct_assets.lib.data.profiles import ProfileFiles
+from ct_assets.lib.model.registry import Registry
+from ct_assets.lib.monitor import alerts
 
 if TYPE_CHECKING:
     import duckdb
@@ -114,7 +116,7 @@ class WebhookAlertSink(AlertSink):
 
 
 def default_resources() -> dict[str, dg.ConfigurableResource]:
-    """Resources for the embedded default, located by `ct_assets.lib.settings`."""
+    """Resources for the embedded default, located by `ct_assets.lib.core.settings`."""
     return {
         "warehouse": Warehouse(path=str(settings.warehouse_path())),
         "landing": LandingZone(root=str(settings.landing_root())),

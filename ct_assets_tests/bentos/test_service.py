@@ -19,25 +19,21 @@ import httpx
 import pyarrow as pa
 import pytest
 
-from ct_assets.lib import (
-    arrow_request,
-    bento_build,
-    model_steps,
-    model_training,
-    online_snapshot,
-    prediction_log,
-)
-from ct_assets.lib.allocator import allocator_env
-from ct_assets.lib.backtest import build_features
-from ct_assets.lib.body_limit import max_body_bytes
-from ct_assets.lib.dates import day_keys
-from ct_assets.lib.model_store import load_model
-from ct_assets.lib.model_training import FeatureLayout
-from ct_assets.lib.registry import Registry
-from ct_assets.lib.spec import load_spec
-from ct_assets.lib.warehouse import partition_view_sql
+from ct_assets.lib.core.dates import day_keys
+from ct_assets.lib.core.spec import load_spec
+from ct_assets.lib.core.warehouse import partition_view_sql
+from ct_assets.lib.data import online_snapshot
+from ct_assets.lib.model import model_training
+from ct_assets.lib.model import steps as model_steps
+from ct_assets.lib.model.backtest import build_features
+from ct_assets.lib.model.model_store import load_model
+from ct_assets.lib.model.model_training import FeatureLayout
+from ct_assets.lib.model.registry import Registry
+from ct_assets.lib.serving import arrow_request, bento_build, prediction_log
+from ct_assets.lib.serving.allocator import allocator_env
+from ct_assets.lib.serving.body_limit import max_body_bytes
 from ct_assets_tests.conftest import write_flights_variant
-from ct_assets_tests.lib.test_serving import request_rows
+from ct_assets_tests.lib.serving.test_predictor import request_rows
 
 pytestmark = pytest.mark.slow
 DAYS = day_keys("2013-01-01", "2013-01-08")
@@ -58,8 +54,8 @@ def served(tmp_path_factory: pytest.TempPathFactory):
             root / "pipelines" / "flights_delay", {"training.min_rows": 500, "training.window_partitions": 8}
         )
     )
-    from ct_assets.lib import demo_source
-    from ct_assets.lib.warehouse import open_connection
+    from ct_assets.lib.core.warehouse import open_connection
+    from ct_assets.lib.data import demo_source
 
     demo_source.land_context(landing, spec.name, list(spec.context_tables))
     for day in DAYS:

@@ -7,8 +7,8 @@ from typing import Any
 
 import dagster as dg
 
-from ct_assets.lib.features import Group
-from ct_assets.lib.spec import ColumnSpec, PipelineSpec
+from ct_assets.lib.core.spec import ColumnSpec, PipelineSpec
+from ct_assets.lib.data.features import Group
 
 PROVENANCE = [
     dg.TableColumn("_partition_key", "string", description="Partition the row belongs to"),

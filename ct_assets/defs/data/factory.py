@@ -15,10 +15,10 @@ import dagster as dg
 
 from ct_assets.defs.data import catalog
 from ct_assets.defs.resources import WAREHOUSE_POOL, LandingZone, Warehouse
-from ct_assets.lib import data_steps
-from ct_assets.lib.features import LABEL_GROUP, Group, definition_version, find_leakage, groups
-from ct_assets.lib.quality import MIN_HISTORY
-from ct_assets.lib.spec import PipelineSpec
+from ct_assets.lib.core.spec import PipelineSpec
+from ct_assets.lib.data import steps as data_steps
+from ct_assets.lib.data.features import LABEL_GROUP, Group, definition_version, find_leakage, groups
+from ct_assets.lib.data.quality import MIN_HISTORY
 
 ENGINE_VERSION = "1"
 # Every partitioned asset of a pipeline carries this tag, so one selection backfills them all:

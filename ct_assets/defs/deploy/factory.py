@@ -13,9 +13,12 @@ from ct_assets.defs.resources import (
     SnapshotFolder,
     Warehouse,
 )
-from ct_assets.lib import alerts as alerts_module
-from ct_assets.lib import bento_build, deploy_steps, monitor_steps, online_snapshot
-from ct_assets.lib.spec import PipelineSpec
+from ct_assets.lib.core.spec import PipelineSpec
+from ct_assets.lib.data import online_snapshot
+from ct_assets.lib.monitor import alerts as alerts_module
+from ct_assets.lib.monitor import steps as monitor_steps
+from ct_assets.lib.serving import bento_build
+from ct_assets.lib.serving import steps as deploy_steps
 
 
 def build_deploy_defs(spec: PipelineSpec) -> dg.Definitions:
@@ -170,9 +173,10 @@ def build_deploy_defs(spec: PipelineSpec) -> dg.Definitions:
         "requests (live numbers: the slots' Prometheus endpoint /metrics).",
     )
     def service_metrics(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
-        from ct_assets.lib import proxy, report_plots
-        from ct_assets.lib import service_metrics as metrics
-        from ct_assets.lib.warehouse import partition_view_sql, table_exists
+        from ct_assets.lib.core.warehouse import partition_view_sql, table_exists
+        from ct_assets.lib.model import report_plots
+        from ct_assets.lib.monitor import service_metrics as metrics
+        from ct_assets.lib.serving import proxy
 
         with warehouse.connect() as con:
             logged = (

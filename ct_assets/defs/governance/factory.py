@@ -16,8 +16,9 @@ from typing import Any
 import dagster as dg
 
 from ct_assets.defs.resources import WAREHOUSE_POOL, LandingZone, ModelRegistry, PredictionLog, Warehouse
-from ct_assets.lib import audit, chain_check, deploy_steps, retention
-from ct_assets.lib.spec import PipelineSpec
+from ct_assets.lib.core.spec import PipelineSpec
+from ct_assets.lib.governance import audit, chain_check, retention
+from ct_assets.lib.serving import steps as deploy_steps
 
 # The per-pipeline assets an audit entry's subject can name.
 SUBJECTS = ("champion", "deployment", "raw", "predictions", "retention")

@@ -3,8 +3,8 @@
 import dagster as dg
 
 from ct_assets.defs.governance.factory import audit_log_sensor, build_governance_defs
-from ct_assets.lib.settings import pipelines_dir
-from ct_assets.lib.spec import load_all_specs
+from ct_assets.lib.core.settings import pipelines_dir
+from ct_assets.lib.core.spec import load_all_specs
 
 
 @dg.definitions

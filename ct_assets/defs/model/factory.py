@@ -10,11 +10,12 @@ from collections.abc import Iterator
 import dagster as dg
 
 from ct_assets.defs.resources import WAREHOUSE_POOL, ModelRegistry, Warehouse
-from ct_assets.lib import model_steps, report_plots
-from ct_assets.lib.metrics import Metrics
-from ct_assets.lib.model_steps import CandidateRef, EvaluationResult, TrainingSetRef
-from ct_assets.lib.registry import RegistryError
-from ct_assets.lib.spec import PipelineSpec
+from ct_assets.lib.core.spec import PipelineSpec
+from ct_assets.lib.model import report_plots
+from ct_assets.lib.model import steps as model_steps
+from ct_assets.lib.model.metrics import Metrics
+from ct_assets.lib.model.registry import RegistryError
+from ct_assets.lib.model.steps import CandidateRef, EvaluationResult, TrainingSetRef
 
 
 class TrainingWindow(dg.Config):

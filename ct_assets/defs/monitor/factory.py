@@ -17,12 +17,19 @@ from ct_assets.defs.resources import (
     SnapshotFolder,
     Warehouse,
 )
-from ct_assets.lib import alerts, dashboards, monitor_steps, report_plots
-from ct_assets.lib.features import groups
-from ct_assets.lib.landing import sha256_of
-from ct_assets.lib.retrain_policy import Decision, drift_decision, first_model_decision, performance_decision
-from ct_assets.lib.spec import PipelineSpec
-from ct_assets.lib.warehouse import open_connection
+from ct_assets.lib.core.spec import PipelineSpec
+from ct_assets.lib.core.warehouse import open_connection
+from ct_assets.lib.data.features import groups
+from ct_assets.lib.data.landing import sha256_of
+from ct_assets.lib.model import report_plots
+from ct_assets.lib.monitor import alerts, dashboards
+from ct_assets.lib.monitor import steps as monitor_steps
+from ct_assets.lib.monitor.retrain_policy import (
+    Decision,
+    drift_decision,
+    first_model_decision,
+    performance_decision,
+)
 
 RETRAIN_ASSETS = ["training_set", "candidate", "evaluation", "champion"]
 INGEST_ASSETS = [
@@ -308,7 +315,7 @@ def evaluate_retrain(
     serve yet."""
     import duckdb
 
-    from ct_assets.lib.online_snapshot import published_as_of
+    from ct_assets.lib.data.online_snapshot import published_as_of
 
     busy = context.instance.get_runs(
         filters=dg.RunsFilter(job_name=f"{spec.name}_retrain", statuses=IN_FLIGHT), limit=1
@@ -409,7 +416,7 @@ LOST_RUN_RETRIES = 2
 
 def _context_fingerprint(spec: PipelineSpec, landing: LandingZone) -> str | None:
     """The context files' hashes, or None while one of them has not landed."""
-    from ct_assets.lib.landing import LandingError
+    from ct_assets.lib.data.landing import LandingError
 
     try:
         paths = [landing.context_file(spec.name, table) for table in spec.context_tables]

@@ -12,7 +12,7 @@ import pytest
 
 from ct_assets.defs.data.factory import build_data_defs
 from ct_assets.defs.resources import LandingZone, Warehouse, default_resources
-from ct_assets.lib.spec import PipelineSpec, load_all_specs
+from ct_assets.lib.core.spec import PipelineSpec, load_all_specs
 from ct_assets_tests.conftest import FLIGHTS_SPEC
 from ct_assets_tests.defs.data import loans_pipeline
 

@@ -3,7 +3,7 @@ tables of an uninterrupted run.
 
 The README's backfill command (`dagster asset materialize ... --partition-range`) runs as a
 subprocess on a real instance and a real DuckDB file. The killed run stops at a fault point
-(`ct_assets.lib.faults`, `CT_FAULT_PAUSE`) inside the write transaction of `validated` for its second
+(`ct_assets.lib.core.faults`, `CT_FAULT_PAUSE`) inside the write transaction of `validated` for its second
 day: the partition's rows are deleted and re-inserted but not committed, and earlier writes are
 committed (raw of both days, validated of the first). The kill takes the run's whole process group
 (the run worker and any step worker). Then: the warehouse opens and holds the committed writes and nothing
@@ -29,11 +29,12 @@ import pytest
 
 from ct_assets.defs.data.factory import group_asset_name
 from ct_assets.defs.recovery import dead_run_recovery
-from ct_assets.lib import data_steps, processes, settings
-from ct_assets.lib.features import groups
-from ct_assets.lib.landing import context_file
-from ct_assets.lib.spec import PipelineSpec
-from ct_assets.lib.warehouse import connection
+from ct_assets.lib.core import processes, settings
+from ct_assets.lib.core.spec import PipelineSpec
+from ct_assets.lib.core.warehouse import connection
+from ct_assets.lib.data import steps as data_steps
+from ct_assets.lib.data.features import groups
+from ct_assets.lib.data.landing import context_file
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent

@@ -19,12 +19,12 @@ import uvicorn
 
 from ct_assets.defs.governance.factory import audit_log_sensor, build_governance_defs
 from ct_assets.defs.resources import LandingZone, ModelRegistry, PredictionLog, Warehouse
-from ct_assets.lib.audit import home_log
-from ct_assets.lib.operator_api import create_app
-from ct_assets.lib.proxy import ProxyLayout
-from ct_assets.lib.rollout import Deployment
+from ct_assets.lib.governance.audit import home_log
+from ct_assets.lib.serving.operator_api import create_app
+from ct_assets.lib.serving.proxy import ProxyLayout
+from ct_assets.lib.serving.rollout import Deployment
 from ct_assets_tests.conftest import FIRST_DAYS
-from ct_assets_tests.lib.test_lineage import build_home
+from ct_assets_tests.lib.governance.test_lineage import build_home
 
 pytestmark = pytest.mark.slow
 TOKEN = "planted-operator-token-5c4b3a2910"

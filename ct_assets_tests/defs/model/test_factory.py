@@ -12,11 +12,11 @@ import pytest
 from ct_assets.defs.data.factory import build_data_defs
 from ct_assets.defs.model.factory import build_model_defs
 from ct_assets.defs.resources import LandingZone, ModelRegistry, Warehouse
-from ct_assets.lib import demo_source
-from ct_assets.lib.dates import day_keys
-from ct_assets.lib.model_store import ArtifactError, load_model
-from ct_assets.lib.registry import Registry
-from ct_assets.lib.spec import PipelineSpec, load_spec
+from ct_assets.lib.core.dates import day_keys
+from ct_assets.lib.core.spec import PipelineSpec, load_spec
+from ct_assets.lib.data import demo_source
+from ct_assets.lib.model.model_store import ArtifactError, load_model
+from ct_assets.lib.model.registry import Registry
 from ct_assets_tests.conftest import write_flights_variant
 
 pytestmark = pytest.mark.slow

@@ -29,10 +29,11 @@ from ct_assets.defs.resources import (
     Warehouse,
     WebhookAlertSink,
 )
-from ct_assets.lib import alerts, demo_source
-from ct_assets.lib.dates import day_keys
-from ct_assets.lib.registry import Registry
-from ct_assets.lib.spec import load_spec
+from ct_assets.lib.core.dates import day_keys
+from ct_assets.lib.core.spec import load_spec
+from ct_assets.lib.data import demo_source
+from ct_assets.lib.model.registry import Registry
+from ct_assets.lib.monitor import alerts
 from ct_assets_tests.conftest import write_flights_variant
 
 pytestmark = pytest.mark.slow

@@ -1,0 +1,149 @@
+"""Headless replay: walk partitions day by day through the real asset graph on a persistent
+Dagster instance, retraining on the pipeline's schedule, and report what happened each day."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import dagster as dg
+
+from ct_assets.app.demo import land_days, materialize_context, materialize_partition
+from ct_assets.defs.model.factory import build_model_defs
+from ct_assets.defs.resources import default_resources
+from ct_assets.lib.core import settings
+from ct_assets.lib.core.schedule import retrain_due
+from ct_assets.lib.core.spec import PipelineSpec
+from ct_assets.lib.core.warehouse import connection
+from ct_assets.lib.model.registry import Registry
+from ct_assets.lib.model.training_set import available_partitions
+
+
+@dataclass(frozen=True)
+class ReplayDay:
+    partition: str
+    rows: int
+    quarantined: int
+    champion: str
+    champion_auc: float | None
+    retrained: bool
+    promoted: bool
+    note: str
+
+
+def champion_auc_on(spec: PipelineSpec, registry: Registry, partition_key: str) -> float | None:
+    """The current champion's AUC on one partition's features (before any retraining)."""
+    from sklearn.metrics import roc_auc_score
+
+    from ct_assets.lib.core.warehouse import partition_view_sql
+    from ct_assets.lib.model import model_training
+    from ct_assets.lib.model.model_store import load_model
+    from ct_assets.lib.model.model_training import FeatureLayout
+
+    record = registry.champion()
+    if record is None:
+        return None
+    with connection(settings.warehouse_path(), read_only=True) as con:
+        frame = con.execute(partition_view_sql(spec.name, "features", [partition_key])).df()
+    y = model_training.labels(frame, spec)
+    if len(set(y)) < 2:
+        return None
+    model = load_model(registry.models, record["model_sha256"])
+    return float(roc_auc_score(y, model_training.score(model, frame, FeatureLayout(**record["layout"]))))
+
+
+def retrain(spec: PipelineSpec, partition_key: str, instance: dg.DagsterInstance) -> tuple[bool, str]:
+    """Run training_set -> candidate -> evaluation -> champion as of a partition; (promoted, note)."""
+    assets = list(build_model_defs(spec).assets or [])
+    # a refused gate fails the run on purpose; the table says why, so keep the console quiet
+    silent = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+    run_config = {**silent, "ops": {f"{spec.name}__training_set": {"config": {"as_of": partition_key}}}}
+    result = dg.materialize(
+        assets, instance=instance, resources=default_resources(), run_config=run_config, raise_on_error=False
+    )
+    promoted = any(
+        m.asset_key.path[-1] == "champion"
+        for m in (e.materialization for e in result.get_asset_materialization_events())
+    )
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    if promoted:
+        return True, "promoted"
+    if "gate" in checks and not checks["gate"].passed:
+        return False, f"gate refused: {checks['gate'].description}"
+    failures = [_root_cause(e.step_failure_data.error) for e in result.all_events if e.is_step_failure]
+    return False, f"training failed: {failures[0] if failures else 'see the run in the UI'}"
+
+
+def _root_cause(error: object) -> str:
+    """The innermost error message of a serialized Dagster error."""
+    while getattr(error, "cause", None) is not None:
+        error = error.cause  # type: ignore[attr-defined]
+    return str(getattr(error, "message", error)).strip().splitlines()[-1]
+
+
+def replay(
+    spec: PipelineSpec,
+    days: list[str],
+    instance: dg.DagsterInstance,
+    on_day: Callable[[ReplayDay], None] | None = None,
+) -> list[ReplayDay]:
+    """Land, ingest and (on schedule, or to bootstrap a first champion) retrain, day by day."""
+    registry = Registry(settings.registry_root(), spec.name)
+    land_days(spec, days[:1])
+    materialize_context(spec, instance)
+    needed = spec.training.validation_partitions + spec.training.holdout_partitions + 1
+    results = []
+    for day in days:
+        land_days(spec, [day])
+        counts = materialize_partition(spec, day, instance)
+        auc = champion_auc_on(spec, registry, day) if counts.succeeded else None
+        with connection(settings.warehouse_path(), read_only=True) as con:
+            history = len([k for k in available_partitions(con, spec) if k <= day])
+        bootstrap = registry.champion_version() is None and history >= needed
+        retrained, promoted, note = False, False, "" if counts.succeeded else "data run failed"
+        if counts.succeeded and (bootstrap or (retrain_due(spec, day) and history >= needed)):
+            retrained = True
+            promoted, note = retrain(spec, day, instance)
+        day_result = ReplayDay(
+            day,
+            counts.rows,
+            counts.quarantined,
+            registry.champion_version() or "-",
+            auc,
+            retrained,
+            promoted,
+            note,
+        )
+        results.append(day_result)
+        if on_day:
+            on_day(day_result)
+    return results
+
+
+def write_outputs(results: list[ReplayDay], folder: Path, stem: str) -> tuple[Path, Path]:
+    """The table as CSV and a plot of the champion's daily AUC, marking retrains and promotions."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    csv_path, png_path = folder / f"{stem}.csv", folder / f"{stem}.png"
+    with csv_path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(asdict(results[0])))
+        writer.writeheader()
+        writer.writerows(asdict(r) for r in results)
+    figure, axis = plt.subplots(figsize=(10, 4))
+    dates = [r.partition for r in results]
+    axis.plot(dates, [r.champion_auc for r in results], marker=".", label="champion AUC on the day")
+    for r in results:
+        if r.retrained:
+            axis.axvline(r.partition, color="green" if r.promoted else "red", alpha=0.3)
+    axis.set(title=f"{stem}: champion AUC per day (green: promoted retrain, red: refused)", ylabel="AUC")
+    axis.set_xticks(dates[:: max(1, len(dates) // 12)])
+    axis.tick_params(axis="x", rotation=45)
+    figure.savefig(png_path, dpi=90, bbox_inches="tight")
+    plt.close(figure)
+    return csv_path, png_path

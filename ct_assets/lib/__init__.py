@@ -1,0 +1,1 @@
+"""Plain Python, no Dagster: every rule of the platform, grouped by layer."""

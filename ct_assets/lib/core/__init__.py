@@ -1,0 +1,1 @@
+"""The core layer: pipeline specs, settings and paths, the DuckDB warehouse, partitions and dates."""

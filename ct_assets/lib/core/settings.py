@@ -1,0 +1,59 @@
+"""Where ct-assets keeps its files: one home folder, and the folder of pipeline specs.
+
+Everything the embedded default writes (Dagster storage, the DuckDB warehouse, landing files)
+lives under `CT_HOME`, so one folder is the whole state of a deployment.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+def ct_home() -> Path:
+    """The home folder: `$CT_HOME`, else `.ct_home/` in the project root."""
+    return Path(os.environ.get("CT_HOME") or REPO_ROOT / ".ct_home").resolve()
+
+
+def pipelines_dir() -> Path:
+    """The folder holding one sub-folder per pipeline spec: `$CT_PIPELINES_DIR` or `pipelines/`."""
+    return Path(os.environ.get("CT_PIPELINES_DIR") or REPO_ROOT / "pipelines").resolve()
+
+
+def warehouse_path() -> Path:
+    """The DuckDB file: `$CT_WAREHOUSE`, else `warehouse.duckdb` in the home folder."""
+    return Path(os.environ.get("CT_WAREHOUSE") or ct_home() / "warehouse.duckdb")
+
+
+def landing_root() -> Path:
+    """Where landing files arrive: `$CT_LANDING`, else `landing/` in the home folder."""
+    return Path(os.environ.get("CT_LANDING") or ct_home() / "landing")
+
+
+def dagster_home() -> Path:
+    """Dagster's instance folder: `$DAGSTER_HOME`, else `dagster/` in the home folder."""
+    return Path(os.environ.get("DAGSTER_HOME") or ct_home() / "dagster")
+
+
+def registry_root() -> Path:
+    """The model registry: `$CT_REGISTRY`, else `registry/` in the home folder."""
+    return Path(os.environ.get("CT_REGISTRY") or ct_home() / "registry")
+
+
+def online_root() -> Path:
+    """Published online snapshots: `online/<pipeline>/` in the home folder."""
+    return ct_home() / "online"
+
+
+def prediction_log_root() -> Path:
+    """Prediction logs appended by serving: `prediction_log/<pipeline>/<date>/` in the home folder."""
+    return ct_home() / "prediction_log"
+
+
+def use_bentoml_home() -> Path:
+    """Point BentoML's model and bento stores into the home folder (unless BENTOML_HOME is set)."""
+    path = Path(os.environ.setdefault("BENTOML_HOME", str(ct_home() / "bentoml")))
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,1 @@
+"""The data layer: landing files, ingest, validation, quality, features, profiles and the online snapshot."""

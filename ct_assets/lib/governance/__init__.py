@@ -1,0 +1,1 @@
+"""The governance layer: the audit log, lineage, the chain check and retention."""

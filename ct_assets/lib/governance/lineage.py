@@ -1,0 +1,261 @@
+"""Lineage: from a served prediction (its request id) back to the raw files it came from.
+
+prediction log entry -> model version (registry record, artifact sha256) -> training set (dataset
+version = content hash of the frozen Parquet) -> its partitions, split by split -> the raw landing
+files each partition was ingested from, with their sha256 as recorded at training time, compared
+with the warehouse's `raw_tags` now and with the file on disk now (still there? same bytes?).
+
+Every hash is recomputed while walking, so the same walk is the audit chain check's core
+(`ct_assets.lib.governance.chain_check`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ct_assets.lib.core.warehouse import PARTITION_COLUMN, key_literal, table_exists, table_name
+from ct_assets.lib.data.landing import sha256_of
+from ct_assets.lib.model.registry import Registry, RegistryError
+from ct_assets.lib.serving.prediction_log import log_files, predictions, read_requests
+
+if TYPE_CHECKING:
+    import duckdb
+
+
+class LineageError(LookupError):
+    """A request id, model version or file that cannot be found; says where it looked."""
+
+
+def find_request(log_root: Path, request_id: str, pipeline: str | None = None) -> list[dict[str, Any]]:
+    """Every logged prediction of one request (a request may score many rows), with its file."""
+    root = Path(log_root)
+    folders = [root / pipeline] if pipeline else sorted(p for p in root.glob("*") if p.is_dir())
+    found = []
+    for folder in folders:
+        for path in log_files(folder):
+            for request in read_requests(path, request_id):
+                found += [{**record, "_log_file": str(path)} for record in predictions(request)]
+    if not found:
+        raise LineageError(
+            f"no prediction with request id {request_id!r} in the prediction log under {root} "
+            "(wrong id, another home folder, or removed by retention: see the audit log)"
+        )
+    return found
+
+
+def _file_status(path: str, recorded: str) -> dict[str, Any]:
+    file = Path(path)
+    if not file.is_file():
+        return {"exists": False, "sha256_now": None, "matches": False}
+    now = sha256_of(file)
+    return {"exists": True, "sha256_now": now, "matches": now == recorded}
+
+
+def _warehouse_sources(
+    con: duckdb.DuckDBPyConnection | None, pipeline: str, keys: list[str]
+) -> dict[str, dict[str, Any]]:
+    """Per partition, what the warehouse holds now: raw_tags files and the raw rows' sha256s."""
+    if con is None or not keys:
+        return {}
+    literals = ", ".join(key_literal(k) for k in keys)
+    found: dict[str, dict[str, Any]] = {k: {"tags": None, "rows": {}} for k in keys}
+    if table_exists(con, pipeline, "raw_tags"):
+        for key, files in con.execute(
+            f"SELECT {PARTITION_COLUMN}, files FROM {table_name(pipeline, 'raw_tags')} "
+            f"WHERE {PARTITION_COLUMN} IN ({literals})"
+        ).fetchall():
+            found[key]["tags"] = {f["path"]: f["sha256"] for f in json.loads(files)}
+    if table_exists(con, pipeline, "raw"):
+        for key, source, digest, rows in con.execute(
+            f"SELECT {PARTITION_COLUMN}, _source_file, _source_sha256, count(*) "
+            f"FROM {table_name(pipeline, 'raw')} WHERE {PARTITION_COLUMN} IN ({literals}) GROUP BY ALL"
+        ).fetchall():
+            found[key]["rows"].setdefault(source, {})[digest] = int(rows)
+    return found
+
+
+def dataset_status(record: dict[str, Any]) -> dict[str, Any]:
+    """The frozen training set: does it exist, and does its content still hash to its version?"""
+    import pandas as pd
+
+    from ct_assets.lib.model.training_set import content_version
+
+    path = Path(record["dataset_path"])
+    if not path.is_file():
+        return {"exists": False, "content_hash_now": None, "matches": False}
+    now = content_version(pd.read_parquet(path))
+    return {"exists": True, "content_hash_now": now, "matches": now == record["dataset_version"]}
+
+
+def model_lineage(
+    registry: Registry, version: str, con: duckdb.DuckDBPyConnection | None = None
+) -> dict[str, Any]:
+    """The lineage of one model version, down to the raw files, with every hash recomputed."""
+    try:
+        record = registry.get(version)
+    except RegistryError as err:
+        raise LineageError(str(err)) from None
+    artifact = registry.models / f"{record['model_sha256']}.cbm"
+    artifact_now = sha256_of(artifact) if artifact.is_file() else None
+    split_of = {k: split for split, keys in record.get("partitions", {}).items() for k in keys}
+    keys = sorted(split_of)
+    warehouse = _warehouse_sources(con, registry.pipeline, keys)
+    partitions = []
+    for key in keys:
+        files = []
+        now = warehouse.get(key)
+        for item in record.get("raw_files", {}).get(key, []):
+            entry = {"path": item["path"], "sha256": item["sha256"], "rows": item.get("rows")}
+            entry.update(_file_status(item["path"], item["sha256"]))
+            if now is not None:
+                entry["in_raw_tags_now"] = (now["tags"] or {}).get(item["path"]) == item["sha256"]
+                entry["raw_rows_now"] = now["rows"].get(item["path"], {}).get(item["sha256"], 0)
+            files.append(entry)
+        partition: dict[str, Any] = {"key": key, "split": split_of[key], "files": files}
+        if now is not None:
+            partition["raw_rows_now"] = sum(sum(d.values()) for d in now["rows"].values())
+            partition["raw_tags_now"] = now["tags"]
+        partitions.append(partition)
+    return {
+        "pipeline": registry.pipeline,
+        "model": {
+            "version": version,
+            "registered_at": record.get("registered_at"),
+            "model_sha256": record["model_sha256"],
+            "artifact": str(artifact),
+            "artifact_exists": artifact_now is not None,
+            "artifact_matches": artifact_now == record["model_sha256"],
+            "verdict_passed": (record.get("verdict") or {}).get("passed"),
+            "feature_version": record.get("feature_version"),
+            "git_commit": (record.get("environment") or {}).get("git_commit"),
+            "is_champion": registry.champion_version() == version,
+        },
+        "dataset": {
+            "version": record["dataset_version"],
+            "path": record["dataset_path"],
+            "rows": record.get("rows"),
+            **dataset_status(record),
+        },
+        "partitions": partitions,
+        "warehouse_compared": con is not None,
+    }
+
+
+def request_lineage(
+    request_id: str,
+    log_root: Path,
+    registry_root: Path,
+    con: duckdb.DuckDBPyConnection | None = None,
+    pipeline: str | None = None,
+) -> dict[str, Any]:
+    """Request id -> prediction(s) -> model version -> dataset -> partitions -> raw files."""
+    records = find_request(log_root, request_id, pipeline)
+    first = records[0]
+    name = first.get("pipeline") or Path(first["_log_file"]).parents[1].name
+    versions = sorted({str(r["model_version"]) for r in records})
+    lineage = model_lineage(Registry(registry_root, name), versions[0], con)
+    return {
+        "request": {
+            "request_id": request_id,
+            "pipeline": name,
+            "time": first.get("time"),
+            "slot": first.get("slot"),
+            "model_version": first.get("model_version"),
+            "bento": f"{name}_service:{str(first.get('model_version')).lower()}",
+            "log_file": first["_log_file"],
+            "predictions": [
+                {"entity_id": r.get("entity_id"), "score": r.get("score"), "decision": r.get("decision")}
+                for r in records
+            ],
+        },
+        **lineage,
+    }
+
+
+def problems(lineage: dict[str, Any]) -> list[str]:
+    """Every broken link of a lineage, as readable sentences (empty: every hash matched)."""
+    found = []
+    model, dataset = lineage["model"], lineage["dataset"]
+    if not model["artifact_exists"]:
+        found.append(f"model {model['version']}: artifact {model['artifact']} is missing")
+    elif not model["artifact_matches"]:
+        found.append(
+            f"model {model['version']}: artifact {model['artifact']} no longer hashes to its recorded "
+            f"sha256 {model['model_sha256'][:12]}"
+        )
+    if not dataset["exists"]:
+        found.append(f"dataset {dataset['version']}: frozen training set {dataset['path']} is missing")
+    elif not dataset["matches"]:
+        found.append(
+            f"dataset {dataset['version']}: {dataset['path']} now hashes to {dataset['content_hash_now']} "
+            "(its content changed since the model was trained)"
+        )
+    for partition in lineage["partitions"]:
+        where = f"partition {partition['key']} ({partition['split']})"
+        if not partition["files"]:
+            found.append(f"{where}: no raw files recorded for it")
+        for item in partition["files"]:
+            if not item["exists"]:
+                found.append(f"{where}: raw file {item['path']} is missing")
+            elif not item["matches"]:
+                found.append(
+                    f"{where}: raw file {item['path']} now hashes to {item['sha256_now'][:12]}, recorded "
+                    f"{item['sha256'][:12]} at training (changed since)"
+                )
+            if item.get("in_raw_tags_now") is False:
+                found.append(
+                    f"{where}: the warehouse's raw_tags no longer list {item['path']} with sha256 "
+                    f"{item['sha256'][:12]} (re-ingested or deleted since training)"
+                )
+            elif item.get("raw_rows_now") == 0:
+                found.append(f"{where}: no raw rows from {item['path']} with its recorded sha256 are left")
+    return found
+
+
+def _mark(ok: bool | None) -> str:
+    return "ok" if ok else "BROKEN" if ok is False else "?"
+
+
+def render(lineage: dict[str, Any]) -> str:
+    """A readable tree."""
+    lines = []
+    request = lineage.get("request")
+    if request:
+        lines.append(
+            f"request {request['request_id']}  ({request['pipeline']}, {request['time']}, "
+            f"slot {request['slot']}, {len(request['predictions'])} prediction(s))"
+        )
+        for p in request["predictions"][:5]:
+            lines.append(f"│   {p['entity_id']}: score {p['score']:.4f} decision {p['decision']}")
+        if len(request["predictions"]) > 5:
+            lines.append(f"│   ... {len(request['predictions']) - 5} more")
+        lines.append(f"│   log {request['log_file']}")
+        lines.append(f"└─ bento {request['bento']}")
+    model = lineage["model"]
+    lines.append(
+        f"   └─ model {model['version']}  sha256 {model['model_sha256'][:16]}  "
+        f"artifact {_mark(model['artifact_matches'])}" + ("  (champion)" if model["is_champion"] else "")
+    )
+    dataset = lineage["dataset"]
+    rows = ", ".join(f"{k} {v}" for k, v in (dataset.get("rows") or {}).items())
+    lines.append(f"      └─ dataset {dataset['version']}  ({rows})  content hash {_mark(dataset['matches'])}")
+    lines.append(f"         │  {dataset['path']}")
+    partitions = lineage["partitions"]
+    for i, partition in enumerate(partitions):
+        last = i == len(partitions) - 1
+        branch = "└─" if last else "├─"
+        extra = f"  raw rows now {partition['raw_rows_now']}" if "raw_rows_now" in partition else ""
+        lines.append(f"         {branch} partition {partition['key']} ({partition['split']}){extra}")
+        for item in partition["files"]:
+            pad = "   " if last else "│  "
+            lines.append(
+                f"         {pad}  └─ {item['path']}  sha256 {item['sha256'][:16]}  rows {item['rows']}  "
+                f"file {_mark(item['matches']) if item['exists'] else 'MISSING'}"
+            )
+    found = problems(lineage)
+    if not lineage.get("warehouse_compared"):
+        lines.append("(warehouse not opened: raw rows and raw_tags were not compared)")
+    lines.append("every hash matches" if not found else "BROKEN LINKS:\n  " + "\n  ".join(found))
+    return "\n".join(lines)

@@ -1,0 +1,130 @@
+"""CatBoost training and scoring, deterministic: fixed seed and thread count, recorded versions."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+from dataclasses import dataclass
+from importlib.metadata import version
+from typing import TYPE_CHECKING, Any
+
+from ct_assets.lib.core.settings import REPO_ROOT
+from ct_assets.lib.core.spec import ModelParams, PipelineSpec
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    from catboost import CatBoostClassifier
+
+MISSING_CATEGORY = "__missing__"
+
+
+@dataclass(frozen=True)
+class FeatureLayout:
+    """Which columns a model reads, and which of them are categorical."""
+
+    categorical: list[str]
+    numeric: list[str]
+
+    @property
+    def columns(self) -> list[str]:
+        return [*self.categorical, *self.numeric]
+
+    @classmethod
+    def of(cls, spec: PipelineSpec) -> FeatureLayout:
+        return cls(categorical=spec.categorical_features, numeric=spec.numeric_features)
+
+
+def model_inputs(frame: pd.DataFrame, layout: FeatureLayout) -> pd.DataFrame:
+    """The model's input frame: categoricals as text (nulls as a category), numerics as floats."""
+    import pandas as pd
+
+    missing = [c for c in layout.columns if c not in frame.columns]
+    if missing:
+        raise KeyError(f"rows lack the model's feature columns {missing}")
+    inputs = pd.DataFrame(index=frame.index)
+    for column in layout.categorical:
+        inputs[column] = (
+            frame[column].astype(object).where(frame[column].notna(), MISSING_CATEGORY).astype(str)
+        )
+    for column in layout.numeric:
+        inputs[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+    return inputs
+
+
+def labels(frame: pd.DataFrame, spec: PipelineSpec) -> np.ndarray:
+    return frame[spec.label.column].astype(bool).astype(int).to_numpy()
+
+
+def train(
+    train_rows: pd.DataFrame,
+    validation_rows: pd.DataFrame,
+    spec: PipelineSpec,
+    layout: FeatureLayout,
+    params: ModelParams,
+) -> CatBoostClassifier:
+    """Fit CatBoost with native categoricals and early stopping on the validation split."""
+    from catboost import CatBoostClassifier, Pool
+
+    model = CatBoostClassifier(
+        iterations=params.iterations,
+        depth=params.depth,
+        learning_rate=params.learning_rate,
+        l2_leaf_reg=params.l2_leaf_reg,
+        random_seed=params.seed,
+        thread_count=params.thread_count,
+        early_stopping_rounds=params.early_stopping_rounds,
+        loss_function="Logloss",
+        eval_metric="AUC",
+        verbose=False,
+        allow_writing_files=False,
+    )
+    train_pool = Pool(
+        model_inputs(train_rows, layout), labels(train_rows, spec), cat_features=layout.categorical
+    )
+    valid_pool = Pool(
+        model_inputs(validation_rows, layout), labels(validation_rows, spec), cat_features=layout.categorical
+    )
+    model.fit(train_pool, eval_set=valid_pool, use_best_model=True)
+    return model
+
+
+def score(model: CatBoostClassifier, frame: pd.DataFrame, layout: FeatureLayout) -> np.ndarray:
+    """Probability of the positive class for each row."""
+    if frame.empty:
+        import numpy as np
+
+        return np.zeros(0)
+    return model.predict_proba(model_inputs(frame, layout))[:, 1]
+
+
+def environment() -> dict[str, Any]:
+    """Library versions and the code version, recorded with every model."""
+    libraries = {
+        name: version(name) for name in ("catboost", "pandas", "numpy", "duckdb", "dagster", "pandera")
+    }
+    return {"python": platform.python_version(), "libraries": libraries, "code_version": code_version()}
+
+
+def code_version() -> str:
+    """The git commit of the code (with '+dirty' for uncommitted changes), or 'unknown'."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return commit + ("+dirty" if dirty else "")

@@ -1,0 +1,188 @@
+"""The model registry: every model version with its lineage, metrics and gate verdict; the
+champion alias with its promotion history; every move is written to the audit log.
+
+Plain files under one folder per pipeline, written atomically under a lock:
+`models/<sha256>.cbm`, `datasets/<version>.parquet`, `versions/<id>.json`, `champion.json`,
+`history.jsonl`. Every move of the alias is also in the shared, hash-chained audit log
+(`ct_assets.lib.governance.audit`).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ct_assets.lib.data.landing import write_atomically
+from ct_assets.lib.governance.audit import AuditLog, flat, log_for
+
+
+class RegistryError(ValueError):
+    """A registry operation that is not allowed; says why."""
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _write_json(path: Path, payload: Any) -> None:
+    write_atomically(path, json.dumps(payload, indent=2, sort_keys=True, default=str).encode())
+
+
+def _append_jsonl(path: Path, payload: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        handle.write(json.dumps(payload, sort_keys=True, default=str) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+class Registry:
+    """One pipeline's registry."""
+
+    def __init__(self, root: Path, pipeline: str) -> None:
+        self.folder = Path(root) / pipeline
+        self.pipeline = pipeline
+
+    @property
+    def models(self) -> Path:
+        return self.folder / "models"
+
+    def dataset_path(self, version: str) -> Path:
+        return self.folder / "datasets" / f"{version}.parquet"
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with (self.folder / ".lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def register(self, record: dict[str, Any]) -> str:
+        """Store a new model version; returns its id (v0001, v0002, ...)."""
+        with self._locked():
+            number = len(list((self.folder / "versions").glob("v*.json"))) + 1
+            version = f"v{number:04d}"
+            _write_json(
+                self.folder / "versions" / f"{version}.json",
+                {**record, "version": version, "registered_at": _now()},
+            )
+        return version
+
+    def get(self, version: str) -> dict[str, Any]:
+        path = self.folder / "versions" / f"{version}.json"
+        if not path.exists():
+            raise RegistryError(f"{self.pipeline} has no model version {version}")
+        return json.loads(path.read_text())
+
+    def update(self, version: str, **fields: Any) -> dict[str, Any]:
+        """Add fields (evaluation, verdict) to a version's record."""
+        with self._locked():
+            record = {**self.get(version), **fields}
+            _write_json(self.folder / "versions" / f"{version}.json", record)
+        return record
+
+    def versions(self) -> list[dict[str, Any]]:
+        return [json.loads(p.read_text()) for p in sorted((self.folder / "versions").glob("v*.json"))]
+
+    def champion_version(self) -> str | None:
+        path = self.folder / "champion.json"
+        return json.loads(path.read_text())["version"] if path.exists() else None
+
+    def champion(self) -> dict[str, Any] | None:
+        version = self.champion_version()
+        return self.get(version) if version else None
+
+    def history(self) -> list[dict[str, Any]]:
+        return _read_jsonl(self.folder / "history.jsonl")
+
+    def audit(self) -> AuditLog:
+        """The audit log this registry writes to (`$CT_HOME/audit.jsonl`)."""
+        log = log_for(self.folder.parent)
+        log.import_legacy(
+            self.folder / "audit.jsonl",
+            pipeline=self.pipeline,
+            subject=f"{self.pipeline}/champion",
+            component="registry",
+        )
+        return log
+
+    def audit_log(self) -> list[dict[str, Any]]:
+        """This pipeline's champion moves from the shared audit log (at, action, who, why, details)."""
+        return [flat(e) for e in self.audit().entries(pipeline=self.pipeline, component="registry")]
+
+    def _move_alias(self, action: str, version: str, who: str, why: str) -> dict[str, Any]:
+        previous = self.champion_version()
+        entry = {
+            "at": _now(),
+            "action": action,
+            "version": version,
+            "previous": previous,
+            "who": who,
+            "why": why,
+        }
+        _write_json(self.folder / "champion.json", {"version": version, "since": entry["at"]})
+        _append_jsonl(self.folder / "history.jsonl", entry)
+        self.audit().append(
+            action,
+            who,
+            why,
+            pipeline=self.pipeline,
+            subject=f"{self.pipeline}/champion",
+            component="registry",
+            details={"version": version, "previous": previous},
+        )
+        return entry
+
+    def promote(self, version: str, who: str, why: str) -> dict[str, Any]:
+        """Make `version` the champion; only a version whose gate verdict passed may be promoted."""
+        if not who.strip() or not why.strip():
+            raise RegistryError("a promotion needs who and why")
+        with self._locked():
+            record = self.get(version)
+            verdict = record.get("verdict")
+            if not verdict or not verdict.get("passed"):
+                reasons = "; ".join(verdict["reasons"]) if verdict else "it was never evaluated"
+                raise RegistryError(f"{self.pipeline} {version} did not pass the gate: {reasons}")
+            if self.champion_version() == version:
+                raise RegistryError(f"{self.pipeline} {version} is already the champion")
+            return self._move_alias("promote", version, who, why)
+
+    def rollback(self, who: str, why: str) -> dict[str, Any]:
+        """Move the champion back to the one it replaced; recorded in history and audit log."""
+        if not who.strip() or not why.strip():
+            raise RegistryError("a rollback needs who and why")
+        with self._locked():
+            current = self.champion_version()
+            if current is None:
+                raise RegistryError(f"{self.pipeline} has no champion to roll back")
+            previous = self.previous_champion(current)
+            if previous is None:
+                raise RegistryError(
+                    f"{self.pipeline} {current} is the first champion: nothing to roll back to"
+                )
+            return self._move_alias("rollback", previous, who, why)
+
+    def previous_champion(self, current: str) -> str | None:
+        """The champion before `current` came in (skipping versions later rolled back past)."""
+        for entry in reversed(self.history()):
+            if entry["version"] == current and entry["action"] == "promote":
+                return entry["previous"]
+        for entry in reversed(self.history()):
+            if entry["version"] == current:
+                return entry["previous"]
+        return None

@@ -1,0 +1,1 @@
+"""The monitoring layer: drift, live performance, retrain decisions, alerts and dashboards."""

@@ -1,0 +1,1 @@
+"""The serving layer: request rules, prediction, the prediction log, bento builds, the proxy and rollouts."""

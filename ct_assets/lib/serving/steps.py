@@ -1,0 +1,164 @@
+"""Rolling out a pipeline's champion: the deployment, its compatibility set and health policy,
+configured from the spec and the home folder."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ct_assets.lib.core import settings
+from ct_assets.lib.core.spec import PipelineSpec
+from ct_assets.lib.core.warehouse import partition_view_sql
+from ct_assets.lib.model import model_training
+from ct_assets.lib.model.model_store import load_model
+from ct_assets.lib.model.model_training import FeatureLayout
+from ct_assets.lib.model.registry import Registry
+from ct_assets.lib.serving.predictor import request_columns
+from ct_assets.lib.serving.proxy import ProxyLayout
+from ct_assets.lib.serving.rollout import Deployment, HealthPolicy, RolloutResult
+
+if TYPE_CHECKING:
+    import duckdb
+
+
+def context_history_hours(spec: PipelineSpec) -> float:
+    """Context history the snapshot keeps: the holdout (the compatibility check scores it before any
+    traffic) plus `serving.snapshot_history_partitions`, since a rollout may come partitions after the
+    training it ships when the pipeline catches up on a backlog."""
+    hours = {"daily": 24, "weekly": 24 * 7, "monthly": 24 * 31}[spec.partitions.grain]
+    partitions = spec.training.holdout_partitions + 1 + spec.serving.snapshot_history_partitions
+    return float(hours * partitions)
+
+
+def deployment(spec: PipelineSpec) -> Deployment:
+    folder = settings.ct_home() / "deploy" / spec.name
+    layout = ProxyLayout(
+        folder / "proxy",
+        spec.serving.proxy_port,
+        {"blue": spec.serving.blue_port, "green": spec.serving.green_port},
+    )
+    env = {
+        "CT_ONLINE_SNAPSHOT": str(settings.online_root() / spec.name),
+        "CT_PREDICTION_LOG": str(settings.prediction_log_root()),
+        "BENTOML_HOME": str(settings.use_bentoml_home()),
+    }
+    bentoml = shutil.which("bentoml") or str(Path(__import__("sys").executable).parent / "bentoml")
+    return Deployment(folder, layout, env, bentoml)
+
+
+def health_policy(spec: PipelineSpec) -> HealthPolicy:
+    serving = spec.serving
+    return HealthPolicy(
+        canary_share=serving.canary_share,
+        window_seconds=serving.health_window_seconds,
+        min_requests=serving.min_canary_requests,
+        max_error_rate=serving.max_error_rate,
+        max_p99_ms=serving.max_p99_ms,
+        max_score_shift=serving.max_score_shift,
+    )
+
+
+def request_payload(
+    con: duckdb.DuckDBPyConnection, spec: PipelineSpec, partitions: list[str], limit: int
+) -> list[dict[str, Any]]:
+    """Validated rows of `partitions` as a caller would send them (no post-event fields), as JSON."""
+    import json
+
+    rows = con.execute(partition_view_sql(spec.name, "validated", partitions) + f" LIMIT {int(limit)}").df()
+    return json.loads(rows[list(request_columns(spec))].to_json(orient="records", date_format="iso"))
+
+
+def reference_scores(
+    con: duckdb.DuckDBPyConnection,
+    spec: PipelineSpec,
+    record: dict[str, Any],
+    registry: Registry,
+    payload: list[dict[str, Any]],
+    partitions: list[str],
+) -> list[float]:
+    """The model's in-process scores on the feature table's rows for the payload's entities: what a
+    slot serving this model must answer for the same payload."""
+    features = (
+        con.execute(partition_view_sql(spec.name, "features", partitions)).df().set_index(spec.entity_id)
+    )
+    model = load_model(registry.models, record["model_sha256"])
+    ids = [row[spec.entity_id] for row in payload]
+    scores = model_training.score(model, features.loc[ids].reset_index(), FeatureLayout(**record["layout"]))
+    return [float(s) for s in scores]
+
+
+def compatibility_set(
+    con: duckdb.DuckDBPyConnection, spec: PipelineSpec, record: dict[str, Any], registry: Registry
+) -> tuple[list[dict], list[float]]:
+    """Holdout rows as a caller would send them, and the champion's scores on their features."""
+    holdout = record["partitions"]["holdout"]
+    payload = request_payload(con, spec, holdout, spec.serving.compatibility_rows)
+    return payload, reference_scores(con, spec, record, registry, payload, holdout)
+
+
+def compatibility_path(spec: PipelineSpec, version: str) -> Path:
+    return settings.ct_home() / "deploy" / spec.name / "compatibility" / f"{version}.json"
+
+
+def publish_compatibility(
+    con: duckdb.DuckDBPyConnection, spec: PipelineSpec, record: dict[str, Any], registry: Registry
+) -> Path:
+    """Write the champion's compatibility set beside the deployment, so a rollout needs no warehouse
+    (and never holds the warehouse's writer slot through its health window)."""
+    import json
+
+    from ct_assets.lib.data.landing import write_atomically
+
+    rows, expected = compatibility_set(con, spec, record, registry)
+    path = compatibility_path(spec, record["version"])
+    write_atomically(path, json.dumps({"rows": rows, "scores": expected}).encode())
+    return path
+
+
+def roll_out(spec: PipelineSpec, registry: Registry, bento_tag: str, who: str) -> RolloutResult:
+    """Roll the champion's bento out with the compatibility set its `bento` step published."""
+    import json
+
+    record = registry.champion()
+    if record is None:
+        raise RuntimeError(f"{spec.name} has no champion to roll out")
+    path = compatibility_path(spec, record["version"])
+    if not path.exists():
+        raise RuntimeError(
+            f"no compatibility set for {record['version']} at {path}: materialize the bento asset first"
+        )
+    published = json.loads(path.read_text())
+    rows, expected = published["rows"], published["scores"]
+    wait_for_snapshot(spec, max(record["partitions"]["holdout"]))
+    return deployment(spec).rollout(
+        bento_tag,
+        (rows, expected),
+        expected,
+        health_policy(spec),
+        who=who,
+        auto_switch=spec.serving.auto_rollout,
+    )
+
+
+def snapshot_as_of(spec: PipelineSpec) -> str | None:
+    """The partition the published online snapshot is as of (None before the first one)."""
+    from ct_assets.lib.data.online_snapshot import published_as_of
+
+    return published_as_of(settings.online_root() / spec.name)
+
+
+def wait_for_snapshot(spec: PipelineSpec, partition: str, timeout: float = 300, poll: float = 2) -> None:
+    """Wait until the online snapshot covers `partition` (the model's last holdout partition): the
+    ingest run that built the features publishes the snapshot a few steps later. Serving features
+    from an older snapshot would miss context (weather) and fail the compatibility check."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while (snapshot_as_of(spec) or "") < partition:
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"the online snapshot is as of {snapshot_as_of(spec)}, older than the model's holdout "
+                f"(up to {partition}); materialize online_snapshot for {partition} and roll out again"
+            )
+        time.sleep(poll)

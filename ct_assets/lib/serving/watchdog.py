@@ -1,0 +1,143 @@
+"""The serving watchdog: when the active slot goes DOWN, the standby slot takes over, officially.
+
+HAProxy already routes around a dead active slot on its own (each slot has a `backup` entry, see
+`ct_assets.lib.serving.proxy`), so no request waits for this loop. What the watchdog adds is what an operator
+needs afterwards: the deployment's state names the standby as active (so the next rollout, a
+rollback or a restart of the proxy does not send traffic back to the dead slot), the dead slot is
+stopped, the audit log has a `failover` entry, and a critical alert says what happened and what to do.
+
+It acts only on HAProxy's verdict (`DOWN`: 2 failed health checks, or a refused connection on live
+traffic), never on a slot that is merely slow or in maintenance. The standby must be the slot that
+served before the last switch, still running the same bento (`state["previous"]`), never a candidate
+in its canary. With no such healthy standby it cannot fail over: it raises one critical alert (not
+one per tick) and leaves routing to HAProxy.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from ct_assets.lib.core import processes
+from ct_assets.lib.monitor import alerts
+from ct_assets.lib.monitor.alerts import Alert
+from ct_assets.lib.serving import proxy
+from ct_assets.lib.serving.rollout import Deployment, RolloutResult
+
+log = logging.getLogger(__name__)
+
+
+def _other(slot: str) -> str:
+    return "green" if slot == "blue" else "blue"
+
+
+class Watchdog:
+    """Checks the active slot every `interval` seconds (in a thread, or one `check()` at a time)."""
+
+    def __init__(
+        self,
+        deployment: Deployment,
+        send: Callable[[Alert], None] | None = None,
+        pipeline: str | None = None,
+        owner: str = "serving on-call",
+        interval: float = 0.25,
+    ) -> None:
+        self.deployment = deployment
+        self.pipeline = pipeline or deployment.folder.name
+        self.owner = owner
+        self.interval = interval
+        path = deployment.folder / "alerts.jsonl"
+        self.send = send or (lambda alert: alerts.write_jsonl(Path(path), alert))
+        self.events: list[RolloutResult] = []
+        self.errors: list[str] = []
+        self._alerted_no_standby: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def check(self) -> RolloutResult | None:
+        """One look: fail over if the active slot is DOWN and the standby is UP."""
+        state = self.deployment.state()
+        active = state.get("active")
+        if not active:
+            return None
+        stats = proxy.server_stats(self.deployment.layout)
+        seen = stats.get(active, {})
+        status = seen.get("status", "")
+        if not status.startswith("DOWN"):
+            self._alerted_no_standby = None
+            return None
+        info = state["slots"].get(active, {})
+        pid = info.get("pid")
+        process = (
+            ""
+            if pid is None
+            else f"; its server process {pid} is {'running' if processes.is_running(pid) else 'gone'}"
+        )
+        check = f"{seen.get('check_status') or '?'} {seen.get('check_desc') or ''}".strip()
+        cause = f"active slot {active} ({info.get('bento')}) is DOWN (last health check {check}){process}"
+        standby = _other(active)
+        previous = state.get("previous") or {}
+        proven = previous.get("slot") == standby and previous.get("bento") == state["slots"].get(
+            standby, {}
+        ).get("bento")  # the bento that served before the switch, not a candidate under canary
+        if not proven or not stats.get(standby, {}).get("status", "").startswith("UP"):
+            if self._alerted_no_standby != active:
+                self._alerted_no_standby = active
+                self.deployment.audit("failover_impossible", "watchdog", cause + "; no healthy standby")
+                self.send(
+                    Alert(
+                        "critical",
+                        self.pipeline,
+                        None,
+                        cause + "; there is no healthy standby slot, so the stable port answers 503",
+                        "restart the slot or roll out a bento now "
+                        "(`ct deploy rollback` restarts the previous one)",
+                        self.owner,
+                    )
+                )
+            return None
+        result = self.deployment.fail_over(active, cause)
+        self.send(
+            Alert(
+                "critical",
+                self.pipeline,
+                None,
+                cause,
+                f"slot {standby} ({result.bento}) now serves all traffic; the failed bento "
+                f"{info.get('bento')} is stopped: read {active}.log in the deployment folder, then "
+                "redeploy",
+                self.owner,
+            )
+        )
+        self.events.append(result)
+        return result
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.check()
+            except Exception as err:  # a watchdog must outlive a bad tick (proxy restarting...)
+                text = f"{type(err).__name__}: {err}"
+                if not self.errors or self.errors[-1] != text:  # once per distinct problem
+                    log.warning("watchdog check failed: %s", text)
+                self.errors.append(text)
+                del self.errors[:-100]
+
+    def start(self) -> Watchdog:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="serving-watchdog", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def __enter__(self) -> Watchdog:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,159 @@
+"""The live loop as a user runs it: `ct demo` starts Dagster (webserver, daemon, code server), the
+sensors ingest what the replay lands, Ctrl-C stops every process cleanly, and running it again
+resumes where it stopped, landing and ingesting every day exactly once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from ct_assets.app.live import champion_not_serving
+from ct_assets.lib.core import settings
+from ct_assets.lib.data import demo_source
+from ct_assets.lib.model.registry import Registry
+from ct_assets.lib.serving import steps as deploy_steps
+from ct_assets_tests.conftest import free_ports, write_flights_variant
+
+BIN = Path(sys.executable).parent
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _processes_mentioning(text: str) -> list[str]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            environ = (entry / "environ").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if text in command or text in environ:
+            found.append(f"{entry.name}: {command[:200]}")
+    return found
+
+
+def _ingested(home: Path) -> set[str]:
+    instance = dg.DagsterInstance.from_config(str(home / "dagster"))
+    try:
+        return instance.get_materialized_partitions(dg.AssetKey(["flights_delay", "raw"]))
+    finally:
+        instance.dispose()
+
+
+def _wait(predicate, timeout: float, what: str, process: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        if process.poll() is not None:
+            raise AssertionError(f"ct demo exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        time.sleep(2)
+    raise AssertionError(f"timed out waiting for {what}:\n{log.read_text()[-3000:]}")
+
+
+@pytest.mark.slow
+def test_live_loop_stops_cleanly_and_resumes_without_losing_or_repeating_a_day(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    ui, proxy_port, blue, green = free_ports(4)
+    pipelines = tmp_path / "pipelines"
+    write_flights_variant(
+        pipelines / "flights_delay",
+        {"serving.proxy_port": proxy_port, "serving.blue_port": blue, "serving.green_port": green},
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CT_", "DAGSTER_"))}
+    env |= {"CT_HOME": str(home), "CT_PIPELINES_DIR": str(pipelines)}
+    command = [str(BIN / "ct"), "demo", "--seconds-per-day", "2", "--port", str(ui)]
+    progress_file = home / "live" / "replay.json"
+
+    def progress() -> dict:
+        return json.loads(progress_file.read_text()) if progress_file.exists() else {"days_landed": []}
+
+    # first session: two days, then Ctrl-C (SIGINT to the terminal's process group)
+    log = tmp_path / "first.log"
+    with log.open("w") as out:
+        first = subprocess.Popen(
+            [*command, "--days", "2"],
+            env=env,
+            cwd=settings.REPO_ROOT,
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
+        )
+    try:
+        _wait(lambda: _listening(ui), 240, "the Dagster UI", first, log)
+        _wait(lambda: len(progress()["days_landed"]) == 2, 120, "two landed days", first, log)
+        _wait(
+            lambda: {"2013-01-01", "2013-01-02"} <= _ingested(home), 300, "sensor-driven ingest", first, log
+        )
+        os.killpg(first.pid, signal.SIGINT)
+        assert first.wait(timeout=240) == 0, log.read_text()[-3000:]
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+    text = log.read_text()
+    assert "stopped at 2013-01-03" in text
+    assert not _listening(ui) and not _listening(proxy_port)
+    assert not _processes_mentioning(str(home)), "every process of the first session is gone"
+
+    # second session resumes at the third day and stops by itself once idle
+    log = tmp_path / "second.log"
+    second = subprocess.run(
+        [*command, "--days", "1", "--exit-when-done"],
+        env=env,
+        cwd=settings.REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    log.write_text(second.stdout + second.stderr)
+    assert second.returncode == 0, log.read_text()[-3000:]
+    assert "from 2013-01-03 to 2013-01-03" in second.stdout
+    assert progress()["days_landed"] == ["2013-01-01", "2013-01-02", "2013-01-03"]
+    assert {"2013-01-01", "2013-01-02", "2013-01-03"} <= _ingested(home)
+    assert not _processes_mentioning(str(home))
+
+    expected = demo_source.flights()
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        counts = dict(
+            con.execute("SELECT _partition_key, count(*) FROM flights_delay.raw GROUP BY 1").fetchall()
+        )
+        distinct = con.execute(
+            "SELECT count(*) = count(DISTINCT flight_id) FROM flights_delay.raw"
+        ).fetchone()
+    for day in ("2013-01-01", "2013-01-02", "2013-01-03"):
+        assert counts[day] == int((expected["_local_date"] == day).sum()), f"{day}: every flight once"
+    assert distinct[0], "no flight ingested twice"
+
+
+def test_a_champion_whose_rollout_was_cut_short_is_noticed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flights_spec
+) -> None:
+    monkeypatch.setenv("CT_HOME", str(tmp_path))
+    deploy = deploy_steps.deployment(flights_spec)
+    assert champion_not_serving(flights_spec, deploy) is None  # nothing to serve yet
+    registry = Registry(settings.registry_root(), flights_spec.name)
+    for _ in range(2):
+        version = registry.register({"model_sha256": "x"})
+        registry.update(version, verdict={"passed": True, "reasons": []})
+        registry.promote(version, who="test", why="test")
+    state = {"active": "blue", "slots": {"blue": {"bento": "flights_delay_service:v0001"}}, "previous": None}
+    deploy.state_path.write_text(json.dumps(state))
+    assert champion_not_serving(flights_spec, deploy) == "flights_delay_service:v0002"
+    state["slots"]["blue"]["bento"] = "flights_delay_service:v0002"
+    deploy.state_path.write_text(json.dumps(state))
+    assert champion_not_serving(flights_spec, deploy) is None
