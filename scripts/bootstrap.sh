@@ -9,6 +9,16 @@ if ! command -v uv >/dev/null 2>&1; then
   python3 -m pip install --user --quiet uv 2>/dev/null \
     || python3 -m pip install --user --quiet --break-system-packages uv
 fi
+# The README's later commands (`uv run ct ...`) run in new shells, whose PATH may lack ~/.local/bin:
+# as root, uv is linked into /usr/local/bin; otherwise the one line to add is printed.
+if ! env -i HOME="$HOME" bash -lc 'command -v uv' >/dev/null 2>&1; then
+  if [ -w /usr/local/bin ]; then
+    ln -sf "$(command -v uv)" /usr/local/bin/uv
+  else
+    echo "uv is in $(dirname "$(command -v uv)"), not on a new shell's PATH: add it with" >&2
+    echo "  export PATH=\"$(dirname "$(command -v uv)"):\$PATH\"" >&2
+  fi
+fi
 # From Debian's packages: HAProxy (the reverse proxy in front of the serving slots), tcmalloc (the
 # slots' allocator, see ct_assets/lib/serving/allocator.py), PostgreSQL (the scale-out instance test) and
 # Chromium (the browser test of the Dagster UI).
