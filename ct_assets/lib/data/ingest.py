@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING
 
 from ct_assets.lib.core.spec import ColumnSpec
 from ct_assets.lib.core.warehouse import quote, sql_string
-from ct_assets.lib.data.landing import file_format, sha256_of
+from ct_assets.lib.data import csv_format
+from ct_assets.lib.data.csv_format import DEFAULT_CSV, CsvFormat
+from ct_assets.lib.data.landing import LandingError, file_format, sha256_of
 
 if TYPE_CHECKING:
     import duckdb
@@ -100,7 +102,13 @@ def _typed_select(source: str, columns: dict[str, ColumnSpec], provenance: str) 
 def _check_parquet_types(
     con: duckdb.DuckDBPyConnection, path: Path, columns: dict[str, ColumnSpec]
 ) -> list[str]:
-    described = con.execute(f"DESCRIBE SELECT * FROM read_parquet({sql_string(str(path))})").fetchall()
+    import duckdb
+
+    try:
+        described = con.execute(f"DESCRIBE SELECT * FROM read_parquet({sql_string(str(path))})").fetchall()
+    except duckdb.Error as err:
+        reason = str(err).splitlines()[0].removeprefix("Invalid Input Error: ")
+        raise LandingError(f"{path}: not readable Parquet ({reason})") from err
     found = {row[0]: str(row[1]).upper() for row in described}
     _check_columns(path, list(found), columns)
     changed = [
@@ -113,27 +121,37 @@ def _check_parquet_types(
     return list(found)
 
 
-def _csv_stage(con: duckdb.DuckDBPyConnection, path: Path, columns: dict[str, ColumnSpec], stage: str) -> int:
+def _csv_stage(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    columns: dict[str, ColumnSpec],
+    stage: str,
+    layout: CsvFormat,
+) -> int:
     """Load a CSV as text into `stage` with a `_row_number`; returns the malformed line count."""
     import duckdb
 
+    csv_format.check(path, layout, len(columns))
     rejects = f"{stage}_rejects"
     try:
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE {stage}_text AS "
             f"SELECT row_number() OVER () AS _ordinal, * FROM read_csv(?, all_varchar = true, "
-            f"header = true, nullstr = ?, store_rejects = true, rejects_table = '{rejects}', "
-            f"rejects_scan = '{rejects}_scan')",
-            [str(path), NULL_STRINGS],
+            f"header = true, nullstr = ?, delim = ?, encoding = ?, store_rejects = true, "
+            f"rejects_table = '{rejects}', rejects_scan = '{rejects}_scan')",
+            [str(path), NULL_STRINGS, layout.delimiter, layout.encoding],
         )
     except duckdb.Error as err:
-        raise SchemaDriftError(f"{path}: cannot be read as CSV: {err}") from err
+        reason = str(err).splitlines()[0].removeprefix("Invalid Input Error: ")
+        raise SchemaDriftError(f"{path}: cannot be read as CSV: {reason}") from err
     header = [r[0] for r in con.execute(f"DESCRIBE {stage}_text").fetchall()][1:]
     _check_columns(path, header, columns)
-    # Rejected lines, one row per line, with every reason DuckDB gave for it.
+    # Rejected lines, one row per line, with the first problem DuckDB found on it (a short line is
+    # reported once per missing field; the first report counts its fields).
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {stage}_bad AS SELECT line - 1 AS _row_number, "
-        f"any_value(csv_line) AS csv_line, string_agg(error_message, '; ') AS error "
+        f"any_value(csv_line) AS csv_line, "
+        f"'line ' || line || ': ' || arg_min(error_message, column_idx) AS error "
         f"FROM {rejects} GROUP BY line"
     )
     bad = con.execute(f"SELECT count(*) FROM {stage}_bad").fetchall()[0][0]
@@ -155,6 +173,7 @@ def stage_file(
     columns: dict[str, ColumnSpec],
     stage: str,
     ingested_at: str,
+    layout: CsvFormat = DEFAULT_CSV,
 ) -> FileReport:
     """Create temp table `stage` with provenance, `_cast_errors` and typed spec columns."""
     kind = file_format(path)
@@ -171,7 +190,7 @@ def stage_file(
             f"read_parquet({sql_string(str(path))}, file_row_number = true))"
         )
     else:
-        malformed = _csv_stage(con, path, columns, f"{stage}_csv")
+        malformed = _csv_stage(con, path, columns, f"{stage}_csv", layout)
         source = f"{stage}_csv"
     con.execute(f"CREATE OR REPLACE TEMP TABLE {stage} AS {_typed_select(source, columns, provenance)}")
     if malformed:
@@ -221,12 +240,13 @@ def stage_partition(
     files: list[Path],
     columns: dict[str, ColumnSpec],
     ingested_at: str,
+    layout: CsvFormat = DEFAULT_CSV,
 ) -> tuple[str, list[FileReport]]:
     """Stage all files of a partition into one temp table; returns its name and per-file reports."""
     reports, stages = [], []
     for index, path in enumerate(files):
         stage = f"_stage_{index}"
-        reports.append(stage_file(con, path, columns, stage, ingested_at))
+        reports.append(stage_file(con, path, columns, stage, ingested_at, layout))
         stages.append(f"SELECT * FROM {stage}")
     con.execute("CREATE OR REPLACE TEMP TABLE _raw_incoming AS " + " UNION ALL BY NAME ".join(stages))
     return "_raw_incoming", reports

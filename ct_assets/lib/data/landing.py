@@ -34,7 +34,8 @@ def file_format(path: Path) -> str:
         head = handle.read(4)
     if kind == "parquet" and head != b"PAR1":
         raise LandingError(f"{path}: not a Parquet file (no PAR1 magic bytes)")
-    if kind == "csv" and b"\x00" in head:
+    # UTF-16 text holds NUL bytes; it is recognised by its byte-order mark.
+    if kind == "csv" and b"\x00" in head and not head.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise LandingError(f"{path}: not a text CSV file (binary content)")
     return kind
 

@@ -25,6 +25,7 @@ from ct_assets.lib.core.warehouse import (
     table_name,
     transaction,
 )
+from ct_assets.lib.data.csv_format import CsvFormat
 from ct_assets.lib.data.features import (
     Group,
     bind_partition,
@@ -63,12 +64,17 @@ class RawReport:
     ingested_at: str
 
 
+def csv_layout(spec: PipelineSpec) -> CsvFormat:
+    """The separator and encoding the spec declares for its CSV landing files."""
+    return CsvFormat(delimiter=spec.source.delimiter, encoding=spec.source.encoding)
+
+
 def ingest_raw(
     con: duckdb.DuckDBPyConnection, spec: PipelineSpec, partition_key: str, files: list[Path]
 ) -> RawReport:
     """Replace the partition's raw rows with the rows of its landing files, plus provenance."""
     ingested_at = _now()
-    staged, reports = stage_partition(con, files, spec.columns, ingested_at)
+    staged, reports = stage_partition(con, files, spec.columns, ingested_at, csv_layout(spec))
     ts = quote(spec.timestamp_column)
     start, end, lag = con.execute(
         f"SELECT min({ts}), max({ts}), "
@@ -279,7 +285,7 @@ class ContextReport:
 def load_context(con: duckdb.DuckDBPyConnection, spec: PipelineSpec, table: str, path: Path) -> ContextReport:
     """Replace a context table with its landed file; rows with unparsable values are set aside."""
     columns = spec.context_tables[table].columns
-    report = stage_file(con, path, columns, "_context_stage", _now())
+    report = stage_file(con, path, columns, "_context_stage", _now(), csv_layout(spec))
     target = table_name(spec.name, f"context_{table}")
     rejects = table_name(spec.name, f"context_{table}_rejects")
     with transaction(con):
