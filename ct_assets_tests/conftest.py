@@ -1,4 +1,16 @@
-"""Shared fixtures: the flights spec, demo landing files and a real DuckDB warehouse in tmp."""
+"""Shared fixtures: the flights spec, demo landing files and a real DuckDB warehouse in tmp.
+
+Tests mirror the package: `ct_assets_tests/lib/<layer>/test_<module>.py` tests
+`ct_assets/lib/<layer>/<module>.py`.
+
+The slow marker has one rule: a test is `@pytest.mark.slow` when it starts a real server or daemon
+(BentoML, HAProxy, dagster dev/webserver/daemon, PostgreSQL, Chromium) or takes over 10 s; every
+other test is fast. `pytest -m "not slow"` runs the fast set.
+
+No test depends on another's order: a module- or session-scoped fixture is only read by its tests
+(the session's landing folder, a module's built home); a test that changes files works on its own
+copy in `tmp_path`.
+"""
 
 from __future__ import annotations
 

@@ -30,8 +30,6 @@ from ct_assets.lib.serving import bento_build
 from ct_assets.lib.serving import predictor as serving
 from ct_assets_tests.conftest import FIRST_DAYS, write_flights_variant
 
-pytestmark = pytest.mark.slow
-
 
 def build_home(root: Path, flights_landing: Path, name: str) -> dict:
     """A home folder laid out like `$CT_HOME`, with a champion trained on FIRST_DAYS, its bento, and

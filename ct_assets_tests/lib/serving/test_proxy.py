@@ -1,0 +1,108 @@
+"""The HAProxy front: the config it renders, and a real HAProxy routing by weight between two real
+HTTP servers, changed at run time over its admin socket."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ct_assets.lib.core import processes
+from ct_assets.lib.serving import proxy
+from ct_assets.lib.serving.proxy import ProxyLayout
+from ct_assets_tests.conftest import free_ports, requires_haproxy
+
+
+def test_config_lists_each_slot_with_its_weight_and_a_standby(tmp_path: Path) -> None:
+    layout = ProxyLayout(tmp_path, 8000, {"blue": 8001, "green": 8002})
+    text = proxy.render_config(layout, {"blue": 100})
+    assert f"stats socket {tmp_path / 'admin.sock'} mode 600 level admin" in text
+    assert "bind 127.0.0.1:8000" in text
+    assert f"server blue 127.0.0.1:8001 weight 100 {proxy.HEALTH}" in text
+    assert f"server green 127.0.0.1:8002 weight 0 {proxy.HEALTH}" in text
+    assert "server blue_standby 127.0.0.1:8001 backup track serving/blue\n" in text
+    assert "server green_standby 127.0.0.1:8002 backup track serving/green disabled" in text
+    assert (layout.config, layout.pidfile) == (tmp_path / "haproxy.cfg", tmp_path / "haproxy.pid")
+
+
+def test_haproxy_binary_is_found_or_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    found = proxy.find_haproxy()
+    if found is None:
+        with pytest.raises(RuntimeError, match="haproxy is not installed"):
+            proxy.haproxy_binary()
+    else:
+        assert proxy.haproxy_binary() == found and Path(found).is_file()
+
+
+def _slot(name: str, port: int) -> http.server.ThreadingHTTPServer:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            body = name.encode()
+            self.send_response(200)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.fixture
+def running(tmp_path: Path) -> Iterator[ProxyLayout]:
+    port, blue, green = free_ports(3)
+    slots = [_slot("blue", blue), _slot("green", green)]
+    layout = ProxyLayout(tmp_path / "proxy", port, {"blue": blue, "green": green})
+    process = proxy.start(layout, {"blue": 100, "green": 0})
+    try:
+        yield layout
+    finally:
+        processes.signal_tree(process.pid, 15)
+        process.wait(timeout=10)
+        for server in slots:
+            server.shutdown()
+
+
+def _answers(layout: ProxyLayout, count: int) -> Counter:
+    with httpx.Client(base_url=f"http://127.0.0.1:{layout.port}", timeout=5) as client:
+        return Counter(client.get("/predict").text for _ in range(count))
+
+
+def _wait_up(layout: ProxyLayout) -> None:
+    import time
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        stats = proxy.server_stats(layout)
+        if all(row["status"].startswith("UP") for row in stats.values()):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"slots not UP: {proxy.server_stats(layout)}")
+
+
+@pytest.mark.slow
+@requires_haproxy
+def test_a_real_haproxy_routes_by_weight_and_changes_without_a_reload(running: ProxyLayout) -> None:
+    _wait_up(running)
+    assert _answers(running, 10) == {"blue": 10}
+    proxy.set_weights(running, {"blue": 0, "green": 100})
+    assert _answers(running, 10) == {"green": 10}
+    proxy.set_weights(running, {"blue": 50, "green": 50})
+    assert _answers(running, 20) == {"blue": 10, "green": 10}
+    stats = proxy.server_stats(running)
+    assert set(stats) == {"blue", "green"} and int(stats["green"]["stot"]) == 20
+    assert stats["blue"]["weight"] == "50"
+    proxy.set_standby(running, "green", True)
+    proxy.set_standby(running, "blue", False)
+    with pytest.raises(RuntimeError, match="haproxy refused weight"):
+        proxy.set_weights(running, {"purple": 10})
