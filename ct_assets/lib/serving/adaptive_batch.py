@@ -22,7 +22,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from ct_assets.lib.serving.predictor import MAX_BATCH_ROWS, FeatureRows, Predictor, Scored, TypedRequest
+from ct_assets.lib.serving.feature_engine import FeatureRows
+from ct_assets.lib.serving.predictor import Predictor
+from ct_assets.lib.serving.request_parsing import MAX_BATCH_ROWS, TypedRequest
+from ct_assets.lib.serving.scoring import Scored
 
 
 @dataclass
