@@ -5,9 +5,8 @@ fields); the service validates it, computes the features with the pipeline's own
 online snapshot (the same code the training path runs), and answers probability, decision and the
 model version. Requests that arrive while the worker is busy are featurized and scored together
 (`adaptive_batch`); each still gets its own answer. Malformed requests get a 400 with a readable
-message, never a 500. Every
-prediction is appended to the prediction log by a background writer (off the request path; drained
-on shutdown); the service never opens the warehouse.
+message, never a 500. Every prediction is appended to the prediction log by a background writer
+(off the request path; drained on shutdown); the service never opens the warehouse.
 
 Endpoints: POST /predict (rows as JSON objects), /predict_columns (one JSON list per field) and
 /predict_arrow (an Arrow IPC stream in and out: the cheapest form for large batches); GET /version;
@@ -16,7 +15,7 @@ query and worker memory (`slot_metrics`).
 
 Configuration (environment): CT_ONLINE_SNAPSHOT (snapshot folder), CT_PREDICTION_LOG (log
 folder), CT_SLOT (blue or green), CT_SERVICE_WORKERS (worker processes per slot, default one per
-core, `serving.default_workers`: each has its own copy of the model and the snapshot),
+core, `predictor.default_workers`: each has its own copy of the model and the snapshot),
 CT_ACCESS_LOG=1 (BentoML's per-request access log, off by default), CT_MAX_BODY_BYTES (larger
 request bodies get a 413 before anything parses them; 64 MiB by default; an Arrow body whose
 compressed buffers would decompress past it gets a 413 before anything is decompressed).
@@ -57,18 +56,18 @@ MODEL_TAG = os.environ.get("CT_BENTO_MODEL") or (
 WORKERS = int(os.environ.get("CT_SERVICE_WORKERS") or default_workers())
 # Requests one worker admits at once; more get a 429. BentoML divides `max_concurrency` among the
 # workers, and the kernel spreads connections over them unevenly, so the service-wide figure is this
-# times the workers: with 64 for the service, 2 workers refused some of 80 concurrent clients.
+# times the workers (a service-wide figure alone leaves one worker short while another idles).
 MAX_CONCURRENCY_PER_WORKER = 64
 
 
-# BentoML's access log writes a line per request from the worker (about a millisecond of CPU
-# each); every prediction is in the prediction log anyway. CT_ACCESS_LOG=1 turns it back on.
+# BentoML's access log writes a line per request from the worker, in its CPU time; every
+# prediction is in the prediction log anyway. CT_ACCESS_LOG=1 turns it back on.
 ACCESS_LOG = os.environ.get("CT_ACCESS_LOG", "0") == "1"
 
 
 async def _predict_arrow(request: Request) -> Response:
     """POST /predict_arrow: an Arrow IPC stream of the request fields in, an Arrow IPC stream of
-    id, probability and decision out (`serving.answer_arrow`); `?pipeline=` as in the JSON APIs.
+    id, probability and decision out (`scoring.answer_arrow`); `?pipeline=` as in the JSON APIs.
     Mounted beside the BentoML APIs (same server, middlewares and metrics), because a BentoML API
     reads its body as JSON or multipart."""
     service: TabularModelService = bentoml.get_current_service()
@@ -123,7 +122,7 @@ class TabularModelService:
         self.metrics = SlotMetrics(self.slot, self.version)
         self.batcher = AdaptiveBatcher(self.predictor, on_batch=self.metrics.observe_batch)
         # Everything loaded so far lives as long as the worker: moved out of the collector's
-        # reach, a full collection no longer walks it (it paused requests for tens of ms).
+        # reach, a full collection no longer walks it and pauses no request for it.
         gc.collect()
         gc.freeze()
 
@@ -136,7 +135,8 @@ class TabularModelService:
     async def _scored(self, check: Any, payload: Any, pipeline: str | None) -> Any:
         """Check a request (any form: `check` types it), score it with whatever else waits
         (`adaptive_batch`) and log it; bad requests raise InvalidArgument (a 400)."""
-        from ct_assets.lib.serving import predictor as serving
+        from ct_assets.lib.serving.request_parsing import RequestError
+        from ct_assets.lib.serving.scoring import log_scored
 
         started = time.perf_counter()  # latency_ms in the log counts from here (the injected delay too)
         if self.injected_delay:  # chaos testing only: CT_INJECT_LATENCY_MS
@@ -147,28 +147,28 @@ class TabularModelService:
             request = check(payload)
         except BodyTooLarge as err:  # an Arrow body that decompresses past the body limit
             raise InvalidArgument(str(err), error_code=HTTPStatus.REQUEST_ENTITY_TOO_LARGE) from None
-        except serving.RequestError as err:
+        except RequestError as err:
             raise InvalidArgument(str(err)) from None
         scored = await self.batcher.score(request, started)
-        serving.log_scored(self.log, scored, self.version)
+        log_scored(self.log, scored, self.version)
         self.metrics.observe(len(scored.probabilities))
         return scored
 
     async def _score(self, check: Any, payload: Any, pipeline: str | None) -> Response:
         """Score a request and answer it as JSON, encoded here: BentoML would otherwise check the
         answer against a schema it rebuilds for every response."""
-        from ct_assets.lib.serving import predictor as serving
+        from ct_assets.lib.serving.scoring import answer
 
         scored = await self._scored(check, payload, pipeline)
-        answer = serving.answer(scored, self.version, self.slot, self.threshold, self.spec.entity_id)
-        return Response(orjson.dumps(answer), media_type="application/json")
+        body = answer(scored, self.version, self.slot, self.threshold, self.spec.entity_id)
+        return Response(orjson.dumps(body), media_type="application/json")
 
     async def score_arrow(self, body: bytes, pipeline: str | None) -> bytes:
         """Score an Arrow IPC stream; the answer as an Arrow IPC stream (see `_predict_arrow`)."""
-        from ct_assets.lib.serving import predictor as serving
+        from ct_assets.lib.serving.scoring import answer_arrow
 
         scored = await self._scored(self.predictor.check_arrow, body, pipeline)
-        return serving.answer_arrow(scored, self.version, self.slot, self.threshold, self.spec.entity_id)
+        return answer_arrow(scored, self.version, self.slot, self.threshold, self.spec.entity_id)
 
     # The endpoints are coroutines on purpose: a request is read, checked and answered on the event
     # loop (no hop to BentoML's thread pool), and only featurizing and scoring go to the batcher's

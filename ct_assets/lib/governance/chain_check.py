@@ -19,7 +19,7 @@ from ct_assets.lib.data.landing import sha256_of
 from ct_assets.lib.governance import lineage
 from ct_assets.lib.governance.audit import AuditLog
 from ct_assets.lib.model.registry import Registry, RegistryError
-from ct_assets.lib.serving.rollout import active_bento
+from ct_assets.lib.serving.deployment_state import active_bento
 
 if TYPE_CHECKING:
     import duckdb

@@ -31,7 +31,7 @@ from ct_assets.lib.core.warehouse import PARTITION_COLUMN, key_literal, table_ex
 from ct_assets.lib.data import landing
 from ct_assets.lib.governance.audit import AuditLog
 from ct_assets.lib.model.registry import Registry, RegistryError
-from ct_assets.lib.serving.rollout import active_bento
+from ct_assets.lib.serving.deployment_state import active_bento
 
 if TYPE_CHECKING:
     import duckdb
@@ -125,81 +125,98 @@ def run_retention(
     rules = spec.retention
     clock = now or datetime.now(UTC)
     keys = _raw_keys(con, spec) | set(landing.landed_partition_keys(landing_root, spec.name))
-    if rules.measure_from == "latest_partition" and keys:
-        reference = max(partition_window(spec.partitions, k)[1] for k in keys)
-    else:
-        reference = clock
-    raw_cutoff = reference - timedelta(days=rules.raw_days)
+    raw_cutoff = _raw_reference(spec, keys, clock) - timedelta(days=rules.raw_days)
     log_cutoff = (clock - timedelta(days=rules.prediction_log_days)).date()
     report = RetentionReport(spec.name, raw_cutoff.isoformat(), log_cutoff.isoformat(), dry_run=dry_run)
     report.expired = sorted(k for k in keys if partition_window(spec.partitions, k)[1] <= raw_cutoff)
     protected = protected_partitions(registry, deploy_state)
     report.kept = {k: protected[k] for k in report.expired if k in protected}
-    doomed = [k for k in report.expired if k not in protected]
-    report.deleted_partitions = doomed
-
-    files = [p for key in doomed for p in _landing_paths(landing_root, spec.name, key)]
-    report.files_deleted = [
-        {"path": str(p), "sha256": landing.sha256_of(p), "bytes": p.stat().st_size} for p in files
-    ]
-    if doomed:
-        literals = ", ".join(key_literal(k) for k in doomed)
-        tables = [t for t in RAW_TABLES if table_exists(con, spec.name, t)]
-        for table in tables:
-            where = f"WHERE {PARTITION_COLUMN} IN ({literals})"
-            count = con.execute(f"SELECT count(*) FROM {table_name(spec.name, table)} {where}").fetchall()[0][
-                0
-            ]
-            report.rows_deleted[table] = int(count)
-        if not dry_run:
-            with transaction(con):
-                for table in tables:
-                    con.execute(
-                        f"DELETE FROM {table_name(spec.name, table)} WHERE {PARTITION_COLUMN} IN ({literals})"
-                    )
-            for path in files:
-                path.unlink(missing_ok=True)
-            for key in doomed:
-                folder = landing.pipeline_folder(landing_root, spec.name) / key
-                if folder.is_dir():
-                    shutil.rmtree(folder)
-
-    log_folders = []
-    for folder in sorted((Path(log_root) / spec.name).glob("*")):
-        try:
-            day = date.fromisoformat(folder.name)
-        except ValueError:
-            continue
-        if folder.is_dir() and day < log_cutoff:
-            log_folders.append(folder)
+    report.deleted_partitions = [k for k in report.expired if k not in protected]
+    _expire_raw(spec, con, landing_root, report)
+    log_folders = _expired_log_folders(Path(log_root) / spec.name, log_cutoff)
     report.log_folders_deleted = [str(f) for f in log_folders]
     report.log_files_deleted = sum(1 for f in log_folders for p in f.rglob("*") if p.is_file())
     if not dry_run:
         for folder in log_folders:
             shutil.rmtree(folder)
+        _audit(spec, report, audit_log, who)
+    return report
 
-    if not dry_run and (doomed or report.kept):
+
+def _raw_reference(spec: PipelineSpec, keys: set[str], clock: datetime) -> datetime:
+    """Where raw retention is measured from: the newest partition's end, or now."""
+    if spec.retention.measure_from == "latest_partition" and keys:
+        return max(partition_window(spec.partitions, k)[1] for k in keys)
+    return clock
+
+
+def _expire_raw(
+    spec: PipelineSpec, con: duckdb.DuckDBPyConnection, landing_root: Path, report: RetentionReport
+) -> None:
+    """Count (and, unless a dry run, delete) the doomed partitions' raw rows and landing files."""
+    doomed = report.deleted_partitions
+    files = [p for key in doomed for p in _landing_paths(landing_root, spec.name, key)]
+    report.files_deleted = [
+        {"path": str(p), "sha256": landing.sha256_of(p), "bytes": p.stat().st_size} for p in files
+    ]
+    if not doomed:
+        return
+    where = f"WHERE {PARTITION_COLUMN} IN ({', '.join(key_literal(k) for k in doomed)})"
+    tables = [t for t in RAW_TABLES if table_exists(con, spec.name, t)]
+    for table in tables:
+        count = con.execute(f"SELECT count(*) FROM {table_name(spec.name, table)} {where}").fetchall()[0][0]
+        report.rows_deleted[table] = int(count)
+    if report.dry_run:
+        return
+    with transaction(con):
+        for table in tables:
+            con.execute(f"DELETE FROM {table_name(spec.name, table)} {where}")
+    for path in files:
+        path.unlink(missing_ok=True)
+    for key in doomed:
+        folder = landing.pipeline_folder(landing_root, spec.name) / key
+        if folder.is_dir():
+            shutil.rmtree(folder)
+
+
+def _expired_log_folders(folder: Path, cutoff: date) -> list[Path]:
+    """The prediction log's day folders written before `cutoff`."""
+    expired = []
+    for day_folder in sorted(folder.glob("*")):
+        try:
+            day = date.fromisoformat(day_folder.name)
+        except ValueError:
+            continue
+        if day_folder.is_dir() and day < cutoff:
+            expired.append(day_folder)
+    return expired
+
+
+def _audit(spec: PipelineSpec, report: RetentionReport, audit_log: AuditLog, who: str) -> None:
+    """One audit entry for the raw deletions (and kept partitions), one for the log deletions."""
+    rules = spec.retention
+    if report.deleted_partitions or report.kept:
         audit_log.append(
             "retention_delete",
             who,
-            f"raw partitions ended before {raw_cutoff:%Y-%m-%d} (retention.raw_days {rules.raw_days}, "
+            f"raw partitions ended before {report.raw_cutoff[:10]} (retention.raw_days {rules.raw_days}, "
             f"measured from {rules.measure_from})",
             pipeline=spec.name,
             subject=f"{spec.name}/raw",
             component="retention",
             details={
-                "partitions": doomed,
+                "partitions": report.deleted_partitions,
                 "rows_deleted": report.rows_deleted,
                 "files_deleted": report.files_deleted,
                 "kept": report.kept,
                 "cutoff": report.raw_cutoff,
             },
         )
-    if not dry_run and log_folders:
+    if report.log_folders_deleted:
         audit_log.append(
             "retention_delete",
             who,
-            f"prediction logs written before {log_cutoff} (retention.prediction_log_days "
+            f"prediction logs written before {report.log_cutoff} (retention.prediction_log_days "
             f"{rules.prediction_log_days})",
             pipeline=spec.name,
             subject=f"{spec.name}/predictions",
@@ -210,4 +227,3 @@ def run_retention(
                 "cutoff": report.log_cutoff,
             },
         )
-    return report

@@ -5,9 +5,7 @@ checking and answering requests (DuckDB and CatBoost let go of the GIL for parts
 the two partly overlap). Whatever arrived while a batch was being scored forms the next batch.
 Under light load a request is scored alone and waits for nothing; under concurrent load N waiting
 requests cost one feature query and one CatBoost call. That is where batching pays here: DuckDB
-binds and plans every query anew, a fixed cost of several milliseconds. In process, features and
-scores for 1,000 rows cost 9.1-9.6 ms of CPU alone, and 3.8 ms per 1,000 rows when 8 such requests
-are merged.
+binds and plans every query anew, a fixed cost per query that merged requests share.
 
 Requests are merged in arrival order up to `max_rows` rows. A request whose entity ids are already
 in the batch waits for the next one (the feature SQL joins its groups on the entity id, so ids must
@@ -22,7 +20,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from ct_assets.lib.serving.predictor import MAX_BATCH_ROWS, FeatureRows, Predictor, Scored, TypedRequest
+from ct_assets.lib.serving.feature_engine import FeatureRows
+from ct_assets.lib.serving.predictor import Predictor
+from ct_assets.lib.serving.request_parsing import MAX_BATCH_ROWS, TypedRequest
+from ct_assets.lib.serving.scoring import Scored
 
 
 @dataclass

@@ -2,17 +2,10 @@
 slot's processes, when it is installed.
 
 DuckDB binds, plans and runs every feature query with many small C++ allocations, and it binds and
-plans even a prepared statement again on each execution. With glibc's malloc, those allocations took
-a large part of the query's CPU: `perf` on a loop of 1,000-row feature queries put 27% of the samples
-in `_int_malloc`, `_int_free`, `malloc` and `malloc_consolidate`. Preloading tcmalloc (Debian's
-`libtcmalloc-minimal4`) had these effects:
-- In process, the feature query took 2.1-2.4 instead of 3.2-5.7 ms of CPU for one row, and 4.6-5.1
-  instead of 8.1-10.7 ms for 1,000 rows.
-- In a served slot, it saved 0.8-0.9 ms of the slot's 6.0-6.9 ms of CPU per single-row request, in two
-  alternating rounds.
-
-glibc's own tunable for a larger per-thread cache gave the same gain in process, but none in the
-served slot, so it is not offered.
+plans even a prepared statement again on each execution. With glibc's malloc those allocations take
+a large part of the query's CPU; tcmalloc (Debian's `libtcmalloc-minimal4`) makes them cheaper, in
+process and in a served slot (figures in bench/README). glibc's own tunable for a larger per-thread
+cache helps in process but not in a served slot, so it is not offered.
 
 `CT_SLOT_ALLOCATOR` chooses:
 - `auto` (the default): tcmalloc when installed, otherwise glibc.

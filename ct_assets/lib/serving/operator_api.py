@@ -12,9 +12,13 @@ from __future__ import annotations
 import hmac
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ct_assets.lib.serving.rollout import Deployment
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
 
 TOKEN_VARIABLE = "CT_OPERATOR_TOKEN"
 NAME_VARIABLE = "CT_OPERATOR_NAME"  # who holds the token, for the audit log (default "operator api")
@@ -25,103 +29,130 @@ def create_app(
 ) -> Any:
     """A Starlette app over one pipeline's deployment. `rollout(bento, who)` runs a rollout."""
     from starlette.applications import Starlette
-    from starlette.requests import Request
-    from starlette.responses import JSONResponse
     from starlette.routing import Route
 
     expected = token if token is not None else os.environ.get(TOKEN_VARIABLE, "")
+    api = _OperatorApi(deployment, rollout, expected)
+    return Starlette(
+        routes=[
+            Route("/status", api.status, methods=["GET"]),
+            Route("/rollback", api.audited("rollback", api.rollback), methods=["POST"]),
+            Route("/approve", api.audited("approve", api.approve), methods=["POST"]),
+            Route("/rollout", api.audited("rollout", api.start_rollout), methods=["POST"]),
+        ]
+    )
 
-    def authorized(request: Request) -> JSONResponse | None:
-        if not expected:
-            return JSONResponse(
-                {"error": f"operator API disabled: {TOKEN_VARIABLE} is not set"}, status_code=503
-            )
+
+async def _body(request: Request) -> dict[str, Any]:
+    """The request's JSON object ({} for anything else)."""
+    try:
+        data = await request.json()
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _answer(result: Any) -> JSONResponse:
+    from starlette.responses import JSONResponse
+
+    return JSONResponse({"status": result.status, "slot": result.slot, "bento": result.bento})
+
+
+def _error(message: str, status_code: int) -> JSONResponse:
+    from starlette.responses import JSONResponse
+
+    return JSONResponse({"error": message}, status_code=status_code)
+
+
+class _OperatorApi:
+    """The endpoints' handlers over one deployment, each behind the token check."""
+
+    def __init__(
+        self, deployment: Deployment, rollout: Callable[[str, str], Any] | None, expected: str
+    ) -> None:
+        self.deployment = deployment
+        self.rollout = rollout
+        self.expected = expected
+        self.holder = os.environ.get(NAME_VARIABLE) or "operator api"
+
+    def refused(self, request: Request) -> JSONResponse | None:
+        """The refusal for a request without the right token (None: it may pass)."""
+        if not self.expected:
+            return _error(f"operator API disabled: {TOKEN_VARIABLE} is not set", 503)
         given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-        if not given or not hmac.compare_digest(given.encode(), expected.encode()):
-            return JSONResponse({"error": "missing or wrong operator token"}, status_code=401)
+        if not given or not hmac.compare_digest(given.encode(), self.expected.encode()):
+            return _error("missing or wrong operator token", 401)
         return None
 
-    async def body(request: Request) -> dict[str, Any]:
-        try:
-            data = await request.json()
-        except ValueError:
-            return {}
-        return data if isinstance(data, dict) else {}
+    async def status(self, request: Request) -> JSONResponse:
+        from starlette.responses import JSONResponse
 
-    async def status(request: Request) -> JSONResponse:
-        if refused := authorized(request):
+        if refused := self.refused(request):
             return refused
-        return JSONResponse({"state": deployment.state(), "audit": deployment.audit_log()[-20:]})
+        return JSONResponse({"state": self.deployment.state(), "audit": self.deployment.audit_log()[-20:]})
 
-    async def rollback(request: Request) -> JSONResponse:
-        if refused := authorized(request):
+    async def rollback(self, request: Request) -> JSONResponse:
+        if refused := self.refused(request):
             return refused
-        data = await body(request)
-        why, who = str(data.get("why") or ""), str(data.get("who") or holder)
+        data = await _body(request)
+        why, who = str(data.get("why") or ""), str(data.get("who") or self.holder)
         if not why:
-            return JSONResponse({"error": "a rollback needs 'why'"}, status_code=422)
+            return _error("a rollback needs 'why'", 422)
         try:
-            result = deployment.rollback_to_previous(who=who, why=why)
+            return _answer(self.deployment.rollback_to_previous(who=who, why=why))
         except RuntimeError as err:
-            return JSONResponse({"error": str(err)}, status_code=409)
-        return JSONResponse({"status": result.status, "slot": result.slot, "bento": result.bento})
+            return _error(str(err), 409)
 
-    async def approve(request: Request) -> JSONResponse:
-        if refused := authorized(request):
+    async def approve(self, request: Request) -> JSONResponse:
+        if refused := self.refused(request):
             return refused
-        data = await body(request)
+        data = await _body(request)
+        who, why = str(data.get("who") or self.holder), str(data.get("why") or "approved")
         try:
-            result = deployment.approve(
-                who=str(data.get("who") or holder), why=str(data.get("why") or "approved")
-            )
+            return _answer(self.deployment.approve(who=who, why=why))
         except RuntimeError as err:
-            return JSONResponse({"error": str(err)}, status_code=409)
-        return JSONResponse({"status": result.status, "slot": result.slot, "bento": result.bento})
+            return _error(str(err), 409)
 
-    async def start_rollout(request: Request) -> JSONResponse:
-        if refused := authorized(request):
+    async def start_rollout(self, request: Request) -> JSONResponse:
+        from starlette.responses import JSONResponse
+
+        if refused := self.refused(request):
             return refused
-        data = await body(request)
+        data = await _body(request)
         bento = str(data.get("bento") or "")
-        if not bento or rollout is None:
-            return JSONResponse({"error": "a rollout needs 'bento'"}, status_code=422)
-        result = rollout(bento, str(data.get("who") or holder))
+        if not bento or self.rollout is None:
+            return _error("a rollout needs 'bento'", 422)
+        result = self.rollout(bento, str(data.get("who") or self.holder))
         return JSONResponse({"status": result.status, "slot": result.slot, "reasons": result.reasons})
 
-    holder = os.environ.get(NAME_VARIABLE) or "operator api"
+    def audited(self, endpoint: str, handler: Callable[[Request], Any]) -> Callable[[Request], Any]:
+        """`handler`, with an `operator_request` audit entry for every call, accepted or refused."""
 
-    def audited(endpoint: str, handler: Callable[[Request], Any]) -> Callable[[Request], Any]:
         async def run(request: Request) -> JSONResponse:
-            from ct_assets.lib.governance.audit import log_for
-
             response = await handler(request)
-            data = await body(request)  # Starlette keeps the body read by the handler
-            accepted = response.status_code not in (401, 503)
-            client = request.client.host if request.client else "unknown"
-            log_for(deployment.folder.parent).append(
-                "operator_request",
-                str(data.get("who") or holder) if accepted else f"unauthenticated caller at {client}",
-                str(data.get("why") or "none given"),
-                pipeline=deployment.folder.name,
-                subject=f"{deployment.folder.name}/deployment",
-                component="operator_api",
-                details={
-                    "endpoint": endpoint,
-                    "answer": response.status_code,
-                    "authenticated_as": holder if accepted else None,
-                    "bento": data.get("bento"),
-                    "client": client,
-                },
-            )
-            return response
+            self.record(endpoint, request, response.status_code, await _body(request))
+            return response  # Starlette keeps the body the handler read, for the record above
 
         return run
 
-    return Starlette(
-        routes=[
-            Route("/status", status, methods=["GET"]),
-            Route("/rollback", audited("rollback", rollback), methods=["POST"]),
-            Route("/approve", audited("approve", approve), methods=["POST"]),
-            Route("/rollout", audited("rollout", start_rollout), methods=["POST"]),
-        ]
-    )
+    def record(self, endpoint: str, request: Request, status_code: int, data: dict[str, Any]) -> None:
+        from ct_assets.lib.governance.audit import log_for
+
+        folder = self.deployment.folder
+        accepted = status_code not in (401, 503)
+        client = request.client.host if request.client else "unknown"
+        log_for(folder.parent).append(
+            "operator_request",
+            str(data.get("who") or self.holder) if accepted else f"unauthenticated caller at {client}",
+            str(data.get("why") or "none given"),
+            pipeline=folder.name,
+            subject=f"{folder.name}/deployment",
+            component="operator_api",
+            details={
+                "endpoint": endpoint,
+                "answer": status_code,
+                "authenticated_as": self.holder if accepted else None,
+                "bento": data.get("bento"),
+                "client": client,
+            },
+        )

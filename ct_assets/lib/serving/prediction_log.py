@@ -5,10 +5,11 @@ as `feature.<name>`; appended by a background thread off the request path) and r
 (`read_requests`, `predictions`; `read_partition` ingests the predictions whose event time falls
 in a partition, so live performance can join them with the labels when those land).
 
-Why Arrow and not JSON lines (the format until session 6, still read): for 1,000-row requests the
-writer spends a third of the CPU and writes a third of the bytes, and a partition is ingested by
-vectorized filters instead of a Python loop over every prediction. Why LZ4 and not zstd: zstd
-compresses a further third smaller but costs six times the CPU per record batch.
+The log is Arrow rather than JSON lines: the writer spends less CPU and writes fewer bytes per
+request, and a partition is ingested by vectorized filters instead of a Python loop over every
+prediction. Batches are LZ4-compressed: zstd would compress smaller at several times the CPU per
+record batch. Day files in JSON lines (`.jsonl`) are converted to Arrow once, by `migrate_jsonl`,
+when the ingesting step opens the log (`read_partition`); no reader reads JSON lines.
 
 The background writer: a request hands its predictions to a bounded queue (`max_pending` requests;
 when it is full the request waits, so nothing is dropped under load). The writer thread gathers
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 SUFFIX = ".arrows"  # the Arrow IPC stream format's registered extension
-LEGACY_SUFFIX = ".jsonl"
+JSONL_SUFFIX = ".jsonl"
 SEGMENT_PREFIX = "segment."
 FEATURE_PREFIX = "feature."
 FLUSH_SECONDS = 0.2
@@ -73,7 +74,7 @@ def log_path(folder: Path, pipeline: str, slot: str, when: datetime) -> Path:
 
 
 def log_files(folder: Path, slot: str | None = None) -> list[Path]:
-    """Every log file under `folder` (both formats), optionally only one slot's, in writing order:
+    """Every log file under `folder`, optionally only one slot's, in writing order:
     by folder, then file, then segment (`blue-7.arrows` before `blue-7.1.arrows`)."""
 
     def order(path: Path) -> tuple[Path, str, int]:
@@ -82,7 +83,7 @@ def log_files(folder: Path, slot: str | None = None) -> list[Path]:
 
     pattern = f"{slot}-*" if slot else "*"
     found = Path(folder).rglob(pattern)
-    return sorted((p for p in found if p.suffix in (SUFFIX, LEGACY_SUFFIX) and p.is_file()), key=order)
+    return sorted((p for p in found if p.suffix == SUFFIX and p.is_file()), key=order)
 
 
 def _timestamp() -> pa.DataType:
@@ -423,8 +424,8 @@ def read_table(path: Path) -> pa.Table | None:
 
 
 def _time_texts(values: pa.Array, iso: bool) -> list[str | None]:
-    """Timestamps as the JSON log wrote them: `datetime.isoformat()` for request times, `str()` for
-    event times; formatted once per distinct value (they repeat within a request)."""
+    """Timestamps as text: `datetime.isoformat()` for request times, `str()` for event times;
+    formatted once per distinct value (they repeat within a request)."""
     encoded = values.dictionary_encode()
     texts = [
         None if t is None else (t.isoformat() if iso else str(t)) for t in encoded.dictionary.to_pylist()
@@ -433,8 +434,8 @@ def _time_texts(values: pa.Array, iso: bool) -> list[str | None]:
 
 
 def requests_from_table(table: pa.Table) -> list[dict[str, Any]]:
-    """Arrow log rows as requests in the JSON log's shape (`request_from_line`); a request's rows
-    are consecutive."""
+    """Arrow log rows as requests: the request fields once, one list per per-prediction field, and
+    `segments` and `features` as one list per name; a request's rows are consecutive."""
     if not table.num_rows:
         return []
     names = table.column_names
@@ -457,51 +458,13 @@ def requests_from_table(table: pa.Table) -> list[dict[str, Any]]:
     return requests
 
 
-def request_from_line(line: str | bytes) -> dict[str, Any]:
-    """One JSON log line (the format before session 6) as a request with one list per
-    per-prediction field; a line written one per prediction (earlier still) reads as a one-row
-    request. Raises json.JSONDecodeError for a torn line."""
-    record = json.loads(line)
-    if isinstance(record.get("entity_id"), list):
-        return record
-    return {
-        **{f: record.get(f) for f in REQUEST_FIELDS},
-        **{f: [record.get(f)] for f in PREDICTION_FIELDS},
-        "segments": {k: [v] for k, v in (record.get("segments") or {}).items()},
-        "features": {k: [v] for k, v in (record.get("features") or {}).items()},
-    }
-
-
-def _read_json_requests(path: Path, request_id: str | None, since: datetime | None) -> list[dict[str, Any]]:
-    lines = Path(path).read_bytes().splitlines()
-    requests = []
-    for number, line in enumerate(lines):
-        if not line.strip() or (request_id is not None and request_id.encode() not in line):
-            continue
-        try:
-            request = request_from_line(line)
-        except json.JSONDecodeError:
-            if number != len(lines) - 1:
-                raise
-            continue
-        logged = request.get("time")
-        if (request_id is None or request.get("request_id") == request_id) and (
-            since is None or (bool(logged) and datetime.fromisoformat(logged) >= since)
-        ):
-            requests.append(request)
-    return requests
-
-
 def read_requests(
     path: Path, request_id: str | None = None, since: str | None = None
 ) -> list[dict[str, Any]]:
-    """A log file's requests (the shape of `request_from_line`): all, those with one request id,
+    """A log file's requests (the shape of `requests_from_table`): all, those with one request id,
     or those logged at or after `since` (ISO 8601 with a zone); a torn tail (a writer killed
-    mid-write) is skipped. Reads both formats; in an Arrow file only the rows asked for are
-    turned into Python objects."""
+    mid-write) is skipped. Only the rows asked for are turned into Python objects."""
     after = None if since is None else datetime.fromisoformat(since)
-    if Path(path).suffix == LEGACY_SUFFIX:
-        return _read_json_requests(path, request_id, after)
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -550,34 +513,91 @@ def _partition_rows_arrow(path: Path, start: datetime, end: datetime) -> pd.Data
     return frame[COLUMNS]
 
 
-def _partition_rows_json(path: Path, start: datetime, end: datetime) -> list[dict[str, Any]]:
-    records = []
-    for request in read_requests(path):
-        common = {f: request.get(f) for f in REQUEST_FIELDS if f in COLUMNS}
-        parsed: dict[str, datetime] = {}  # event times repeat within a request
-        for index, when in enumerate(request["event_time"]):
-            if not when:
-                continue
-            moment = parsed.get(when) or parsed.setdefault(when, datetime.fromisoformat(when))
-            if start <= moment < end:
-                records.append({**common, **{f: request[f][index] for f in PREDICTION_FIELDS}})
-    return records
-
-
 def read_partition(folder: Path, spec: PipelineSpec, partition_key: str) -> pd.DataFrame:
-    """Every logged prediction of the pipeline whose event time is inside the partition (both
-    formats; request and event times as the text the JSON log held)."""
+    """Every logged prediction of the pipeline whose event time is inside the partition (request
+    and event times as text, as `requests_from_table` gives them). This is the ingesting step's
+    way into the log: it first migrates the pipeline's JSON-lines files (`migrate_jsonl`)."""
     import pandas as pd
 
     start, end = partition_window(spec.partitions, partition_key)
-    frames, records = [], []
+    migrate_jsonl(Path(folder) / spec.name)
+    frames = [pd.DataFrame(columns=COLUMNS)]
     for path in log_files(Path(folder) / spec.name):
-        if path.suffix == LEGACY_SUFFIX:
-            records += _partition_rows_json(path, start, end)
-        elif (frame := _partition_rows_arrow(path, start, end)) is not None:
+        if (frame := _partition_rows_arrow(path, start, end)) is not None:
             frames.append(frame)
-    frames.append(pd.DataFrame(records, columns=COLUMNS))
     frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     # explicit types: a partition with no predictions must not create the table with NULL columns
     numeric = {"score": "float64", "decision": "boolean", "latency_ms": "float64"}
     return frame.astype({**{c: "string" for c in COLUMNS if c not in numeric}, **numeric})
+
+
+def _jsonl_requests(path: Path) -> list[dict[str, Any]]:
+    """The requests of a JSON-lines day file: one line per request (one list per per-prediction
+    field) or one line per prediction; a torn last line is left out."""
+    lines = [line for line in Path(path).read_bytes().splitlines() if line.strip()]
+    requests = []
+    for number, line in enumerate(lines):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            if number != len(lines) - 1:
+                raise
+            continue
+        if not isinstance(record.get("entity_id"), list):
+            record = {
+                **{f: record.get(f) for f in REQUEST_FIELDS},
+                **{f: [record.get(f)] for f in PREDICTION_FIELDS},
+                "segments": {k: [v] for k, v in (record.get("segments") or {}).items()},
+                "features": {k: [v] for k, v in (record.get("features") or {}).items()},
+            }
+        requests.append(record)
+    return requests
+
+
+def _as_batch(request: dict[str, Any]) -> dict[str, Any]:
+    """A logged request in the shape the writer takes (`requests_table`), with its pipeline and slot."""
+    features = request.get("features") or {}
+    rows = list(zip(*features.values(), strict=True)) if features else [()] * len(request["score"])
+    return {
+        "pipeline": request.get("pipeline") or "",
+        "slot": request.get("slot") or "",
+        "request_id": request.get("request_id") or "",
+        "time": request["time"],
+        "model_version": request.get("model_version") or "",
+        "entity_ids": [None if e is None else str(e) for e in request["entity_id"]],
+        "scores": request["score"],
+        "decisions": request["decision"],
+        "latency_ms": request.get("latency_ms"),
+        "event_times": [None if t is None else datetime.fromisoformat(t) for t in request["event_time"]],
+        "segments": request.get("segments") or {},
+        "feature_names": list(features),
+        "feature_rows": rows,
+    }
+
+
+def migrate_jsonl(folder: Path) -> list[Path]:
+    """Convert every JSON-lines log file under `folder` to an Arrow log file beside it (same name,
+    `.arrows`, the next free segment if taken) and remove it; returns the files written. Runs of
+    requests with the same pipeline, slot, segments and features share a record batch; a run
+    whose columns differ from the previous one starts the next segment."""
+    written = []
+    for source in sorted(p for p in Path(folder).rglob(f"*{JSONL_SUFFIX}") if p.is_file()):
+        base = source.with_suffix(SUFFIX)
+        stream: _Stream | None = None
+        for _, run in itertools.groupby(
+            (_as_batch(r) for r in _jsonl_requests(source)),
+            key=lambda b: (b["pipeline"], b["slot"], list(b["segments"]), b["feature_names"]),
+        ):
+            batches = list(run)
+            table = requests_table(batches, batches[0]["pipeline"], batches[0]["slot"])
+            if stream is not None and not table.schema.equals(stream.schema):
+                stream.close()
+                stream = None
+            if stream is None:
+                stream = _Stream(base, table.schema)
+                written.append(stream.path)
+            stream.write(table)
+        if stream is not None:
+            stream.close()
+        source.unlink()
+    return written

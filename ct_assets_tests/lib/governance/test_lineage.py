@@ -27,7 +27,7 @@ from ct_assets.lib.model.model_store import load_model
 from ct_assets.lib.model.model_training import FeatureLayout
 from ct_assets.lib.model.registry import Registry
 from ct_assets.lib.serving import bento_build
-from ct_assets.lib.serving import predictor as serving
+from ct_assets.lib.serving.scoring import Prediction, log_predictions, new_request_id
 from ct_assets_tests.conftest import FIRST_DAYS, write_flights_variant
 
 
@@ -70,12 +70,12 @@ def build_home(root: Path, flights_landing: Path, name: str) -> dict:
     con.close()
     layout = FeatureLayout(**record["layout"])
     scores = model_training.score(load_model(registry.models, record["model_sha256"]), features, layout)
-    request_id = serving.new_request_id()
+    request_id = new_request_id()
     predictions = [
-        serving.Prediction(request_id, str(e), float(p), bool(p >= record["threshold"]), record["version"])
+        Prediction(request_id, str(e), float(p), bool(p >= record["threshold"]), record["version"])
         for e, p in zip(features[spec.entity_id], scores, strict=True)
     ]
-    serving.log_predictions(root / "prediction_log", spec, predictions, features, {}, "blue", 3.0)
+    log_predictions(root / "prediction_log", spec, predictions, features, {}, "blue", 3.0)
     return {
         "spec": spec,
         "registry": registry,

@@ -50,7 +50,7 @@ def home(tmp_path: Path, flights_landing: Path) -> dict:
     today = datetime.now(UTC).date()
     for day in (today - timedelta(days=40), today):
         (logs / day.isoformat()).mkdir(parents=True)
-        (logs / day.isoformat() / "blue-1.jsonl").write_text('{"request_id": "r"}\n')
+        (logs / day.isoformat() / "blue-1.arrows").write_bytes(b"a log file")  # retention reads none
     yield {"spec": spec, "con": con, "landing": landing, "registry": registry, "logs": logs, "today": today}
     con.close()
 

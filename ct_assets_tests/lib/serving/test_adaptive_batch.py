@@ -16,14 +16,16 @@ from ct_assets.lib.core.spec import ModelParams
 from ct_assets.lib.core.warehouse import partition_view_sql
 from ct_assets.lib.model.model_training import FeatureLayout, train
 from ct_assets.lib.serving import arrow_request
-from ct_assets.lib.serving import predictor as serving
 from ct_assets.lib.serving.adaptive_batch import AdaptiveBatcher, score_together
+from ct_assets.lib.serving.predictor import Predictor
+from ct_assets.lib.serving.request_parsing import MAX_BATCH_ROWS, TypedRequest
+from ct_assets.lib.serving.scoring import Scored
 from ct_assets_tests.lib.serving.test_predictor import DAY, featurized, request_rows  # noqa: F401 - the fixture
 
 
 @dataclass(frozen=True)
 class World:
-    predictor: serving.Predictor
+    predictor: Predictor
     con: duckdb.DuckDBPyConnection  # the featurized warehouse, where request rows come from
 
 
@@ -34,10 +36,10 @@ def world(featurized, flights_spec) -> World:  # noqa: F811
     layout = FeatureLayout.of(flights_spec)
     half = len(rows) // 2
     model = train(rows[:half], rows[half:], flights_spec, layout, ModelParams(iterations=40, depth=4))
-    return World(serving.Predictor(flights_spec, snapshot, model, layout, threshold=0.5), con)
+    return World(Predictor(flights_spec, snapshot, model, layout, threshold=0.5), con)
 
 
-def _requests(predictor: serving.Predictor, rows: list[dict], sizes: list[int]) -> list[serving.TypedRequest]:
+def _requests(predictor: Predictor, rows: list[dict], sizes: list[int]) -> list[TypedRequest]:
     """Consecutive slices of `rows`, alternately as row-oriented JSON and as an Arrow stream."""
     requests, start = [], 0
     for index, size in enumerate(sizes):
@@ -50,8 +52,8 @@ def _requests(predictor: serving.Predictor, rows: list[dict], sizes: list[int]) 
     return requests
 
 
-def _same(together: serving.Scored | BaseException, alone: serving.Scored, entity_id: str) -> None:
-    assert isinstance(together, serving.Scored), together
+def _same(together: Scored | BaseException, alone: Scored, entity_id: str) -> None:
+    assert isinstance(together, Scored), together
     assert together.probabilities == alone.probabilities
     assert together.decisions == alone.decisions
     assert together.features.column(entity_id) == alone.features.column(entity_id)
@@ -61,13 +63,13 @@ def _same(together: serving.Scored | BaseException, alone: serving.Scored, entit
 
 
 def _score_all(
-    predictor: serving.Predictor, requests: list[serving.TypedRequest], max_rows: int = serving.MAX_BATCH_ROWS
-) -> tuple[list[serving.Scored | BaseException], list[int]]:
+    predictor: Predictor, requests: list[TypedRequest], max_rows: int = MAX_BATCH_ROWS
+) -> tuple[list[Scored | BaseException], list[int]]:
     """Submit every request to one batcher before its task first runs (so they all wait together);
     (each request's Scored or exception, the number of requests in each feature query)."""
     batches: list[int] = []
 
-    async def run() -> list[serving.Scored | BaseException]:
+    async def run() -> list[Scored | BaseException]:
         batcher = AdaptiveBatcher(predictor, max_rows=max_rows, on_batch=batches.append)
         try:
             return await asyncio.gather(*(batcher.score(r) for r in requests), return_exceptions=True)
@@ -123,7 +125,7 @@ def test_max_rows_splits_batches(world: World, flights_spec) -> None:
     requests = _requests(predictor, rows, [30, 30, 30])
     results, batches = _score_all(predictor, requests, max_rows=60)
     assert batches == [2, 1]
-    assert [len(r.probabilities) for r in results if isinstance(r, serving.Scored)] == [30, 30, 30]
+    assert [len(r.probabilities) for r in results if isinstance(r, Scored)] == [30, 30, 30]
 
 
 def test_a_failing_request_does_not_fail_the_ones_beside_it(world: World, flights_spec) -> None:
@@ -133,9 +135,7 @@ def test_a_failing_request_does_not_fail_the_ones_beside_it(world: World, flight
     # A request that skipped the rules: a distance that is text, which the feature SQL cannot cast.
     table = predictor.check_arrow(arrow_request.encode_rows(flights_spec, rows[40:])).table
     text = pa.array(["far", "near", "10"], type=pa.string())
-    broken = serving.TypedRequest(
-        table=table.set_column(table.schema.get_field_index("distance"), "distance", text)
-    )
+    broken = TypedRequest(table=table.set_column(table.schema.get_field_index("distance"), "distance", text))
 
     (first, failed, second), batches = _score_all(predictor, [good[0], broken, good[1]])
     assert batches == [3]  # merged, failed, then each scored alone
@@ -150,7 +150,7 @@ def test_a_cancelled_request_is_skipped(world: World, flights_spec) -> None:
     requests = _requests(predictor, rows, [10, 10])
     batches: list[int] = []
 
-    async def run() -> serving.Scored:
+    async def run() -> Scored:
         batcher = AdaptiveBatcher(predictor, on_batch=batches.append)
         try:
             gone = asyncio.ensure_future(batcher.score(requests[0]))

@@ -12,7 +12,7 @@ from ct_assets.lib.core.warehouse import partition_view_sql
 from ct_assets.lib.data.profiles import ProfileFiles
 from ct_assets.lib.model.registry import Registry
 from ct_assets.lib.monitor import steps as monitor_steps
-from ct_assets.lib.serving import predictor as serving
+from ct_assets.lib.serving.scoring import Prediction, log_predictions
 from ct_assets_tests.lib.serving.test_predictor import DAY, featurized  # noqa: F401 - the shared fixture
 
 
@@ -25,11 +25,11 @@ def test_logged_predictions_drive_live_performance(featurized, flights_spec, tmp
         0.3 * labels + np.random.default_rng(0).uniform(0, 0.7, len(served)), 0, 1
     )  # informative
     predictions = [
-        serving.Prediction("r", fid, float(s), bool(s > 0.5), "v0001")
+        Prediction("r", fid, float(s), bool(s > 0.5), "v0001")
         for fid, s in zip(served["flight_id"], scores, strict=True)
     ]
     log = tmp_path / "log"
-    serving.log_predictions(
+    log_predictions(
         log,
         flights_spec,
         predictions,
@@ -38,8 +38,8 @@ def test_logged_predictions_drive_live_performance(featurized, flights_spec, tmp
         "blue",
         event_times=[t.isoformat() for t in served["sched_dep_at"]],
     )
-    other_day = [serving.Prediction("r", "elsewhere", 0.5, False, "v0001")]
-    serving.log_predictions(
+    other_day = [Prediction("r", "elsewhere", 0.5, False, "v0001")]
+    log_predictions(
         log,
         flights_spec,
         other_day,

@@ -17,9 +17,12 @@ from ct_assets.lib.data import steps as data_steps
 from ct_assets.lib.data.features import groups
 from ct_assets.lib.data.landing import context_file, partition_files
 from ct_assets.lib.serving import prediction_log
-from ct_assets.lib.serving import predictor as serving
 from ct_assets.lib.serving import steps as deploy_steps
+from ct_assets.lib.serving.feature_engine import FeatureEngine, FeatureRows, compute_features
 from ct_assets.lib.serving.prediction_log import PredictionLogWriter, read_partition
+from ct_assets.lib.serving.request_parsing import rows_from_columns, validate_request
+from ct_assets.lib.serving.request_rules import RequestError
+from ct_assets.lib.serving.scoring import Prediction, log_predictions
 
 DAY = "2013-01-02"
 
@@ -50,7 +53,7 @@ def request_rows(con, spec, day: str, limit: int) -> list[dict]:
 def test_service_features_equal_the_feature_table(featurized, flights_spec) -> None:
     con, snapshot = featurized
     rows = request_rows(con, flights_spec, DAY, 300)
-    served = serving.compute_features(serving.validate_request(rows, flights_spec), flights_spec, snapshot)
+    served = compute_features(validate_request(rows, flights_spec), flights_spec, snapshot)
     stored = con.execute(partition_view_sql(flights_spec.name, "features", [DAY])).df()
     columns = [flights_spec.entity_id, *flights_spec.feature_columns]
     expected = stored.set_index(flights_spec.entity_id).loc[served[flights_spec.entity_id]].reset_index()
@@ -58,9 +61,9 @@ def test_service_features_equal_the_feature_table(featurized, flights_spec) -> N
         served[columns].reset_index(drop=True), expected[columns], check_dtype=False
     )
     # One row at a time takes the prepared-statement path: the same features.
-    engine = serving.FeatureEngine(flights_spec, snapshot)
-    one_by_one = [engine.features(serving.validate_request([row], flights_spec)) for row in rows[:40]]
-    single = serving.FeatureRows(one_by_one[0].names, [f.rows[0] for f in one_by_one]).frame()
+    engine = FeatureEngine(flights_spec, snapshot)
+    one_by_one = [engine.features(validate_request([row], flights_spec)) for row in rows[:40]]
+    single = FeatureRows(one_by_one[0].names, [f.rows[0] for f in one_by_one]).frame()
     pd.testing.assert_frame_equal(
         single[columns].reset_index(drop=True), expected[columns].head(40), check_dtype=False
     )
@@ -85,21 +88,21 @@ def test_malformed_rows_get_readable_errors(featurized, flights_spec, mutate, me
     con, _ = featurized
     rows = request_rows(con, flights_spec, DAY, 1)
     mutate(rows[0])
-    with pytest.raises(serving.RequestError) as error:
-        serving.validate_request(rows, flights_spec)
+    with pytest.raises(RequestError) as error:
+        validate_request(rows, flights_spec)
     assert message in str(error.value)
 
 
 def test_batch_shape_errors(flights_spec) -> None:
-    with pytest.raises(serving.RequestError, match="non-empty list"):
-        serving.validate_request([], flights_spec)
-    with pytest.raises(serving.RequestError, match="row 0: must be an object, got int"):
-        serving.validate_request([3], flights_spec)
-    with pytest.raises(serving.RequestError, match="larger than the limit of 2"):
-        serving.validate_request([{}, {}, {}], flights_spec, max_rows=2)
-    with pytest.raises(serving.RequestError, match="same length"):
-        serving.rows_from_columns({"a": [1, 2], "b": [1]})
-    assert serving.rows_from_columns({"a": [1, 2], "b": ["x", "y"]}) == [
+    with pytest.raises(RequestError, match="non-empty list"):
+        validate_request([], flights_spec)
+    with pytest.raises(RequestError, match="row 0: must be an object, got int"):
+        validate_request([3], flights_spec)
+    with pytest.raises(RequestError, match="larger than the limit of 2"):
+        validate_request([{}, {}, {}], flights_spec, max_rows=2)
+    with pytest.raises(RequestError, match="same length"):
+        rows_from_columns({"a": [1, 2], "b": [1]})
+    assert rows_from_columns({"a": [1, 2], "b": ["x", "y"]}) == [
         {"a": 1, "b": "x"},
         {"a": 2, "b": "y"},
     ]
@@ -109,20 +112,18 @@ def test_duplicate_ids_in_a_batch_are_refused(featurized, flights_spec) -> None:
     con, _ = featurized
     rows = request_rows(con, flights_spec, DAY, 2)
     rows[1]["flight_id"] = rows[0]["flight_id"]
-    with pytest.raises(serving.RequestError, match="appears more than once"):
-        serving.validate_request(rows, flights_spec)
+    with pytest.raises(RequestError, match="appears more than once"):
+        validate_request(rows, flights_spec)
 
 
 def test_prediction_log_reads_back_what_was_logged(tmp_path: Path, flights_spec) -> None:
     features = pd.DataFrame({"flight_id": ["a", "b"], "distance": [1.0, 2.0]})
     predictions = [
-        serving.Prediction("r1", "a", 0.2, False, "v0001"),
-        serving.Prediction("r1", "b", 0.9, True, "v0001"),
+        Prediction("r1", "a", 0.2, False, "v0001"),
+        Prediction("r1", "b", 0.9, True, "v0001"),
     ]
     paths = [
-        serving.log_predictions(
-            tmp_path, flights_spec, predictions, features, {"origin": ["EWR", "JFK"]}, "blue"
-        )
+        log_predictions(tmp_path, flights_spec, predictions, features, {"origin": ["EWR", "JFK"]}, "blue")
         for _ in range(2)
     ]
     assert paths[0] != paths[1] and paths[1].name.endswith(".1.arrows")  # a file is never reopened
@@ -144,9 +145,10 @@ def test_prediction_log_reads_back_what_was_logged(tmp_path: Path, flights_spec)
     )
 
 
-def test_prediction_log_still_reads_the_json_lines_of_earlier_versions(tmp_path: Path, flights_spec) -> None:
-    """Logs written before the Arrow format (one JSON line per request, and earlier one per
-    prediction) are read, looked up and ingested as before."""
+def test_json_lines_log_files_are_migrated_to_arrow_once(tmp_path: Path, flights_spec) -> None:
+    """A JSON-lines day file (one line per request, or one per prediction) becomes an Arrow log
+    file beside it, read, looked up and ingested like any other; the JSON file is gone, and a
+    second migration finds nothing to do."""
     day = tmp_path / flights_spec.name / "2026-11-01"
     day.mkdir(parents=True)
     per_request = {
@@ -167,18 +169,46 @@ def test_prediction_log_still_reads_the_json_lines_of_earlier_versions(tmp_path:
     per_prediction.update(
         request_id="older", entity_id="c", score=0.5, decision=True, event_time=f"{DAY} 11:00:00+00:00"
     )
-    path = day / "blue-7.jsonl"
-    path.write_text(
+    source = day / "blue-7.jsonl"
+    source.write_text(
         json.dumps(per_request) + "\n" + json.dumps(per_prediction) + "\n" + '{"request_id": "torn", "ev'
     )
-    assert prediction_log.log_files(tmp_path, "blue") == [path]
-    requests = prediction_log.read_requests(path)
+    assert prediction_log.log_files(tmp_path) == []
+    written = prediction_log.migrate_jsonl(tmp_path)
+    assert not source.exists() and [p.name for p in written] == ["blue-7.arrows", "blue-7.1.arrows"]
+    assert prediction_log.log_files(tmp_path, "blue") == written
+    requests = [r for path in written for r in prediction_log.read_requests(path)]
     assert [r["request_id"] for r in requests] == ["old", "older"]
+    assert requests[0]["time"] == "2026-11-01T10:00:00+00:00" and requests[0]["slot"] == "blue"
     assert prediction_log.predictions(requests[0])[1]["features"] == {"distance": None}
-    assert [r["request_id"] for r in prediction_log.read_requests(path, "older")] == ["older"]
-    assert prediction_log.read_requests(path, since="2026-11-01T10:00:00.000001+00:00") == []
+    assert prediction_log.predictions(requests[0])[1]["segments"] == {"origin": "JFK"}
+    assert [r["request_id"] for r in prediction_log.read_requests(written[1], "older")] == ["older"]
+    assert prediction_log.read_requests(written[0], since="2026-11-01T10:00:00.000001+00:00") == []
     frame = read_partition(tmp_path, flights_spec, DAY)
     assert sorted(frame["entity_id"]) == ["a", "c"] and frame["score"].sum() == 0.75
+    assert sorted(frame["event_time"]) == [f"{DAY} 10:00:00+00:00", f"{DAY} 11:00:00+00:00"]
+    assert prediction_log.migrate_jsonl(tmp_path) == []
+
+
+def test_ingesting_a_partition_migrates_json_lines_first(tmp_path: Path, flights_spec) -> None:
+    day = tmp_path / flights_spec.name / "2026-11-01"
+    day.mkdir(parents=True)
+    line = {
+        "request_id": "old",
+        "time": "2026-11-01T10:00:00+00:00",
+        "pipeline": flights_spec.name,
+        "model_version": "v0001",
+        "slot": "green",
+        "latency_ms": None,
+        "entity_id": ["a"],
+        "score": [0.25],
+        "decision": [False],
+        "event_time": [f"{DAY} 10:00:00+00:00"],
+    }
+    (day / "green-3.jsonl").write_text(json.dumps(line) + "\n")
+    frame = read_partition(tmp_path, flights_spec, DAY)
+    assert list(frame["request_id"]) == ["old"] and list(frame["slot"]) == ["green"]
+    assert [p.name for p in day.iterdir()] == ["green-3.arrows"]
 
 
 def _request(request_id: str, distance: float | None, odd: str = "b") -> dict:

@@ -1,7 +1,7 @@
 """The serving path's compiled request rules agree with the training path's pandera model.
 
 Each case is one request row (a real flight, then broken on purpose, or edge values that pass).
-The reference is what serving did before the rules were compiled: the JSON type gate, DuckDB's
+The reference is the uncompiled path: a JSON type gate, DuckDB's
 TRY_CAST to the warehouse types, then `validation.find_bad_rows` (the pandera model built from the
 spec). `RequestRules` must accept exactly the rows the reference accepts, with the same typed values,
 and refuse the others with a message naming the row and field.
@@ -218,7 +218,7 @@ def test_refusals_name_row_and_field(flights_spec: PipelineSpec) -> None:
 
 def test_other_timestamp_fields_outside_the_supported_range_are_refused(flights_spec: PipelineSpec) -> None:
     """Not only the spec's timestamp column: time_hour before 1677 or after 2262 is a readable
-    refusal (it used to raise a TypeError while wording the message, which the service answers 500)."""
+    refusal, not a TypeError while wording the message (which the service would answer with a 500)."""
     rules = RequestRules(flights_spec)
     for value in ("1600-01-01T00:00:00Z", "2300-01-01T00:00:00Z"):
         with pytest.raises(RequestError) as error:

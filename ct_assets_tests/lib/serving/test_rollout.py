@@ -213,10 +213,9 @@ sys.exit(1)  # the server dies; its worker lives on, no longer below it
 
 
 def test_stopping_a_slot_whose_server_died_also_stops_its_orphaned_workers(tmp_path: Path) -> None:
-    """Seen in CI: a candidate that failed to start left a worker holding the slot's port (its server
-    had exited, so the worker was no longer among its descendants), and the next start on that slot
-    could not bind. Every process of a start carries CT_SLOT_INSTANCE, and stopping the slot finds
-    them by it."""
+    """A candidate that fails to start can leave a worker holding the slot's port (its server has
+    exited, so the worker is not among its descendants); the next start on that slot must still
+    bind. Every process of a start carries CT_SLOT_INSTANCE, and stopping the slot finds them by it."""
     marker = tmp_path / "bound"
     marker.write_text("")
     server = tmp_path / "bentoml"
