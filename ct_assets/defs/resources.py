@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 from ct_assets.lib.core import settings
+from ct_assets.lib.core.spec import PipelineSpec
 from ct_assets.lib.core.warehouse import open_connection
 from ct_assets.lib.data import landing
 from ct_assets.lib.data.profiles import ProfileFiles
@@ -92,6 +93,16 @@ class AlertSink(dg.ConfigurableResource, ABC):
 
     @abstractmethod
     def send(self, alert: alerts.Alert) -> None: ...
+
+    def notify(
+        self, spec: PipelineSpec, tier: alerts.Tier, partition: str | None, cause: str, action: str
+    ) -> alerts.Alert:
+        """Send an alert of the pipeline to the owner of its tier."""
+        alert = alerts.Alert(
+            tier, spec.name, partition, cause, action, spec.monitoring.owners.get(tier, spec.owner)
+        )
+        self.send(alert)
+        return alert
 
 
 class JsonlAlertSink(AlertSink):
