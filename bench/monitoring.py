@@ -583,7 +583,8 @@ def drift_itself(spec: PipelineSpec, args: argparse.Namespace) -> None:
 def sensor(spec: PipelineSpec, args: argparse.Namespace, root: Path) -> None:
     import dagster as dg
 
-    from ct_assets.defs.monitor.factory import build_monitor_defs, evaluate_retrain
+    from ct_assets.defs.monitor.factory import build_monitor_defs
+    from ct_assets.defs.monitor.sensors import evaluate_retrain
     from ct_assets.lib.core.warehouse import open_connection
     from ct_assets.lib.model.registry import Registry
     from ct_assets.lib.monitor import steps as monitor_steps

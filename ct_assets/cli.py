@@ -247,7 +247,7 @@ def _serve_operator_api(args: argparse.Namespace, deploy: Deployment) -> int:
     from ct_assets.lib.monitor import alerts
     from ct_assets.lib.serving.watchdog import Watchdog
 
-    alert_file = settings.ct_home() / "alerts.jsonl"
+    alert_file = settings.config().alerts_file
     owner = spec.monitoring.owners.get("critical", spec.owner)
     with Watchdog(deploy, lambda a: alerts.write_jsonl(alert_file, a), spec.name, owner, interval=0.5):
         uvicorn.run(create_app(deploy, rollout), host="127.0.0.1", port=args.port, log_level="warning")
@@ -447,16 +447,11 @@ def _cmd_recover(args: argparse.Namespace) -> int:
     (the `dead_run_recovery` sensor does this every 30 s under the daemon), so a rerun does not wait."""
     import dagster as dg
 
-    from ct_assets.defs.recovery import recover_dead_runs
+    from ct_assets.app.code_location import recover_dead_runs
 
     prepare_dagster_home()
     with dg.DagsterInstance.get() as instance:
-        recovered = recover_dead_runs(instance)
-    for item in recovered:
-        marked = "marked failed, " if item.marked_failed else ""
-        print(f"run {item.run_id}: processes {item.pids} gone; {marked}freed {item.freed_slots} slot(s)")
-    if not recovered:
-        print("no run with a dead worker")
+        print(recover_dead_runs(instance))
     return 0
 
 

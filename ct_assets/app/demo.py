@@ -11,9 +11,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from ct_assets.defs.data.factory import build_data_defs
-from ct_assets.defs.resources import default_resources
-from ct_assets.lib.core import settings
+from ct_assets.app import code_location
+from ct_assets.lib.core import names, settings
 from ct_assets.lib.core.spec import PipelineSpec
 from ct_assets.lib.data import demo_source
 
@@ -48,28 +47,34 @@ def _metadata_value(result: dg.ExecuteInProcessResult, node: str, name: str) -> 
     return 0
 
 
+def data_assets(spec: PipelineSpec) -> list[dg.AssetsDefinition]:
+    """The pipeline's data layer from the code location: context tables, raw, validated and
+    quarantine, the feature groups and features."""
+    from ct_assets.lib.data.features import LABEL_GROUP, groups
+
+    layer = {"raw", "validated", "quarantine", "features", *(f"context_{t}" for t in spec.context_tables)}
+    layer |= {"labels" if g.name == LABEL_GROUP else f"features_{g.name}" for g in groups(spec)}
+    return code_location.pipeline_assets(spec.name, frozenset(layer))
+
+
 def materialize_context(spec: PipelineSpec, instance: dg.DagsterInstance) -> None:
-    defs = build_data_defs(spec)
-    context = [
-        a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition) and a.partitions_def is None
-    ]
+    context = [a for a in data_assets(spec) if a.partitions_def is None]
     if context:
-        dg.materialize(context, instance=instance, resources=default_resources(), run_config=QUIET)
+        dg.materialize(context, instance=instance, resources=code_location.resources(), run_config=QUIET)
 
 
 def materialize_partition(
     spec: PipelineSpec, partition_key: str, instance: dg.DagsterInstance
 ) -> PartitionCounts:
     """Run raw -> validated -> feature groups -> features for one partition."""
-    defs = build_data_defs(spec)
-    assets = [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)]
+    assets = data_assets(spec)
     partitioned = [a for a in assets if a.partitions_def is not None]
     upstream = [a for a in assets if a.partitions_def is None]
     result = dg.materialize(
         [*partitioned, *upstream],
         instance=instance,
         partition_key=partition_key,
-        resources=default_resources(),
+        resources=code_location.resources(),
         raise_on_error=False,
         run_config=QUIET,
         selection=[key for a in partitioned for key in a.keys],
@@ -77,9 +82,9 @@ def materialize_partition(
     name = spec.name
     return PartitionCounts(
         partition=partition_key,
-        rows=_metadata_value(result, f"{name}__raw", "dagster/row_count"),
-        valid=_metadata_value(result, f"{name}__validated", "dagster/row_count"),
-        quarantined=_metadata_value(result, f"{name}__validated", "rows_quarantined"),
-        features=_metadata_value(result, f"{name}__features", "dagster/row_count"),
+        rows=_metadata_value(result, names.op_name(name, "raw"), "dagster/row_count"),
+        valid=_metadata_value(result, names.op_name(name, "validated"), "dagster/row_count"),
+        quarantined=_metadata_value(result, names.op_name(name, "validated"), "rows_quarantined"),
+        features=_metadata_value(result, names.op_name(name, "features"), "dagster/row_count"),
         succeeded=result.success,
     )

@@ -24,19 +24,19 @@ from typing import Any
 
 import dagster as dg
 
+from ct_assets.app.code_location import recover_dead_runs
 from ct_assets.app.dagster_process import DagsterDev
 from ct_assets.app.instance_home import prepare_dagster_home
 from ct_assets.app.traffic import ReplayDriver, ReplayProgress
-from ct_assets.defs.monitor.factory import IN_FLIGHT
-from ct_assets.defs.recovery import recover_dead_runs
-from ct_assets.lib.core import settings
+from ct_assets.lib.core import names, runs, settings
 from ct_assets.lib.core.spec import PipelineSpec
 from ct_assets.lib.data.landing import write_atomically
 from ct_assets.lib.model.registry import Registry
 from ct_assets.lib.serving import steps as deploy_steps
 from ct_assets.lib.serving.rollout import Deployment, active_bento
 
-RUNNING = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
+RUNNING = [dg.DagsterRunStatus(status) for status in runs.EXECUTING]
+IN_FLIGHT = [dg.DagsterRunStatus(status) for status in runs.IN_FLIGHT]
 ROLLOUT_ACTIONS = {"rollout_started", "canary", "switch", "rollback", "awaiting_approval", "approved"}
 
 
@@ -109,7 +109,9 @@ def loop_status(
 ) -> dict[str, Any]:
     registry = Registry(settings.registry_root(), spec.name)
     champion = registry.champion()
-    retrains = instance.get_runs(filters=dg.RunsFilter(job_name=f"{spec.name}_retrain"), limit=1)
+    retrains = instance.get_runs(
+        filters=dg.RunsFilter(job_name=names.job_name(spec.name, "retrain")), limit=1
+    )
     last_retrain = None
     if retrains:
         run = retrains[0]
@@ -181,10 +183,44 @@ def status_line(status: dict[str, Any]) -> str:
     )
 
 
+def watch(
+    instance: dg.DagsterInstance,
+    spec: PipelineSpec,
+    deploy: Deployment,
+    driver: ReplayDriver,
+    player: threading.Thread,
+    options: LiveOptions,
+    stable_url: str,
+    console: Any,
+    interrupted: threading.Event,
+) -> None:
+    """Show the loop's status until interrupted, or (with `exit_when_done`) until every day is
+    played and no run has been in flight for a while."""
+    from rich.live import Live
+
+    with Live(console=console, refresh_per_second=1, transient=not console.is_terminal) as live:
+        idle_since = None
+        last_line = ""
+        while not interrupted.is_set():
+            status = loop_status(instance, spec, deploy, driver.progress)
+            live.update(render(status, options, stable_url))
+            if not console.is_terminal:  # a log file gets one line per change instead of a redraw
+                line = status_line(status)
+                if line != last_line:
+                    print(line, flush=True)
+                    last_line = line
+            if options.exit_when_done and not player.is_alive():
+                idle_since = idle_since or time.monotonic()
+                if status["runs_in_flight"]:
+                    idle_since = time.monotonic()
+                elif time.monotonic() - idle_since > 45:  # sensors tick every 15-30 s
+                    break
+            interrupted.wait(2)
+
+
 # --- the loop ----------------------------------------------------------------------------------------
 def run_live(spec: PipelineSpec, options: LiveOptions) -> int:
     from rich.console import Console
-    from rich.live import Live
 
     if spec.source.kind != "demo":
         raise SystemExit(f"ct: the live demo replays demo sources; {spec.name} reads its own files")
@@ -193,8 +229,8 @@ def run_live(spec: PipelineSpec, options: LiveOptions) -> int:
     folder = live_folder()
     folder.mkdir(parents=True, exist_ok=True)
     instance = dg.DagsterInstance.get()
-    orphans = recover_dead_runs(instance)  # runs a forced stop killed: failed, pool slots freed
-    if orphans:
+    orphans = [line for line in recover_dead_runs(instance).splitlines() if line.startswith("run ")]
+    if orphans:  # runs a forced stop killed: failed, pool slots freed
         console.print(f"marked {len(orphans)} run(s) killed with the last session as failed")
     deploy = deploy_steps.deployment(spec)
     stable_url = f"http://127.0.0.1:{spec.serving.proxy_port}"
@@ -239,29 +275,12 @@ def run_live(spec: PipelineSpec, options: LiveOptions) -> int:
         dev.start_all_sensors()
         behind = champion_not_serving(spec, deploy)
         if behind:  # the last session stopped before its rollout finished: roll the champion out again
-            dev.launch_job(f"{spec.name}_deploy")
+            dev.launch_job(names.job_name(spec.name, "deploy"))
             console.print(f"the champion {behind} was not serving: its rollout is queued again")
         console.print(f"Dagster UI on {dev.url}; sensors on; replaying")
         player = threading.Thread(target=driver.play, args=(last_day.isoformat(),), daemon=True)
         player.start()
-        with Live(console=console, refresh_per_second=1, transient=not console.is_terminal) as live:
-            idle_since = None
-            last_line = ""
-            while not interrupted.is_set():
-                status = loop_status(instance, spec, deploy, driver.progress)
-                live.update(render(status, options, stable_url))
-                if not console.is_terminal:  # a log file gets one line per change instead of a redraw
-                    line = status_line(status)
-                    if line != last_line:
-                        print(line, flush=True)
-                        last_line = line
-                if options.exit_when_done and not player.is_alive():
-                    idle_since = idle_since or time.monotonic()
-                    if status["runs_in_flight"]:
-                        idle_since = time.monotonic()
-                    elif time.monotonic() - idle_since > 45:  # sensors tick every 15-30 s
-                        break
-                interrupted.wait(2)
+        watch(instance, spec, deploy, driver, player, options, stable_url, console, interrupted)
         console.print("stopping: replay paused, waiting for executing runs to finish (Ctrl-C again forces)")
         driver.stop()
         if player is not None:

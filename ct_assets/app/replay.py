@@ -10,10 +10,9 @@ from pathlib import Path
 
 import dagster as dg
 
+from ct_assets.app import code_location
 from ct_assets.app.demo import land_days, materialize_context, materialize_partition
-from ct_assets.defs.model.factory import build_model_defs
-from ct_assets.defs.resources import default_resources
-from ct_assets.lib.core import settings
+from ct_assets.lib.core import names, settings
 from ct_assets.lib.core.schedule import retrain_due
 from ct_assets.lib.core.spec import PipelineSpec
 from ct_assets.lib.core.warehouse import connection
@@ -56,12 +55,16 @@ def champion_auc_on(spec: PipelineSpec, registry: Registry, partition_key: str) 
 
 def retrain(spec: PipelineSpec, partition_key: str, instance: dg.DagsterInstance) -> tuple[bool, str]:
     """Run training_set -> candidate -> evaluation -> champion as of a partition; (promoted, note)."""
-    assets = list(build_model_defs(spec).assets or [])
+    assets = code_location.pipeline_assets(spec.name, frozenset(code_location.RETRAIN_ASSETS))
     # a refused gate fails the run on purpose; the table says why, so keep the console quiet
     silent = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
-    run_config = {**silent, "ops": {f"{spec.name}__training_set": {"config": {"as_of": partition_key}}}}
+    run_config = {**silent, **names.training_run_config(spec.name, partition_key)}
     result = dg.materialize(
-        assets, instance=instance, resources=default_resources(), run_config=run_config, raise_on_error=False
+        assets,
+        instance=instance,
+        resources=code_location.resources(),
+        run_config=run_config,
+        raise_on_error=False,
     )
     promoted = any(
         m.asset_key.path[-1] == "champion"

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 from ct_assets.lib.core import settings
+from ct_assets.lib.core.spec import PipelineSpec
 from ct_assets.lib.core.warehouse import open_connection
 from ct_assets.lib.data import landing
 from ct_assets.lib.data.profiles import ProfileFiles
@@ -93,6 +94,16 @@ class AlertSink(dg.ConfigurableResource, ABC):
     @abstractmethod
     def send(self, alert: alerts.Alert) -> None: ...
 
+    def notify(
+        self, spec: PipelineSpec, tier: alerts.Tier, partition: str | None, cause: str, action: str
+    ) -> alerts.Alert:
+        """Send an alert of the pipeline to the owner of its tier."""
+        alert = alerts.Alert(
+            tier, spec.name, partition, cause, action, spec.monitoring.owners.get(tier, spec.owner)
+        )
+        self.send(alert)
+        return alert
+
 
 class JsonlAlertSink(AlertSink):
     """Alerts appended to a JSON-lines file (the embedded default)."""
@@ -116,23 +127,24 @@ class WebhookAlertSink(AlertSink):
 
 
 def default_resources() -> dict[str, dg.ConfigurableResource]:
-    """Resources for the embedded default, located by `ct_assets.lib.core.settings`."""
+    """Resources for the embedded default, located by the environment's `settings.Config`."""
+    config = settings.config()
     return {
-        "warehouse": Warehouse(path=str(settings.warehouse_path())),
-        "landing": LandingZone(root=str(settings.landing_root())),
-        "registry": ModelRegistry(root=str(settings.registry_root())),
-        "profiles": ProfileStore(root=str(settings.ct_home() / "profiles")),
-        "alerts": default_alert_sink(),
-        "snapshots": SnapshotFolder(root=str(settings.online_root())),
-        "prediction_log": PredictionLog(root=str(settings.prediction_log_root())),
+        "warehouse": Warehouse(path=str(config.warehouse)),
+        "landing": LandingZone(root=str(config.landing)),
+        "registry": ModelRegistry(root=str(config.registry)),
+        "profiles": ProfileStore(root=str(config.profiles)),
+        "alerts": default_alert_sink(config),
+        "snapshots": SnapshotFolder(root=str(config.online)),
+        "prediction_log": PredictionLog(root=str(config.prediction_log)),
     }
 
 
-def default_alert_sink() -> AlertSink:
+def default_alert_sink(config: settings.Config) -> AlertSink:
     """A webhook sink when `CT_ALERT_WEBHOOK` is set, else the JSON-lines file in the home folder."""
     import os
 
-    path = str(settings.ct_home() / "alerts.jsonl")
+    path = str(config.alerts_file)
     url = os.environ.get("CT_ALERT_WEBHOOK")
     # EnvVar: the UI and the run storage show the variable's name, never the URL (it carries a secret)
     if url:

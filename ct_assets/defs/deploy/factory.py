@@ -4,7 +4,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from ct_assets.defs.data.factory import INGEST_TAGS, partitions_def
+from ct_assets.defs.data.common import INGEST_TAGS, partitions_def
 from ct_assets.defs.resources import (
     WAREHOUSE_POOL,
     AlertSink,

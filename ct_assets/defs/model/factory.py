@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import dagster as dg
 
 from ct_assets.defs.resources import WAREHOUSE_POOL, ModelRegistry, Warehouse
+from ct_assets.defs.shared import asset_key
 from ct_assets.lib.core.spec import PipelineSpec
 from ct_assets.lib.model import report_plots
 from ct_assets.lib.model import steps as model_steps
@@ -22,10 +23,6 @@ class TrainingWindow(dg.Config):
     """Train on the window ending at this partition key (default: the latest features)."""
 
     as_of: str | None = None
-
-
-def _key(spec: PipelineSpec, name: str) -> dg.AssetKey:
-    return dg.AssetKey([spec.name, name])
 
 
 def _metrics_table(result: EvaluationResult) -> str:
@@ -87,13 +84,13 @@ def _report(result: EvaluationResult) -> str:
 
 
 def build_model_defs(spec: PipelineSpec) -> dg.Definitions:
-    training_key, candidate_key = _key(spec, "training_set"), _key(spec, "candidate")
-    evaluation_key, champion_key = _key(spec, "evaluation"), _key(spec, "champion")
+    training_key, candidate_key = asset_key(spec, "training_set"), asset_key(spec, "candidate")
+    evaluation_key, champion_key = asset_key(spec, "evaluation"), asset_key(spec, "champion")
 
     @dg.asset(
         key=training_key,
         group_name=spec.name,
-        deps=[_key(spec, "features")],
+        deps=[asset_key(spec, "features")],
         kinds={"duckdb", "parquet"},
         pool=WAREHOUSE_POOL,
         description="The trailing window of feature partitions, split by time into train / validation / "

@@ -1,12 +1,14 @@
 """Where ct-assets keeps its files: one home folder, and the folder of pipeline specs.
 
 Everything the embedded default writes (Dagster storage, the DuckDB warehouse, landing files)
-lives under `CT_HOME`, so one folder is the whole state of a deployment.
+lives under `CT_HOME`, so one folder is the whole state of a deployment. `Config` is that layout,
+read from the environment once: the resources and the drivers take their paths from it.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -43,13 +45,11 @@ def registry_root() -> Path:
 
 
 def online_root() -> Path:
-    """Published online snapshots: `online/<pipeline>/` in the home folder."""
-    return ct_home() / "online"
+    return config().online
 
 
 def prediction_log_root() -> Path:
-    """Prediction logs appended by serving: `prediction_log/<pipeline>/<date>/` in the home folder."""
-    return ct_home() / "prediction_log"
+    return config().prediction_log
 
 
 def use_bentoml_home() -> Path:
@@ -57,3 +57,58 @@ def use_bentoml_home() -> Path:
     path = Path(os.environ.setdefault("BENTOML_HOME", str(ct_home() / "bentoml")))
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every folder and file of a deployment, derived from `CT_HOME` and its overrides."""
+
+    home: Path
+    pipelines_dir: Path
+    warehouse: Path
+    landing: Path
+    registry: Path
+    dagster_home: Path
+
+    @classmethod
+    def from_env(cls) -> Config:
+        return cls(
+            home=ct_home(),
+            pipelines_dir=pipelines_dir(),
+            warehouse=warehouse_path(),
+            landing=landing_root(),
+            registry=registry_root(),
+            dagster_home=dagster_home(),
+        )
+
+    @property
+    def profiles(self) -> Path:
+        return self.home / "profiles"
+
+    @property
+    def online(self) -> Path:
+        """Published online snapshots: `online/<pipeline>/`."""
+        return self.home / "online"
+
+    @property
+    def prediction_log(self) -> Path:
+        """Prediction logs appended by serving: `prediction_log/<pipeline>/<date>/`."""
+        return self.home / "prediction_log"
+
+    @property
+    def alerts_file(self) -> Path:
+        return self.home / "alerts.jsonl"
+
+    @property
+    def deploy(self) -> Path:
+        """Each pipeline's serving slots, proxy and compatibility sets: `deploy/<pipeline>/`."""
+        return self.home / "deploy"
+
+    @property
+    def reports(self) -> Path:
+        return self.home / "reports"
+
+
+def config() -> Config:
+    """The configuration of the environment as it is now."""
+    return Config.from_env()

@@ -27,7 +27,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from ct_assets.defs.data.factory import group_asset_name
+from ct_assets.defs.data.common import group_asset_name
 from ct_assets.defs.recovery import dead_run_recovery
 from ct_assets.lib.core import processes, settings
 from ct_assets.lib.core.spec import PipelineSpec

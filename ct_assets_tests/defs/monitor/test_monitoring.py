@@ -6,6 +6,7 @@ changed files; alerts reach a webhook."""
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -18,7 +19,8 @@ import pytest
 from ct_assets.defs.data.factory import build_data_defs
 from ct_assets.defs.deploy.factory import build_deploy_defs
 from ct_assets.defs.model.factory import build_model_defs
-from ct_assets.defs.monitor.factory import LOST_RUN_RETRIES, build_monitor_defs
+from ct_assets.defs.monitor.factory import build_monitor_defs
+from ct_assets.defs.monitor.sensors import LOST_RUN_RETRIES
 from ct_assets.defs.resources import (
     JsonlAlertSink,
     LandingZone,
@@ -29,6 +31,7 @@ from ct_assets.defs.resources import (
     Warehouse,
     WebhookAlertSink,
 )
+from ct_assets.lib.core import names
 from ct_assets.lib.core.dates import day_keys
 from ct_assets.lib.core.spec import load_spec
 from ct_assets.lib.data import demo_source
@@ -100,7 +103,7 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> dict:
     )
 
     def ingest(days: list[str]) -> None:
-        job = defs.resolve_job_def(f"{spec.name}_ingest")
+        job = defs.resolve_job_def(names.job_name(spec.name, "ingest"))
         result = job.execute_in_process(
             instance=instance,
             tags={
@@ -111,20 +114,18 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> dict:
         assert result.success
 
     ingest(TRAIN_DAYS)
-    trained = defs.resolve_job_def(f"{spec.name}_retrain").execute_in_process(
+    trained = defs.resolve_job_def(names.job_name(spec.name, "retrain")).execute_in_process(
         instance=instance,
         raise_on_error=False,
-        run_config={"ops": {f"{spec.name}__training_set": {"config": {"as_of": TRAIN_DAYS[-1]}}}},
+        run_config=names.training_run_config(spec.name, TRAIN_DAYS[-1]),
     )
     assert trained.success
-    return {
-        "spec": spec,
-        "defs": defs,
-        "instance": instance,
-        "resources": resources,
-        "ingest": ingest,
-        "root": root,
-    }
+    built = {"spec": spec, "defs": defs, "instance": instance, "resources": resources, "root": root}
+    ingest(ORDINARY)
+    # the drift sensor's view between the ordinary and the drifted days, kept for the drift test
+    built["quiet"] = _tick(built, names.sensor_name(spec.name, "drift"))
+    ingest(DRIFTED)
+    return built
 
 
 def _tick(loop: dict, name: str, cursor: str | None = None) -> dg.SensorResult:
@@ -140,12 +141,10 @@ def _tick(loop: dict, name: str, cursor: str | None = None) -> dg.SensorResult:
 
 def test_drift_sensor_quiet_on_ordinary_days_then_retrains_on_injected_drift(loop: dict) -> None:
     spec = loop["spec"]
-    loop["ingest"](ORDINARY)
-    quiet = _tick(loop, f"{spec.name}_drift_sensor")
+    quiet = loop["quiet"]
     assert not quiet.run_requests
     assert quiet.skip_message.startswith("2013-01-17: drift in")
 
-    loop["ingest"](DRIFTED)
     fired = _tick(loop, f"{spec.name}_drift_sensor")
     assert len(fired.run_requests) == 1, fired.skip_message
     request = fired.run_requests[0]
@@ -194,12 +193,16 @@ def _days(request: dg.RunRequest) -> list[str]:
     return day_keys(start, request.tags["dagster/asset_partition_range_end"]) if start else []
 
 
-def test_landing_sensor_ingests_new_and_changed_files(loop: dict) -> None:
+def _own_landing(loop: dict, tmp_path: Path) -> dict:
+    """The loop with a copy of its landing folder, for a test that changes landed files."""
+    root = tmp_path / "landing"
+    shutil.copytree(loop["resources"]["landing"].root, root)
+    return {**loop, "resources": {**loop["resources"], "landing": LandingZone(root=str(root))}}
+
+
+def test_landing_sensor_ingests_new_and_changed_files(loop: dict, tmp_path: Path) -> None:
     spec = loop["spec"]
-    ingested = loop["instance"].get_materialized_partitions(dg.AssetKey([spec.name, "raw"]))
-    missing = [day for day in ORDINARY + DRIFTED if day not in ingested]
-    if missing:  # a landed day that was never ingested would be asked for again (next test)
-        loop["ingest"](missing)
+    loop = _own_landing(loop, tmp_path)
     first = _tick(loop, f"{spec.name}_landing_sensor")
     ingest = [r for r in first.run_requests if r.job_name == f"{spec.name}_ingest"]
     assert len(ingest) == 1, "consecutive landed days go together in one run"
@@ -214,10 +217,11 @@ def test_landing_sensor_ingests_new_and_changed_files(loop: dict) -> None:
     assert [_days(r) for r in changed.run_requests] == [[ORDINARY[0]]]
 
 
-def test_landing_sensor_asks_again_for_a_lost_ingest_then_gives_up(loop: dict) -> None:
+def test_landing_sensor_asks_again_for_a_lost_ingest_then_gives_up(loop: dict, tmp_path: Path) -> None:
     """A landed day whose ingest run never materialized it (killed, lost) is requested again, with a
     new run key, at most LOST_RUN_RETRIES times; ingested days are never requested twice."""
     spec = loop["spec"]
+    loop = _own_landing(loop, tmp_path)
     late = "2013-01-20"
     demo_source.land_day(Path(loop["resources"]["landing"].root), spec.name, late)
     cursor = None
