@@ -19,6 +19,10 @@ IDENTIFIER = r"^[a-z][a-z0-9_]*$"
 ColumnType = Literal["string", "integer", "float", "boolean", "timestamp", "date"]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 Layer = Literal["raw", "validated", "features"]
+# A column whose values are not measurements: an identifier or counter (`id`), a date part that
+# walks with time (`calendar`), or anything else to leave alone (`not_monitored`). Such columns
+# are left out of the outliers check and of drift.
+MonitorRole = Literal["id", "calendar", "not_monitored"]
 
 
 class SpecError(ValueError):
@@ -38,6 +42,7 @@ class ColumnSpec(_Strict):
     min: float | None = None
     max: float | None = None
     allowed: list[str | int | float] | None = None
+    role: MonitorRole | None = None  # set: no outlier check on this column (nor drift on its feature)
 
     @model_validator(mode="after")
     def _rules_fit_type(self) -> ColumnSpec:
@@ -92,6 +97,7 @@ class LabelSpec(_Strict):
 class FeatureColumnSpec(_Strict):
     kind: Literal["categorical", "numeric"]
     description: str = ""
+    role: MonitorRole | None = None  # set: no drift on this feature (it still feeds the model)
 
 
 class FeatureGroupSpec(_Strict):
@@ -324,6 +330,22 @@ class PipelineSpec(_Strict):
     @property
     def feature_columns(self) -> list[str]:
         return [c for g in self.feature_groups.values() for c in g.columns]
+
+    @property
+    def unmonitored_columns(self) -> set[str]:
+        """Landing columns with a monitoring role: the outliers check leaves them out."""
+        return {name for name, column in self.columns.items() if column.role is not None}
+
+    @property
+    def unmonitored_features(self) -> set[str]:
+        """Features with a monitoring role, their own or that of the column of the same name:
+        drift leaves them out."""
+        return {
+            name
+            for group in self.feature_groups.values()
+            for name, column in group.columns.items()
+            if column.role is not None or name in self.unmonitored_columns
+        }
 
     def _features_of_kind(self, kind: str) -> list[str]:
         chosen = self.training.features

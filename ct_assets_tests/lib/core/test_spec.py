@@ -19,6 +19,13 @@ def test_flights_spec_declares_features_by_kind(flights_spec: PipelineSpec) -> N
     assert not set(flights_spec.post_event_columns) & set(flights_spec.feature_columns)
 
 
+def test_flights_spec_marks_its_id_and_calendar_columns(flights_spec: PipelineSpec) -> None:
+    assert {"flight_id", "flight", "tailnum", "year", "month", "day"} <= flights_spec.unmonitored_columns
+    assert "dep_delay" not in flights_spec.unmonitored_columns
+    # a feature's own role, or the role of the landing column of the same name (tailnum)
+    assert flights_spec.unmonitored_features == {"sched_month", "sched_weekday", "tailnum"}
+
+
 def _write_variant(tmp_path: Path, change: dict) -> Path:
     return write_flights_variant(tmp_path / "variant", change)
 
