@@ -168,13 +168,21 @@ class TrainingSpec(_Strict):
 
 
 class GateSpec(_Strict):
-    """Evaluation gate: absolute minimums and the regression allowed against the champion."""
+    """Evaluation gate: how much worse than the champion (re-scored on the same holdout) a candidate
+    may be, overall and per segment; and the floor a first model must meet.
 
-    min_auc: Fraction = 0.6
+    The floors (AUC >= min_auc, log-loss below the base-rate predictor's) judge a first model, and
+    a champion: one below them is replaced by a candidate that meets them, or by a better one.
+    """
+
+    min_auc: Fraction = 0.55
+    log_loss_floor_margin: float = Field(0.0, ge=0.0, le=1.0)  # floor: base-rate log-loss + this
     max_auc_regression: Fraction = 0.005
+    max_log_loss_regression: float = Field(0.01, ge=0.0)
+    max_calibration_regression: Fraction = 0.02  # expected calibration error
     max_segment_auc_regression: Fraction = 0.02
-    max_log_loss: float = Field(0.7, gt=0.0)
-    max_calibration_error: Fraction = 0.1
+    max_segment_log_loss_regression: float = Field(0.03, ge=0.0)
+    max_segment_calibration_regression: Fraction = 0.05
     min_segment_rows: int = Field(200, ge=1)
 
 
