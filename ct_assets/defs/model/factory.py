@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from ct_assets.defs.resources import WAREHOUSE_POOL, ModelRegistry, Warehouse
+from ct_assets.defs.resources import WAREHOUSE_POOL, AlertSink, ModelRegistry, Warehouse
 from ct_assets.defs.shared import asset_key
 from ct_assets.lib.core.spec import PipelineSpec
 from ct_assets.lib.model import report_plots
@@ -179,10 +179,10 @@ def build_model_defs(spec: PipelineSpec) -> dg.Definitions:
         ],
     )
     def evaluation(
-        training_set: TrainingSetRef, candidate: CandidateRef, registry: ModelRegistry
+        training_set: TrainingSetRef, candidate: CandidateRef, registry: ModelRegistry, alerts: AlertSink
     ) -> Iterator[dg.Output[EvaluationResult] | dg.AssetCheckResult]:
         result = model_steps.evaluate_candidate(
-            spec, registry.for_pipeline(spec.name), candidate, training_set
+            spec, registry.for_pipeline(spec.name), candidate, training_set, alerts.send
         )
         overall = result.candidate.overall
         yield dg.Output(

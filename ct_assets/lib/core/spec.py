@@ -19,6 +19,10 @@ IDENTIFIER = r"^[a-z][a-z0-9_]*$"
 ColumnType = Literal["string", "integer", "float", "boolean", "timestamp", "date"]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 Layer = Literal["raw", "validated", "features"]
+# A column whose values are not measurements: an identifier or counter (`id`), a date part that
+# walks with time (`calendar`), or anything else to leave alone (`not_monitored`). Such columns
+# are left out of the outliers check and of drift.
+MonitorRole = Literal["id", "calendar", "not_monitored"]
 
 
 class SpecError(ValueError):
@@ -38,6 +42,7 @@ class ColumnSpec(_Strict):
     min: float | None = None
     max: float | None = None
     allowed: list[str | int | float] | None = None
+    role: MonitorRole | None = None  # set: no outlier check on this column (nor drift on its feature)
 
     @model_validator(mode="after")
     def _rules_fit_type(self) -> ColumnSpec:
@@ -95,6 +100,7 @@ class LabelSpec(_Strict):
 class FeatureColumnSpec(_Strict):
     kind: Literal["categorical", "numeric"]
     description: str = ""
+    role: MonitorRole | None = None  # set: no drift on this feature (it still feeds the model)
 
 
 class FeatureGroupSpec(_Strict):
@@ -165,13 +171,21 @@ class TrainingSpec(_Strict):
 
 
 class GateSpec(_Strict):
-    """Evaluation gate: absolute minimums and the regression allowed against the champion."""
+    """Evaluation gate: how much worse than the champion (re-scored on the same holdout) a candidate
+    may be, overall and per segment; and the floor a first model must meet.
 
-    min_auc: Fraction = 0.6
+    The floors (AUC >= min_auc, log-loss below the base-rate predictor's) judge a first model, and
+    a champion: one below them is replaced by a candidate that meets them, or by a better one.
+    """
+
+    min_auc: Fraction = 0.55
+    log_loss_floor_margin: float = Field(0.0, ge=0.0, le=1.0)  # floor: base-rate log-loss + this
     max_auc_regression: Fraction = 0.005
+    max_log_loss_regression: float = Field(0.01, ge=0.0)
+    max_calibration_regression: Fraction = 0.02  # expected calibration error
     max_segment_auc_regression: Fraction = 0.02
-    max_log_loss: float = Field(0.7, gt=0.0)
-    max_calibration_error: Fraction = 0.1
+    max_segment_log_loss_regression: float = Field(0.03, ge=0.0)
+    max_segment_calibration_regression: Fraction = 0.05
     min_segment_rows: int = Field(200, ge=1)
 
 
@@ -327,6 +341,22 @@ class PipelineSpec(_Strict):
     @property
     def feature_columns(self) -> list[str]:
         return [c for g in self.feature_groups.values() for c in g.columns]
+
+    @property
+    def unmonitored_columns(self) -> set[str]:
+        """Landing columns with a monitoring role: the outliers check leaves them out."""
+        return {name for name, column in self.columns.items() if column.role is not None}
+
+    @property
+    def unmonitored_features(self) -> set[str]:
+        """Features with a monitoring role, their own or that of the column of the same name:
+        drift leaves them out."""
+        return {
+            name
+            for group in self.feature_groups.values()
+            for name, column in group.columns.items()
+            if column.role is not None or name in self.unmonitored_columns
+        }
 
     def _features_of_kind(self, kind: str) -> list[str]:
         chosen = self.training.features

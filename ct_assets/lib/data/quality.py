@@ -10,6 +10,7 @@ own outliers cannot hide themselves. Bounds need a few partitions of history.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from statistics import median
 from typing import TYPE_CHECKING
@@ -59,14 +60,18 @@ def column_stats(
 MIN_HISTORY = 3
 
 
-def robust_bounds(history: list[ColumnStats], k: float) -> dict[str, tuple[float, float]]:
+def robust_bounds(
+    history: list[ColumnStats], k: float, skip: Collection[str] = ()
+) -> dict[str, tuple[float, float]]:
     """Per column, fences around the median 1st/99th percentiles of earlier partitions.
 
-    Columns with fewer than MIN_HISTORY partitions of history get no bounds.
+    Columns with fewer than MIN_HISTORY partitions of history get no bounds, nor do the columns in
+    `skip` (ids, counters and calendar parts such as a day of month, whose values walk with time:
+    the spec's `unmonitored_columns`).
     """
     by_column: dict[str, list[ColumnStats]] = {}
     for stats in history:
-        if None not in (stats.q1, stats.q3, stats.p01, stats.p99):
+        if stats.column not in skip and None not in (stats.q1, stats.q3, stats.p01, stats.p99):
             by_column.setdefault(stats.column, []).append(stats)
     bounds = {}
     for column, items in by_column.items():

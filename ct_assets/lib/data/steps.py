@@ -191,7 +191,7 @@ def validate_partition(
     stats_columns = _numeric_columns(spec)
     history_keys = _history_keys(con, spec, partition_key)
     history = _stats_history(con, spec, history_keys)
-    bounds = robust_bounds(history, spec.quality.outlier_iqr_k)
+    bounds = robust_bounds(history, spec.quality.outlier_iqr_k, spec.unmonitored_columns)
     with transaction(con):
         valid = replace_partition(con, spec.name, "validated", partition_key, valid_sql)
         quarantined = replace_partition(con, spec.name, "quarantine", partition_key, quarantine_sql)

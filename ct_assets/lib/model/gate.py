@@ -1,12 +1,25 @@
-"""The evaluation gate: absolute minimums, and no regression against the champion overall or on
-any segment large enough to judge, with reasons a person can read."""
+"""The evaluation gate: a candidate is judged against the champion re-scored on the same holdout.
+
+With a champion, the candidate passes when it is not worse than the champion beyond the spec's
+allowances on AUC, log-loss and calibration error (ECE), overall and on every segment large
+enough to judge. The absolute floors (AUC at least `min_auc`; log-loss below that of predicting
+the holdout's base rate for every row, plus `log_loss_floor_margin`) judge the first model only,
+and decide between the two models when the champion itself has fallen below them: a candidate
+that meets the floors then replaces it, and when both miss them the better one serves (higher
+AUC, then lower log-loss) and the verdict carries an alert. Every verdict lists both models'
+figures side by side.
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from typing import Any
 
 from ct_assets.lib.core.spec import GateSpec
 from ct_assets.lib.model.metrics import Metrics
+
+JUDGED = ("auc", "log_loss", "ece")  # the figures the gate compares; AUC is the only higher-is-better
 
 
 @dataclass(frozen=True)
@@ -22,61 +35,135 @@ class Verdict:
     passed: bool
     reasons: list[str]  # why it failed; empty when it passed
     notes: list[str]  # what was checked and held
+    figures: dict[str, dict[str, float | None]] = field(default_factory=dict)  # metric -> model -> value
+    alert: str | None = None  # set when the verdict needs a person (both models below the floors)
 
-    def as_dict(self) -> dict[str, object]:
-        return {"passed": self.passed, "reasons": self.reasons, "notes": self.notes}
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "passed": self.passed,
+            "reasons": self.reasons,
+            "notes": self.notes,
+            "figures": self.figures,
+            "alert": self.alert,
+        }
 
 
-def _absolute(candidate: Metrics, gate: GateSpec) -> tuple[list[str], list[str]]:
-    reasons, notes = [], []
-    if candidate.auc is None:
-        reasons.append("AUC is undefined: the holdout has one class only")
-    elif candidate.auc < gate.min_auc:
-        reasons.append(f"AUC {candidate.auc:.3f} < minimum {gate.min_auc:.3f}")
+def base_rate_log_loss(positive_rate: float) -> float:
+    """Log-loss of predicting the base rate for every row (the entropy of the labels)."""
+    p = min(max(positive_rate, 1e-7), 1 - 1e-7)
+    return -(p * math.log(p) + (1 - p) * math.log(1 - p))
+
+
+def floor_misses(metrics: Metrics, gate: GateSpec) -> tuple[list[str], list[str]]:
+    """The absolute floors a model misses, and those it meets, in words."""
+    misses, holds = [], []
+    if metrics.auc is None:
+        misses.append("AUC is undefined: the holdout has one class only")
+    elif metrics.auc < gate.min_auc:
+        misses.append(f"AUC {metrics.auc:.3f} < floor {gate.min_auc:.3f}")
     else:
-        notes.append(f"AUC {candidate.auc:.3f} >= minimum {gate.min_auc:.3f}")
-    if candidate.log_loss > gate.max_log_loss:
-        reasons.append(f"log-loss {candidate.log_loss:.3f} > maximum {gate.max_log_loss:.3f}")
+        holds.append(f"AUC {metrics.auc:.3f} >= floor {gate.min_auc:.3f}")
+    base = base_rate_log_loss(metrics.positive_rate)
+    margin = f" + {gate.log_loss_floor_margin:.3f}" if gate.log_loss_floor_margin else ""
+    if metrics.log_loss >= base + gate.log_loss_floor_margin:
+        misses.append(f"log-loss {metrics.log_loss:.3f} >= base-rate predictor's {base:.3f}{margin}")
     else:
-        notes.append(f"log-loss {candidate.log_loss:.3f} <= maximum {gate.max_log_loss:.3f}")
-    if candidate.ece > gate.max_calibration_error:
-        reasons.append(f"calibration error {candidate.ece:.3f} > maximum {gate.max_calibration_error:.3f}")
-    else:
-        notes.append(f"calibration error {candidate.ece:.3f} <= maximum {gate.max_calibration_error:.3f}")
-    return reasons, notes
+        holds.append(f"log-loss {metrics.log_loss:.3f} < base-rate predictor's {base:.3f}{margin}")
+    return misses, holds
 
 
-def _regression(candidate: Metrics, champion: Metrics, allowed: float, where: str) -> str | None:
-    if candidate.auc is None or champion.auc is None:
-        return None
-    if candidate.auc < champion.auc - allowed:
-        return f"AUC {candidate.auc:.3f} < champion {champion.auc:.3f} - {allowed:.3f}{where}"
-    return None
+def _figures(candidate: Metrics, champion: Metrics | None) -> dict[str, dict[str, float | None]]:
+    base = base_rate_log_loss(candidate.positive_rate)
+    table: dict[str, dict[str, float | None]] = {}
+    for name in (*JUDGED, "brier", "f1", "rows", "positive_rate"):
+        table[name] = {"candidate": getattr(candidate, name)}
+        if champion is not None:
+            table[name]["champion"] = getattr(champion, name)
+    table["log_loss"]["base_rate"] = base
+    return table
+
+
+def _regressions(ours: Metrics, theirs: Metrics, allowed: dict[str, float], where: str) -> list[str]:
+    """Each judged figure on which `ours` is worse than `theirs` by more than its allowance."""
+    found = []
+    for name, label in (("auc", "AUC"), ("log_loss", "log-loss"), ("ece", "calibration error")):
+        mine, champ = getattr(ours, name), getattr(theirs, name)
+        if mine is None or champ is None:
+            continue
+        if name == "auc" and mine < champ - allowed[name]:
+            found.append(f"{label} {mine:.3f} < champion {champ:.3f} - {allowed[name]:.3f}{where}")
+        elif name != "auc" and mine > champ + allowed[name]:
+            found.append(f"{label} {mine:.3f} > champion {champ:.3f} + {allowed[name]:.3f}{where}")
+    return found
+
+
+def _better(candidate: Metrics, champion: Metrics) -> bool:
+    """Is the candidate the better of two models: higher AUC, or equal AUC and lower log-loss?"""
+    ours, theirs = candidate.auc or 0.0, champion.auc or 0.0
+    if ours != theirs:
+        return ours > theirs
+    return candidate.log_loss < champion.log_loss
+
+
+def _against_a_failed_champion(
+    candidate: Metrics, champion: Metrics, champion_misses: list[str], gate: GateSpec
+) -> Verdict:
+    figures = _figures(candidate, champion)
+    fallen = f"the champion is below the floors ({'; '.join(champion_misses)})"
+    misses, holds = floor_misses(candidate, gate)
+    if not misses:
+        return Verdict(
+            True, [], [fallen, *holds, "the candidate meets the floors: it replaces the champion"], figures
+        )
+    both = f"candidate and champion are both below the floors (candidate: {'; '.join(misses)}; {fallen})"
+    if _better(candidate, champion):
+        note = (
+            f"the candidate is the better of the two (AUC {_auc(candidate)} vs {_auc(champion)}): it serves"
+        )
+        return Verdict(True, [], [both, note], figures, alert=f"{both}; the candidate serves")
+    reason = f"{both}; the champion is the better of the two (AUC {_auc(champion)} vs {_auc(candidate)})"
+    return Verdict(False, [reason], [], figures, alert=f"{both}; the champion keeps serving")
+
+
+def _auc(metrics: Metrics) -> str:
+    return "undefined" if metrics.auc is None else f"{metrics.auc:.3f}"
 
 
 def decide(candidate: Evaluation, champion: Evaluation | None, gate: GateSpec) -> Verdict:
-    """Pass only if every absolute criterion holds and nothing regresses beyond the allowance.
-
-    The first model of a pipeline (no champion) faces the absolute criteria only.
-    """
-    reasons, notes = _absolute(candidate.overall, gate)
+    """The verdict on a candidate, against the champion on the same holdout when there is one."""
+    ours = candidate.overall
     if champion is None:
-        notes.append("no champion yet: absolute criteria only")
-        return Verdict(not reasons, reasons, notes)
-    allowed = gate.max_auc_regression
-    overall = _regression(candidate.overall, champion.overall, allowed, "")
-    if overall:
-        reasons.append(overall)
-    else:
-        notes.append(f"overall AUC within {allowed:.3f} of the champion or better")
+        misses, holds = floor_misses(ours, gate)
+        notes = [*holds, "no champion yet: the floors judge the first model"]
+        return Verdict(not misses, misses, notes, _figures(ours, None))
+    champion_misses, _ = floor_misses(champion.overall, gate)
+    if champion_misses:
+        return _against_a_failed_champion(ours, champion.overall, champion_misses, gate)
+    overall = {
+        "auc": gate.max_auc_regression,
+        "log_loss": gate.max_log_loss_regression,
+        "ece": gate.max_calibration_regression,
+    }
+    per_segment = {
+        "auc": gate.max_segment_auc_regression,
+        "log_loss": gate.max_segment_log_loss_regression,
+        "ece": gate.max_segment_calibration_regression,
+    }
+    reasons = _regressions(ours, champion.overall, overall, "")
+    notes = (
+        []
+        if reasons
+        else [
+            f"not worse than the champion beyond the allowances (AUC {overall['auc']:.3f}, "
+            f"log-loss {overall['log_loss']:.3f}, calibration error {overall['ece']:.3f})"
+        ]
+    )
     judged = 0
     for segment, metrics in candidate.segments.items():
         theirs = champion.segments.get(segment)
         if theirs is None or metrics.rows < gate.min_segment_rows:
             continue
         judged += 1
-        problem = _regression(metrics, theirs, gate.max_segment_auc_regression, f" on segment {segment}")
-        if problem:
-            reasons.append(problem)
+        reasons += _regressions(metrics, theirs, per_segment, f" on segment {segment}")
     notes.append(f"{judged} segments with at least {gate.min_segment_rows} rows compared with the champion")
-    return Verdict(not reasons, reasons, notes)
+    return Verdict(not reasons, reasons, notes, _figures(ours, champion.overall))

@@ -1,10 +1,11 @@
 """The model layer's steps: freeze a training set, train a candidate, evaluate it against the
-champion on the same holdout, and promote it only through a passing gate."""
+champion re-scored on the same holdout, and promote it only through a passing gate."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +17,7 @@ from ct_assets.lib.model.model_store import load_model, save_model
 from ct_assets.lib.model.model_training import FeatureLayout
 from ct_assets.lib.model.registry import Registry
 from ct_assets.lib.model.training_set import build_training_set
+from ct_assets.lib.monitor.alerts import Alert
 
 if TYPE_CHECKING:
     import duckdb
@@ -136,6 +138,7 @@ def train_candidate(spec: PipelineSpec, registry: Registry, ref: TrainingSetRef)
             "dataset_path": ref.path,
             "partitions": ref.partitions,
             "rows": ref.rows,
+            "label_rate": ref.label_rate,
             "raw_files": ref.raw_files,
             "feature_importance": feature_importance(model, layout),
             "feature_version": feature_version(spec),
@@ -190,9 +193,14 @@ def _evaluate(
 
 
 def evaluate_candidate(
-    spec: PipelineSpec, registry: Registry, candidate: CandidateRef, ref: TrainingSetRef
+    spec: PipelineSpec,
+    registry: Registry,
+    candidate: CandidateRef,
+    ref: TrainingSetRef,
+    send_alert: Callable[[Alert], None] | None = None,
 ) -> EvaluationResult:
-    """Score candidate and champion on the same holdout, and let the gate decide."""
+    """Score candidate and champion on the same holdout rows with the same code, and let the gate
+    decide; a verdict that needs a person (both models below the floors) goes to `send_alert`."""
     holdout = load_split(ref, "holdout")
     y = model_training.labels(holdout, spec)
     layout = FeatureLayout.of(spec)
@@ -213,6 +221,17 @@ def evaluate_candidate(
             theirs = _evaluate(holdout, y, q, spec, float(champion_record["threshold"]))
             curves[f"champion {champion_record['version']}"] = metrics.calibration_curve(y, q)
     verdict = gate.decide(ours, theirs, spec.gate)
+    if verdict.alert and send_alert is not None:
+        send_alert(
+            Alert(
+                "critical",
+                spec.name,
+                None,
+                f"gate on {candidate.version} against the champion: {verdict.alert}",
+                "look into the data and the features: neither model predicts well",
+                spec.monitoring.owners.get("critical", spec.owner),
+            )
+        )
     result = EvaluationResult(
         candidate.version,
         champion_record["version"] if theirs else None,
@@ -231,6 +250,7 @@ def evaluate_candidate(
             "champion": theirs.overall.as_dict() if theirs else None,
             "segments": {k: v.as_dict() for k, v in ours.segments.items()},
             "notes": notes,
+            "figures": verdict.figures,
         },
         verdict=verdict.as_dict(),
     )

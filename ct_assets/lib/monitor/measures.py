@@ -27,6 +27,12 @@ def feature_kinds(spec: PipelineSpec) -> dict[str, str]:
     }
 
 
+def drift_kinds(spec: PipelineSpec) -> dict[str, str]:
+    """The features drift is measured on: every feature but those with a monitoring role."""
+    skip = spec.unmonitored_features
+    return {name: kind for name, kind in feature_kinds(spec).items() if name not in skip}
+
+
 def partition_profile(frame: pd.DataFrame, spec: PipelineSpec) -> DatasetProfileView:
     kinds = feature_kinds(spec)
     categorical = [c for c, k in kinds.items() if k == "categorical"]
@@ -49,7 +55,7 @@ def reference(
     rules = spec.monitoring
     merged = profiles.merge(window_views)
     thresholds = drift.calibrate_thresholds(
-        merged, window_views, feature_kinds(spec), rules.threshold_k, rules.threshold_floor, rules.min_rows
+        merged, window_views, drift_kinds(spec), rules.threshold_k, rules.threshold_floor, rules.min_rows
     )
     return Reference(merged, {c: min(t, 1.0) for c, t in thresholds.items()}, label_rate)
 
@@ -78,7 +84,7 @@ def score_drift(
     rules = spec.monitoring
     if rows < rules.min_rows:
         return DriftResult(rows, None, {}, skipped=f"only {rows} rows (< {rules.min_rows}): too few to judge")
-    columns = drift.partition_drift(ref.view, view, feature_kinds(spec), rules.min_rows)
+    columns = drift.partition_drift(ref.view, view, drift_kinds(spec), rules.min_rows)
     drifted = {}
     for column, result in columns.items():
         null_shift = abs(result.null_rate - result.reference_null_rate) > 0.2

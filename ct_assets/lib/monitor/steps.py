@@ -13,7 +13,6 @@ from ct_assets.lib.core.warehouse import (
     PARTITION_COLUMN,
     key_literal,
     partition_view_sql,
-    replace_partition,
     table_exists,
     table_name,
     transaction,
@@ -27,6 +26,7 @@ from ct_assets.lib.model.model_training import FeatureLayout
 from ct_assets.lib.model.registry import Registry
 from ct_assets.lib.monitor import measures as monitoring
 from ct_assets.lib.monitor.retrain_policy import PartitionSignal
+from ct_assets.lib.monitor.store import DRIFT_COLUMNS, write_partition
 
 if TYPE_CHECKING:
     import duckdb
@@ -122,11 +122,8 @@ def ingest_predictions(con: duckdb.DuckDBPyConnection, spec: PipelineSpec, key: 
     from ct_assets.lib.serving.prediction_log import read_partition
 
     frame = read_partition(folder, spec, key)
-    con.register("_logged", frame)
     with transaction(con):
-        rows = replace_partition(con, spec.name, "predictions", key, "SELECT * FROM _logged")
-    con.unregister("_logged")
-    return rows
+        return write_partition(con, spec.name, "predictions", key, frame)
 
 
 def _logged_scores(
@@ -173,10 +170,8 @@ def live_performance_step(
     evaluation = monitoring.performance(frame, scores, spec, float(record["threshold"]))
     rows = monitoring.evaluation_rows(key, record["version"], source, evaluation)
     store.write(PREDICTIONS, key, profiles.profile(pd.DataFrame({"score": scores})))
-    con.register("_live", pd.DataFrame(rows))
     with transaction(con):
-        replace_partition(con, spec.name, "live_performance", key, "SELECT * FROM _live")
-    con.unregister("_live")
+        write_partition(con, spec.name, "live_performance", key, pd.DataFrame(rows))
     return LiveReport(record["version"], source, evaluation, float(scores.mean()))
 
 
@@ -208,7 +203,8 @@ def drift_step(
         [
             c.as_dict() | {"threshold": ref.thresholds.get(c.column), "new_values": json.dumps(c.new_values)}
             for c in result.columns.values()
-        ]
+        ],
+        columns=list(DRIFT_COLUMNS),
     )
     summary = pd.DataFrame(
         [
@@ -226,23 +222,9 @@ def drift_step(
         ]
     )
     with transaction(con):
-        if not columns.empty:
-            con.register("_drift_columns", columns)
-            replace_partition(con, spec.name, "drift_columns", key, "SELECT * FROM _drift_columns")
-            con.unregister("_drift_columns")
-        con.register(
-            "_drift_summary",
-            summary.astype(
-                {
-                    "drift_share": "float64",
-                    "label_rate": "float64",
-                    "reference_label_rate": "float64",
-                    "prediction_hellinger": "float64",
-                }
-            ),
-        )
-        replace_partition(con, spec.name, "drift_summary", key, "SELECT * FROM _drift_summary")
-        con.unregister("_drift_summary")
+        # a partition that was skipped keeps no per-column rows from an earlier run
+        write_partition(con, spec.name, "drift_columns", key, columns)
+        write_partition(con, spec.name, "drift_summary", key, summary)
     return DriftReport(record["version"], result, label_rate, ref.label_rate, shift)
 
 

@@ -59,19 +59,37 @@ FROM validated AS v LEFT JOIN regions AS r USING (region)
 LABEL_SQL = "SELECT loan_id, coalesce(days_late > 90, FALSE) AS defaulted FROM validated"
 
 
-def write_pipeline(pipelines: Path) -> Path:
+# The same pipeline with no context table: its features come from the application alone.
+SPEC_WITHOUT_CONTEXT = (
+    SPEC.split("context_tables:")[0]
+    + "feature_groups:"
+    + SPEC.split("feature_groups:")[1].replace("      region_unemployment: {kind: numeric}\n", "")
+)
+
+APPLICATION_SQL_WITHOUT_CONTEXT = """
+SELECT loan_id, amount, amount / nullif(income, 0) AS debt_ratio, grade, region FROM validated
+"""
+
+
+def write_pipeline(pipelines: Path, *, context: bool = True) -> Path:
+    """The loans spec and its SQL under `pipelines/loans`; `context=False` writes the variant with
+    no context table."""
     folder = pipelines / "loans"
     (folder / "sql").mkdir(parents=True, exist_ok=True)
-    (folder / "spec.yaml").write_text(SPEC)
-    (folder / "sql" / "application.sql").write_text(APPLICATION_SQL)
+    (folder / "spec.yaml").write_text(SPEC if context else SPEC_WITHOUT_CONTEXT)
+    (folder / "sql" / "application.sql").write_text(
+        APPLICATION_SQL if context else APPLICATION_SQL_WITHOUT_CONTEXT
+    )
     (folder / "sql" / "label.sql").write_text(LABEL_SQL)
     return folder / "spec.yaml"
 
 
-def applications(day: str, rows: int = 60, seed: int = 0) -> pd.DataFrame:
+def applications(day: str, rows: int = 60, seed: int = 0, learnable: bool = False) -> pd.DataFrame:
+    """One day of applications; `learnable` makes default depend on grade and amount, so a model
+    has something to learn (otherwise the label is noise)."""
     rng = np.random.default_rng(seed)
     start = pd.Timestamp(day, tz="UTC")
-    return pd.DataFrame(
+    frame = pd.DataFrame(
         {
             "loan_id": [f"{day}-{i:04d}" for i in range(rows)],
             "applied_at": [
@@ -85,6 +103,11 @@ def applications(day: str, rows: int = 60, seed: int = 0) -> pd.DataFrame:
             "days_late": rng.choice([0, 0, 0, 10, 120], rows),
         }
     )
+    if learnable:
+        risk = frame["grade"].map({"A": 0.05, "B": 0.1, "C": 0.25, "D": 0.45, "E": 0.7})
+        risk = risk + 0.2 * (frame["amount"] > 30000)
+        frame["days_late"] = np.where(rng.uniform(0, 1, rows) < risk, 120, 0)
+    return frame
 
 
 def write_landing(landing: Path, days: list[str]) -> None:

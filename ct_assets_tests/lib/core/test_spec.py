@@ -19,6 +19,13 @@ def test_flights_spec_declares_features_by_kind(flights_spec: PipelineSpec) -> N
     assert not set(flights_spec.post_event_columns) & set(flights_spec.feature_columns)
 
 
+def test_flights_spec_marks_its_id_and_calendar_columns(flights_spec: PipelineSpec) -> None:
+    assert {"flight_id", "flight", "tailnum", "year", "month", "day"} <= flights_spec.unmonitored_columns
+    assert "dep_delay" not in flights_spec.unmonitored_columns
+    # a feature's own role, or the role of the landing column of the same name (tailnum)
+    assert flights_spec.unmonitored_features == {"sched_month", "sched_weekday", "tailnum"}
+
+
 def _write_variant(tmp_path: Path, change: dict) -> Path:
     return write_flights_variant(tmp_path / "variant", change)
 
@@ -28,11 +35,14 @@ def _write_variant(tmp_path: Path, change: dict) -> Path:
     [
         ({"colour": "blue"}, "key 'colour': unknown key"),
         ({"gate.min_auc": 1.5}, "key 'gate.min_auc'"),
+        ({"gate.max_log_loss": 0.7}, "key 'gate.max_log_loss': unknown key"),
         ({"quality.max_quarantine_rate": -0.1}, "key 'quality.max_quarantine_rate'"),
         ({"entity_id": "no_such_column"}, "entity_id 'no_such_column' is not among the columns"),
         ({"segments": ["origin", "gate_number"]}, "segments ['gate_number'] are neither columns"),
         ({"post_event_columns": ["dep_delay", "wheels_off"]}, "post_event_columns ['wheels_off']"),
         ({"partitions.grain": "hourly"}, "key 'partitions.grain'"),
+        ({"columns.day.role": "weekday"}, "key 'columns.day.role'"),
+        ({"feature_groups.schedule.columns.distance.role": "skip"}, "key 'feature_groups.schedule"),
         ({"partitions.timezone": "Mars/Olympus"}, "unknown timezone"),
         ({"label.sql": "features/missing.sql"}, "SQL file 'features/missing.sql' does not exist"),
         ({"columns.dep_delay.min": 10, "columns.dep_delay.max": 1}, "min 10.0 is greater than max"),
