@@ -51,6 +51,20 @@ def _segment_table(result: EvaluationResult) -> str:
     return "\n".join(lines)
 
 
+def _calibration_table(result: EvaluationResult) -> str:
+    """The candidate's holdout log-loss, Brier score and calibration error before and after Platt
+    scaling on the validation split."""
+    before, after = result.uncalibrated, result.candidate.overall
+    if before is None:
+        return "The candidate carries no calibration."
+    lines = ["| metric | before calibration | calibrated |", "|---|---|---|"]
+    lines += [
+        f"| {n} | {_fmt(getattr(before, n))} | {_fmt(getattr(after, n))} |"
+        for n in ("log_loss", "brier", "ece")
+    ]
+    return "\n".join(lines)
+
+
 def _fmt(value: float | int | None) -> str:
     if value is None:
         return "-"
@@ -75,7 +89,9 @@ def _report(result: EvaluationResult) -> str:
             f"Checked:\n{notes}",
             "## Metrics (holdout)",
             _metrics_table(result),
+            "## Reliability (holdout)",
             report_plots.markdown_image(report_plots.calibration_png(result.curves), "calibration"),
+            _calibration_table(result),
             "## Segments",
             report_plots.markdown_image(report_plots.segment_auc_png(segments, series), "segments"),
             _segment_table(result),

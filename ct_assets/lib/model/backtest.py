@@ -1,7 +1,8 @@
 """Retraining-policy backtest: replay a stretch of partitions through the same library code under
 several policies and measure what each buys in accuracy and costs in retraining.
 
-Every policy starts from the same first model (trained on the first training window). After each
+Every policy starts from the same first model (trained on the first training window). Models are
+trained and calibrated as the candidate step does (`calibration.fit_calibrated`). After each
 day's data (with its labels) lands, a policy may retrain on the window ending that day; the model
 it then serves is scored on the next day's data. No gate is applied here, so the comparison is
 about when to retrain, not whether a candidate is good enough.
@@ -21,6 +22,7 @@ from ct_assets.lib.data import steps as data_steps
 from ct_assets.lib.data.features import groups
 from ct_assets.lib.data.landing import context_file, partition_files
 from ct_assets.lib.model import model_training
+from ct_assets.lib.model.calibration import fit_calibrated
 from ct_assets.lib.model.model_training import FeatureLayout
 from ct_assets.lib.model.training_set import assign_splits
 from ct_assets.lib.monitor import measures as monitoring
@@ -118,8 +120,8 @@ class Backtest:
         splits = assign_splits(self.spec, keys)
         part = {name: pd.concat([self.frames[k] for k in split_keys]) for name, split_keys in splits.items()}
         started = time.process_time()
-        model = model_training.train(
-            part["train"], part["validation"], self.spec, self.layout, self.spec.training.params
+        model, _ = fit_calibrated(
+            part["train"], part["validation"], self.spec, self.layout, splits["validation"]
         )
         run.cpu_seconds += time.process_time() - started
         run.retrains += 1

@@ -16,7 +16,8 @@ def png_bytes(figure: object) -> bytes:
 
 
 def calibration_png(curves: dict[str, list[tuple[float, float, int]]]) -> bytes:
-    """Observed rate against mean prediction per bin, one line per model."""
+    """Observed rate against mean prediction per bin (a reliability diagram), one line per model;
+    a curve named "... before calibration" is drawn dashed."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -25,8 +26,9 @@ def calibration_png(curves: dict[str, list[tuple[float, float, int]]]) -> bytes:
     figure, axis = plt.subplots(figsize=(4.5, 4))
     axis.plot([0, 1], [0, 1], linestyle=":", color="grey", label="perfect")
     for name, points in curves.items():
-        axis.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=name)
-    axis.set(xlabel="mean predicted probability", ylabel="observed rate", title="Calibration (holdout)")
+        style = "--" if name.endswith("before calibration") else "-"
+        axis.plot([p[0] for p in points], [p[1] for p in points], marker="o", linestyle=style, label=name)
+    axis.set(xlabel="mean predicted probability", ylabel="observed rate", title="Reliability (holdout)")
     axis.legend()
     return png_bytes(figure)
 

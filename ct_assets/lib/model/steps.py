@@ -1,5 +1,6 @@
-"""The model layer's steps: freeze a training set, train a candidate, evaluate it against the
-champion re-scored on the same holdout, and promote it only through a passing gate."""
+"""The model layer's steps: freeze a training set, train a candidate and calibrate it on the
+validation split (`calibration`), evaluate it against the champion re-scored on the same holdout,
+and promote it only through a passing gate."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ct_assets.lib.core.spec import PipelineSpec
 from ct_assets.lib.core.warehouse import PARTITION_COLUMN, key_literal, table_exists, table_name
 from ct_assets.lib.data.features import definition_version, groups
-from ct_assets.lib.model import gate, metrics, model_training
+from ct_assets.lib.model import calibration, gate, metrics, model_training
 from ct_assets.lib.model.model_store import load_model, save_model
 from ct_assets.lib.model.model_training import FeatureLayout
 from ct_assets.lib.model.registry import Registry
@@ -103,9 +104,11 @@ def load_split(ref: TrainingSetRef, split: str) -> pd.DataFrame:
     return frame[frame["_split"] == split].reset_index(drop=True)
 
 
-def _fit(spec: PipelineSpec, ref: TrainingSetRef, layout: FeatureLayout) -> CatBoostClassifier:
-    return model_training.train(
-        load_split(ref, "train"), load_split(ref, "validation"), spec, layout, spec.training.params
+def _fit(
+    spec: PipelineSpec, ref: TrainingSetRef, layout: FeatureLayout
+) -> tuple[CatBoostClassifier, calibration.Calibration]:
+    return calibration.fit_calibrated(
+        load_split(ref, "train"), load_split(ref, "validation"), spec, layout, ref.partitions["validation"]
     )
 
 
@@ -115,7 +118,7 @@ def train_candidate(spec: PipelineSpec, registry: Registry, ref: TrainingSetRef)
 
     layout = FeatureLayout.of(spec)
     started = time.process_time()
-    model = _fit(spec, ref, layout)
+    model, calibrated = _fit(spec, ref, layout)
     cpu_seconds = time.process_time() - started
     sha = save_model(registry.models, model)
     validation = load_split(ref, "validation")
@@ -133,6 +136,7 @@ def train_candidate(spec: PipelineSpec, registry: Registry, ref: TrainingSetRef)
             "best_iteration": int(model.get_best_iteration() or 0),
             "training_cpu_seconds": round(cpu_seconds, 3),
             "threshold": threshold,
+            "calibration": calibrated.as_dict(),
             "layout": asdict(layout),
             "dataset_version": ref.version,
             "dataset_path": ref.path,
@@ -167,7 +171,7 @@ def retrain_matches(spec: PipelineSpec, registry: Registry, candidate: Candidate
     layout = FeatureLayout(**record["layout"])
     holdout = load_split(ref, "holdout")
     original = model_training.score(load_model(registry.models, candidate.model_sha256), holdout, layout)
-    again = model_training.score(_fit(spec, ref, layout), holdout, layout)
+    again = model_training.score(_fit(spec, ref, layout)[0], holdout, layout)
     difference = float(np.max(np.abs(original - again))) if len(original) else 0.0
     return bool(np.array_equal(original, again)), difference
 
@@ -181,6 +185,7 @@ class EvaluationResult:
     verdict: gate.Verdict
     curves: dict[str, list[tuple[float, float, int]]]
     notes: list[str]
+    uncalibrated: metrics.Metrics | None = None  # the candidate's holdout figures before calibration
 
 
 def _evaluate(
@@ -204,9 +209,17 @@ def evaluate_candidate(
     holdout = load_split(ref, "holdout")
     y = model_training.labels(holdout, spec)
     layout = FeatureLayout.of(spec)
-    p = model_training.score(load_model(registry.models, candidate.model_sha256), holdout, layout)
+    model = load_model(registry.models, candidate.model_sha256)
+    p = model_training.score(model, holdout, layout)
     ours = _evaluate(holdout, y, p, spec, candidate.threshold)
-    curves = {f"candidate {candidate.version}": metrics.calibration_curve(y, p)}
+    curves: dict[str, list[tuple[float, float, int]]] = {}
+    before = None
+    recorded_calibration = registry.get(candidate.version).get("calibration")
+    if recorded_calibration:
+        raw = model_training.score(calibration.uncalibrated(model, recorded_calibration), holdout, layout)
+        before = metrics.compute(y, raw, candidate.threshold)
+        curves[f"candidate {candidate.version} before calibration"] = metrics.calibration_curve(y, raw)
+    curves[f"candidate {candidate.version}"] = metrics.calibration_curve(y, p)
     notes: list[str] = []
     champion_record = registry.champion()
     theirs = None
@@ -240,6 +253,7 @@ def evaluate_candidate(
         verdict,
         curves,
         notes,
+        before,
     )
     registry.update(
         candidate.version,
@@ -248,6 +262,7 @@ def evaluate_candidate(
             "against": result.champion_version,
             "candidate": ours.overall.as_dict(),
             "champion": theirs.overall.as_dict() if theirs else None,
+            "candidate_uncalibrated": before.as_dict() if before else None,
             "segments": {k: v.as_dict() for k, v in ours.segments.items()},
             "notes": notes,
             "figures": verdict.figures,

@@ -25,7 +25,11 @@ if TYPE_CHECKING:
 
 class Scorer:
     """CatBoost probabilities straight from feature rows: the same inputs `model_training.model_inputs`
-    builds (categoricals as text with nulls as their own category, numerics as floats), without pandas."""
+    builds (categoricals as text with nulls as their own category, numerics as floats), without pandas.
+
+    The probabilities are calibrated: the model version's Platt calibration is stored in the
+    artifact as CatBoost's scale and bias (`ct_assets.lib.model.calibration`), which every
+    `predict_proba` applies, so the Scorer serves what the evaluation judged."""
 
     def __init__(self, model: CatBoostClassifier, layout: FeatureLayout) -> None:
         self.model = model

@@ -45,7 +45,6 @@ ORDINARY = day_keys("2013-01-15", "2013-01-17")
 DRIFTED = day_keys("2013-01-18", "2013-01-19")
 SETTINGS = {
     "gate.min_auc": 0.55,
-    "gate.log_loss_floor_margin": 0.1,  # two weeks of January: the label rate shifts within the window
     "training.min_rows": 1000,
     "training.window_partitions": 14,
 }
