@@ -24,7 +24,9 @@ compressed buffers would decompress past it gets a 413 before anything is decomp
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
+import logging
 import os
 import time
 from http import HTTPStatus
@@ -39,12 +41,19 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ct_assets.lib.serving import arrow_request
+from ct_assets.lib.serving import arrow_request, quiet_log
 from ct_assets.lib.serving.arrow_request import BodyTooLarge
 from ct_assets.lib.serving.body_limit import BodyLimit, max_body_bytes
 from ct_assets.lib.serving.predictor import default_workers
+from ct_assets.lib.serving.request_gate import RequestGate
+
+# Under BentoML's logger: a slot's log handlers and level are configured there.
+LOGGER = logging.getLogger("bentoml.ct_assets")
+# Longest error message answered: a message lists at most 20 problems, each quoting input short.
+MAX_ERROR_CHARS = 4000
 
 HERE = Path(__file__).resolve().parent
+SPEC_PATH = Path(os.environ.get("CT_SPEC", HERE / "pipeline" / "spec.yaml"))
 # A bento carries the tag of its model beside the service; CT_BENTO_MODEL overrides it in development.
 MODEL_TAG = os.environ.get("CT_BENTO_MODEL") or (
     (HERE / "model_tag.txt").read_text().strip()
@@ -78,11 +87,24 @@ async def _predict_arrow(request: Request) -> Response:
     try:
         answer = await service.score_arrow(await request.body(), request.query_params.get("pipeline"))
     except InvalidArgument as err:
-        return JSONResponse({"error": str(err)}, status_code=int(err.error_code))
+        status = int(err.error_code)
+        quiet_log.log_refused("POST", "/predict_arrow", status, str(err))
+        return JSONResponse({"error": str(err)}, status_code=status)
     return Response(answer, media_type=arrow_request.MEDIA_TYPE)
 
 
-ARROW_APP = Starlette(routes=[Route("/predict_arrow", _predict_arrow, methods=["POST"])])
+async def _version(request: Request) -> Response:
+    """GET /version: the same answer as POST /version (BentoML's APIs take POST only)."""
+    service: TabularModelService = bentoml.get_current_service()
+    return JSONResponse(service.version_info())
+
+
+ARROW_APP = Starlette(
+    routes=[
+        Route("/predict_arrow", _predict_arrow, methods=["POST"]),
+        Route("/version", _version, methods=["GET"]),
+    ]
+)
 
 
 @bentoml.asgi_app(ARROW_APP, path="/", name="arrow")
@@ -107,7 +129,7 @@ class TabularModelService:
         # Serving hands the service the stored model; a plain instantiation still holds the reference.
         stored = self.model_ref.resolve() if hasattr(self.model_ref, "resolve") else self.model_ref
         meta = stored.info.metadata
-        self.spec = load_spec(Path(os.environ.get("CT_SPEC", HERE / "pipeline" / "spec.yaml")))
+        self.spec = load_spec(SPEC_PATH)
         model = load_model(Path(stored.path), meta["model_sha256"])
         self.threshold = float(meta["threshold"])
         self.version = str(meta["model_version"])
@@ -146,9 +168,12 @@ class TabularModelService:
         try:
             request = check(payload)
         except BodyTooLarge as err:  # an Arrow body that decompresses past the body limit
-            raise InvalidArgument(str(err), error_code=HTTPStatus.REQUEST_ENTITY_TOO_LARGE) from None
+            raise InvalidArgument(_short(err), error_code=HTTPStatus.REQUEST_ENTITY_TOO_LARGE) from None
         except RequestError as err:
-            raise InvalidArgument(str(err)) from None
+            raise InvalidArgument(_short(err)) from None
+        except Exception as err:  # a body the checks did not foresee: still the caller's input, a 400
+            LOGGER.warning("request check failed on unforeseen input", exc_info=True)
+            raise InvalidArgument(f"the request cannot be read ({type(err).__name__})") from None
         scored = await self.batcher.score(request, started)
         log_scored(self.log, scored, self.version)
         self.metrics.observe(len(scored.probabilities))
@@ -186,6 +211,10 @@ class TabularModelService:
 
     @bentoml.api(route="/version")
     def model_version(self) -> dict[str, Any]:
+        return self.version_info()
+
+    def version_info(self) -> dict[str, Any]:
+        """The served pipeline, model version, slot and allocator (POST and GET /version)."""
         return {
             "pipeline": self.spec.name,
             "model_version": self.version,
@@ -194,5 +223,21 @@ class TabularModelService:
         }
 
 
-# Bodies over CT_MAX_BODY_BYTES get a 413 before BentoML reads and parses them.
+def _short(err: Exception) -> str:
+    text = str(err)
+    return text if len(text) <= MAX_ERROR_CHARS else f"{text[:MAX_ERROR_CHARS]}…"
+
+
+@functools.cache
+def _pipeline_name() -> str:
+    from ct_assets.lib.core.spec import load_spec
+
+    return load_spec(SPEC_PATH).name
+
+
+quiet_log.install()
+# Bodies over CT_MAX_BODY_BYTES get a 413 before anything reads them (the first middleware added is
+# the outermost); then query parameters, media type and content encoding are checked, and a gzip
+# body decoded within the same limit, before BentoML parses a body.
 TabularModelService.add_asgi_middleware(BodyLimit, max_bytes=max_body_bytes())
+TabularModelService.add_asgi_middleware(RequestGate, pipeline=_pipeline_name, max_bytes=max_body_bytes())

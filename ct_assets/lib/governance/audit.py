@@ -151,7 +151,7 @@ class AuditLog:
         }
         body["hash"] = entry_hash(body)
         line = (canonical(body) + "\n").encode()
-        descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             os.write(descriptor, line)
             os.fsync(descriptor)

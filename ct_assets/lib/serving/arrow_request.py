@@ -45,6 +45,7 @@ from ct_assets.lib.serving.request_rules import (
     FieldRule,
     RequestError,
     RequestRules,
+    quoted_names,
 )
 
 MEDIA_TYPE = "application/vnd.apache.arrow.stream"
@@ -150,7 +151,8 @@ def read_stream(body: bytes, max_bytes: int | None = None) -> pa.Table:
             table.validate(full=True)
     except Exception as err:
         hint = " (it looks like JSON)" if bytes(body[:1]) in (b"{", b"[") else ""
-        raise RequestError(f"the body is not a valid Arrow IPC stream{hint}: {err}") from None
+        reason = str(err)[:200]  # a reader's message may quote the body
+        raise RequestError(f"the body is not a valid Arrow IPC stream{hint}: {reason}") from None
     if size > limit:
         raise BodyTooLarge(
             f"the Arrow body's buffers take {size:,} bytes once decompressed, larger than the limit of "
@@ -192,13 +194,13 @@ def check_table(
     names = table.column_names
     if len(set(names)) != len(names):
         repeated = list(dict.fromkeys(n for n in names if names.count(n) > 1))
-        raise RequestError(f"fields {repeated} appear more than once")
+        raise RequestError(f"fields {quoted_names(repeated)} appear more than once")
     present = set(names)
     missing = [c for c in rules.names if c not in present]
     unknown = [c for c in names if c not in rules.names and c not in rules.post_event]
     if missing or unknown:  # worded as check_columns words it
-        parts = [f"missing fields {missing}"] if missing else []
-        parts += [f"unknown fields {unknown}"] if unknown else []
+        parts = [f"missing fields {quoted_names(missing)}"] if missing else []
+        parts += [f"unknown fields {quoted_names(unknown)}"] if unknown else []
         raise RequestError("; ".join(f"row 0: {p}" for p in parts))
     limit = max_body_bytes() if max_bytes is None else max_bytes
     decoded = sum(_decoded_bytes(table.column(rule.name)) for rule in rules.fields)
@@ -212,7 +214,7 @@ def check_table(
     wrong: list[str] = []
     for rule in rules.fields:
         column = table.column(rule.name)
-        source = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+        source = _unviewed(column.chunk(0) if column.num_chunks == 1 else column.combine_chunks())
         try:
             reads.append(_READERS[rule.kind](rule, source))
         except _WrongType:
@@ -354,6 +356,21 @@ def _not_allowed(rule: FieldRule, values: pa.Array) -> pa.BooleanArray:
 
 def _is_text(kind: pa.DataType) -> bool:
     return pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind)
+
+
+def _unviewed(source: pa.Array) -> pa.Array:
+    """View strings (plain or as a dictionary's values) as large strings: few compute kernels,
+    `take` among them, accept views."""
+    words = source.dictionary if pa.types.is_dictionary(source.type) else source
+    if pa.types.is_string_view(words.type):
+        wide = words.cast(pa.large_string())
+    elif pa.types.is_binary_view(words.type):
+        wide = words.cast(pa.large_binary())
+    else:
+        return source
+    if pa.types.is_dictionary(source.type):
+        return pa.DictionaryArray.from_arrays(source.indices, wide)
+    return wide
 
 
 def _plain(source: pa.Array) -> pa.Array:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ct_assets.lib.core.spec import PipelineSpec
-from ct_assets.lib.serving.request_rules import RequestError, RequestRules
+from ct_assets.lib.serving.request_rules import RequestError, RequestRules, lengths_shown, quoted_names
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -29,9 +29,9 @@ def rows_from_columns(columns: Any) -> list[dict[str, Any]]:
     lengths = {name: len(values) for name, values in columns.items() if isinstance(values, list)}
     if len(lengths) != len(columns):
         bad = [name for name in columns if name not in lengths]
-        raise RequestError(f"fields {bad} must be lists of values")
+        raise RequestError(f"fields {quoted_names(bad)} must be lists of values")
     if len(set(lengths.values())) != 1:
-        raise RequestError(f"all field lists must have the same length, got {lengths}")
+        raise RequestError(f"all field lists must have the same length, got {lengths_shown(lengths)}")
     names = list(columns)
     return [dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True)]
 

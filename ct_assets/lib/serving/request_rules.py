@@ -28,6 +28,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from ct_assets.lib.core.spec import PipelineSpec
+from ct_assets.lib.serving.request_gate import QUOTE_CHARS, quote
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 # The window serving validated with (pandas' Timestamp.min/max): ge the first, lt the second.
@@ -41,6 +42,33 @@ _TIMESTAMP = re.compile(
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _MISSING = object()
 MAX_PROBLEMS = 20
+
+
+def quoted_names(items: list[Any], limit: int = 5) -> str:
+    """A list of field names for a message: each quoted short, at most `limit` of them."""
+    shown = ", ".join(quote(item) for item in items[:limit])
+    more = f" and {len(items) - limit:,} more" if len(items) > limit else ""
+    return f"[{shown}]{more}"
+
+
+def lengths_shown(lengths: dict[str, int], limit: int = 5) -> str:
+    """Field list lengths for a message, names quoted short, at most `limit` of them."""
+    shown = ", ".join(f"{quote(name)}: {count}" for name, count in list(lengths.items())[:limit])
+    more = f" and {len(lengths) - limit:,} more" if len(lengths) > limit else ""
+    return f"{{{shown}}}{more}"
+
+
+class _Clipped:
+    """A long string value in a message: shown as its first characters."""
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return quote(self.value)
+
+    def __str__(self) -> str:
+        return quote(self.value)[1:]
 
 
 class RequestError(ValueError):
@@ -93,7 +121,12 @@ def _timestamp(value: Any) -> datetime:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise _Bad from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    try:  # near year 1 or 9999 an offset can carry the time out of Python's range
+        return parsed.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise _Bad from None
 
 
 def _date(value: Any) -> date:
@@ -159,7 +192,7 @@ class FieldRule:
                 try:
                     result = convert(value)
                 except _Bad:
-                    problems.append((row, f"field {self.name!r} must be {self.kind}, got {value!r}"))
+                    problems.append((row, f"field {self.name!r} must be {self.kind}, got {quote(value)}"))
                     typed.append(None)
                     continue
             if result is None and not self.nullable:
@@ -242,10 +275,10 @@ class RequestRules:
             missing = [c for c in self.names if c not in row]
             unknown = [c for c in row if c not in expected and c not in self.post_event]
             if missing:
-                problems.append((index, 1, f"missing fields {missing}"))
+                problems.append((index, 1, f"missing fields {quoted_names(missing)}"))
                 shaped = False
             if unknown:
-                problems.append((index, 2, f"unknown fields {unknown}"))
+                problems.append((index, 2, f"unknown fields {quoted_names(unknown)}"))
         if shaped:
             columns = {name: [row[name] for row in rows] for name in self.names}
         else:
@@ -262,9 +295,9 @@ class RequestRules:
         lengths = {name: len(values) for name, values in columns.items() if isinstance(values, list)}
         if len(lengths) != len(columns):
             bad = [name for name in columns if name not in lengths]
-            raise RequestError(f"fields {bad} must be lists of values")
+            raise RequestError(f"fields {quoted_names(bad)} must be lists of values")
         if len(set(lengths.values())) != 1:
-            raise RequestError(f"all field lists must have the same length, got {lengths}")
+            raise RequestError(f"all field lists must have the same length, got {lengths_shown(lengths)}")
         count = next(iter(lengths.values()))
         if count == 0:
             raise RequestError("rows must be a non-empty list of objects")
@@ -274,8 +307,8 @@ class RequestRules:
         unknown = [c for c in columns if c not in self._expected and c not in self.post_event]
         if missing or unknown:
             # Every row has the same problem; name the first like the row-oriented check does.
-            parts = [f"missing fields {missing}"] if missing else []
-            parts += [f"unknown fields {unknown}"] if unknown else []
+            parts = [f"missing fields {quoted_names(missing)}"] if missing else []
+            parts += [f"unknown fields {quoted_names(unknown)}"] if unknown else []
             raise RequestError("; ".join(f"row 0: {p}" for p in parts))
         return self._check({name: columns[name] for name in self.names}, [])
 
@@ -303,8 +336,9 @@ class RequestRules:
         window = TIMESTAMP_WINDOW
         for rule in self.fields:
             for row, check, value in rule.violations(typed[rule.name]):
+                shown = _Clipped(value) if type(value) is str and len(value) > QUOTE_CHARS else value
                 reasons.setdefault(row, []).append(
-                    describe_failure(self.spec, rule.name, check, value, window)
+                    describe_failure(self.spec, rule.name, check, shown, window)
                 )
         if reasons:
             listed = sorted(reasons.items())[:MAX_PROBLEMS]

@@ -1,10 +1,15 @@
-"""The operator API over real HTTP on loopback: refuses without the token, works with it."""
+"""The operator API over real HTTP on loopback: refuses without the token (RFC 6750's Bearer
+scheme), writes nothing for a refused request, caps bodies, rate-limits failed authentications,
+answers /status at once while a rollout runs, and keeps its audit log private (0600)."""
 
 from __future__ import annotations
 
+import json
 import socket
+import stat
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -67,5 +72,90 @@ def test_token_is_required_and_checked(deployment: Deployment) -> None:
             f"{url}/rollout", headers=good, json={"bento": "flights_delay_service:v0002", "who": "ann"}
         )
         assert started.json()["status"] == "switched" and calls == [("flights_delay_service:v0002", "ann")]
+    finally:
+        server.should_exit = True
+
+
+def _audit_entries(deployment: Deployment) -> list[dict]:
+    from ct_assets.lib.governance.audit import log_for
+
+    path = log_for(deployment.folder.parent).path
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_authorization_is_parsed_as_rfc_6750_says(deployment: Deployment) -> None:
+    url, server = _serve(create_app(deployment, token="s3cret-token"))
+    try:
+        for header in ("Bearer s3cret-token", "bearer s3cret-token", "BEARER  s3cret-token"):
+            assert httpx.get(f"{url}/status", headers={"Authorization": header}).status_code == 200, header
+        for header in ("s3cret-token", "Basic s3cret-token", "Bearers3cret-token", "Bearer s3cret-token x"):
+            refused = httpx.get(f"{url}/status", headers={"Authorization": header})
+            assert refused.status_code == 401, header
+            assert refused.headers["www-authenticate"].startswith("Bearer")
+    finally:
+        server.should_exit = True
+
+
+def test_unauthenticated_requests_leave_nothing_behind_and_bodies_are_capped(deployment: Deployment) -> None:
+    url, server = _serve(create_app(deployment, token="s3cret-token"))
+    good = {"Authorization": "Bearer s3cret-token"}
+    try:
+        huge = json.dumps({"why": "x" * 5_000_000}).encode()
+        for path in ("/rollback", "/approve", "/rollout"):
+            assert httpx.post(f"{url}{path}", content=huge, timeout=30).status_code == 401
+        assert _audit_entries(deployment) == []
+        too_big = httpx.post(f"{url}/rollback", headers=good, content=huge, timeout=30)
+        assert too_big.status_code == 413
+        assert httpx.post(f"{url}/rollback", headers=good, json={"why": "w" * 70_000}).status_code == 413
+        entries = _audit_entries(deployment)
+        assert [e["details"]["answer"] for e in entries] == [413, 413]
+        assert "x" * 100 not in json.dumps(entries)
+        from ct_assets.lib.governance.audit import log_for
+
+        assert stat.S_IMODE(log_for(deployment.folder.parent).path.stat().st_mode) == 0o600
+    finally:
+        server.should_exit = True
+
+
+def test_failed_authentications_are_rate_limited(deployment: Deployment) -> None:
+    url, server = _serve(create_app(deployment, token="s3cret-token"))
+    try:
+        statuses = [
+            httpx.get(f"{url}/status", headers={"Authorization": f"Bearer guess{i}"}).status_code
+            for i in range(12)
+        ]
+        assert statuses[:10] == [401] * 10 and statuses[10:] == [429, 429]
+        blocked = httpx.get(f"{url}/status", headers={"Authorization": "Bearer s3cret-token"})
+        assert blocked.status_code == 429 and int(blocked.headers["retry-after"]) > 0
+    finally:
+        server.should_exit = True
+
+
+def test_status_answers_at_once_while_a_rollout_runs(deployment: Deployment) -> None:
+    started = threading.Event()
+
+    def slow_rollout(bento: str, who: str) -> RolloutResult:
+        started.set()
+        time.sleep(3)
+        return RolloutResult("switched", "blue", bento)
+
+    url, server = _serve(create_app(deployment, rollout=slow_rollout, token="s3cret-token"))
+    good = {"Authorization": "Bearer s3cret-token"}
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(
+                httpx.post, f"{url}/rollout", headers=good, json={"bento": "b:v2"}, timeout=30
+            )
+            assert started.wait(10)
+            times = []
+            with httpx.Client(headers=good) as client:
+                for _ in range(5):
+                    begun = time.perf_counter()
+                    assert client.get(f"{url}/status").status_code == 200
+                    times.append(time.perf_counter() - begun)
+            second = httpx.post(f"{url}/rollout", headers=good, json={"bento": "b:v3"})
+            assert second.status_code == 409 and "another rollout" in second.json()["error"]
+            assert pending.result().json()["status"] == "switched"
+        assert max(times) < 0.1, times
     finally:
         server.should_exit = True

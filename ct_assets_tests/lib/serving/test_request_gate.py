@@ -1,0 +1,77 @@
+"""The request gate in front of a real ASGI app: unknown query parameters and pipelines are 400s,
+unsupported media types and encodings 415s, gzip bodies reach the app decoded and a gzip bomb is
+a 413 once its decoded size passes the limit; every answer carries a request id."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import zlib
+
+import httpx
+
+from ct_assets.lib.serving.request_gate import RequestGate, quote
+
+
+async def _echo(scope, receive, send) -> None:
+    """Answers with the body it read."""
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _post(path: str, content: bytes, headers: dict[str, str], limit: int = 1000) -> httpx.Response:
+    async def go() -> httpx.Response:
+        app = RequestGate(_echo, pipeline=lambda: "flights", max_bytes=limit)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await client.post(path, content=content, headers=headers)
+
+    return asyncio.run(go())
+
+
+JSON = {"content-type": "application/json"}
+
+
+def test_query_parameters_media_types_and_encodings() -> None:
+    assert _post("/predict?pipeline=flights", b"{}", JSON).status_code == 200
+    assert _post("/predict", b"{}", {}).status_code == 200  # no content type: read as JSON
+    other = _post("/predict?pipeline=other", b"{}", JSON)
+    assert other.status_code == 400 and "unknown pipeline 'other'" in other.json()["error"]
+    assert _post("/predict_columns?x=1", b"{}", JSON).status_code == 400
+    for media_type in ("multipart/form-data; boundary=", "text/plain", "application/x-www-form-urlencoded"):
+        assert _post("/predict", b"{}", {"content-type": media_type}).status_code == 415
+    assert _post("/predict_arrow", b"x", JSON).status_code == 415
+    assert _post("/predict_arrow", b"x", {}).status_code == 415
+    assert _post("/predict", b"{}", {**JSON, "content-encoding": "br"}).status_code == 415
+    assert _post("/healthz?anything=1", b"x", {"content-type": "text/plain"}).status_code == 200  # not gated
+
+
+def test_gzip_bodies_are_decoded_within_the_limit() -> None:
+    zipped = _post("/predict", gzip.compress(b'{"rows": []}'), {**JSON, "content-encoding": "gzip"})
+    assert (zipped.status_code, zipped.content) == (200, b'{"rows": []}')
+    assert (
+        _post("/predict", gzip.compress(b"x" * 1000), {**JSON, "content-encoding": "gzip"}).status_code == 200
+    )
+    bomb = _post("/predict", gzip.compress(b"x" * 1001), {**JSON, "content-encoding": "gzip"})
+    assert bomb.status_code == 413 and "decompresses to over 1,000 bytes" in bomb.json()["error"]
+    assert _post("/predict", b"plain", {**JSON, "content-encoding": "gzip"}).status_code == 400
+    cut = gzip.compress(b"x" * 500)[:-10]
+    assert _post("/predict", cut, {**JSON, "content-encoding": "gzip"}).status_code == 400
+    trailing = gzip.compress(b"{}") + b"more"
+    assert _post("/predict", trailing, {**JSON, "content-encoding": "gzip"}).status_code == 400
+    deflate = zlib.compress(b"{}")
+    assert _post("/predict", deflate, {**JSON, "content-encoding": "gzip"}).status_code == 400
+
+
+def test_every_answer_carries_a_request_id_and_quotes_input_short() -> None:
+    given = _post("/predict", b"{}", {**JSON, "x-request-id": "abc-1"})
+    assert given.headers["x-request-id"] == "abc-1"
+    made = _post("/predict?" + "q" * 5000 + "=1", b"{}", JSON)
+    assert len(made.headers["x-request-id"]) == 32 and len(made.text) < 300
+    assert quote("7" * 4200) == "'" + "7" * 39 + "…"
