@@ -136,12 +136,10 @@ class _OperatorApi:
         return run
 
     def record(self, endpoint: str, request: Request, status_code: int, data: dict[str, Any]) -> None:
-        from ct_assets.lib.governance.audit import log_for
-
         folder = self.deployment.folder
         accepted = status_code not in (401, 503)
         client = request.client.host if request.client else "unknown"
-        log_for(folder.parent).append(
+        self.deployment.record.audit_trail().append(
             "operator_request",
             str(data.get("who") or self.holder) if accepted else f"unauthenticated caller at {client}",
             str(data.get("why") or "none given"),

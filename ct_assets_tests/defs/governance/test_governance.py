@@ -18,7 +18,8 @@ import pytest
 import uvicorn
 
 from ct_assets.defs.governance.factory import audit_log_sensor, build_governance_defs
-from ct_assets.defs.resources import LandingZone, ModelRegistry, PredictionLog, Warehouse
+from ct_assets.defs.resources import HomeFolder, LandingZone, ModelRegistry, PredictionLog, Warehouse
+from ct_assets.lib.core import settings
 from ct_assets.lib.governance.audit import home_log
 from ct_assets.lib.serving.operator_api import create_app
 from ct_assets.lib.serving.proxy import ProxyLayout
@@ -72,8 +73,9 @@ def test_governance_end_to_end(home: dict, monkeypatch: pytest.MonkeyPatch) -> N
             resources={
                 "warehouse": Warehouse(path=str(root / "warehouse.duckdb")),
                 "landing": LandingZone(root=str(root / "landing")),
-                "registry": ModelRegistry(root=str(root / "registry")),
+                "registry": ModelRegistry(root=str(root / "registry"), audit_home=str(root)),
                 "prediction_log": PredictionLog(root=str(root / "prediction_log")),
+                "home": HomeFolder.of(settings.config()),
             },
         ),
     )
@@ -107,7 +109,8 @@ def test_governance_end_to_end(home: dict, monkeypatch: pytest.MonkeyPatch) -> N
 
         # a manual action through the operator API, with the token pasted into the reason by mistake
         layout = ProxyLayout(root / "deploy" / NAME / "proxy", 1, {"blue": 2, "green": 3})
-        url, server = _serve(create_app(Deployment(root / "deploy" / NAME, layout, {}, "bentoml")))
+        deployment = Deployment(root / "deploy" / NAME, layout, {}, "bentoml", audit_home=root)
+        url, server = _serve(create_app(deployment))
         try:
             refused = httpx.post(
                 f"{url}/rollback", json={"why": "x"}, headers={"Authorization": "Bearer nope"}
@@ -143,7 +146,7 @@ def test_governance_end_to_end(home: dict, monkeypatch: pytest.MonkeyPatch) -> N
         stored = instance.fetch_observations(dg.AssetKey([NAME, "deployment"]), limit=10).records
         assert len(stored) == 2
 
-        assert home_log().verify().ok
+        assert home_log(root).verify().ok
         leaked = [
             str(path)
             for path in root.rglob("*")
