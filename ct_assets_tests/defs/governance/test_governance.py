@@ -125,7 +125,10 @@ def test_governance_end_to_end(home: dict, monkeypatch: pytest.MonkeyPatch) -> N
         assert (refused.status_code, answer.status_code) == (401, 409)
 
         sensor = defs.resolve_sensor_def("audit_log_sensor")
-        tick = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
+        registry = {"registry": ModelRegistry(root=str(root / "registry"), audit_home=str(root))}
+        tick = sensor.evaluate_tick(
+            dg.build_sensor_context(instance=instance, definitions=defs, resources=registry)
+        )
         events = [(e.asset_key.to_user_string(), e.metadata["action"].value) for e in tick.asset_events]
         assert events == [
             (f"{NAME}/champion", "promote"),
@@ -138,7 +141,9 @@ def test_governance_end_to_end(home: dict, monkeypatch: pytest.MonkeyPatch) -> N
         assert manual.metadata["who"].value == "oncall-bot" and "[redacted]" in manual.metadata["why"].value
         assert tick.asset_events[-2].metadata["who"].value.startswith("unauthenticated caller at 127.0.0.1")
         again = sensor.evaluate_tick(
-            dg.build_sensor_context(instance=instance, cursor=tick.cursor, definitions=defs)
+            dg.build_sensor_context(
+                instance=instance, cursor=tick.cursor, definitions=defs, resources=registry
+            )
         )
         assert not again.asset_events and again.skip_message.startswith("no new entries")
         for event in tick.asset_events:  # what the daemon does with a sensor's asset events
