@@ -22,6 +22,8 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
+from ct_assets.lib.core import names
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -60,7 +62,7 @@ def measure(home: Path, pipeline: str) -> dict:
         return times
 
     features = materialized("features")
-    records = instance.get_run_records(dg.RunsFilter(job_name=f"{pipeline}_ingest"))
+    records = instance.get_run_records(dg.RunsFilter(job_name=names.job_name(pipeline, "ingest")))
     days = []
     for record in records:
         run = record.dagster_run
@@ -86,12 +88,12 @@ def measure(home: Path, pipeline: str) -> dict:
     audit = _audit_entries(home, pipeline)
     deploy_runs = sorted(  # the automation sensor's runs, and launches of the deploy job
         _ts(r.create_timestamp)
-        for job in ("__ASSET_JOB", f"{pipeline}_deploy")
+        for job in ("__ASSET_JOB", names.job_name(pipeline, "deploy"))
         for r in instance.get_run_records(dg.RunsFilter(job_name=job))
     )
     retrains = []
     for record in sorted(
-        instance.get_run_records(dg.RunsFilter(job_name=f"{pipeline}_retrain")),
+        instance.get_run_records(dg.RunsFilter(job_name=names.job_name(pipeline, "retrain"))),
         key=lambda r: r.create_timestamp,
     ):
         run = record.dagster_run

@@ -400,9 +400,10 @@ def drift_difference(full: DriftResult, other: DriftResult) -> str:
 
 
 def sensor_state(root: Path, spec: PipelineSpec, rows: int) -> dict[str, Any]:
-    """Warehouse tables for 30 partitions, and a registry whose champion they were scored against."""
-    from ct_assets.defs.resources import JsonlAlertSink, LandingZone, ModelRegistry, ProfileStore, Warehouse
+    """Warehouse tables for 30 partitions, and a registry whose champion they were scored against,
+    in the default layout of the home folder `root` (`settings.Config.under(root)`)."""
     from ct_assets.lib.core.warehouse import open_connection, replace_partition, transaction
+    from ct_assets.lib.data.online_snapshot import MANIFEST
     from ct_assets.lib.model import metrics
     from ct_assets.lib.model.gate import Evaluation
     from ct_assets.lib.model.registry import Registry
@@ -504,17 +505,11 @@ def sensor_state(root: Path, spec: PipelineSpec, rows: int) -> dict[str, Any]:
         con.execute("CHECKPOINT")
     finally:
         con.close()
-    return {
-        "resources": {
-            "warehouse": Warehouse(path=str(root / "warehouse.duckdb")),
-            "registry": ModelRegistry(root=str(root / "registry")),
-            "alerts": JsonlAlertSink(path=str(root / "alerts.jsonl")),
-            "landing": LandingZone(root=str(root / "landing")),
-            "profiles": ProfileStore(root=str(root / "profiles")),
-        },
-        "counts": counts,
-        "version": version,
-    }
+    # every partition's ingest has finished: the online snapshot the sensors wait for is as of the last one
+    snapshot = root / "online" / spec.name
+    snapshot.mkdir(parents=True, exist_ok=True)
+    (snapshot / MANIFEST).write_text(json.dumps({"as_of_partition": keys[-1]}))
+    return {"counts": counts, "version": version}
 
 
 def drift_itself(spec: PipelineSpec, args: argparse.Namespace) -> None:
@@ -581,10 +576,11 @@ def drift_itself(spec: PipelineSpec, args: argparse.Namespace) -> None:
 
 
 def sensor(spec: PipelineSpec, args: argparse.Namespace, root: Path) -> None:
+    """The code location's own sensors (`ct_assets.definitions`), its resources pointed at `root`."""
     import dagster as dg
 
-    from ct_assets.defs.monitor.factory import build_monitor_defs
-    from ct_assets.defs.monitor.sensors import evaluate_retrain
+    from ct_assets.app import code_location
+    from ct_assets.lib.core import names
     from ct_assets.lib.core.warehouse import open_connection
     from ct_assets.lib.model.registry import Registry
     from ct_assets.lib.monitor import steps as monitor_steps
@@ -592,12 +588,15 @@ def sensor(spec: PipelineSpec, args: argparse.Namespace, root: Path) -> None:
 
     print(f"== Part 2: one drift sensor tick, {SENSOR_FEATURES} features x {SENSOR_PARTITIONS} partitions ==")
     built, state = timed(lambda: sensor_state(root, spec, args.rows))
-    resources = state["resources"]
+    for variable in ("CT_WAREHOUSE", "CT_LANDING", "CT_REGISTRY"):
+        os.environ.pop(variable, None)
+    os.environ["CT_HOME"] = str(root)  # the code location's default resources: the home folder's layout
+    defs = code_location.definitions()
+    resources = code_location.resources()
     print(
         f"state in {root}: {state['counts']} rows, champion {state['version']} (built in {built:.1f} s); "
         f"load average {load_average()}"
     )
-    defs = dg.Definitions.merge(build_monitor_defs(spec), dg.Definitions(resources=resources))
     instance = dg.DagsterInstance.ephemeral()
 
     def tick(name: str, cursor: str | None) -> Any:
@@ -622,9 +621,10 @@ def sensor(spec: PipelineSpec, args: argparse.Namespace, root: Path) -> None:
         print(f"  -> {outcome[:150]}")
         return result
 
-    fired = series("drift sensor, requests a retrain (no cursor)", f"{spec.name}_drift_sensor", None)
-    series("drift sensor, cooling down (cursor of that request)", f"{spec.name}_drift_sensor", fired.cursor)
-    series("performance sensor, quiet", f"{spec.name}_performance_sensor", None)
+    drift_sensor = names.sensor_name(spec.name, "drift")
+    fired = series("drift sensor, requests a retrain (no cursor)", drift_sensor, None)
+    series("drift sensor, cooling down (cursor of that request)", drift_sensor, fired.cursor)
+    series("performance sensor, quiet", names.sensor_name(spec.name, "performance"), None)
 
     warehouse, registry = resources["warehouse"], resources["registry"]
     store = Registry(Path(registry.root), spec.name)
@@ -643,11 +643,9 @@ def sensor(spec: PipelineSpec, args: argparse.Namespace, root: Path) -> None:
         found["partitions_since"], _ = timed(lambda: monitor_steps.partitions_since(con, spec, "2013-06-28"))
         found["close"], _ = timed(con.close)
         found["drift_decision"], _ = timed(lambda: drift_decision(signals, 0.7, rules))
-        context = dg.build_sensor_context(instance=instance)
-        found["evaluate_retrain without Dagster's evaluate_tick (fires)"], _ = timed(
-            lambda: evaluate_retrain(
-                context, spec, "drift", drift_decision, warehouse, registry, resources["alerts"]
-            )
+        context = dg.build_sensor_context(instance=instance, resources=resources)
+        found["the drift sensor's function without Dagster's evaluate_tick (fires)"], _ = timed(
+            lambda: defs.get_sensor_def(drift_sensor)(context)
         )
         return found
 

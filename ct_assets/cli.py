@@ -31,7 +31,7 @@ def _spec(name: str) -> PipelineSpec:
 def _cmd_land(args: argparse.Namespace) -> int:
     from ct_assets.app.demo import land_days
 
-    paths = land_days(_spec(args.pipeline), day_keys(args.start, args.end))
+    paths = land_days(_spec(args.pipeline), day_keys(args.start, args.end), settings.config().landing)
     print(f"landed {len(paths)} files under {settings.landing_root() / args.pipeline}")
     return 0
 
@@ -68,7 +68,7 @@ def _demo_offline(args: argparse.Namespace) -> int:
     console.print(
         f"[bold]ct demo[/]: {spec.name}, {len(days)} days from {days[0]}, home {settings.ct_home()}"
     )
-    land_days(spec, days)
+    land_days(spec, days, settings.config().landing)
     instance = dg.DagsterInstance.get()
     materialize_context(spec, instance)
     table = Table("partition", "rows", "valid", "quarantined", "features", "run")
@@ -158,7 +158,7 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     with Progress(console=console) as progress:
         task = progress.add_task("features (library code, cached)", total=len(days))
         if spec.source.kind == "demo":
-            land_days(spec, days)
+            land_days(spec, days, settings.config().landing)
         with connection(settings.ct_home() / "backtest" / spec.name / "warehouse.duckdb") as con:
             backtest.build_features(
                 con, spec, settings.landing_root(), days, lambda _: progress.advance(task)
@@ -203,7 +203,7 @@ def _cmd_deploy(args: argparse.Namespace) -> int:
 
     from ct_assets.lib.serving import steps as deploy_steps
 
-    deploy = deploy_steps.deployment(_spec(args.pipeline))
+    deploy = deploy_steps.deployment(_spec(args.pipeline), settings.config())
     try:
         if args.action == "status":
             print(json.dumps({"state": deploy.state(), "audit": deploy.audit_log()[-10:]}, indent=2))
@@ -235,12 +235,13 @@ def _serve_operator_api(args: argparse.Namespace, deploy: Deployment) -> int:
     spec = _spec(args.pipeline)
 
     def rollout(bento: str, who: str) -> RolloutResult:
+        config = settings.config()
         registry = _registry(spec.name)
         record = registry.champion()
-        if record and not deploy_steps.compatibility_path(spec, record["version"]).exists():
-            with connection(settings.warehouse_path(), read_only=True) as con:
-                deploy_steps.publish_compatibility(con, spec, record, registry)
-        return deploy_steps.roll_out(spec, registry, bento, who)
+        if record and not deploy_steps.compatibility_path(spec, record["version"], config).exists():
+            with connection(config.warehouse, read_only=True) as con:
+                deploy_steps.publish_compatibility(con, spec, record, registry, config)
+        return deploy_steps.roll_out(spec, registry, bento, who, config)
 
     # The operator API's process also runs the serving watchdog: failover to the standby slot, with
     # an audit entry and a critical alert in $CT_HOME/alerts.jsonl, when the active slot goes DOWN.
@@ -256,7 +257,8 @@ def _serve_operator_api(args: argparse.Namespace, deploy: Deployment) -> int:
 
 def _registry(pipeline: str) -> Registry:
 
-    return Registry(settings.registry_root(), _spec(pipeline).name)
+    config = settings.config()
+    return Registry(config.registry, _spec(pipeline).name, config.audit_home)
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
@@ -336,7 +338,7 @@ def _cmd_lineage(args: argparse.Namespace) -> int:
     con = _open_warehouse_read_only()
     try:
         tree = lineage.request_lineage(
-            args.request_id, settings.prediction_log_root(), settings.registry_root(), con, args.pipeline
+            args.request_id, settings.config().prediction_log, settings.registry_root(), con, args.pipeline
         )
     except lineage.LineageError as err:
         print(f"ct: {err}", file=sys.stderr)
@@ -359,7 +361,8 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     from ct_assets.lib.governance import audit, chain_check
     from ct_assets.lib.serving import steps as deploy_steps
 
-    log = audit.home_log()
+    config = settings.config()
+    log = audit.home_log(config.audit_home)
     if args.action == "log":
         for entry in log.entries(pipeline=args.pipeline)[-args.last :]:
             print(
@@ -375,11 +378,12 @@ def _cmd_audit(args: argparse.Namespace) -> int:
             results.append(
                 chain_check.check_chain(
                     spec.name,
-                    deploy_steps.deployment(spec).state(),
+                    deploy_steps.deployment(spec, config).state(),
                     _registry(spec.name),
                     log,
                     con,
                     bento_tag=args.bento,
+                    bentoml_home=config.bentoml_home,
                 )
             )
     finally:
@@ -401,15 +405,16 @@ def _cmd_retention(args: argparse.Namespace) -> int:
     from ct_assets.lib.serving import steps as deploy_steps
 
     spec = _spec(args.pipeline)
+    config = settings.config()
     registry = _registry(spec.name)
-    with connection(settings.warehouse_path(), read_only=args.dry_run) as con:
+    with connection(config.warehouse, read_only=args.dry_run) as con:
         report = retention.run_retention(
             spec,
             con,
-            settings.landing_root(),
-            settings.prediction_log_root(),
+            config.landing,
+            config.prediction_log,
             registry,
-            deploy_steps.deployment(spec).state(),
+            deploy_steps.deployment(spec, config).state(),
             registry.audit(),
             who=_who(args),
             dry_run=args.dry_run,

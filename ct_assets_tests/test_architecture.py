@@ -155,11 +155,6 @@ def test_bentos_never_import_dagster_nor_the_wiring(imports: list[Import]) -> No
     assert not offenders, report(offenders, f"bentos/ imports one of {BENTOS_FORBIDDEN}")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="being removed on another branch: ct_assets.cli, ct_assets.app.demo, ct_assets.app.live, "
-    "ct_assets.app.replay and bench.monitoring still import ct_assets.defs",
-)
 def test_only_the_code_location_imports_defs(imports: list[Import]) -> None:
     offenders = [
         i for i in imports if matches(i.target, "ct_assets.defs") and not within(i.module, DEFS_IMPORTERS)

@@ -233,7 +233,7 @@ def test_backfill_through_daemon_and_pools_on_postgres(
         assert installed == (settings.REPO_ROOT / "dagster.postgres.yaml").read_text()
         assert pg_env["CT_PG_PASSWORD"] not in installed
 
-        land_days(flights_spec, DAYS)
+        land_days(flights_spec, DAYS, settings.config().landing)
         grpc_port, web_port = free_ports(1)[0], free_ports(1)[0]
         workspace = tmp_path / "workspace.yaml"
         workspace.write_text(

@@ -91,7 +91,7 @@ def prepared(tmp_path_factory: pytest.TempPathFactory, flights_spec: PipelineSpe
             patch.delenv(name)
         patch.setenv("CT_HOME", str(home))
         patch.setenv("DAGSTER_HOME", str(home / "dagster"))
-        land_days(flights_spec, DAYS)
+        land_days(flights_spec, DAYS, settings.config().landing)
         with dg.DagsterInstance.get() as instance:
             materialize_context(flights_spec, instance)
             assets = [

@@ -12,7 +12,7 @@ from pathlib import Path
 import dagster as dg
 
 from ct_assets.app import code_location
-from ct_assets.lib.core import names, settings
+from ct_assets.lib.core import names
 from ct_assets.lib.core.spec import PipelineSpec
 from ct_assets.lib.data import demo_source
 
@@ -27,11 +27,12 @@ class PartitionCounts:
     succeeded: bool
 
 
-def land_days(spec: PipelineSpec, days: list[str], landing_root: Path | None = None) -> list[Path]:
-    """Write the demo's landing files for `days` (and the context tables) like a user's files."""
+def land_days(spec: PipelineSpec, days: list[str], landing_root: Path) -> list[Path]:
+    """Write the demo's landing files for `days` (and the context tables) like a user's files,
+    under `landing_root` (`Config.landing`)."""
     if spec.source.kind != "demo":
         raise ValueError(f"pipeline {spec.name} reads its own files; only demo sources can be landed")
-    root = landing_root or settings.landing_root()
+    root = landing_root
     demo_source.land_context(root, spec.name, list(spec.context_tables))
     return [demo_source.land_day(root, spec.name, day) for day in days]
 
@@ -50,10 +51,10 @@ def _metadata_value(result: dg.ExecuteInProcessResult, node: str, name: str) -> 
 def data_assets(spec: PipelineSpec) -> list[dg.AssetsDefinition]:
     """The pipeline's data layer from the code location: context tables, raw, validated and
     quarantine, the feature groups and features."""
-    from ct_assets.lib.data.features import LABEL_GROUP, groups
+    from ct_assets.lib.data.features import groups
 
-    layer = {"raw", "validated", "quarantine", "features", *(f"context_{t}" for t in spec.context_tables)}
-    layer |= {"labels" if g.name == LABEL_GROUP else f"features_{g.name}" for g in groups(spec)}
+    layer = {"raw", "validated", "quarantine", "features", *map(names.context_asset, spec.context_tables)}
+    layer |= {names.group_asset(g.name) for g in groups(spec)}
     return code_location.pipeline_assets(spec.name, frozenset(layer))
 
 

@@ -29,6 +29,7 @@ from ct_assets.app.dagster_process import DagsterDev
 from ct_assets.app.instance_home import prepare_dagster_home
 from ct_assets.app.traffic import ReplayDriver, ReplayProgress
 from ct_assets.lib.core import names, runs, settings
+from ct_assets.lib.core.settings import Config
 from ct_assets.lib.core.spec import PipelineSpec
 from ct_assets.lib.data.landing import write_atomically
 from ct_assets.lib.model.registry import Registry
@@ -50,14 +51,16 @@ class LiveOptions:
     exit_when_done: bool = False  # stop once every day is played and the pipeline is idle
 
 
-def live_folder() -> Path:
-    return settings.ct_home() / "live"
+def live_folder(config: Config) -> Path:
+    """The live loop's own files (replay progress, the slot to restore, the Dagster log)."""
+    return config.home / "live"
 
 
 # --- start-up: leave nothing half-done from a previous session ------------------------------------
-def restore_serving(deploy: Deployment) -> str | None:
-    """Restart the proxy and the live slot that the last session stopped; returns the bento served."""
-    saved = live_folder() / "serving.json"
+def restore_serving(deploy: Deployment, folder: Path) -> str | None:
+    """Restart the proxy and the live slot that the last session stopped (saved in `folder`);
+    returns the bento served."""
+    saved = folder / "serving.json"
     if not saved.exists():
         return None
     serving = json.loads(saved.read_text())
@@ -67,25 +70,23 @@ def restore_serving(deploy: Deployment) -> str | None:
     return serving["bento"]
 
 
-def champion_not_serving(spec: PipelineSpec, deploy: Deployment) -> str | None:
+def champion_not_serving(spec: PipelineSpec, deploy: Deployment, registry: Registry) -> str | None:
     """The champion's bento tag when the live slot serves something else (a rollout was cut short)."""
     from ct_assets.lib.serving import bento_build
 
-    record = Registry(settings.registry_root(), spec.name).champion()
+    record = registry.champion()
     if record is None:
         return None
     wanted = bento_build.bento_tag(spec, record)
     return wanted if active_bento(deploy.state()) != wanted else None
 
 
-def suspend_serving(deploy: Deployment) -> None:
-    """Remember which bento serves from which slot, then stop both slots and the proxy."""
+def suspend_serving(deploy: Deployment, folder: Path) -> None:
+    """Remember (in `folder`) which bento serves from which slot, then stop both slots and the proxy."""
     state = deploy.state()
     active, bento = state.get("active"), active_bento(state)
     if active and bento:
-        write_atomically(
-            live_folder() / "serving.json", json.dumps({"slot": active, "bento": bento}).encode()
-        )
+        write_atomically(folder / "serving.json", json.dumps({"slot": active, "bento": bento}).encode())
     deploy.shutdown()
 
 
@@ -105,12 +106,11 @@ def drain(instance: dg.DagsterInstance, timeout: float) -> int:
 
 # --- what the terminal shows ---------------------------------------------------------------------------
 def loop_status(
-    instance: dg.DagsterInstance, spec: PipelineSpec, deploy: Deployment, progress: ReplayProgress
+    instance: dg.DagsterInstance, registry: Registry, deploy: Deployment, progress: ReplayProgress
 ) -> dict[str, Any]:
-    registry = Registry(settings.registry_root(), spec.name)
     champion = registry.champion()
     retrains = instance.get_runs(
-        filters=dg.RunsFilter(job_name=names.job_name(spec.name, "retrain")), limit=1
+        filters=dg.RunsFilter(job_name=names.job_name(registry.pipeline, "retrain")), limit=1
     )
     last_retrain = None
     if retrains:
@@ -185,7 +185,7 @@ def status_line(status: dict[str, Any]) -> str:
 
 def watch(
     instance: dg.DagsterInstance,
-    spec: PipelineSpec,
+    registry: Registry,
     deploy: Deployment,
     driver: ReplayDriver,
     player: threading.Thread,
@@ -202,7 +202,7 @@ def watch(
         idle_since = None
         last_line = ""
         while not interrupted.is_set():
-            status = loop_status(instance, spec, deploy, driver.progress)
+            status = loop_status(instance, registry, deploy, driver.progress)
             live.update(render(status, options, stable_url))
             if not console.is_terminal:  # a log file gets one line per change instead of a redraw
                 line = status_line(status)
@@ -226,18 +226,20 @@ def run_live(spec: PipelineSpec, options: LiveOptions) -> int:
         raise SystemExit(f"ct: the live demo replays demo sources; {spec.name} reads its own files")
     console = Console()
     dagster_home = prepare_dagster_home()
-    folder = live_folder()
+    config = settings.config()
+    folder = live_folder(config)
     folder.mkdir(parents=True, exist_ok=True)
     instance = dg.DagsterInstance.get()
     orphans = [line for line in recover_dead_runs(instance).splitlines() if line.startswith("run ")]
     if orphans:  # runs a forced stop killed: failed, pool slots freed
         console.print(f"marked {len(orphans)} run(s) killed with the last session as failed")
-    deploy = deploy_steps.deployment(spec)
+    deploy = deploy_steps.deployment(spec, config)
+    registry = Registry(config.registry, spec.name, config.audit_home)
     stable_url = f"http://127.0.0.1:{spec.serving.proxy_port}"
     driver = ReplayDriver(
         spec,
         stable_url,
-        settings.landing_root(),
+        config.landing,
         folder / "replay.json",
         options.seconds_per_day,
         options.batch_rows,
@@ -246,7 +248,7 @@ def run_live(spec: PipelineSpec, options: LiveOptions) -> int:
     last_day = min(first + timedelta(days=options.days - 1), spec.partitions.end - timedelta(days=1))
     console.print(
         f"[bold]ct live loop[/]: {spec.name} from {first} to {last_day}, "
-        f"{options.seconds_per_day:g} s per day, home {settings.ct_home()}"
+        f"{options.seconds_per_day:g} s per day, home {config.home}"
     )
     dev = DagsterDev(
         settings.REPO_ROOT / "workspace.yaml", dagster_home, options.ui_port, folder / "dagster.log"
@@ -266,21 +268,21 @@ def run_live(spec: PipelineSpec, options: LiveOptions) -> int:
     signal.signal(signal.SIGTERM, on_sigint)
     player: threading.Thread | None = None
     try:
-        restored = restore_serving(deploy)
+        restored = restore_serving(deploy, folder)
         if restored:
             console.print(f"serving {restored} again on {stable_url}")
         console.print("starting Dagster (webserver, daemon, code server)...")
         dev.start()
         dev.wait_ready()
         dev.start_all_sensors()
-        behind = champion_not_serving(spec, deploy)
+        behind = champion_not_serving(spec, deploy, registry)
         if behind:  # the last session stopped before its rollout finished: roll the champion out again
             dev.launch_job(names.job_name(spec.name, "deploy"))
             console.print(f"the champion {behind} was not serving: its rollout is queued again")
         console.print(f"Dagster UI on {dev.url}; sensors on; replaying")
         player = threading.Thread(target=driver.play, args=(last_day.isoformat(),), daemon=True)
         player.start()
-        watch(instance, spec, deploy, driver, player, options, stable_url, console, interrupted)
+        watch(instance, registry, deploy, driver, player, options, stable_url, console, interrupted)
         console.print("stopping: replay paused, waiting for executing runs to finish (Ctrl-C again forces)")
         driver.stop()
         if player is not None:
@@ -296,7 +298,7 @@ def run_live(spec: PipelineSpec, options: LiveOptions) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the clean-up is bounded; let it finish
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         driver.stop()
-        suspend_serving(deploy)
+        suspend_serving(deploy, folder)
         dev.stop()
         signal.signal(signal.SIGINT, previous_handler)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -14,6 +14,7 @@ from ct_assets.app import code_location
 from ct_assets.app.demo import land_days, materialize_context, materialize_partition
 from ct_assets.lib.core import names, settings
 from ct_assets.lib.core.schedule import retrain_due
+from ct_assets.lib.core.settings import Config
 from ct_assets.lib.core.spec import PipelineSpec
 from ct_assets.lib.core.warehouse import connection
 from ct_assets.lib.model.registry import Registry
@@ -32,7 +33,9 @@ class ReplayDay:
     note: str
 
 
-def champion_auc_on(spec: PipelineSpec, registry: Registry, partition_key: str) -> float | None:
+def champion_auc_on(
+    spec: PipelineSpec, registry: Registry, partition_key: str, config: Config
+) -> float | None:
     """The current champion's AUC on one partition's features (before any retraining)."""
     from sklearn.metrics import roc_auc_score
 
@@ -44,7 +47,7 @@ def champion_auc_on(spec: PipelineSpec, registry: Registry, partition_key: str) 
     record = registry.champion()
     if record is None:
         return None
-    with connection(settings.warehouse_path(), read_only=True) as con:
+    with connection(config.warehouse, read_only=True) as con:
         frame = con.execute(partition_view_sql(spec.name, "features", [partition_key])).df()
     y = model_training.labels(frame, spec)
     if len(set(y)) < 2:
@@ -91,18 +94,21 @@ def replay(
     days: list[str],
     instance: dg.DagsterInstance,
     on_day: Callable[[ReplayDay], None] | None = None,
+    config: Config | None = None,
 ) -> list[ReplayDay]:
-    """Land, ingest and (on schedule, or to bootstrap a first champion) retrain, day by day."""
-    registry = Registry(settings.registry_root(), spec.name)
-    land_days(spec, days[:1])
+    """Land, ingest and (on schedule, or to bootstrap a first champion) retrain, day by day, in the
+    home folder of `config` (default: the environment's)."""
+    config = config or settings.config()
+    registry = Registry(config.registry, spec.name, config.audit_home)
+    land_days(spec, days[:1], config.landing)
     materialize_context(spec, instance)
     needed = spec.training.validation_partitions + spec.training.holdout_partitions + 1
     results = []
     for day in days:
-        land_days(spec, [day])
+        land_days(spec, [day], config.landing)
         counts = materialize_partition(spec, day, instance)
-        auc = champion_auc_on(spec, registry, day) if counts.succeeded else None
-        with connection(settings.warehouse_path(), read_only=True) as con:
+        auc = champion_auc_on(spec, registry, day, config) if counts.succeeded else None
+        with connection(config.warehouse, read_only=True) as con:
             history = len([k for k in available_partitions(con, spec) if k <= day])
         bootstrap = registry.champion_version() is None and history >= needed
         retrained, promoted, note = False, False, "" if counts.succeeded else "data run failed"

@@ -15,6 +15,7 @@ from ct_assets.lib.core.spec import PipelineSpec
 from ct_assets.lib.core.warehouse import open_connection
 from ct_assets.lib.data import landing
 from ct_assets.lib.data.profiles import ProfileFiles
+from ct_assets.lib.governance.audit import AuditLog, log_for
 from ct_assets.lib.model.registry import Registry
 from ct_assets.lib.monitor import alerts
 
@@ -56,12 +57,17 @@ class LandingZone(dg.ConfigurableResource):
 
 
 class ModelRegistry(dg.ConfigurableResource):
-    """Model versions, datasets, the champion alias and the audit log: one folder per pipeline."""
+    """Model versions, datasets, the champion alias and the audit log: one folder per pipeline.
+    The audit log is `<audit_home>/audit.jsonl` when the root is inside `audit_home`, else the root's own."""
 
     root: str
+    audit_home: str = ""
 
     def for_pipeline(self, pipeline: str) -> Registry:
-        return Registry(Path(self.root), pipeline)
+        return Registry(Path(self.root), pipeline, Path(self.audit_home) if self.audit_home else None)
+
+    def audit_log(self) -> AuditLog:
+        return log_for(Path(self.root), Path(self.audit_home) if self.audit_home else None)
 
 
 class ProfileStore(dg.ConfigurableResource):
@@ -80,6 +86,29 @@ class SnapshotFolder(dg.ConfigurableResource):
 
     def folder(self, pipeline: str) -> Path:
         return Path(self.root) / pipeline
+
+
+_CONFIG_FIELDS = tuple(settings.Config.__dataclass_fields__)
+
+
+class HomeFolder(dg.ConfigurableResource):
+    """The home folder's layout (`settings.Config`) for steps that reach several of its places at
+    once: a rollout (slots, proxy, online snapshot, prediction log, BentoML store, audit log)."""
+
+    home: str
+    pipelines_dir: str
+    warehouse: str
+    landing: str
+    registry: str
+    dagster_home: str
+    bentoml_home: str
+
+    @classmethod
+    def of(cls, config: settings.Config) -> HomeFolder:
+        return cls(**{name: str(getattr(config, name)) for name in _CONFIG_FIELDS})
+
+    def config(self) -> settings.Config:
+        return settings.Config(**{name: Path(getattr(self, name)) for name in _CONFIG_FIELDS})
 
 
 class PredictionLog(dg.ConfigurableResource):
@@ -132,7 +161,8 @@ def default_resources() -> dict[str, dg.ConfigurableResource]:
     return {
         "warehouse": Warehouse(path=str(config.warehouse)),
         "landing": LandingZone(root=str(config.landing)),
-        "registry": ModelRegistry(root=str(config.registry)),
+        "registry": ModelRegistry(root=str(config.registry), audit_home=str(config.audit_home)),
+        "home": HomeFolder.of(config),
         "profiles": ProfileStore(root=str(config.profiles)),
         "alerts": default_alert_sink(config),
         "snapshots": SnapshotFolder(root=str(config.online)),

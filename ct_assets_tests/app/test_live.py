@@ -144,16 +144,17 @@ def test_a_champion_whose_rollout_was_cut_short_is_noticed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flights_spec
 ) -> None:
     monkeypatch.setenv("CT_HOME", str(tmp_path))
-    deploy = deploy_steps.deployment(flights_spec)
-    assert champion_not_serving(flights_spec, deploy) is None  # nothing to serve yet
-    registry = Registry(settings.registry_root(), flights_spec.name)
+    config = settings.config()
+    deploy = deploy_steps.deployment(flights_spec, config)
+    registry = Registry(config.registry, flights_spec.name, config.audit_home)
+    assert champion_not_serving(flights_spec, deploy, registry) is None  # nothing to serve yet
     for _ in range(2):
         version = registry.register({"model_sha256": "x"})
         registry.update(version, verdict={"passed": True, "reasons": []})
         registry.promote(version, who="test", why="test")
     state = {"active": "blue", "slots": {"blue": {"bento": "flights_delay_service:v0001"}}, "previous": None}
     deploy.state_path.write_text(json.dumps(state))
-    assert champion_not_serving(flights_spec, deploy) == "flights_delay_service:v0002"
+    assert champion_not_serving(flights_spec, deploy, registry) == "flights_delay_service:v0002"
     state["slots"]["blue"]["bento"] = "flights_delay_service:v0002"
     deploy.state_path.write_text(json.dumps(state))
-    assert champion_not_serving(flights_spec, deploy) is None
+    assert champion_not_serving(flights_spec, deploy, registry) is None

@@ -8,8 +8,9 @@ from typing import Any
 import dagster as dg
 
 from ct_assets.defs.data import catalog
+from ct_assets.lib.core import names
 from ct_assets.lib.core.spec import PipelineSpec
-from ct_assets.lib.data.features import LABEL_GROUP, Group
+from ct_assets.lib.data.features import Group
 
 ENGINE_VERSION = "1"
 # Every partitioned asset of a pipeline carries this tag, so one selection backfills them all:
@@ -37,7 +38,7 @@ def version(*parts: Any) -> str:
 
 
 def group_asset_name(group: Group) -> str:
-    return "labels" if group.name == LABEL_GROUP else f"features_{group.name}"
+    return names.group_asset(group.name)
 
 
 def summary(rows: list[dict[str, Any]], totals: dict[str, Any]) -> dict[str, Any]:

@@ -8,11 +8,13 @@ from ct_assets.defs.data.common import INGEST_TAGS, partitions_def
 from ct_assets.defs.resources import (
     WAREHOUSE_POOL,
     AlertSink,
+    HomeFolder,
     ModelRegistry,
     PredictionLog,
     SnapshotFolder,
     Warehouse,
 )
+from ct_assets.lib.core import names
 from ct_assets.lib.core.spec import PipelineSpec
 from ct_assets.lib.data import online_snapshot
 from ct_assets.lib.monitor import alerts as alerts_module
@@ -22,14 +24,18 @@ from ct_assets.lib.serving import steps as deploy_steps
 
 
 def build_deploy_defs(spec: PipelineSpec) -> dg.Definitions:
-    key_prefix = spec.name
+    name = spec.name
+
+    def key(asset: str) -> dg.AssetKey:
+        return dg.AssetKey(names.asset_path(name, asset))
+
     history = deploy_steps.context_history_hours(spec)
-    context_keys = [dg.AssetKey([key_prefix, f"context_{t}"]) for t in spec.context_tables]
+    context_keys = [key(names.context_asset(t)) for t in spec.context_tables]
 
     @dg.asset(
-        key=[key_prefix, "online_snapshot"],
+        key=key("online_snapshot"),
         group_name=spec.name,
-        deps=[*context_keys, dg.AssetKey([key_prefix, "features"])],
+        deps=[*context_keys, key("features")],
         partitions_def=partitions_def(spec),
         backfill_policy=dg.BackfillPolicy.single_run(),
         pool=WAREHOUSE_POOL,
@@ -53,9 +59,9 @@ def build_deploy_defs(spec: PipelineSpec) -> dg.Definitions:
         )
 
     @dg.asset(
-        key=[key_prefix, "bento"],
+        key=key("bento"),
         group_name=spec.name,
-        deps=[dg.AssetKey([key_prefix, "champion"])],
+        deps=[key("champion")],
         kinds={"bentoml"},
         pool=WAREHOUSE_POOL,
         automation_condition=dg.AutomationCondition.eager(),
@@ -63,14 +69,17 @@ def build_deploy_defs(spec: PipelineSpec) -> dg.Definitions:
         "with the model version; built on every promotion, with the holdout rows and scores the "
         "rollout's inference-compatibility check needs.",
     )
-    def bento(warehouse: Warehouse, registry: ModelRegistry) -> dg.MaterializeResult:
+    def bento(warehouse: Warehouse, registry: ModelRegistry, home: HomeFolder) -> dg.MaterializeResult:
+        config = home.config()
         store = registry.for_pipeline(spec.name)
         record = store.champion()
         if record is None:
             raise dg.Failure(description=f"{spec.name} has no champion to bundle")
-        built = bento_build.build(spec, record, store.models / f"{record['model_sha256']}.cbm")
+        built = bento_build.build(
+            spec, record, store.models / f"{record['model_sha256']}.cbm", config.bentoml_home
+        )
         with warehouse.connect() as con:
-            deploy_steps.publish_compatibility(con, spec, record, store)
+            deploy_steps.publish_compatibility(con, spec, record, store, config)
         size = sum(p.stat().st_size for p in Path(built.path).rglob("*") if p.is_file())
         return dg.MaterializeResult(
             metadata={
@@ -81,12 +90,12 @@ def build_deploy_defs(spec: PipelineSpec) -> dg.Definitions:
             }
         )
 
-    deployment_key = dg.AssetKey([key_prefix, "deployment"])
+    deployment_key = key("deployment")
 
     @dg.asset(
         key=deployment_key,
         group_name=spec.name,
-        deps=[dg.AssetKey([key_prefix, "bento"])],
+        deps=[key("bento")],
         kinds={"haproxy", "bentoml"},
         automation_condition=dg.AutomationCondition.eager(),
         check_specs=[
@@ -100,13 +109,15 @@ def build_deploy_defs(spec: PipelineSpec) -> dg.Definitions:
         "canary share of real traffic with health checks, then blue-green switch or "
         "automatic rollback (HAProxy on the spec's stable port).",
     )
-    def deployment(context: dg.AssetExecutionContext, registry: ModelRegistry, alerts: AlertSink):
+    def deployment(
+        context: dg.AssetExecutionContext, registry: ModelRegistry, alerts: AlertSink, home: HomeFolder
+    ):
         store = registry.for_pipeline(spec.name)
         record = store.champion()
         if record is None:
             raise dg.Failure(description=f"{spec.name} has no champion to deploy")
         tag = bento_build.bento_tag(spec, record)
-        result = deploy_steps.roll_out(spec, store, tag, who=f"dagster run {context.run_id}")
+        result = deploy_steps.roll_out(spec, store, tag, f"dagster run {context.run_id}", home.config())
         if result.status == "rolled_back":
             alerts.send(
                 alerts_module.Alert(
@@ -137,7 +148,7 @@ def build_deploy_defs(spec: PipelineSpec) -> dg.Definitions:
         )
 
     @dg.asset(
-        key=[key_prefix, "predictions"],
+        key=key("predictions"),
         group_name=spec.name,
         partitions_def=partitions_def(spec),
         backfill_policy=dg.BackfillPolicy.single_run(),
@@ -162,17 +173,19 @@ def build_deploy_defs(spec: PipelineSpec) -> dg.Definitions:
         )
 
     @dg.asset(
-        key=[key_prefix, "service_metrics"],
+        key=key("service_metrics"),
         group_name=spec.name,
         partitions_def=partitions_def(spec),
-        deps=[dg.AssetKey([key_prefix, "predictions"])],
+        deps=[key("predictions")],
         backfill_policy=dg.BackfillPolicy.single_run(),
         pool=WAREHOUSE_POOL,
         kinds={"bentoml"},
         description="Latency, throughput, errors and memory of each serving slot for the partition's "
         "requests (live numbers: the slots' Prometheus endpoint /metrics).",
     )
-    def service_metrics(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
+    def service_metrics(
+        context: dg.AssetExecutionContext, warehouse: Warehouse, home: HomeFolder
+    ) -> dg.MaterializeResult:
         from ct_assets.lib.core.warehouse import partition_view_sql, table_exists
         from ct_assets.lib.model import report_plots
         from ct_assets.lib.monitor import service_metrics as metrics
@@ -185,7 +198,7 @@ def build_deploy_defs(spec: PipelineSpec) -> dg.Definitions:
                 else None
             )
         rows = metrics.summarize(logged) if logged is not None and not logged.empty else []
-        deploy = deploy_steps.deployment(spec)
+        deploy = deploy_steps.deployment(spec, home.config())
         state = deploy.state()
         try:
             counters = proxy.server_stats(deploy.layout) if deploy.layout.socket.exists() else {}
@@ -208,14 +221,14 @@ def build_deploy_defs(spec: PipelineSpec) -> dg.Definitions:
         return dg.MaterializeResult(metadata=metadata)
 
     deploy_job = dg.define_asset_job(
-        f"{spec.name}_deploy",
+        names.job_name(name, "deploy"),
         executor_def=dg.in_process_executor,
         selection=dg.AssetSelection.assets(bento.key, deployment_key),
         description="Bundle the current champion and roll it out (what the automation sensor runs after a "
         "promotion; launch it by hand to redeploy).",
     )
     automation = dg.AutomationConditionSensorDefinition(
-        f"{spec.name}_automation",
+        names.automation_sensor_name(name),
         target=dg.AssetSelection.assets(bento.key, deployment_key),
         minimum_interval_seconds=15,
         description="A promotion builds the bento, and a new bento is rolled out (eager conditions).",

@@ -15,9 +15,17 @@ from typing import Any
 
 import dagster as dg
 
-from ct_assets.defs.resources import WAREHOUSE_POOL, LandingZone, ModelRegistry, PredictionLog, Warehouse
+from ct_assets.defs.resources import (
+    WAREHOUSE_POOL,
+    HomeFolder,
+    LandingZone,
+    ModelRegistry,
+    PredictionLog,
+    Warehouse,
+)
+from ct_assets.lib.core import names
 from ct_assets.lib.core.spec import PipelineSpec
-from ct_assets.lib.governance import audit, chain_check, retention
+from ct_assets.lib.governance import chain_check, retention
 from ct_assets.lib.serving import steps as deploy_steps
 
 # The per-pipeline assets an audit entry's subject can name.
@@ -57,7 +65,7 @@ def _cursor(value: str | None) -> tuple[int, str | None]:
 
 
 def audit_log_sensor(specs: list[PipelineSpec]) -> dg.SensorDefinition:
-    known = {dg.AssetKey([s.name, subject]) for s in specs for subject in SUBJECTS}
+    known = {dg.AssetKey(names.asset_path(s.name, subject)) for s in specs for subject in SUBJECTS}
 
     @dg.sensor(
         name="audit_log_sensor",
@@ -66,8 +74,10 @@ def audit_log_sensor(specs: list[PipelineSpec]) -> dg.SensorDefinition:
         description="Shows each new audit-log entry (promotion, rollout, rollback, approval, retention, "
         "operator request) as an observation on the asset it concerns, with who, what and why.",
     )
-    def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
-        log = audit.home_log()
+    def _sensor(
+        context: dg.SensorEvaluationContext, registry: ModelRegistry
+    ) -> dg.SensorResult | dg.SkipReason:
+        log = registry.audit_log()
         seq, seen_hash = _cursor(context.cursor)
         entries = log.entries(after_seq=max(0, seq - 1))
         if seq and (not entries or entries[0]["seq"] != seq or entries[0]["hash"] != seen_hash):
@@ -91,13 +101,13 @@ def audit_log_sensor(specs: list[PipelineSpec]) -> dg.SensorDefinition:
 
 def build_governance_defs(spec: PipelineSpec) -> dg.Definitions:
     name = spec.name
-    deployment_key = dg.AssetKey([name, "deployment"])
+    deployment_key = dg.AssetKey(names.asset_path(name, "deployment"))
     rules = spec.retention
 
     @dg.asset(
-        key=[name, "retention"],
+        key=names.asset_path(name, "retention"),
         group_name=name,
-        deps=[dg.AssetKey([name, "raw"])],
+        deps=[dg.AssetKey(names.asset_path(name, "raw"))],
         pool=WAREHOUSE_POOL,
         kinds={"duckdb"},
         description=f"Deletes landing files and raw/quarantine rows of partitions older than "
@@ -111,6 +121,7 @@ def build_governance_defs(spec: PipelineSpec) -> dg.Definitions:
         landing: LandingZone,
         registry: ModelRegistry,
         prediction_log: PredictionLog,
+        home: HomeFolder,
     ) -> dg.MaterializeResult:
         store = registry.for_pipeline(name)
         with warehouse.connect() as con:
@@ -120,7 +131,7 @@ def build_governance_defs(spec: PipelineSpec) -> dg.Definitions:
                 Path(landing.root),
                 Path(prediction_log.root),
                 store,
-                deploy_steps.deployment(spec).state(),
+                deploy_steps.deployment(spec, home.config()).state(),
                 store.audit(),
                 who=f"dagster run {context.run_id}",
             )
@@ -144,11 +155,17 @@ def build_governance_defs(spec: PipelineSpec) -> dg.Definitions:
         description="Walks the serving bento -> model -> training set -> partitions -> raw files, "
         "recomputing every hash, and verifies the audit log's own hash chain.",
     )
-    def audit_chain(warehouse: Warehouse, registry: ModelRegistry) -> dg.AssetCheckResult:
+    def audit_chain(warehouse: Warehouse, registry: ModelRegistry, home: HomeFolder) -> dg.AssetCheckResult:
+        config = home.config()
         store = registry.for_pipeline(name)
         with warehouse.connect() as con:
             result = chain_check.check_chain(
-                name, deploy_steps.deployment(spec).state(), store, store.audit(), con
+                name,
+                deploy_steps.deployment(spec, config).state(),
+                store,
+                store.audit(),
+                con,
+                bentoml_home=config.bentoml_home,
             )
         return dg.AssetCheckResult(
             passed=result.ok,
@@ -161,9 +178,11 @@ def build_governance_defs(spec: PipelineSpec) -> dg.Definitions:
             },
         )
 
-    retention_job = dg.define_asset_job(f"{name}_retention_job", selection=[retention_asset.key])
+    retention_job = dg.define_asset_job(
+        names.job_name(name, "retention_job"), selection=[retention_asset.key]
+    )
     chain_job = dg.define_asset_job(
-        f"{name}_audit_chain_job", selection=dg.AssetSelection.checks(audit_chain)
+        names.job_name(name, "audit_chain_job"), selection=dg.AssetSelection.checks(audit_chain)
     )
     return dg.Definitions(
         assets=[retention_asset],
@@ -171,14 +190,14 @@ def build_governance_defs(spec: PipelineSpec) -> dg.Definitions:
         jobs=[retention_job, chain_job],
         schedules=[
             dg.ScheduleDefinition(
-                name=f"{name}_retention_schedule",
+                name=names.schedule_name(name, "retention"),
                 job=retention_job,
                 cron_schedule="30 3 * * *",
                 execution_timezone=spec.partitions.timezone,
                 default_status=dg.DefaultScheduleStatus.STOPPED,
             ),
             dg.ScheduleDefinition(
-                name=f"{name}_audit_chain_schedule",
+                name=names.schedule_name(name, "audit_chain"),
                 job=chain_job,
                 cron_schedule="0 4 * * *",
                 execution_timezone=spec.partitions.timezone,

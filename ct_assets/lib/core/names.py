@@ -8,6 +8,18 @@ from __future__ import annotations
 
 from typing import Any
 
+LABEL_GROUP = "label"  # the feature group that holds the label (`ct_assets.lib.data.features`)
+
+
+def group_asset(group: str) -> str:
+    """The asset of a feature group: `labels` for the label group, else `features_<group>`."""
+    return "labels" if group == LABEL_GROUP else f"features_{group}"
+
+
+def context_asset(table: str) -> str:
+    """The asset of a context table: `context_<table>`."""
+    return f"context_{table}"
+
 
 def asset_path(pipeline: str, asset: str) -> list[str]:
     """An asset's key path: the pipeline name, then the asset's name."""
@@ -27,6 +39,11 @@ def job_name(pipeline: str, job: str) -> str:
 def sensor_name(pipeline: str, sensor: str) -> str:
     """A pipeline's sensor: `<pipeline>_<sensor>_sensor` (landing, drift, performance)."""
     return f"{pipeline}_{sensor}_sensor"
+
+
+def automation_sensor_name(pipeline: str) -> str:
+    """The pipeline's automation-condition sensor: `<pipeline>_automation`."""
+    return f"{pipeline}_automation"
 
 
 def schedule_name(pipeline: str, schedule: str) -> str:

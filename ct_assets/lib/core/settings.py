@@ -44,17 +44,15 @@ def registry_root() -> Path:
     return Path(os.environ.get("CT_REGISTRY") or ct_home() / "registry")
 
 
-def online_root() -> Path:
-    return config().online
+def bentoml_home() -> Path:
+    """BentoML's model and bento stores: `$BENTOML_HOME`, else `bentoml/` in the home folder."""
+    return Path(os.environ.get("BENTOML_HOME") or ct_home() / "bentoml")
 
 
-def prediction_log_root() -> Path:
-    return config().prediction_log
-
-
-def use_bentoml_home() -> Path:
-    """Point BentoML's model and bento stores into the home folder (unless BENTOML_HOME is set)."""
-    path = Path(os.environ.setdefault("BENTOML_HOME", str(ct_home() / "bentoml")))
+def use_bentoml_home(path: Path | None = None) -> Path:
+    """Point BentoML's model and bento stores at `path` (a `Config.bentoml_home`; default: the
+    environment's) unless BENTOML_HOME is already set: BentoML reads that variable, once."""
+    path = Path(os.environ.setdefault("BENTOML_HOME", str(path or bentoml_home())))
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -69,6 +67,7 @@ class Config:
     landing: Path
     registry: Path
     dagster_home: Path
+    bentoml_home: Path
 
     @classmethod
     def from_env(cls) -> Config:
@@ -79,7 +78,23 @@ class Config:
             landing=landing_root(),
             registry=registry_root(),
             dagster_home=dagster_home(),
+            bentoml_home=bentoml_home(),
         )
+
+    @classmethod
+    def under(cls, home: Path, **overrides: Path) -> Config:
+        """Every location in its default place under `home` (no environment read), but `overrides`."""
+        home = Path(home)
+        defaults = {
+            "home": home,
+            "pipelines_dir": REPO_ROOT / "pipelines",
+            "warehouse": home / "warehouse.duckdb",
+            "landing": home / "landing",
+            "registry": home / "registry",
+            "dagster_home": home / "dagster",
+            "bentoml_home": home / "bentoml",
+        }
+        return cls(**{**defaults, **overrides})
 
     @property
     def profiles(self) -> Path:
@@ -97,7 +112,13 @@ class Config:
 
     @property
     def alerts_file(self) -> Path:
+        """Alerts of the embedded sink (and the serving watchdog's), one JSON object a line."""
         return self.home / "alerts.jsonl"
+
+    @property
+    def audit_home(self) -> Path:
+        """The folder of the shared audit log (`audit.jsonl`): the home folder."""
+        return self.home
 
     @property
     def deploy(self) -> Path:

@@ -13,14 +13,13 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ct_assets.lib.core.names import LABEL_GROUP
 from ct_assets.lib.core.spec import PipelineSpec
 from ct_assets.lib.core.warehouse import PARTITION_COLUMN, key_literal, quote, table_name
 from ct_assets.lib.data.ingest import DUCKDB_TYPES
 
 if TYPE_CHECKING:
     import duckdb
-
-LABEL_GROUP = "label"
 
 
 class FeatureDefinitionError(ValueError):

@@ -10,8 +10,9 @@ file (`audit.head.json`, the last `seq` and `hash`) also catches lines cut off t
 Appends take an exclusive file lock, so concurrent processes never interleave or fork the chain.
 Everything passes through `redaction.redact` first: secrets never reach the log.
 
-Where: `$CT_HOME/audit.jsonl`. A registry or deployment folder outside `$CT_HOME` (a test's temporary
-folder, a custom `CT_REGISTRY`) keeps its own `audit.jsonl` in its root folder instead.
+Where: `audit.jsonl` in the home folder (`Config.audit_home`). A registry or deployment folder outside
+the home (a test's temporary folder, a custom `CT_REGISTRY`), or one given no home, keeps its own
+`audit.jsonl` in its root folder instead.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ct_assets.lib.core import settings
 from ct_assets.lib.governance.redaction import redact
 
 FILE_NAME = "audit.jsonl"
@@ -253,26 +253,27 @@ class AuditLog:
         return ChainReport(str(self.path), count, previous_hash if count else None, problems)
 
 
-def home_log(home: Path | None = None) -> AuditLog:
-    """The audit log of a home folder (default `$CT_HOME`)."""
-    return AuditLog(Path(home or settings.ct_home()) / FILE_NAME)
+def home_log(home: Path) -> AuditLog:
+    """The audit log of a home folder (`Config.audit_home`)."""
+    return AuditLog(Path(home) / FILE_NAME)
 
 
-def log_for(base: Path) -> AuditLog:
-    """The audit log a registry root or deployment root writes to: `$CT_HOME`'s when the folder is
-    inside it, else one in the folder itself."""
-    home = settings.ct_home()
+def log_for(base: Path, home: Path | None) -> AuditLog:
+    """The audit log a registry root or deployment root writes to: the home's when the folder is
+    inside `home`, else one in the folder itself."""
     resolved = Path(base).resolve()
-    if resolved == home or home in resolved.parents:
-        return home_log(home)
+    if home is not None:
+        home = Path(home).resolve()
+        if resolved == home or home in resolved.parents:
+            return home_log(home)
     return AuditLog(resolved / FILE_NAME)
 
 
-def deployment_log(folder: Path) -> AuditLog:
+def deployment_log(folder: Path, home: Path | None) -> AuditLog:
     """The audit log of a deployment folder (`<home>/deploy/<pipeline>`), with the folder's older
     unchained `audit.jsonl`, if any, imported first."""
     folder = Path(folder)
-    log = log_for(folder.parent)
+    log = log_for(folder.parent, home)
     log.import_legacy(
         folder / FILE_NAME, pipeline=folder.name, subject=f"{folder.name}/deployment", component="deployment"
     )

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ct_assets.lib.core.settings import use_bentoml_home
 from ct_assets.lib.data.landing import sha256_of
 from ct_assets.lib.governance import lineage
 from ct_assets.lib.governance.audit import AuditLog
@@ -69,11 +70,10 @@ class ChainResult:
         return "\n".join([head, *body, verdict])
 
 
-def _bento_model(result: ChainResult, bento_tag: str) -> dict[str, Any] | None:
+def _bento_model(result: ChainResult, bento_tag: str, bentoml_home: Path | None) -> dict[str, Any] | None:
     """bento -> model_tag.txt -> BentoML model: its metadata, with the .cbm's bytes hashed."""
-    from ct_assets.lib.core.settings import use_bentoml_home
-
-    use_bentoml_home()
+    if bentoml_home is not None:
+        use_bentoml_home(bentoml_home)
     import bentoml
     from bentoml.exceptions import NotFound
 
@@ -117,14 +117,16 @@ def check_chain(
     audit_log: AuditLog,
     con: duckdb.DuckDBPyConnection | None = None,
     bento_tag: str | None = None,
+    bentoml_home: Path | None = None,
 ) -> ChainResult:
-    """Walk the serving model's chain (or `bento_tag`'s); with no deployment, the champion's."""
+    """Walk the serving model's chain (or `bento_tag`'s); with no deployment, the champion's. The
+    bento is looked up in the BentoML store at `bentoml_home` (`Config.bentoml_home`)."""
     tag = bento_tag or active_bento(deploy_state)
     result = ChainResult(pipeline, tag, None)
     version: str | None = None
     recorded_sha: str | None = None
     if tag:
-        meta = _bento_model(result, tag)
+        meta = _bento_model(result, tag, bentoml_home)
         if meta is not None:
             version, recorded_sha = str(meta.get("model_version")), str(meta.get("model_sha256"))
     else:

@@ -51,9 +51,10 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
 class Registry:
     """One pipeline's registry."""
 
-    def __init__(self, root: Path, pipeline: str) -> None:
+    def __init__(self, root: Path, pipeline: str, audit_home: Path | None = None) -> None:
         self.folder = Path(root) / pipeline
         self.pipeline = pipeline
+        self.audit_home = audit_home
 
     @property
     def models(self) -> Path:
@@ -111,8 +112,9 @@ class Registry:
         return _read_jsonl(self.folder / "history.jsonl")
 
     def audit(self) -> AuditLog:
-        """The audit log this registry writes to (`$CT_HOME/audit.jsonl`)."""
-        log = log_for(self.folder.parent)
+        """The audit log this registry writes to: the home's (`audit_home`) when the registry is
+        inside it, else the registry root's own."""
+        log = log_for(self.folder.parent, self.audit_home)
         log.import_legacy(
             self.folder / "audit.jsonl",
             pipeline=self.pipeline,

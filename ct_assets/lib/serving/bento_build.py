@@ -22,9 +22,17 @@ def bento_tag(spec: PipelineSpec, record: dict[str, Any]) -> str:
     return f"{spec.name}_service:{record['version'].lower()}"
 
 
-def store_model(spec: PipelineSpec, record: dict[str, Any], artifact: Path) -> str:
+def _point_bentoml_at(bentoml_home: Path | None) -> None:
+    """Point BentoML at the store in `bentoml_home` (None: BentoML's own `BENTOML_HOME` as set)."""
+    if bentoml_home is not None:
+        use_bentoml_home(bentoml_home)
+
+
+def store_model(
+    spec: PipelineSpec, record: dict[str, Any], artifact: Path, bentoml_home: Path | None = None
+) -> str:
     """Copy the champion's verified artifact into BentoML's model store (once per version)."""
-    use_bentoml_home()
+    _point_bentoml_at(bentoml_home)
     import bentoml
     from bentoml.exceptions import NotFound
 
@@ -46,9 +54,12 @@ def store_model(spec: PipelineSpec, record: dict[str, Any], artifact: Path) -> s
     return tag
 
 
-def build(spec: PipelineSpec, record: dict[str, Any], artifact: Path) -> Any:
-    """Build (or find) the immutable bento for this champion version; returns the Bento."""
-    use_bentoml_home()
+def build(
+    spec: PipelineSpec, record: dict[str, Any], artifact: Path, bentoml_home: Path | None = None
+) -> Any:
+    """Build (or find) the immutable bento for this champion version in the BentoML store at
+    `bentoml_home` (`Config.bentoml_home`); returns the Bento."""
+    _point_bentoml_at(bentoml_home)
     import bentoml
     from bentoml.exceptions import NotFound
 
@@ -57,7 +68,7 @@ def build(spec: PipelineSpec, record: dict[str, Any], artifact: Path) -> Any:
         return bentoml.bentos.get(tag)
     except NotFound:
         pass
-    model = store_model(spec, record, artifact)
+    model = store_model(spec, record, artifact, bentoml_home)
     with tempfile.TemporaryDirectory() as context:
         root = Path(context)
         shutil.copyfile(SERVICE, root / "service.py")

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ct_assets.lib.data.landing import write_atomically
+
+if TYPE_CHECKING:
+    from ct_assets.lib.governance.audit import AuditLog
 
 
 def active_bento(state: dict[str, Any]) -> str | None:
@@ -24,8 +27,9 @@ def other_slot(slot: str | None) -> str:
 class DeploymentRecord:
     """The state file and audit trail of one pipeline's deployment folder (`<home>/deploy/<pipeline>`)."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, audit_home: Path | None = None) -> None:
         self.folder = Path(folder)
+        self.audit_home = audit_home
         self.folder.mkdir(parents=True, exist_ok=True)
 
     @property
@@ -40,13 +44,17 @@ class DeploymentRecord:
     def save(self, state: dict[str, Any]) -> None:
         write_atomically(self.state_path, json.dumps(state, indent=2).encode())
 
+    def audit_trail(self) -> AuditLog:
+        """The audit log this deployment writes to (the home's, when the folder is inside `audit_home`)."""
+        from ct_assets.lib.governance.audit import deployment_log
+
+        return deployment_log(self.folder, self.audit_home)
+
     def audit(self, action: str, who: str, why: str, **details: Any) -> None:
         """One step in the shared, hash-chained audit log (`ct_assets.lib.governance.audit`); the
         pipeline is the deployment folder's name."""
-        from ct_assets.lib.governance.audit import deployment_log
-
         pipeline = self.folder.name
-        deployment_log(self.folder).append(
+        self.audit_trail().append(
             action,
             who,
             why,
@@ -58,7 +66,7 @@ class DeploymentRecord:
 
     def audit_log(self) -> list[dict[str, Any]]:
         """This deployment's steps (at, action, who, why and the step's details), oldest first."""
-        from ct_assets.lib.governance.audit import deployment_log, flat
+        from ct_assets.lib.governance.audit import flat
 
-        entries = deployment_log(self.folder).entries(pipeline=self.folder.name, component="deployment")
+        entries = self.audit_trail().entries(pipeline=self.folder.name, component="deployment")
         return [flat(e) for e in entries]

@@ -240,11 +240,9 @@ class _OperatorApi:
         return run
 
     def record(self, endpoint: str, request: Request, status_code: int, data: dict[str, Any]) -> None:
-        from ct_assets.lib.governance.audit import log_for
-
         folder = self.deployment.folder
         client = request.client.host if request.client else "unknown"
-        log_for(folder.parent).append(
+        self.deployment.record.audit_trail().append(
             "operator_request",
             str(data.get("who") or self.holder),
             str(data.get("why") or "none given"),

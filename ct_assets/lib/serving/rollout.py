@@ -36,12 +36,19 @@ class RolloutResult:
 class Deployment:
     """One pipeline's slots, proxy, state (`state.json`) and audit log, and the rollout sequence."""
 
-    def __init__(self, folder: Path, layout: ProxyLayout, slot_env: dict[str, str], bentoml: str) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        layout: ProxyLayout,
+        slot_env: dict[str, str],
+        bentoml: str,
+        audit_home: Path | None = None,
+    ) -> None:
         self.folder = Path(folder)
         self.layout = layout
         self.slot_env = slot_env
         self.bentoml = bentoml
-        self.record = DeploymentRecord(self.folder)
+        self.record = DeploymentRecord(self.folder, audit_home)
         self.slots = SlotControl(self.record, layout, slot_env, bentoml)
         self.traffic = Traffic(layout)
         self.judge = CanaryJudge(layout, Path(slot_env.get("CT_PREDICTION_LOG", self.folder / "log")))

@@ -1,13 +1,14 @@
 """Rolling out a pipeline's champion: the deployment, its compatibility set and health policy,
-configured from the spec and the home folder."""
+configured from the spec and the home folder's layout (`settings.Config`)."""
 
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ct_assets.lib.core import settings
+from ct_assets.lib.core.settings import Config, use_bentoml_home
 from ct_assets.lib.core.spec import PipelineSpec
 from ct_assets.lib.core.warehouse import partition_view_sql
 from ct_assets.lib.model import model_training
@@ -31,20 +32,21 @@ def context_history_hours(spec: PipelineSpec) -> float:
     return float(hours * partitions)
 
 
-def deployment(spec: PipelineSpec) -> Deployment:
-    folder = settings.ct_home() / "deploy" / spec.name
+def deployment(spec: PipelineSpec, config: Config) -> Deployment:
+    """The pipeline's deployment in `config`'s home: slots, proxy and state under `deploy/<pipeline>`."""
+    folder = config.deploy / spec.name
     layout = ProxyLayout(
         folder / "proxy",
         spec.serving.proxy_port,
         {"blue": spec.serving.blue_port, "green": spec.serving.green_port},
     )
     env = {
-        "CT_ONLINE_SNAPSHOT": str(settings.online_root() / spec.name),
-        "CT_PREDICTION_LOG": str(settings.prediction_log_root()),
-        "BENTOML_HOME": str(settings.use_bentoml_home()),
+        "CT_ONLINE_SNAPSHOT": str(config.online / spec.name),
+        "CT_PREDICTION_LOG": str(config.prediction_log),
+        "BENTOML_HOME": str(use_bentoml_home(config.bentoml_home)),
     }
-    bentoml = shutil.which("bentoml") or str(Path(__import__("sys").executable).parent / "bentoml")
-    return Deployment(folder, layout, env, bentoml)
+    bentoml = shutil.which("bentoml") or str(Path(sys.executable).parent / "bentoml")
+    return Deployment(folder, layout, env, bentoml, audit_home=config.audit_home)
 
 
 def health_policy(spec: PipelineSpec) -> HealthPolicy:
@@ -97,12 +99,17 @@ def compatibility_set(
     return payload, reference_scores(con, spec, record, registry, payload, holdout)
 
 
-def compatibility_path(spec: PipelineSpec, version: str) -> Path:
-    return settings.ct_home() / "deploy" / spec.name / "compatibility" / f"{version}.json"
+def compatibility_path(spec: PipelineSpec, version: str, config: Config) -> Path:
+    """Where a model version's compatibility set is published: `deploy/<pipeline>/compatibility/`."""
+    return config.deploy / spec.name / "compatibility" / f"{version}.json"
 
 
 def publish_compatibility(
-    con: duckdb.DuckDBPyConnection, spec: PipelineSpec, record: dict[str, Any], registry: Registry
+    con: duckdb.DuckDBPyConnection,
+    spec: PipelineSpec,
+    record: dict[str, Any],
+    registry: Registry,
+    config: Config,
 ) -> Path:
     """Write the champion's compatibility set beside the deployment, so a rollout needs no warehouse
     (and never holds the warehouse's writer slot through its health window)."""
@@ -111,27 +118,29 @@ def publish_compatibility(
     from ct_assets.lib.data.landing import write_atomically
 
     rows, expected = compatibility_set(con, spec, record, registry)
-    path = compatibility_path(spec, record["version"])
+    path = compatibility_path(spec, record["version"], config)
     write_atomically(path, json.dumps({"rows": rows, "scores": expected}).encode())
     return path
 
 
-def roll_out(spec: PipelineSpec, registry: Registry, bento_tag: str, who: str) -> RolloutResult:
+def roll_out(
+    spec: PipelineSpec, registry: Registry, bento_tag: str, who: str, config: Config
+) -> RolloutResult:
     """Roll the champion's bento out with the compatibility set its `bento` step published."""
     import json
 
     record = registry.champion()
     if record is None:
         raise RuntimeError(f"{spec.name} has no champion to roll out")
-    path = compatibility_path(spec, record["version"])
+    path = compatibility_path(spec, record["version"], config)
     if not path.exists():
         raise RuntimeError(
             f"no compatibility set for {record['version']} at {path}: materialize the bento asset first"
         )
     published = json.loads(path.read_text())
     rows, expected = published["rows"], published["scores"]
-    wait_for_snapshot(spec, max(record["partitions"]["holdout"]))
-    return deployment(spec).rollout(
+    wait_for_snapshot(spec, config, max(record["partitions"]["holdout"]))
+    return deployment(spec, config).rollout(
         bento_tag,
         (rows, expected),
         expected,
@@ -141,24 +150,26 @@ def roll_out(spec: PipelineSpec, registry: Registry, bento_tag: str, who: str) -
     )
 
 
-def snapshot_as_of(spec: PipelineSpec) -> str | None:
+def snapshot_as_of(spec: PipelineSpec, config: Config) -> str | None:
     """The partition the published online snapshot is as of (None before the first one)."""
     from ct_assets.lib.data.online_snapshot import published_as_of
 
-    return published_as_of(settings.online_root() / spec.name)
+    return published_as_of(config.online / spec.name)
 
 
-def wait_for_snapshot(spec: PipelineSpec, partition: str, timeout: float = 300, poll: float = 2) -> None:
+def wait_for_snapshot(
+    spec: PipelineSpec, config: Config, partition: str, timeout: float = 300, poll: float = 2
+) -> None:
     """Wait until the online snapshot covers `partition` (the model's last holdout partition): the
     ingest run that built the features publishes the snapshot a few steps later. Serving features
     from an older snapshot would miss context (weather) and fail the compatibility check."""
     import time
 
     deadline = time.monotonic() + timeout
-    while (snapshot_as_of(spec) or "") < partition:
+    while (as_of := snapshot_as_of(spec, config) or "") < partition:
         if time.monotonic() > deadline:
             raise RuntimeError(
-                f"the online snapshot is as of {snapshot_as_of(spec)}, older than the model's holdout "
+                f"the online snapshot is as of {as_of or None}, older than the model's holdout "
                 f"(up to {partition}); materialize online_snapshot for {partition} and roll out again"
             )
         time.sleep(poll)

@@ -18,10 +18,8 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from pathlib import Path
 
 from ct_assets.lib.core import processes
-from ct_assets.lib.monitor import alerts
 from ct_assets.lib.monitor.alerts import Alert
 from ct_assets.lib.serving import proxy
 from ct_assets.lib.serving.rollout import Deployment, RolloutResult
@@ -34,12 +32,13 @@ def _other(slot: str) -> str:
 
 
 class Watchdog:
-    """Checks the active slot every `interval` seconds (in a thread, or one `check()` at a time)."""
+    """Checks the active slot every `interval` seconds (in a thread, or one `check()` at a time);
+    `send` delivers its alerts (the deployment's alert sink, e.g. `Config.alerts_file`)."""
 
     def __init__(
         self,
         deployment: Deployment,
-        send: Callable[[Alert], None] | None = None,
+        send: Callable[[Alert], None],
         pipeline: str | None = None,
         owner: str = "serving on-call",
         interval: float = 0.25,
@@ -48,8 +47,7 @@ class Watchdog:
         self.pipeline = pipeline or deployment.folder.name
         self.owner = owner
         self.interval = interval
-        path = deployment.folder / "alerts.jsonl"
-        self.send = send or (lambda alert: alerts.write_jsonl(Path(path), alert))
+        self.send = send
         self.events: list[RolloutResult] = []
         self.errors: list[str] = []
         self._alerted_no_standby: str | None = None

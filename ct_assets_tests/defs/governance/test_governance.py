@@ -18,7 +18,8 @@ import pytest
 import uvicorn
 
 from ct_assets.defs.governance.factory import audit_log_sensor, build_governance_defs
-from ct_assets.defs.resources import LandingZone, ModelRegistry, PredictionLog, Warehouse
+from ct_assets.defs.resources import HomeFolder, LandingZone, ModelRegistry, PredictionLog, Warehouse
+from ct_assets.lib.core import settings
 from ct_assets.lib.governance.audit import home_log
 from ct_assets.lib.serving.operator_api import create_app
 from ct_assets.lib.serving.proxy import ProxyLayout
@@ -72,8 +73,9 @@ def test_governance_end_to_end(home: dict, monkeypatch: pytest.MonkeyPatch) -> N
             resources={
                 "warehouse": Warehouse(path=str(root / "warehouse.duckdb")),
                 "landing": LandingZone(root=str(root / "landing")),
-                "registry": ModelRegistry(root=str(root / "registry")),
+                "registry": ModelRegistry(root=str(root / "registry"), audit_home=str(root)),
                 "prediction_log": PredictionLog(root=str(root / "prediction_log")),
+                "home": HomeFolder.of(settings.config()),
             },
         ),
     )
@@ -107,7 +109,8 @@ def test_governance_end_to_end(home: dict, monkeypatch: pytest.MonkeyPatch) -> N
 
         # a manual action through the operator API, with the token pasted into the reason by mistake
         layout = ProxyLayout(root / "deploy" / NAME / "proxy", 1, {"blue": 2, "green": 3})
-        url, server = _serve(create_app(Deployment(root / "deploy" / NAME, layout, {}, "bentoml")))
+        deployment = Deployment(root / "deploy" / NAME, layout, {}, "bentoml", audit_home=root)
+        url, server = _serve(create_app(deployment))
         try:
             refused = httpx.post(
                 f"{url}/rollback", json={"why": "x"}, headers={"Authorization": "Bearer nope"}
@@ -122,7 +125,10 @@ def test_governance_end_to_end(home: dict, monkeypatch: pytest.MonkeyPatch) -> N
         assert (refused.status_code, answer.status_code) == (401, 409)
 
         sensor = defs.resolve_sensor_def("audit_log_sensor")
-        tick = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
+        registry = {"registry": ModelRegistry(root=str(root / "registry"), audit_home=str(root))}
+        tick = sensor.evaluate_tick(
+            dg.build_sensor_context(instance=instance, definitions=defs, resources=registry)
+        )
         events = [(e.asset_key.to_user_string(), e.metadata["action"].value) for e in tick.asset_events]
         assert events == [
             (f"{NAME}/champion", "promote"),
@@ -133,7 +139,9 @@ def test_governance_end_to_end(home: dict, monkeypatch: pytest.MonkeyPatch) -> N
         manual = tick.asset_events[-1]
         assert manual.metadata["who"].value == "oncall-bot" and "[redacted]" in manual.metadata["why"].value
         again = sensor.evaluate_tick(
-            dg.build_sensor_context(instance=instance, cursor=tick.cursor, definitions=defs)
+            dg.build_sensor_context(
+                instance=instance, cursor=tick.cursor, definitions=defs, resources=registry
+            )
         )
         assert not again.asset_events and again.skip_message.startswith("no new entries")
         for event in tick.asset_events:  # what the daemon does with a sensor's asset events
@@ -141,7 +149,7 @@ def test_governance_end_to_end(home: dict, monkeypatch: pytest.MonkeyPatch) -> N
         stored = instance.fetch_observations(dg.AssetKey([NAME, "deployment"]), limit=10).records
         assert len(stored) == 1
 
-        assert home_log().verify().ok
+        assert home_log(root).verify().ok
         leaked = [
             str(path)
             for path in root.rglob("*")

@@ -22,6 +22,7 @@ from ct_assets.defs.model.factory import build_model_defs
 from ct_assets.defs.monitor.factory import build_monitor_defs
 from ct_assets.defs.monitor.sensors import LOST_RUN_RETRIES
 from ct_assets.defs.resources import (
+    HomeFolder,
     JsonlAlertSink,
     LandingZone,
     ModelRegistry,
@@ -33,6 +34,7 @@ from ct_assets.defs.resources import (
 )
 from ct_assets.lib.core import names
 from ct_assets.lib.core.dates import day_keys
+from ct_assets.lib.core.settings import Config
 from ct_assets.lib.core.spec import load_spec
 from ct_assets.lib.data import demo_source
 from ct_assets.lib.model.registry import Registry
@@ -86,6 +88,7 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> dict:
         "alerts": JsonlAlertSink(path=str(root / "alerts.jsonl")),
         "snapshots": SnapshotFolder(root=str(root / "online")),
         "prediction_log": PredictionLog(root=str(root / "log")),
+        "home": HomeFolder.of(Config.under(root)),
     }
     defs = dg.Definitions.merge(
         build_data_defs(spec),

@@ -26,8 +26,8 @@ def test_every_location_lives_under_the_home(home: Path) -> None:
     assert settings.landing_root() == home / "landing"
     assert settings.dagster_home() == home / "dagster"
     assert settings.registry_root() == home / "registry"
-    assert settings.online_root() == home / "online"
-    assert settings.prediction_log_root() == home / "prediction_log"
+    assert settings.config().online == home / "online"
+    assert settings.config().prediction_log == home / "prediction_log"
 
 
 def test_own_variables_override_the_home(home: Path, tmp_path: Path, monkeypatch) -> None:
@@ -41,7 +41,7 @@ def test_own_variables_override_the_home(home: Path, tmp_path: Path, monkeypatch
     assert settings.dagster_home() == tmp_path / "dg"
     assert settings.registry_root() == tmp_path / "reg"
     assert settings.pipelines_dir() == (tmp_path / "specs").resolve()
-    assert settings.online_root() == home / "online"  # no override of its own
+    assert settings.config().online == home / "online"  # no override of its own
 
 
 def test_defaults_are_in_the_project_root(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -100,21 +100,20 @@ def test_secrets_are_redacted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert log.entries()[0]["details"]["n"] == 1 and log.verify().ok
 
 
-def test_registry_and_deployment_share_the_home_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CT_HOME", str(tmp_path))
-    registry = Registry(tmp_path / "registry", "p")
+def test_registry_and_deployment_share_the_home_log(tmp_path: Path) -> None:
+    registry = Registry(tmp_path / "registry", "p", audit_home=tmp_path)
     version = registry.register({"model_sha256": "x", "dataset_version": "d"})
     registry.update(version, verdict={"passed": True, "reasons": []})
     registry.promote(version, who="ann", why="first model")
     layout = ProxyLayout(tmp_path / "proxy", 1, {"blue": 2, "green": 3})
-    deploy = Deployment(tmp_path / "deploy" / "p", layout, {}, "bentoml")
+    deploy = Deployment(tmp_path / "deploy" / "p", layout, {}, "bentoml", audit_home=tmp_path)
     deploy.audit("approved", "bob", "canary looked fine", slot="blue", bento="p_service:v0001")
-    entries = audit.home_log().entries()
+    entries = audit.home_log(tmp_path).entries()
     assert [(e["component"], e["subject"], e["who"]) for e in entries] == [
         ("registry", "p/champion", "ann"),
         ("deployment", "p/deployment", "bob"),
     ]
-    assert audit.home_log().path == tmp_path / "audit.jsonl" and audit.home_log().verify().ok
+    assert audit.home_log(tmp_path).path == tmp_path / "audit.jsonl" and audit.home_log(tmp_path).verify().ok
     assert registry.audit_log()[0] | {"at": None} == {
         "at": None,
         "action": "promote",
@@ -126,10 +125,7 @@ def test_registry_and_deployment_share_the_home_log(tmp_path: Path, monkeypatch:
     assert deploy.audit_log()[0]["slot"] == "blue"
 
 
-def test_older_per_folder_audit_files_are_imported_once(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("CT_HOME", str(tmp_path))
+def test_older_per_folder_audit_files_are_imported_once(tmp_path: Path) -> None:
     legacy_registry = tmp_path / "registry" / "p" / "audit.jsonl"
     legacy_registry.parent.mkdir(parents=True)
     legacy_registry.write_text(
@@ -159,7 +155,7 @@ def test_older_per_folder_audit_files_are_imported_once(
         )
         + "\n"
     )
-    registry = Registry(tmp_path / "registry", "p")
+    registry = Registry(tmp_path / "registry", "p", audit_home=tmp_path)
     assert registry.audit_log()[0] | {"at": None} == {
         "at": None,
         "action": "promote",
@@ -171,11 +167,11 @@ def test_older_per_folder_audit_files_are_imported_once(
         "imported_from": str(legacy_registry),
     }
     layout = ProxyLayout(tmp_path / "proxy", 1, {"blue": 2, "green": 3})
-    deploy = Deployment(tmp_path / "deploy" / "p", layout, {}, "bentoml")
+    deploy = Deployment(tmp_path / "deploy" / "p", layout, {}, "bentoml", audit_home=tmp_path)
     assert [e["action"] for e in deploy.audit_log()] == ["switch"]
     assert not legacy_registry.exists() and legacy_deploy.with_name("audit.jsonl.imported").exists()
     assert (
         len(registry.audit_log()) == 1
-        and len(audit.home_log().entries()) == 2
-        and audit.home_log().verify().ok
+        and len(audit.home_log(tmp_path).entries()) == 2
+        and audit.home_log(tmp_path).verify().ok
     )

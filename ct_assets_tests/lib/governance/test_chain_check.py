@@ -41,7 +41,7 @@ def home(built: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
     root = tmp_path / "home"
     shutil.copytree(built["root"], root)
     monkeypatch.setenv("CT_HOME", str(root))
-    registry = Registry(root / "registry", built["spec"].name)
+    registry = Registry(root / "registry", built["spec"].name, audit_home=root)
     # records hold absolute paths into the home: point the copy's records at the copy
     for path in (registry.folder / "versions").glob("v*.json"):
         path.write_text(path.read_text().replace(str(built["root"]), str(root)))

@@ -58,7 +58,7 @@ def build_home(root: Path, flights_landing: Path, name: str) -> dict:
         for group in groups(spec):
             data_steps.materialize_group(con, spec, group, day)
         data_steps.build_features(con, spec, day)
-    registry = Registry(root / "registry", name)
+    registry = Registry(root / "registry", name, audit_home=root)
     candidate = model_steps.train_candidate(
         spec, registry, model_steps.freeze_training_set(con, spec, registry, None)
     )
@@ -184,7 +184,7 @@ def test_the_audit_chain_holds_and_a_tampered_link_breaks_it(
     finally:
         dataset.write_bytes(original)
 
-    log = home_log()
+    log = home_log(env["root"])
     original = log.path.read_bytes()
     try:
         log.path.write_bytes(original.replace(b'"why":"first model"', b'"why":"forced through"'))

@@ -11,8 +11,9 @@ import dagster as dg
 import pandas as pd
 
 from ct_assets.defs.deploy.factory import build_deploy_defs
-from ct_assets.defs.resources import Warehouse
+from ct_assets.defs.resources import HomeFolder, Warehouse
 from ct_assets.lib.core.processes import signal_tree
+from ct_assets.lib.core.settings import Config
 from ct_assets.lib.core.warehouse import open_connection, replace_partition, transaction
 from ct_assets.lib.monitor.service_metrics import process_rss_mib, summarize
 
@@ -78,7 +79,10 @@ def test_service_metrics_asset_shows_slots_and_a_latency_plot(flights_spec, tmp_
             [asset],
             partition_key="2013-01-02",
             instance=instance,
-            resources={"warehouse": Warehouse(path=str(tmp_path / "w.duckdb"))},
+            resources={
+                "warehouse": Warehouse(path=str(tmp_path / "w.duckdb")),
+                "home": HomeFolder.of(Config.under(tmp_path)),
+            },
         )
     metadata = result.asset_materializations_for_node(f"{flights_spec.name}__service_metrics")[0].metadata
     slots = {s["slot"]: s for s in metadata["slots"].value}
