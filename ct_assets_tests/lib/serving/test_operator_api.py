@@ -77,9 +77,7 @@ def test_token_is_required_and_checked(deployment: Deployment) -> None:
 
 
 def _audit_entries(deployment: Deployment) -> list[dict]:
-    from ct_assets.lib.governance.audit import log_for
-
-    path = log_for(deployment.folder.parent).path
+    path = deployment.record.audit_trail().path
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
@@ -110,9 +108,7 @@ def test_unauthenticated_requests_leave_nothing_behind_and_bodies_are_capped(dep
         entries = _audit_entries(deployment)
         assert [e["details"]["answer"] for e in entries] == [413, 413]
         assert "x" * 100 not in json.dumps(entries)
-        from ct_assets.lib.governance.audit import log_for
-
-        assert stat.S_IMODE(log_for(deployment.folder.parent).path.stat().st_mode) == 0o600
+        assert stat.S_IMODE(deployment.record.audit_trail().path.stat().st_mode) == 0o600
     finally:
         server.should_exit = True
 
