@@ -145,7 +145,7 @@ def _iso(text: str) -> float:
 
 def _audit_entries(home: Path, pipeline: str) -> list[dict]:
     """The pipeline's audit entries (promotions, rollout steps), flattened, oldest first."""
-    from ct_assets.lib.governance.audit import flat, home_log
+    from ct_assets.lib.core.audit import flat, home_log
 
     return [flat(e) for e in home_log(home).entries(pipeline=pipeline)]
 

@@ -406,6 +406,8 @@ def sensor_state(root: Path, spec: PipelineSpec, rows: int) -> dict[str, Any]:
     from ct_assets.lib.data.online_snapshot import MANIFEST
     from ct_assets.lib.model import metrics
     from ct_assets.lib.model.gate import Evaluation
+    from ct_assets.lib.model.model_training import FeatureLayout
+    from ct_assets.lib.model.records import Environment, GateVerdict, RecordedEvaluation, TrainedModel
     from ct_assets.lib.model.registry import Registry
     from ct_assets.lib.monitor import drift
     from ct_assets.lib.monitor import measures as monitoring
@@ -416,14 +418,34 @@ def sensor_state(root: Path, spec: PipelineSpec, rows: int) -> dict[str, Any]:
     importance = {n: float(w) for n, w in zip(names, weights, strict=True)}
     registry = Registry(root / "registry", spec.name)
     version = registry.register(
-        {
-            "model_sha256": "0" * 64,
-            "layout": {"categorical": names[:20], "numeric": names[20:]},
-            "threshold": 0.35,
-            "evaluation": {"candidate": {"auc": 0.7}},
-            "feature_importance": importance,
-            "verdict": {"passed": True, "reasons": []},
-        }
+        TrainedModel(
+            pipeline=spec.name,
+            model_sha256="0" * 64,
+            params={},
+            seed=0,
+            thread_count=1,
+            best_iteration=0,
+            training_cpu_seconds=0.0,
+            threshold=0.35,
+            layout=FeatureLayout(categorical=names[:20], numeric=names[20:]),
+            dataset_version="planted",
+            dataset_path="",
+            partitions={"train": [], "validation": [], "holdout": []},
+            rows={},
+            label_rate={},
+            feature_importance=importance,
+            feature_version="planted",
+            feature_definitions={},
+            environment=Environment(python=platform.python_version(), libraries={}, code_version="bench"),
+        )
+    )
+    holdout = metrics.Metrics(
+        rows=1000, positive_rate=0.2, auc=0.7, f1=0.4, log_loss=0.45, brier=0.15, ece=0.02
+    )
+    registry.update(
+        version,
+        evaluation=RecordedEvaluation(holdout_partitions=[], against=None, candidate=holdout, champion=None),
+        verdict=GateVerdict(passed=True, reasons=[]),
     )
     registry.promote(version, who="bench/monitoring.py", why="benchmark state")
 
@@ -584,7 +606,7 @@ def sensor(spec: PipelineSpec, args: argparse.Namespace, root: Path) -> None:
     from ct_assets.lib.core.warehouse import open_connection
     from ct_assets.lib.model.registry import Registry
     from ct_assets.lib.monitor import steps as monitor_steps
-    from ct_assets.lib.monitor.retrain_policy import drift_decision
+    from ct_assets.lib.monitor.retrain_policy import Expectation, drift_decision
 
     print(f"== Part 2: one drift sensor tick, {SENSOR_FEATURES} features x {SENSOR_PARTITIONS} partitions ==")
     built, state = timed(lambda: sensor_state(root, spec, args.rows))
@@ -638,11 +660,11 @@ def sensor(spec: PipelineSpec, args: argparse.Namespace, root: Path) -> None:
         )
         count = max(rules.confirm_window, rules.performance_window)
         found["recent_signals"], signals = timed(
-            lambda: monitor_steps.recent_signals(con, spec, count, record["version"])
+            lambda: monitor_steps.recent_signals(con, spec, count, record.version)
         )
         found["partitions_since"], _ = timed(lambda: monitor_steps.partitions_since(con, spec, "2013-06-28"))
         found["close"], _ = timed(con.close)
-        found["drift_decision"], _ = timed(lambda: drift_decision(signals, 0.7, rules))
+        found["drift_decision"], _ = timed(lambda: drift_decision(signals, Expectation(0.7), rules))
         context = dg.build_sensor_context(instance=instance, resources=resources)
         found["the drift sensor's function without Dagster's evaluate_tick (fires)"], _ = timed(
             lambda: defs.get_sensor_def(drift_sensor)(context)

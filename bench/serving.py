@@ -20,7 +20,11 @@ prepared model inputs, measured in this run); the ratio always names what it is 
     streams, HTTP/1.1 keep-alive over `--connections` connections (default 8), only the status
     line and Content-Length parsed; `--sender httpx`: httpx's async client (its CPU per request is
     taken from the server under test on a small machine); `--sender both`. The sender's own CPU
-    per request (this process's CPU during the run / requests) is printed beside the figures;
+    per request (this process's CPU during the run / requests) is printed beside the figures.
+    The same runs (sender, rate, duration, bodies, both routes) go to two anchors with no model
+    behind them (`serving_anchors`): a bare ASGI app under uvicorn and a BentoML hello service,
+    each with the slot's worker count behind its own HAProxy with the slot's configuration; the
+    server's CPU per request is taken for them as for the slot;
 (b) batch throughput in rows/s with 1,000-row requests: row-oriented JSON (`/predict`),
     column-oriented JSON (`/predict_columns`) and, if the service has it (skipped with a note on a
     404), an Arrow IPC stream (`/predict_arrow`), through the proxy and straight to the slot; each
@@ -37,15 +41,19 @@ prepared model inputs, measured in this run); the ratio always names what it is 
 
 Then where the time goes in one single-row request: validation, features and scoring measured in
 process, the service's own latency (`latency_ms` from the prediction log, matched by request id),
-BentoML + HTTP, and the HAProxy hop. `--workers N` sets the slot's worker processes
-(CT_SERVICE_WORKERS; default the service's, one per core).
-Targets: single-row p99 under 10 ms at 100 requests/s through the proxy; batch throughput (the
-best variant through the proxy, for one client and for N clients) at least a third of in-process
+BentoML + HTTP, and the HAProxy hop; the rows' shares of the latency through the proxy add to
+100 %. `--workers N` sets the slot's and the anchors' worker processes (CT_SERVICE_WORKERS; default
+the service's, one per core).
+Targets: single-row p99 under 10 ms at 100 requests/s through the proxy; through the proxy, the
+slot's CPU per single-row request at most 1.5x the hello service's (moonshot 1.1x) and its p99 at
+most 1.5x the hello service's (moonshot: 1.5x the bare ASGI app's); batch throughput (the best
+variant through the proxy, for one client and for N clients) at least a third of in-process
 CatBoost (the faster thread count). The load average is printed because other work on the
 machine skews timings.
 
 Run: `uv run python bench/serving.py` (minutes; `--sender both` takes longer). The parts live in
-`serving_setup` (the world), `serving_inprocess` (c), `serving_clients` (the HTTP senders) and
+`serving_setup` (the world), `serving_inprocess` (c), `serving_clients` (the HTTP senders),
+`serving_anchors` (the anchors; their servers in `anchor_asgi` and `anchor_hello`) and
 `serving_report` (ratios and targets).
 """
 
@@ -66,6 +74,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from serving_anchors import running_anchors
 from serving_clients import (
     Answer,
     batch_run,
@@ -87,6 +96,7 @@ from serving_report import (
     met_text,
     p99_text,
     pct,
+    report_anchors,
     report_open_loop,
     share,
     times_text,
@@ -165,8 +175,10 @@ def deploy_champion(
     expected = deploy_steps.reference_scores(
         world.con, world.spec, world.record, world.registry, compat, DAYS
     )
-    stable, blue, green = free_ports(3)
-    layout = ProxyLayout(root / "proxy", stable, {"blue": blue, "green": green})
+    stable, blue, green, blue_check, green_check = free_ports(5)
+    layout = ProxyLayout(
+        root / "proxy", stable, {"blue": blue, "green": green}, {"blue": blue_check, "green": green_check}
+    )
     env = {
         "CT_ONLINE_SNAPSHOT": str(world.snapshot),
         "CT_PREDICTION_LOG": str(world.log_folder),
@@ -274,8 +286,10 @@ def open_loop_runs(
     senders: list[str],
     slot_pids: Callable[[], list[int]],
     slot_cpu: dict[Any, float],
+    label: str = "",
 ) -> dict[tuple[str, str], tuple[list[Answer], float, float]]:
-    """(a): single rows at a fixed rate, per sender and route; the slot's CPU per request into `slot_cpu`."""
+    """(a): single rows at a fixed rate, per sender and route; the CPU per request of the server whose
+    root processes `slot_pids` gives (the slot's, or with `label` an anchor's) into `slot_cpu`."""
     loaded = {}
     for sender in senders:
         for name, url in urls.items():
@@ -285,11 +299,30 @@ def open_loop_runs(
             loaded[(sender, name)] = run
             slot_cpu[(sender, name)] = (cpu_seconds(slot_pids()) - cpu_before) / max(1, len(run[0]))
             print(
-                f"load average after {args.duration:g} s at {args.rate:g} req/s {name} ({sender} "
-                f"sender): {load_average()}"
+                f"load average after {args.duration:g} s at {args.rate:g} req/s {label or 'slot'} {name} "
+                f"({sender} sender): {load_average()}"
             )
             time.sleep(2)
     return loaded
+
+
+def anchor_open_loops(
+    args: argparse.Namespace, bodies: list[bytes], senders: list[str], folder: Path
+) -> tuple[dict[tuple[str, str, str], tuple[list[Answer], float, float]], dict[tuple[str, str, str], float]]:
+    """(a) for the anchors (`serving_anchors`), as for the slot: per (anchor, sender, route), the run
+    and the anchor server's CPU per request."""
+    runs: dict[tuple[str, str, str], tuple[list[Answer], float, float]] = {}
+    cpu: dict[tuple[str, str, str], float] = {}
+    with running_anchors(folder, args.workers, (PROXY, STRAIGHT)) as anchors:
+        print(f"anchors started ({', '.join(anchors)}), each behind its own HAProxy; {args.workers} workers")
+        for name, anchor in anchors.items():
+            own_cpu: dict[Any, float] = {}
+            for (sender, route), run in open_loop_runs(
+                anchor.urls, bodies, args, senders, anchor.pids, own_cpu, name
+            ).items():
+                runs[(name, sender, route)] = run
+                cpu[(name, sender, route)] = own_cpu[(sender, route)]
+    return runs, cpu
 
 
 def batch_variants(
@@ -462,22 +495,30 @@ def report_breakdown(
         f"where the time goes in one single-row request (medians over {len(base.single['full'])} rows; "
         f"share of the {total:.1f} ms through the proxy):"
     )
+    # The service's own latency is split over its steps in the proportions measured in process, so
+    # the rows add up to the total through the proxy.
+    steps = {"validate": med["validate"], "features": med["features"], "score": med["score"]}
+    scale = service_ms / in_process_sum if in_process_sum else 0.0
     breakdown = [
-        ("validation: rules compiled from the spec", med["validate"]),
-        ("features: feature SQL, prepared statement", med["features"]),
-        ("scoring: CatBoost from a list of values", med["score"]),
+        ("validation: rules compiled from the spec", steps["validate"] * scale),
+        ("features: feature SQL, prepared statement", steps["features"] * scale),
+        ("scoring: CatBoost from a list of values", steps["score"] * scale),
         ("answer (dict for the JSON response)", med["answer"]),
         ("BentoML + HTTP to the slot", http_ms),
         ("HAProxy hop", proxy_ms - direct_ms),
     ]
     for label, value in breakdown:
         print(f"    {label:<50} {value:7.2f} ms {value / total:6.1%}")
+    summed = sum(value for _, value in breakdown)
+    print(f"    {'total (the rows above)':<50} {summed:7.2f} ms {summed / total:6.1%}")
     print(
         f"    off the request path: the log writer thread spends {to_ms(base.single_log):.2f} ms "
         "CPU per request (20 written together)"
     )
     print(
-        f"    measured how: the first four in process (each step timed per call); BentoML + HTTP = "
+        f"    measured how: the service's own latency_ms (its prediction log) split over validation, "
+        f"features and scoring in the proportions timed in process; the answer timed in process; "
+        f"BentoML + HTTP = "
         f"client latency straight to the slot {direct_ms:.2f} ms - the service's own latency_ms "
         f"{service_ms:.2f} ms (from its prediction log; in process the same steps sum to "
         f"{in_process_sum:.2f} ms) - the answer; "
@@ -524,7 +565,7 @@ def measure(
     """(c), then (a) and (b) over HTTP, then the report."""
     from ct_assets.lib.model.model_store import load_model
 
-    model = load_model(world.registry.models, world.record["model_sha256"])
+    model = load_model(world.registry.models, world.record.model_sha256)
     # (c) in process, first, with nothing else running.
     print(f"load average before in-process baselines: {load_average()}")
     base = report_in_process(in_process(world, model, rows, args.single_rows, args.repeat))
@@ -536,11 +577,12 @@ def measure(
     version_times = version_round_trips(urls[STRAIGHT], args.single_rows)
 
     def slot_pids() -> list[int]:
-        return [int(deploy.state()["slots"]["blue"]["pid"])]
+        return [deploy.state().slots["blue"].pid]
 
     senders = ["light", "httpx"] if args.sender == "both" else [args.sender]
     slot_cpu: dict[Any, float] = {}
     loaded = open_loop_runs(urls, bodies, args, senders, slot_pids, slot_cpu)
+    anchor_runs, anchor_cpu = anchor_open_loops(args, bodies, senders, world.root / "anchors")
     client_counts = sorted({1, *args.batch_clients})
     variants, arrow_note = batch_variants(world.spec, rows, urls[PROXY], client_counts[-1])
     batches = batch_runs(variants, urls, client_counts, base.rows, args.batch_requests, slot_pids, slot_cpu)
@@ -552,6 +594,7 @@ def measure(
     report_batches(base, batches, slot_cpu, server, differences, arrow_note)
     proxy_ms = report_breakdown(base, unloaded, server, version_times)
     report_targets(args, base, senders, met, batches, client_counts, proxy_ms)
+    report_anchors(senders, (PROXY, STRAIGHT), loaded, slot_cpu, anchor_runs, anchor_cpu)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -577,7 +620,7 @@ def main(argv: list[str] | None = None) -> int:
         world = build_world(root)
         s = world.setup_seconds
         print(
-            f"setup: features for {len(DAYS)} days {s['features']:.1f} s, champion {world.record['version']} "
+            f"setup: features for {len(DAYS)} days {s['features']:.1f} s, champion {world.record.version} "
             f"trained {s['training']:.1f} s, snapshot + bento {s['bento']:.1f} s ({world.bento})"
         )
         rows = request_rows(world.con, world.spec, DAYS[-2:], args.batch_rows)

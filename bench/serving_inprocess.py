@@ -43,17 +43,16 @@ def in_process(world: World, model: Any, rows: list[dict], single_rows: int, rep
     """Baselines and the full in-process path (what the service runs per request), with its parts,
     for one row and for the batch."""
     from ct_assets.lib.model import model_training
-    from ct_assets.lib.model.model_training import FeatureLayout
     from ct_assets.lib.serving.prediction_log import requests_table, write_options
     from ct_assets.lib.serving.predictor import Predictor
     from ct_assets.lib.serving.request_parsing import MAX_BATCH_ROWS, TypedRequest
     from ct_assets.lib.serving.scoring import Scored, answer, log_scored
 
     spec = world.spec
-    layout = FeatureLayout(**world.record["layout"])
+    layout = world.record.layout
     out: dict[str, Any] = {"batch_rows": len(rows)}
     # The service keeps one predictor per worker process (snapshot loaded, SQL checked once).
-    predictor = Predictor(spec, world.snapshot, model, layout, float(world.record["threshold"]))
+    predictor = Predictor(spec, world.snapshot, model, layout, world.record.threshold)
     engine, scorer, rules = predictor.engine, predictor.scorer, predictor.rules
 
     class _Captured:

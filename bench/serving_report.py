@@ -4,11 +4,17 @@ the open-loop figures of one route."""
 from __future__ import annotations
 
 import os
+from typing import Any
 
+from serving_anchors import BARE, HELLO
 from serving_clients import Answer
 
 P99_TARGET_MS = 10.0
 THROUGHPUT_TARGET = 1 / 3
+# Single rows through the proxy, against the anchors (`serving_anchors`) measured in the same run.
+CPU_HELLO_TARGET, CPU_HELLO_MOONSHOT = 1.5, 1.1  # slot CPU per request / the hello service's
+P99_HELLO_TARGET = 1.5  # slot p99 / the hello service's p99
+P99_BARE_MOONSHOT = 1.5  # slot p99 / the bare ASGI app's p99
 
 
 def load_average() -> str:
@@ -47,6 +53,19 @@ def met_text(ok: bool) -> str:
     return "MET" if ok else "NOT MET"
 
 
+def p99_over_all(answers: list[Answer]) -> float:
+    """p99 latency in ms over all requests, a failed one counting as infinitely slow."""
+    failed = sum(a.status != 200 for a in answers)
+    every = sorted([*(to_ms(a.latency) for a in answers if a.status == 200), *[float("inf")] * failed])
+    return every[min(len(every) - 1, int(0.99 * len(every)))]
+
+
+def ratio_text(value: float, base: float, target: float, what: str) -> str:
+    """The ratio and whether it meets `target`, as "2.41x (target <= 1.5x: NOT MET)"."""
+    ratio = value / base if base else float("inf")
+    return f"{ratio:.2f}x ({what} <= {target:g}x: {met_text(ratio <= target)})"
+
+
 def report_open_loop(
     name: str,
     sender: str,
@@ -61,9 +80,7 @@ def report_open_loop(
     failed = len(answers) - len(ok)
     latencies = [to_ms(a.latency) for a in ok]
     p50, p99 = pct(latencies, 50), pct(latencies, 99)
-    # Over all requests, a failed one counts as infinitely slow.
-    every = sorted([*latencies, *[float("inf")] * failed])
-    p99_all = every[min(len(every) - 1, int(0.99 * len(every)))]
+    p99_all = p99_over_all(answers)
     lag = [to_ms(a.lag) for a in answers]
     served = [server[a.request_id] for a in ok if a.request_id in server]
     statuses: dict[str, int] = {}
@@ -97,3 +114,41 @@ def report_open_loop(
             f"queue, HTTP{' and HAProxy' if 'proxy' in name else ''}"
         )
     return p99_all < P99_TARGET_MS, p99_all  # the printed figure; infinite if over 1% failed
+
+
+def report_anchors(
+    senders: list[str],
+    routes: tuple[str, str],
+    slot_runs: dict[tuple[str, str], tuple[list[Answer], float, float]],
+    slot_cpu: dict[Any, float],
+    anchor_runs: dict[tuple[str, str, str], tuple[list[Answer], float, float]],
+    anchor_cpu: dict[tuple[str, str, str], float],
+) -> None:
+    """Print the anchors' single-row figures, and the slot's against them with the targets;
+    `routes` is (through the proxy, straight), and the targets are read through the proxy."""
+    print()
+    for (anchor, sender, route), (answers, _, _) in anchor_runs.items():
+        ok = [to_ms(a.latency) for a in answers if a.status == 200]
+        where = route.replace("the slot", "the server")
+        print(
+            f"(a) anchor {anchor}, single-row {where}, {sender} sender, same rate and duration: "
+            f"{len(ok)} answered, {len(answers) - len(ok)} failed; p50 {pct(ok, 50):.1f} ms, p99 over all "
+            f"requests {p99_text(p99_over_all(answers))}; the server's processes used "
+            f"{to_ms(anchor_cpu[(anchor, sender, route)]):.2f} ms CPU per request"
+        )
+    for sender in senders:
+        for route in routes:
+            slot_p99 = p99_over_all(slot_runs[(sender, route)][0])
+            hello_p99 = p99_over_all(anchor_runs[(HELLO, sender, route)][0])
+            bare_p99 = p99_over_all(anchor_runs[(BARE, sender, route)][0])
+            cpu, hello_cpu = slot_cpu[(sender, route)], anchor_cpu[(HELLO, sender, route)]
+            bare_cpu = anchor_cpu[(BARE, sender, route)]
+            what = "target" if route == routes[0] else "as the target"
+            print(
+                f"anchors, single row {route} ({sender} sender): slot CPU per request / hello's "
+                f"{ratio_text(cpu, hello_cpu, CPU_HELLO_TARGET, what)}, moonshot "
+                f"<= {CPU_HELLO_MOONSHOT:g}x: {met_text(cpu / hello_cpu <= CPU_HELLO_MOONSHOT)}; "
+                f"/ bare ASGI's {cpu / bare_cpu:.1f}x; slot p99 / hello p99 "
+                f"{ratio_text(slot_p99, hello_p99, P99_HELLO_TARGET, what)}; slot p99 / bare ASGI p99 "
+                f"{ratio_text(slot_p99, bare_p99, P99_BARE_MOONSHOT, 'moonshot')}"
+            )

@@ -72,8 +72,8 @@ def build_world(root: Path) -> World:
     from ct_assets.lib.core.warehouse import open_connection
     from ct_assets.lib.data import demo_source, online_snapshot
     from ct_assets.lib.model import steps as model_steps
-    from ct_assets.lib.model.backtest import build_features
     from ct_assets.lib.model.registry import Registry
+    from ct_assets.lib.monitor.backtest import build_features
     from ct_assets.lib.serving import bento_build
 
     seconds: dict[str, float] = {}
@@ -105,7 +105,7 @@ def build_world(root: Path) -> World:
     started = time.perf_counter()
     snapshot = root / "online"
     online_snapshot.publish(con, spec, DAYS[-1], snapshot, history_hours=48)
-    bento = bento_build.build(spec, record, registry.models / f"{record['model_sha256']}.cbm")
+    bento = bento_build.build(spec, record, registry.models / f"{record.model_sha256}.cbm")
     seconds["bento"] = time.perf_counter() - started
     return World(root, spec, con, registry, record, str(bento.tag), snapshot, root / "log", seconds)
 

@@ -13,17 +13,21 @@ Endpoints: POST /predict (rows as JSON objects), /predict_columns (one JSON list
 BentoML's /metrics (requests, latency, errors) with the slot's rows scored, requests per feature
 query and worker memory (`slot_metrics`).
 
-Configuration (environment): CT_ONLINE_SNAPSHOT (snapshot folder), CT_PREDICTION_LOG (log
-folder), CT_SLOT (blue or green), CT_SERVICE_WORKERS (worker processes per slot, default one per
-core, `predictor.default_workers`: each has its own copy of the model and the snapshot),
-CT_ACCESS_LOG=1 (BentoML's per-request access log, off by default), CT_MAX_BODY_BYTES (larger
-request bodies get a 413 before anything parses them; 64 MiB by default; an Arrow body whose
-compressed buffers would decompress past it gets a 413 before anything is decompressed).
+Configuration (environment): CT_SPEC (the pipeline's spec; default the one the bento carries, whose
+name also names the model when the bento carries no model tag), CT_ONLINE_SNAPSHOT (snapshot
+folder), CT_PREDICTION_LOG (log folder), CT_SLOT (blue or green), CT_SERVICE_WORKERS (worker
+processes per slot, default one per core, `predictor.default_workers`: each has its own copy of the
+model and the snapshot), CT_ACCESS_LOG=1 (BentoML's per-request access log, off by default),
+CT_HEALTH_PORT (each worker answers the proxy's health check there, from a thread of its own:
+`liveness`), CT_MAX_BODY_BYTES (larger request bodies get a 413 before anything parses them; 64 MiB
+by default; an Arrow body whose compressed buffers would decompress past it gets a 413 before anything is
+decompressed).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import gc
 import logging
@@ -35,17 +39,27 @@ from typing import Any
 
 import bentoml
 import orjson
+import yaml
 from bentoml.exceptions import InvalidArgument
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ct_assets.lib.core.spec import load_spec
+from ct_assets.lib.model.model_store import load_model
+from ct_assets.lib.model.model_training import FeatureLayout
 from ct_assets.lib.serving import arrow_request, quiet_log
+from ct_assets.lib.serving.adaptive_batch import AdaptiveBatcher
 from ct_assets.lib.serving.arrow_request import BodyTooLarge
 from ct_assets.lib.serving.body_limit import BodyLimit, max_body_bytes
-from ct_assets.lib.serving.predictor import default_workers
+from ct_assets.lib.serving.liveness import Liveness
+from ct_assets.lib.serving.prediction_log import PredictionLogWriter
+from ct_assets.lib.serving.predictor import Predictor, default_workers
 from ct_assets.lib.serving.request_gate import RequestGate
+from ct_assets.lib.serving.request_parsing import RequestError
+from ct_assets.lib.serving.scoring import answer, answer_arrow, log_scored
+from ct_assets.lib.serving.slot_metrics import SlotMetrics
 
 # Under BentoML's logger: a slot's log handlers and level are configured there.
 LOGGER = logging.getLogger("bentoml.ct_assets")
@@ -53,13 +67,27 @@ LOGGER = logging.getLogger("bentoml.ct_assets")
 MAX_ERROR_CHARS = 4000
 
 HERE = Path(__file__).resolve().parent
-SPEC_PATH = Path(os.environ.get("CT_SPEC", HERE / "pipeline" / "spec.yaml"))
-# A bento carries the tag of its model beside the service; CT_BENTO_MODEL overrides it in development.
-MODEL_TAG = os.environ.get("CT_BENTO_MODEL") or (
-    (HERE / "model_tag.txt").read_text().strip()
-    if (HERE / "model_tag.txt").exists()
-    else "flights_delay:latest"
-)
+SPEC_PATH = Path(os.environ.get("CT_SPEC") or HERE / "pipeline" / "spec.yaml")
+
+
+def _model_tag() -> str:
+    """The model this service serves: CT_BENTO_MODEL (development), else the tag the bento carries
+    beside the service, else the newest model of the pipeline whose spec the bento carries."""
+    if os.environ.get("CT_BENTO_MODEL"):
+        return os.environ["CT_BENTO_MODEL"]
+    if (HERE / "model_tag.txt").exists():
+        return (HERE / "model_tag.txt").read_text().strip()
+
+    try:
+        name = (yaml.safe_load(SPEC_PATH.read_text()) or {}).get("name")
+    except (OSError, yaml.YAMLError, AttributeError) as err:
+        raise RuntimeError(f"no model tag and no readable pipeline spec at {SPEC_PATH}: {err}") from err
+    if not isinstance(name, str):
+        raise RuntimeError(f"the pipeline spec at {SPEC_PATH} has no name")
+    return f"{name}:latest"
+
+
+MODEL_TAG = _model_tag()
 
 
 WORKERS = int(os.environ.get("CT_SERVICE_WORKERS") or default_workers())
@@ -118,13 +146,6 @@ class TabularModelService:
     model_ref = bentoml.models.BentoModel(MODEL_TAG)
 
     def __init__(self) -> None:
-        from ct_assets.lib.core.spec import load_spec
-        from ct_assets.lib.model.model_store import load_model
-        from ct_assets.lib.model.model_training import FeatureLayout
-        from ct_assets.lib.serving.adaptive_batch import AdaptiveBatcher
-        from ct_assets.lib.serving.prediction_log import PredictionLogWriter
-        from ct_assets.lib.serving.predictor import Predictor
-        from ct_assets.lib.serving.slot_metrics import SlotMetrics
 
         # Serving hands the service the stored model; a plain instantiation still holds the reference.
         stored = self.model_ref.resolve() if hasattr(self.model_ref, "resolve") else self.model_ref
@@ -143,6 +164,7 @@ class TabularModelService:
         self.log = PredictionLogWriter(log_folder, self.spec, self.slot)
         self.metrics = SlotMetrics(self.slot, self.version)
         self.batcher = AdaptiveBatcher(self.predictor, on_batch=self.metrics.observe_batch)
+        self.liveness = _start_liveness()
         # Everything loaded so far lives as long as the worker: moved out of the collector's
         # reach, a full collection no longer walks it and pauses no request for it.
         gc.collect()
@@ -153,12 +175,12 @@ class TabularModelService:
         """Finish the batch in flight, then write what the log writer still holds."""
         self.batcher.close()
         self.log.close()
+        if self.liveness is not None:
+            self.liveness.close()
 
     async def _scored(self, check: Any, payload: Any, pipeline: str | None) -> Any:
         """Check a request (any form: `check` types it), score it with whatever else waits
         (`adaptive_batch`) and log it; bad requests raise InvalidArgument (a 400)."""
-        from ct_assets.lib.serving.request_parsing import RequestError
-        from ct_assets.lib.serving.scoring import log_scored
 
         started = time.perf_counter()  # latency_ms in the log counts from here (the injected delay too)
         if self.injected_delay:  # chaos testing only: CT_INJECT_LATENCY_MS
@@ -175,6 +197,9 @@ class TabularModelService:
             LOGGER.warning("request check failed on unforeseen input", exc_info=True)
             raise InvalidArgument(f"the request cannot be read ({type(err).__name__})") from None
         scored = await self.batcher.score(request, started)
+        gate_id = quiet_log.REQUEST_ID.get()  # the caller's X-Request-ID or the gate's, in the header
+        if gate_id:  # one id in the header, the answer and the prediction log (for `ct lineage`)
+            scored = dataclasses.replace(scored, request_id=gate_id)
         log_scored(self.log, scored, self.version)
         self.metrics.observe(len(scored.probabilities))
         return scored
@@ -182,7 +207,6 @@ class TabularModelService:
     async def _score(self, check: Any, payload: Any, pipeline: str | None) -> Response:
         """Score a request and answer it as JSON, encoded here: BentoML would otherwise check the
         answer against a schema it rebuilds for every response."""
-        from ct_assets.lib.serving.scoring import answer
 
         scored = await self._scored(check, payload, pipeline)
         body = answer(scored, self.version, self.slot, self.threshold, self.spec.entity_id)
@@ -190,7 +214,6 @@ class TabularModelService:
 
     async def score_arrow(self, body: bytes, pipeline: str | None) -> bytes:
         """Score an Arrow IPC stream; the answer as an Arrow IPC stream (see `_predict_arrow`)."""
-        from ct_assets.lib.serving.scoring import answer_arrow
 
         scored = await self._scored(self.predictor.check_arrow, body, pipeline)
         return answer_arrow(scored, self.version, self.slot, self.threshold, self.spec.entity_id)
@@ -223,6 +246,18 @@ class TabularModelService:
         }
 
 
+def _start_liveness() -> Any:
+    """The worker's liveness endpoint on CT_HEALTH_PORT (None without one, or outside a server's
+    event loop, as when a test instantiates the service)."""
+
+    port = os.environ.get("CT_HEALTH_PORT")
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+    return Liveness(int(port), loop).start() if port else None
+
+
 def _short(err: Exception) -> str:
     text = str(err)
     return text if len(text) <= MAX_ERROR_CHARS else f"{text[:MAX_ERROR_CHARS]}…"
@@ -230,7 +265,6 @@ def _short(err: Exception) -> str:
 
 @functools.cache
 def _pipeline_name() -> str:
-    from ct_assets.lib.core.spec import load_spec
 
     return load_spec(SPEC_PATH).name
 

@@ -14,7 +14,9 @@ copy in `tmp_path`.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,10 +29,18 @@ from ct_assets.lib.core import settings
 from ct_assets.lib.core.spec import PipelineSpec, load_spec
 from ct_assets.lib.core.warehouse import open_connection
 from ct_assets.lib.data import demo_source
+from ct_assets.lib.data import steps as data_steps
+from ct_assets.lib.data.features import groups
+from ct_assets.lib.data.landing import context_file, partition_files
+from ct_assets.lib.model.model_training import FeatureLayout
+from ct_assets.lib.model.records import Environment, ModelVersion, TrainedModel
 from ct_assets.lib.serving import proxy
 
-# BentoML's model and bento stores for the whole test session live in a temporary folder.
-os.environ.setdefault("BENTOML_HOME", tempfile.mkdtemp(prefix="ct-bentoml-"))
+# BentoML's model and bento stores for the whole test session live in a temporary folder, removed
+# when the session ends (unless the caller chose the folder).
+if "BENTOML_HOME" not in os.environ:
+    os.environ["BENTOML_HOME"] = tempfile.mkdtemp(prefix="ct-bentoml-")
+    atexit.register(shutil.rmtree, os.environ["BENTOML_HOME"], ignore_errors=True)
 
 FLIGHTS_SPEC = settings.REPO_ROOT / "pipelines" / "flights_delay" / "spec.yaml"
 FIRST_DAYS = ["2013-01-01", "2013-01-02", "2013-01-03"]
@@ -56,6 +66,83 @@ def warehouse(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     con = open_connection(tmp_path / "warehouse.duckdb")
     yield con
     con.close()
+
+
+def ingest_days(
+    con: duckdb.DuckDBPyConnection, spec: PipelineSpec, landing: Path, days: list[str], context: bool = True
+) -> None:
+    """Landed days through the real data steps: the context tables (unless `context` is False), then
+    each day raw, validated, its feature groups and its features."""
+    if context:
+        for table in spec.context_tables:
+            data_steps.load_context(con, spec, table, context_file(landing, spec.name, table))
+    for day in days:
+        data_steps.ingest_raw(con, spec, day, partition_files(landing, spec.name, day))
+        data_steps.validate_partition(con, spec, day)
+        for group in groups(spec):
+            data_steps.materialize_group(con, spec, group, day)
+        data_steps.build_features(con, spec, day)
+
+
+def trained_model(**fields: object) -> TrainedModel:
+    """A complete trained-model record for registry tests; `fields` set what the test is about."""
+    defaults: dict[str, object] = {
+        "pipeline": "test",
+        "model_sha256": "0" * 64,
+        "params": {},
+        "seed": 0,
+        "thread_count": 1,
+        "best_iteration": 0,
+        "training_cpu_seconds": 0.0,
+        "threshold": 0.5,
+        "layout": FeatureLayout(categorical=[], numeric=[]),
+        "dataset_version": "d",
+        "dataset_path": "",
+        "partitions": {"train": [], "validation": [], "holdout": []},
+        "rows": {},
+        "label_rate": {},
+        "feature_importance": {},
+        "feature_version": "f",
+        "feature_definitions": {},
+        "environment": Environment(python="3.11", libraries={}, code_version="test"),
+    }
+    return TrainedModel.model_validate(defaults | fields)
+
+
+def holdout_metrics(
+    auc: float | None = 0.7, rows: int = 500, positive_rate: float = 0.25
+) -> dict[str, object]:
+    """Holdout figures as an evaluation records them (`metrics.Metrics`)."""
+    return {
+        "rows": rows,
+        "positive_rate": positive_rate,
+        "auc": auc,
+        "f1": 0.5,
+        "log_loss": 0.5,
+        "brier": 0.2,
+        "ece": 0.01,
+    }
+
+
+def evaluation(auc: float | None = 0.7, **fields: object) -> dict[str, object]:
+    """An evaluation record whose candidate has holdout AUC `auc`."""
+    return {
+        "holdout_partitions": [],
+        "against": None,
+        "candidate": holdout_metrics(auc),
+        "champion": None,
+        **fields,
+    }
+
+
+def model_version(version: str = "v0001", **fields: object) -> ModelVersion:
+    """A complete registered-model record (see `trained_model`); `fields` may set its evaluation
+    and verdict too."""
+    judged = {k: fields.pop(k) for k in ("evaluation", "verdict", "registered_at") if k in fields}
+    trained = trained_model(**fields).model_dump()
+    return ModelVersion.model_validate(
+        {"registered_at": "2013-01-01T00:00:00+00:00", **trained, **judged, "version": version}
+    )
 
 
 def write_flights_variant(folder: Path, change: dict) -> Path:

@@ -3,4 +3,4 @@
 set -euo pipefail
 source "$(dirname "$0")/bootstrap.sh"
 uv run ruff check ct_assets ct_assets_tests bench bentos
-exec uv run pytest "$@"
+exec uv run pytest --durations=15 "$@"

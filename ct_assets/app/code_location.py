@@ -10,7 +10,7 @@ RETRAIN_ASSETS = ("training_set", "candidate", "evaluation", "champion")
 
 def definitions() -> dg.Definitions:
     """Everything the code location defines, built from the environment as it is now."""
-    from ct_assets.definitions import defs
+    from ct_assets.definitions import defs  # the whole code location: built only when asked for
 
     return defs()
 

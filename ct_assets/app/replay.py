@@ -1,5 +1,7 @@
-"""Headless replay: walk partitions day by day through the real asset graph on a persistent
-Dagster instance, retraining on the pipeline's schedule, and report what happened each day."""
+"""Headless replay: walk partitions (days, weeks or months, as the spec's grain says) through the
+real asset graph on a persistent Dagster instance, retraining on the pipeline's schedule, and
+report what happened on each. A demo source lands its partitions first; a file source replays the
+partitions already landed (`missing_landing` names the ones that are not)."""
 
 from __future__ import annotations
 
@@ -16,7 +18,10 @@ from ct_assets.lib.core import names, settings
 from ct_assets.lib.core.schedule import retrain_due
 from ct_assets.lib.core.settings import Config
 from ct_assets.lib.core.spec import PipelineSpec
-from ct_assets.lib.core.warehouse import connection
+from ct_assets.lib.core.warehouse import connection, partition_view_sql
+from ct_assets.lib.data.landing import landed_partition_keys
+from ct_assets.lib.model import model_training
+from ct_assets.lib.model.model_store import load_model
 from ct_assets.lib.model.registry import Registry
 from ct_assets.lib.model.training_set import available_partitions
 
@@ -39,11 +44,6 @@ def champion_auc_on(
     """The current champion's AUC on one partition's features (before any retraining)."""
     from sklearn.metrics import roc_auc_score
 
-    from ct_assets.lib.core.warehouse import partition_view_sql
-    from ct_assets.lib.model import model_training
-    from ct_assets.lib.model.model_store import load_model
-    from ct_assets.lib.model.model_training import FeatureLayout
-
     record = registry.champion()
     if record is None:
         return None
@@ -52,8 +52,8 @@ def champion_auc_on(
     y = model_training.labels(frame, spec)
     if len(set(y)) < 2:
         return None
-    model = load_model(registry.models, record["model_sha256"])
-    return float(roc_auc_score(y, model_training.score(model, frame, FeatureLayout(**record["layout"]))))
+    model = load_model(registry.models, record.model_sha256)
+    return float(roc_auc_score(y, model_training.score(model, frame, record.layout)))
 
 
 def retrain(spec: PipelineSpec, partition_key: str, instance: dg.DagsterInstance) -> tuple[bool, str]:
@@ -89,6 +89,20 @@ def _root_cause(error: object) -> str:
     return str(getattr(error, "message", error)).strip().splitlines()[-1]
 
 
+def missing_landing(spec: PipelineSpec, keys: list[str], landing_root: Path) -> list[str]:
+    """The partitions of a file source with no landing file (a demo source lands its own)."""
+
+    if spec.source.kind == "demo":
+        return []
+    landed = set(landed_partition_keys(landing_root, spec.name))
+    return [key for key in keys if key not in landed]
+
+
+def _land(spec: PipelineSpec, keys: list[str], landing_root: Path) -> None:
+    if spec.source.kind == "demo":
+        land_days(spec, keys, landing_root)
+
+
 def replay(
     spec: PipelineSpec,
     days: list[str],
@@ -96,16 +110,17 @@ def replay(
     on_day: Callable[[ReplayDay], None] | None = None,
     config: Config | None = None,
 ) -> list[ReplayDay]:
-    """Land, ingest and (on schedule, or to bootstrap a first champion) retrain, day by day, in the
-    home folder of `config` (default: the environment's)."""
+    """Land (demo sources), ingest and (on schedule, or to bootstrap a first champion) retrain,
+    partition by partition, in the home folder of `config` (default: the environment's)."""
     config = config or settings.config()
     registry = Registry(config.registry, spec.name, config.audit_home)
-    land_days(spec, days[:1], config.landing)
-    materialize_context(spec, instance)
+    _land(spec, days[:1], config.landing)
+    if spec.context_tables:
+        materialize_context(spec, instance)
     needed = spec.training.validation_partitions + spec.training.holdout_partitions + 1
     results = []
     for day in days:
-        land_days(spec, [day], config.landing)
+        _land(spec, [day], config.landing)
         counts = materialize_partition(spec, day, instance)
         auc = champion_auc_on(spec, registry, day, config) if counts.succeeded else None
         with connection(config.warehouse, read_only=True) as con:

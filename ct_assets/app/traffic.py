@@ -1,9 +1,12 @@
 """The live demo's traffic: plays a demo pipeline day by day as a caller and a data feed would.
 
-For each day it sends that day's events to the stable serving URL as prediction requests, spread
-over the day's slot of wall time, then lands the day's file (with its labels) for the landing
-sensor. Progress is saved after every batch, so a stopped replay resumes where it stopped without
-sending a batch twice or landing a day twice.
+Before the first replayed day it can land a stretch of history at once (no requests: nothing serves
+yet), so the first model trains on it. For each replayed day it sends that day's events to the
+stable serving URL as prediction requests, spread over the day's slot of wall time, then lands the
+day's file (with its labels) for the landing sensor. The replay is paced by the loop: a day does
+not end before the loop has finished ingesting the day before it (`ready`); while it waits, the
+day's last requests keep trickling out. Progress is saved after every batch, so a stopped replay
+resumes where it stopped without sending a batch twice or landing a day twice.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any
 from ct_assets.lib.core.spec import PipelineSpec
 from ct_assets.lib.data import demo_source
 from ct_assets.lib.data.landing import write_atomically
-from ct_assets.lib.serving.predictor import request_columns
+from ct_assets.lib.serving.request_parsing import request_columns
 
 
 @dataclass
@@ -76,6 +79,9 @@ class ReplayDriver:
         seconds_per_day: float,
         batch_rows: int = 3,
         timeout: float = 10.0,
+        ready: Callable[[str], bool] | None = None,
+        max_wait_seconds: float = 600.0,
+        first_day: str | None = None,
     ) -> None:
         self.spec = spec
         self.url = stable_url.rstrip("/") + "/predict"
@@ -84,8 +90,26 @@ class ReplayDriver:
         self.seconds_per_day = seconds_per_day
         self.batch_rows = batch_rows
         self.timeout = timeout
-        self.progress = self.progress_file.load(spec.partitions.start.isoformat())
+        self.ready = ready or (lambda day: True)
+        self.max_wait_seconds = max_wait_seconds
+        self.progress = self.progress_file.load(first_day or spec.partitions.start.isoformat())
         self._stopping = False
+
+    def land_history(self, days: list[str]) -> list[str]:
+        """Land `days` at once, before the replay (their labels are history: no request is sent);
+        returns the days landed now (none when they were landed before or a day is half played)."""
+        progress = self.progress
+        todo = [day for day in days if day not in progress.days_landed]
+        if progress.batches_sent or not todo:
+            return []
+        demo_source.land_context(self.landing_root, self.spec.name, list(self.spec.context_tables))
+        for day in todo:
+            demo_source.land_day(self.landing_root, self.spec.name, day)
+            progress.days_landed.append(day)
+        after = (date.fromisoformat(todo[-1]) + timedelta(days=1)).isoformat()
+        progress.next_day = max(progress.next_day, after)
+        self.progress_file.save(progress)
+        return todo
 
     def stop(self) -> None:
         self._stopping = True
@@ -104,11 +128,36 @@ class ReplayDriver:
                 self._play_day(client, self.progress.next_day, on_batch)
         return self.progress
 
+    def keep_serving(self, day: str, busy: Callable[[], bool]) -> None:
+        """After the last day: send `day`'s requests again, at the day's pace, for as long as
+        `busy()` says the loop still retrains or rolls out, so that a canary started after the last
+        day is judged on live traffic too. Nothing lands; the answers count as served."""
+        import httpx
+
+        groups = batches(day_requests(self.spec, day), self.batch_rows)
+        if not groups:
+            return
+        pause = self.seconds_per_day / len(groups)
+        with httpx.Client(timeout=self.timeout) as client:
+            while not self._stopping and busy():
+                for batch in groups:
+                    if self._stopping:
+                        return
+                    started = time.monotonic()
+                    self._send(client, batch)
+                    self.progress_file.save(self.progress)
+                    time.sleep(max(0.0, pause - (time.monotonic() - started)))
+
+    def _previous_day_done(self, day: str) -> bool:
+        previous = (date.fromisoformat(day) - timedelta(days=1)).isoformat()
+        return previous not in self.progress.days_landed or self.ready(previous)
+
     def _play_day(self, client: Any, day: str, on_batch: Callable[[ReplayProgress], None] | None) -> None:
         groups = batches(day_requests(self.spec, day), self.batch_rows)
         pause = self.seconds_per_day / max(len(groups), 1)
+        reserve = len(groups) // 4  # the last quarter goes at half pace while the loop catches up
         progress = self.progress
-        for batch in groups[progress.batches_sent :]:
+        for index, batch in enumerate(groups[progress.batches_sent :], start=progress.batches_sent):
             if self._stopping:
                 return
             started = time.monotonic()
@@ -117,7 +166,13 @@ class ReplayDriver:
             self.progress_file.save(progress)
             if on_batch:
                 on_batch(progress)
-            time.sleep(max(0.0, pause - (time.monotonic() - started)))
+            slow = index >= len(groups) - reserve and not self._previous_day_done(day)
+            time.sleep(max(0.0, (pause * (2 if slow else 1)) - (time.monotonic() - started)))
+        waited = time.monotonic()
+        while not self._stopping and not self._previous_day_done(day):
+            if time.monotonic() - waited > self.max_wait_seconds:
+                break  # the loop is stuck (see the UI): the replay goes on rather than hang
+            time.sleep(1)
         if self._stopping:
             return
         # the day is over: its file, labels included, lands for the landing sensor

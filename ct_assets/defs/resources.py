@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,14 +11,13 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from ct_assets.lib.core import settings
+from ct_assets.lib.core import alerts, settings
+from ct_assets.lib.core.audit import AuditLog, log_for
 from ct_assets.lib.core.spec import PipelineSpec
 from ct_assets.lib.core.warehouse import open_connection
 from ct_assets.lib.data import landing
 from ct_assets.lib.data.profiles import ProfileFiles
-from ct_assets.lib.governance.audit import AuditLog, log_for
 from ct_assets.lib.model.registry import Registry
-from ct_assets.lib.monitor import alerts
 
 if TYPE_CHECKING:
     import duckdb
@@ -172,7 +172,6 @@ def default_resources() -> dict[str, dg.ConfigurableResource]:
 
 def default_alert_sink(config: settings.Config) -> AlertSink:
     """A webhook sink when `CT_ALERT_WEBHOOK` is set, else the JSON-lines file in the home folder."""
-    import os
 
     path = str(config.alerts_file)
     url = os.environ.get("CT_ALERT_WEBHOOK")

@@ -16,13 +16,15 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pytest
+from rich.console import Console
 
-from ct_assets.app.live import champion_not_serving
+from ct_assets.app.live import EventLog, champion_not_serving
 from ct_assets.lib.core import settings
 from ct_assets.lib.data import demo_source
 from ct_assets.lib.model.registry import Registry
 from ct_assets.lib.serving import steps as deploy_steps
-from ct_assets_tests.conftest import free_ports, write_flights_variant
+from ct_assets.lib.serving.deployment_state import DeployState, SlotProcess
+from ct_assets_tests.conftest import free_ports, trained_model, write_flights_variant
 
 BIN = Path(sys.executable).parent
 
@@ -76,8 +78,8 @@ def test_live_loop_stops_cleanly_and_resumes_without_losing_or_repeating_a_day(t
         {"serving.proxy_port": proxy_port, "serving.blue_port": blue, "serving.green_port": green},
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CT_", "DAGSTER_"))}
-    env |= {"CT_HOME": str(home), "CT_PIPELINES_DIR": str(pipelines)}
-    command = [str(BIN / "ct"), "demo", "--seconds-per-day", "2", "--port", str(ui)]
+    env |= {"CT_HOME": str(home), "CT_PIPELINES_DIR": str(pipelines), "CT_BUILTIN_PIPELINES": "0"}
+    command = [str(BIN / "ct"), "demo", "--history-days", "0", "--seconds-per-day", "2", "--port", str(ui)]
     progress_file = home / "live" / "replay.json"
 
     def progress() -> dict:
@@ -96,7 +98,7 @@ def test_live_loop_stops_cleanly_and_resumes_without_losing_or_repeating_a_day(t
         )
     try:
         _wait(lambda: _listening(ui), 240, "the Dagster UI", first, log)
-        _wait(lambda: len(progress()["days_landed"]) == 2, 120, "two landed days", first, log)
+        _wait(lambda: len(progress()["days_landed"]) == 2, 300, "two landed days", first, log)
         _wait(
             lambda: {"2013-01-01", "2013-01-02"} <= _ingested(home), 300, "sensor-driven ingest", first, log
         )
@@ -122,7 +124,7 @@ def test_live_loop_stops_cleanly_and_resumes_without_losing_or_repeating_a_day(t
     )
     log.write_text(second.stdout + second.stderr)
     assert second.returncode == 0, log.read_text()[-3000:]
-    assert "from 2013-01-03 to 2013-01-03" in second.stdout
+    assert "replaying 2013-01-03 to 2013-01-03" in second.stdout
     assert progress()["days_landed"] == ["2013-01-01", "2013-01-02", "2013-01-03"]
     assert {"2013-01-01", "2013-01-02", "2013-01-03"} <= _ingested(home)
     assert not _processes_mentioning(str(home))
@@ -149,12 +151,38 @@ def test_a_champion_whose_rollout_was_cut_short_is_noticed(
     registry = Registry(config.registry, flights_spec.name, config.audit_home)
     assert champion_not_serving(flights_spec, deploy, registry) is None  # nothing to serve yet
     for _ in range(2):
-        version = registry.register({"model_sha256": "x"})
+        version = registry.register(trained_model(model_sha256="x"))
         registry.update(version, verdict={"passed": True, "reasons": []})
         registry.promote(version, who="test", why="test")
-    state = {"active": "blue", "slots": {"blue": {"bento": "flights_delay_service:v0001"}}, "previous": None}
-    deploy.state_path.write_text(json.dumps(state))
-    assert champion_not_serving(flights_spec, deploy, registry) == "flights_delay_service:v0002"
-    state["slots"]["blue"]["bento"] = "flights_delay_service:v0002"
-    deploy.state_path.write_text(json.dumps(state))
+    serving = SlotProcess(bento="flights_delay_service:v0001-x", pid=1, port=1, started_at="")
+    deploy.record.save(DeployState(active="blue", slots={"blue": serving}))
+    assert champion_not_serving(flights_spec, deploy, registry) == "flights_delay_service:v0002-x"
+    serving = serving.model_copy(update={"bento": "flights_delay_service:v0002-x"})
+    deploy.record.save(DeployState(active="blue", slots={"blue": serving}))
     assert champion_not_serving(flights_spec, deploy, registry) is None
+
+
+def test_the_loop_reports_a_failed_step_once_with_its_error_but_not_a_refused_gate() -> None:
+    @dg.asset
+    def bundle() -> None:
+        raise RuntimeError("haproxy did not start under circus: [ipc path too long]")
+
+    @dg.asset
+    def model() -> int:
+        return 1
+
+    @dg.asset_check(asset=model, blocking=True)
+    def gate() -> dg.AssetCheckResult:
+        return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.ERROR)
+
+    console = Console(record=True, width=300)
+    events = EventLog(console, time.monotonic())
+    with dg.instance_for_test() as instance:
+        for selection in ([bundle], [model, gate]):
+            dg.materialize(selection, instance=instance, raise_on_error=False)
+        events.report_failures(instance, "flights_delay")
+        events.report_failures(instance, "flights_delay")
+    printed = console.export_text()
+    assert printed.count("run failed") == 1, printed
+    assert "step bundle: " in printed
+    assert "RuntimeError: haproxy did not start under circus: [ipc path too long]" in printed

@@ -25,10 +25,9 @@ from ct_assets.lib.core.warehouse import partition_view_sql
 from ct_assets.lib.data import online_snapshot
 from ct_assets.lib.model import model_training
 from ct_assets.lib.model import steps as model_steps
-from ct_assets.lib.model.backtest import build_features
 from ct_assets.lib.model.model_store import load_model
-from ct_assets.lib.model.model_training import FeatureLayout
 from ct_assets.lib.model.registry import Registry
+from ct_assets.lib.monitor.backtest import build_features
 from ct_assets.lib.serving import arrow_request, bento_build, prediction_log
 from ct_assets.lib.serving.allocator import allocator_env
 from ct_assets.lib.serving.body_limit import max_body_bytes
@@ -70,7 +69,7 @@ def served(tmp_path_factory: pytest.TempPathFactory):
     registry.promote(candidate.version, who="test", why="serve it")
     online_snapshot.publish(con, spec, DAYS[-1], root / "online", history_hours=48)
     record = registry.champion()
-    bento = bento_build.build(spec, record, registry.models / f"{record['model_sha256']}.cbm")
+    bento = bento_build.build(spec, record, registry.models / f"{record.model_sha256}.cbm")
     port = _free_port()
     env = {
         **os.environ,
@@ -134,23 +133,23 @@ def _logged(served) -> list[dict]:
 
 
 def test_bento_is_tagged_with_the_model_version(served) -> None:
-    assert str(served["bento"].tag) == f"flights_delay_service:{served['record']['version'].lower()}"
+    assert str(served["bento"].tag) == bento_build.bento_tag(served["spec"], served["record"])
 
 
 def test_answers_match_in_process_scoring(served) -> None:
     spec, con, record = served["spec"], served["con"], served["record"]
     rows = request_rows(con, spec, DAYS[-1], 50)
     answer = httpx.post(f"{served['url']}/predict", json={"rows": rows}, timeout=30).json()
-    assert answer["model_version"] == record["version"] and answer["slot"] == "blue"
+    assert answer["model_version"] == record.version and answer["slot"] == "blue"
     features = (
         con.execute(partition_view_sql(spec.name, "features", [DAYS[-1]])).df().set_index(spec.entity_id)
     )
-    model = load_model(served["registry"].models, record["model_sha256"])
+    model = load_model(served["registry"].models, record.model_sha256)
     ids = [p["id"] for p in answer["predictions"]]
-    expected = model_training.score(model, features.loc[ids].reset_index(), FeatureLayout(**record["layout"]))
+    expected = model_training.score(model, features.loc[ids].reset_index(), record.layout)
     # Identical, not just close: the service builds CatBoost's inputs without pandas.
     assert [p["probability"] for p in answer["predictions"]] == [float(p) for p in expected]
-    assert all(p["decision"] == (p["probability"] >= record["threshold"]) for p in answer["predictions"])
+    assert all(p["decision"] == (p["probability"] >= record.threshold) for p in answer["predictions"])
     columns = {key: [row[key] for row in rows] for key in rows[0]}
     by_column = httpx.post(f"{served['url']}/predict_columns", json={"columns": columns}, timeout=30).json()
     assert [p["probability"] for p in by_column["predictions"]] == [
@@ -166,7 +165,7 @@ def test_answers_match_in_process_scoring(served) -> None:
     assert wanted <= {line["request_id"] for line in logged}
     assert sum(line["request_id"] in wanted for line in logged) == 2 * len(rows)
     first = next(line for line in logged if line["request_id"] == answer["request_id"])
-    assert first["model_version"] == record["version"] and first["segments"]["origin"] == rows[0]["origin"]
+    assert first["model_version"] == record.version and first["segments"]["origin"] == rows[0]["origin"]
     assert first["entity_id"] == rows[0]["flight_id"] and first["event_time"].startswith(
         rows[0]["sched_dep_at"][:10]
     )
@@ -258,6 +257,23 @@ def _post_arrow(client: httpx.Client, url: str, body: bytes, path: str = "/predi
     return client.post(f"{url}{path}", content=body, headers={"content-type": arrow_request.MEDIA_TYPE})
 
 
+def test_the_request_id_is_one_in_the_header_the_answer_and_the_log(served) -> None:
+    spec, con, url = served["spec"], served["con"], served["url"]
+    rows = request_rows(con, spec, DAYS[-1], 3)
+    with httpx.Client(timeout=30) as client:
+        traced = client.post(f"{url}/predict", json={"rows": rows}, headers={"x-request-id": "trace-4711"})
+        fresh = client.post(f"{url}/predict", json={"rows": rows})
+        arrow = _post_arrow(client, url, arrow_request.encode_rows(spec, rows))
+    assert traced.headers["x-request-id"] == traced.json()["request_id"] == "trace-4711"
+    assert fresh.headers["x-request-id"] == fresh.json()["request_id"] != "trace-4711"
+    metadata = pa.ipc.open_stream(arrow.content).read_all().schema.metadata
+    assert arrow.headers["x-request-id"] == metadata[b"request_id"].decode()
+    wanted, deadline = {"trace-4711", fresh.json()["request_id"]}, time.monotonic() + 10
+    while not wanted <= {line["request_id"] for line in _logged(served)} and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sum(line["request_id"] == "trace-4711" for line in _logged(served)) == len(rows)
+
+
 def test_arrow_endpoint_answers_like_the_json_one(served) -> None:
     spec, con, record, url = served["spec"], served["con"], served["record"], served["url"]
     rows = request_rows(con, spec, DAYS[-1], 60)
@@ -268,7 +284,7 @@ def test_arrow_endpoint_answers_like_the_json_one(served) -> None:
     assert response.headers["content-type"] == arrow_request.MEDIA_TYPE
     answer = pa.ipc.open_stream(response.content).read_all()
     meta = {k.decode(): v.decode() for k, v in answer.schema.metadata.items()}
-    assert meta["model_version"] == record["version"] and meta["slot"] == "blue"
+    assert meta["model_version"] == record.version and meta["slot"] == "blue"
     assert answer.column("id").to_pylist() == [row["flight_id"] for row in rows]
     assert answer.column("probability").to_pylist() == [p["probability"] for p in by_json["predictions"]]
     assert answer.column("decision").to_pylist() == [p["decision"] for p in by_json["predictions"]]

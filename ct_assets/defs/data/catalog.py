@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 import dagster as dg
 
@@ -110,19 +109,3 @@ def freshness(spec: PipelineSpec, layer: str) -> dg.FreshnessPolicy | None:
     warn = timedelta(hours=window.warn_after_hours)
     fail = timedelta(hours=window.fail_after_hours)
     return dg.FreshnessPolicy.time_window(fail_window=fail, warn_window=warn if warn < fail else None)
-
-
-def partition_table(rows: list[dict[str, Any]]) -> dg.MetadataValue:
-    """A per-partition summary as a markdown table (one row per partition in the run)."""
-    if not rows:
-        return dg.MetadataValue.md("(no partitions)")
-    header = list(rows[0])
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_cell(row[h]) for h in header) + " |" for row in rows]
-    return dg.MetadataValue.md("\n".join(lines))
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value).replace("|", "\\|")

@@ -1,13 +1,20 @@
 """What every data-layer asset of a pipeline shares: the partitions definition, the ingest tag,
-code versions, the feature-group asset names and run metadata."""
+code versions, the feature-group asset names, run metadata, and per-partition outcomes.
+
+A run may cover a range of partitions (`BackfillPolicy.single_run`). Each partition is written in
+its own transaction; one that fails writes nothing and does not stop the others. Every partition
+that landed gets exactly one materialization with its own figures; when any partition failed, the
+step then fails with one line per failed partition, so Dagster records exactly the partitions the
+warehouse holds.
+"""
 
 import hashlib
 import json
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, TypeVar
 
 import dagster as dg
 
-from ct_assets.defs.data import catalog
 from ct_assets.lib.core import names
 from ct_assets.lib.core.spec import PipelineSpec
 from ct_assets.lib.data.features import Group
@@ -41,10 +48,52 @@ def group_asset_name(group: Group) -> str:
     return names.group_asset(group.name)
 
 
-def summary(rows: list[dict[str, Any]], totals: dict[str, Any]) -> dict[str, Any]:
-    """Metadata for a run: the totals, plus a per-partition table when the run covers several."""
-    metadata: dict[str, Any] = dict(totals)
-    if len(rows) == 1:
-        metadata.update({k: v for k, v in rows[0].items() if k not in metadata})
-    metadata["partitions"] = catalog.partition_table(rows)
-    return metadata
+T = TypeVar("T")
+
+
+def each_partition(
+    context: dg.AssetExecutionContext, step: Callable[[str], T]
+) -> tuple[dict[str, T], dict[str, str]]:
+    """Run `step` for every partition of the run: (reports of those that landed, reasons of the
+    others). A failing partition's transaction rolled back, so it left nothing behind."""
+    done: dict[str, T] = {}
+    failed: dict[str, str] = {}
+    for partition_key in context.partition_keys:
+        try:
+            done[partition_key] = step(partition_key)
+        except Exception as err:  # one partition's problem: the others still land
+            failed[partition_key] = str(err).splitlines()[0] if str(err) else type(err).__name__
+            context.log.error(f"partition {partition_key} failed: {failed[partition_key]}")
+    return done, failed
+
+
+def materializations(
+    context: dg.AssetExecutionContext,
+    key: dg.AssetKey,
+    per_partition: Mapping[str, dict[str, Any]],
+    complete: bool,
+) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization]:
+    """The asset's materializations: one per landed partition, with that partition's own figures.
+
+    When every partition landed, the step's output is the range's one result, and each partition's
+    figures are attached to its own event (`add_asset_metadata` per partition key), so Dagster
+    records one materialization per partition. When some failed, only the landed partitions are
+    recorded (the step then fails naming the others).
+    """
+    if complete:
+        for partition_key, metadata in per_partition.items():
+            context.add_asset_metadata(metadata, asset_key=key, partition_key=partition_key)
+        yield dg.MaterializeResult(asset_key=key)
+        return
+    for partition_key, metadata in per_partition.items():
+        yield dg.AssetMaterialization(asset_key=key, partition=partition_key, metadata=metadata)
+
+
+def fail_partitions(asset: str, failed: dict[str, str], landed: int) -> None:
+    """Fail the step naming every partition that did not land and why."""
+    if failed:
+        raise dg.Failure(
+            description=f"{asset}: {len(failed)} partition(s) failed, {landed} landed:\n"
+            + "\n".join(f"- {k}: {reason}" for k, reason in failed.items()),
+            metadata={"failed_partitions": dg.MetadataValue.json(failed)},
+        )

@@ -7,7 +7,14 @@ from collections.abc import Iterator
 import dagster as dg
 
 from ct_assets.defs.data import catalog
-from ct_assets.defs.data.common import INGEST_TAGS, group_asset_name, summary, version
+from ct_assets.defs.data.common import (
+    INGEST_TAGS,
+    each_partition,
+    fail_partitions,
+    group_asset_name,
+    materializations,
+    version,
+)
 from ct_assets.defs.resources import WAREHOUSE_POOL, Warehouse
 from ct_assets.defs.shared import asset_key
 from ct_assets.lib.core import names
@@ -79,25 +86,24 @@ def group_asset(spec: PipelineSpec, group: Group, partitions: dg.PartitionsDefin
     )
     def _group(
         context: dg.AssetExecutionContext, warehouse: Warehouse
-    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-        rows, leaks = [], {}
+    ) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization | dg.AssetCheckResult]:
+        leaks: dict[str, list[str]] = {}
         with warehouse.connect() as con:
-            for partition_key in context.partition_keys:
+
+            def build(partition_key: str) -> data_steps.GroupReport:
                 report = data_steps.materialize_group(con, spec, group, partition_key)
-                rows.append({"partition": partition_key, "rows": report.rows})
                 if check_leakage:
                     found = find_leakage(con, spec, group, partition_key)
                     if found:
                         leaks[partition_key] = found
-        yield dg.MaterializeResult(
-            asset_key=key,
-            metadata=summary(
-                rows,
-                {
-                    "dagster/row_count": sum(r["rows"] for r in rows),
-                    "definition_version": definition,
-                },
-            ),
+                return report
+
+            reports, failed = each_partition(context, build)
+        yield from materializations(
+            context,
+            key,
+            {k: {"dagster/row_count": r.rows, "definition_version": definition} for k, r in reports.items()},
+            complete=not failed,
         )
         if check_leakage:
             yield dg.AssetCheckResult(
@@ -110,6 +116,7 @@ def group_asset(spec: PipelineSpec, group: Group, partitions: dg.PartitionsDefin
                 + "; ".join(f"{k}: {cols}" for k, cols in leaks.items()),
                 metadata={"leaking_columns": dg.MetadataValue.json(leaks)},
             )
+        fail_partitions(f"{spec.name}/{group_asset_name(group)}", failed, len(reports))
 
     return _group
 
@@ -151,17 +158,16 @@ def features_asset(spec: PipelineSpec, partitions: dg.PartitionsDefinition) -> d
     )
     def _features(
         context: dg.AssetExecutionContext, warehouse: Warehouse
-    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-        reports = {}
+    ) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization | dg.AssetCheckResult]:
         with warehouse.connect() as con:
-            for partition_key in context.partition_keys:
-                reports[partition_key] = data_steps.build_features(con, spec, partition_key)
-        rows = [
-            {"partition": k, "rows": r.rows, "label_rate": r.label_rate or 0.0} for k, r in reports.items()
-        ]
-        yield dg.MaterializeResult(
-            asset_key=key,
-            metadata=summary(rows, {"dagster/row_count": sum(r.rows for r in reports.values())}),
+            reports, failed = each_partition(
+                context, lambda partition_key: data_steps.build_features(con, spec, partition_key)
+            )
+        yield from materializations(
+            context,
+            key,
+            {k: {"dagster/row_count": r.rows, "label_rate": r.label_rate or 0.0} for k, r in reports.items()},
+            complete=not failed,
         )
         mismatched = {k: (r.rows, r.validated_rows) for k, r in reports.items() if r.rows != r.validated_rows}
         yield dg.AssetCheckResult(
@@ -173,5 +179,6 @@ def features_asset(spec: PipelineSpec, partitions: dg.PartitionsDefinition) -> d
             else "feature rows differ from validated rows: "
             + ", ".join(f"{k}: {f} vs {v}" for k, (f, v) in mismatched.items()),
         )
+        fail_partitions(f"{spec.name}/features", failed, len(reports))
 
     return _features

@@ -2,12 +2,19 @@
 provenance) and `validated` with its `quarantine`."""
 
 from collections.abc import Iterator
+from typing import Any
 
 import dagster as dg
 
 from ct_assets.defs.data import catalog
 from ct_assets.defs.data.checks import validation_checks
-from ct_assets.defs.data.common import INGEST_TAGS, summary, version
+from ct_assets.defs.data.common import (
+    INGEST_TAGS,
+    each_partition,
+    fail_partitions,
+    materializations,
+    version,
+)
 from ct_assets.defs.resources import WAREHOUSE_POOL, LandingZone, Warehouse
 from ct_assets.defs.shared import asset_key
 from ct_assets.lib.core import names
@@ -78,31 +85,35 @@ def raw_asset(spec: PipelineSpec, partitions: dg.PartitionsDefinition) -> dg.Ass
     )
     def _raw(
         context: dg.AssetExecutionContext, warehouse: Warehouse, landing: LandingZone
-    ) -> Iterator[dg.MaterializeResult]:
-        rows, total = [], 0
+    ) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization]:
         with warehouse.connect() as con:
-            for partition_key in context.partition_keys:
+
+            def ingest(partition_key: str) -> data_steps.RawReport:
                 files = landing.partition_files(spec.name, partition_key)
-                report = data_steps.ingest_raw(con, spec, partition_key, files)
-                context.log.info(
-                    f"{spec.name} {partition_key}: {report.rows} rows from {[f.path for f in report.files]}"
-                )
-                total += report.rows
-                rows.append(
-                    {
-                        "partition": partition_key,
-                        "rows": report.rows,
-                        "malformed_lines": report.malformed_lines,
-                        "source_files": ", ".join(f.path for f in report.files),
-                        "source_sha256": ", ".join(f.sha256 for f in report.files),
-                        "event_start": report.event_start or "",
-                        "event_end": report.event_end or "",
-                        "arrival_lag_hours": report.arrival_lag_hours or 0.0,
-                    }
-                )
-        yield dg.MaterializeResult(asset_key=key, metadata=summary(rows, {"dagster/row_count": total}))
+                return data_steps.ingest_raw(con, spec, partition_key, files)
+
+            reports, failed = each_partition(context, ingest)
+        context.log.info(
+            f"{spec.name}: {sum(r.rows for r in reports.values())} rows from "
+            f"{sum(len(r.files) for r in reports.values())} file(s) in {len(reports)} partition(s)"
+        )
+        per_partition = {k: _raw_metadata(r) for k, r in reports.items()}
+        yield from materializations(context, key, per_partition, complete=not failed)
+        fail_partitions(f"{spec.name}/raw", failed, len(reports))
 
     return _raw
+
+
+def _raw_metadata(report: data_steps.RawReport) -> dict[str, Any]:
+    return {
+        "dagster/row_count": report.rows,
+        "malformed_lines": report.malformed_lines,
+        "source_files": ", ".join(f.path for f in report.files),
+        "source_sha256": ", ".join(f.sha256 for f in report.files),
+        "event_start": report.event_start or "",
+        "event_end": report.event_end or "",
+        "arrival_lag_hours": report.arrival_lag_hours or 0.0,
+    }
 
 
 def validated_asset(spec: PipelineSpec, partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
@@ -171,46 +182,29 @@ def validated_asset(spec: PipelineSpec, partitions: dg.PartitionsDefinition) -> 
     )
     def _validated(
         context: dg.AssetExecutionContext, warehouse: Warehouse
-    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-        reports: dict[str, data_steps.ValidationReport] = {}
+    ) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization | dg.AssetCheckResult]:
         with warehouse.connect() as con:
-            for partition_key in context.partition_keys:
-                reports[partition_key] = data_steps.validate_partition(con, spec, partition_key)
-        rows = [
-            {
-                "partition": k,
+            reports, failed = each_partition(
+                context, lambda partition_key: data_steps.validate_partition(con, spec, partition_key)
+            )
+        valid = {
+            k: {
+                "dagster/row_count": r.rows_valid,
                 "rows_in": r.rows_in,
-                "valid": r.rows_valid,
-                "quarantined": r.rows_quarantined,
+                "rows_quarantined": r.rows_quarantined,
                 "quarantine_rate": r.quarantine_rate,
                 "outliers": sum(r.outliers.values()),
+                "null_rates": dg.MetadataValue.json(r.null_rates),
             }
             for k, r in reports.items()
-        ]
-        valid = sum(r.rows_valid for r in reports.values())
-        quarantined = sum(r.rows_quarantined for r in reports.values())
-        reasons: dict[str, int] = {}
-        for report in reports.values():
-            for reason, count in report.reasons.items():
-                reasons[reason] = reasons.get(reason, 0) + count
-        yield dg.MaterializeResult(
-            asset_key=key,
-            metadata=summary(
-                rows,
-                {
-                    "dagster/row_count": valid,
-                    "rows_quarantined": quarantined,
-                    "null_rates": dg.MetadataValue.json({k: r.null_rates for k, r in reports.items()}),
-                },
-            ),
-        )
-        yield dg.MaterializeResult(
-            asset_key=quarantine_key,
-            metadata={
-                "dagster/row_count": quarantined,
-                "reasons": dg.MetadataValue.json(reasons),
-            },
-        )
+        }
+        quarantined = {
+            k: {"dagster/row_count": r.rows_quarantined, "reasons": dg.MetadataValue.json(r.reasons)}
+            for k, r in reports.items()
+        }
+        yield from materializations(context, key, valid, complete=not failed)
+        yield from materializations(context, quarantine_key, quarantined, complete=not failed)
         yield from validation_checks(spec, key, reports)
+        fail_partitions(f"{spec.name}/validated", failed, len(reports))
 
     return _validated

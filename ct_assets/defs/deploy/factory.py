@@ -14,12 +14,15 @@ from ct_assets.defs.resources import (
     SnapshotFolder,
     Warehouse,
 )
+from ct_assets.lib.core import alerts as alerts_module
 from ct_assets.lib.core import names
 from ct_assets.lib.core.spec import PipelineSpec
+from ct_assets.lib.core.warehouse import partition_view_sql, table_exists
 from ct_assets.lib.data import online_snapshot
-from ct_assets.lib.monitor import alerts as alerts_module
+from ct_assets.lib.model import report_plots
+from ct_assets.lib.monitor import service_metrics as metrics
 from ct_assets.lib.monitor import steps as monitor_steps
-from ct_assets.lib.serving import bento_build
+from ct_assets.lib.serving import bento_build, proxy
 from ct_assets.lib.serving import steps as deploy_steps
 
 
@@ -76,7 +79,7 @@ def build_deploy_defs(spec: PipelineSpec) -> dg.Definitions:
         if record is None:
             raise dg.Failure(description=f"{spec.name} has no champion to bundle")
         built = bento_build.build(
-            spec, record, store.models / f"{record['model_sha256']}.cbm", config.bentoml_home
+            spec, record, store.models / f"{record.model_sha256}.cbm", config.bentoml_home
         )
         with warehouse.connect() as con:
             deploy_steps.publish_compatibility(con, spec, record, store, config)
@@ -84,7 +87,7 @@ def build_deploy_defs(spec: PipelineSpec) -> dg.Definitions:
         return dg.MaterializeResult(
             metadata={
                 "bento_tag": str(built.tag),
-                "model_version": record["version"],
+                "model_version": record.version,
                 "size_bytes": size,
                 "path": dg.MetadataValue.path(built.path),
             }
@@ -102,12 +105,13 @@ def build_deploy_defs(spec: PipelineSpec) -> dg.Definitions:
             dg.AssetCheckSpec(
                 "rollout_healthy",
                 asset=deployment_key,
-                description="the new bento passed compatibility and canary checks",
+                description="the new bento passed compatibility and canary checks (recorded with a "
+                "switch or a pending approval; a rollback fails the run instead)",
             )
         ],
         description="Rolls the champion's bento out: idle slot, inference compatibility on the holdout, "
         "canary share of real traffic with health checks, then blue-green switch or "
-        "automatic rollback (HAProxy on the spec's stable port).",
+        "automatic rollback, which fails the run (HAProxy on the spec's stable port).",
     )
     def deployment(
         context: dg.AssetExecutionContext, registry: ModelRegistry, alerts: AlertSink, home: HomeFolder
@@ -129,12 +133,23 @@ def build_deploy_defs(spec: PipelineSpec) -> dg.Definitions:
                     spec.monitoring.owners.get("critical", spec.owner),
                 )
             )
+            # The run fails: the previous bento keeps serving, so the deployment did not change.
+            raise dg.Failure(
+                description=f"rollout of {tag} rolled back: {'; '.join(result.reasons)}",
+                metadata={
+                    "slot": result.slot,
+                    "reasons": dg.MetadataValue.json(result.reasons),
+                    "health": dg.MetadataValue.json(result.health),
+                },
+            )
         yield dg.MaterializeResult(
             asset_key=deployment_key,
             metadata={
                 "status": result.status,
                 "slot": result.slot,
                 "bento": result.bento,
+                # what serves all traffic now: the previous bento after a rollback
+                "serving": deploy_steps.deployment(spec, home.config()).state().active_bento or "nothing",
                 "reasons": dg.MetadataValue.json(result.reasons),
                 "health": dg.MetadataValue.json(result.health),
                 "stable_url": dg.MetadataValue.url(f"http://127.0.0.1:{spec.serving.proxy_port}"),
@@ -143,7 +158,7 @@ def build_deploy_defs(spec: PipelineSpec) -> dg.Definitions:
         yield dg.AssetCheckResult(
             check_name="rollout_healthy",
             asset_key=deployment_key,
-            passed=result.status != "rolled_back",
+            passed=True,
             description="; ".join(result.reasons) or result.status,
         )
 
@@ -186,10 +201,6 @@ def build_deploy_defs(spec: PipelineSpec) -> dg.Definitions:
     def service_metrics(
         context: dg.AssetExecutionContext, warehouse: Warehouse, home: HomeFolder
     ) -> dg.MaterializeResult:
-        from ct_assets.lib.core.warehouse import partition_view_sql, table_exists
-        from ct_assets.lib.model import report_plots
-        from ct_assets.lib.monitor import service_metrics as metrics
-        from ct_assets.lib.serving import proxy
 
         with warehouse.connect() as con:
             logged = (
@@ -206,8 +217,8 @@ def build_deploy_defs(spec: PipelineSpec) -> dg.Definitions:
             counters = {}
         for row in rows:
             slot = row["slot"]
-            info = state.get("slots", {}).get(slot)
-            row["memory_mib"] = metrics.process_rss_mib(info["pid"]) if info else None
+            info = state.slots.get(slot)
+            row["memory_mib"] = metrics.process_rss_mib(info.pid) if info else None
             stats = counters.get(slot, {})
             row["proxy_5xx_total"] = int(stats.get("hrsp_5xx") or 0) if stats else None
         metadata: dict = {

@@ -20,9 +20,17 @@ from ct_assets.lib.model.steps import CandidateRef, EvaluationResult, TrainingSe
 
 
 class TrainingWindow(dg.Config):
-    """Train on the window ending at this partition key (default: the latest features)."""
+    """Train on the window ending at this partition key (default: the newest complete partition,
+    the newest one whose `features` Dagster records as materialized)."""
 
     as_of: str | None = None
+
+
+def newest_complete_partition(instance: dg.DagsterInstance, features_key: dg.AssetKey) -> str | None:
+    """The newest partition key with a recorded `features` materialization, or None when Dagster
+    has recorded none (a warehouse filled outside Dagster: the newest feature partition there)."""
+    keys = instance.get_materialized_partitions(features_key)
+    return max(keys) if keys else None
 
 
 def _metrics_table(result: EvaluationResult) -> str:
@@ -113,13 +121,19 @@ def build_model_defs(spec: PipelineSpec) -> dg.Definitions:
         "holdout, frozen as Parquet under its content hash (the dataset version).",
     )
     def training_set(
-        config: TrainingWindow, warehouse: Warehouse, registry: ModelRegistry
+        context: dg.AssetExecutionContext,
+        config: TrainingWindow,
+        warehouse: Warehouse,
+        registry: ModelRegistry,
     ) -> dg.Output[TrainingSetRef]:
+        as_of = config.as_of or newest_complete_partition(context.instance, asset_key(spec, "features"))
+        context.log.info(f"training as of {as_of or 'the newest feature partition in the warehouse'}")
         with warehouse.connect() as con:
-            ref = model_steps.freeze_training_set(con, spec, registry.for_pipeline(spec.name), config.as_of)
+            ref = model_steps.freeze_training_set(con, spec, registry.for_pipeline(spec.name), as_of)
         return dg.Output(
             ref,
             metadata={
+                "as_of": ref.partitions["holdout"][-1],
                 "dataset_version": ref.version,
                 "dagster/row_count": sum(ref.rows.values()),
                 "rows": dg.MetadataValue.json(ref.rows),
@@ -157,15 +171,15 @@ def build_model_defs(spec: PipelineSpec) -> dg.Definitions:
                 "model_version": ref.version,
                 "model_sha256": ref.model_sha256,
                 "dataset_version": training_set.version,
-                "feature_version": record["feature_version"],
-                "code_version": record["environment"]["code_version"],
-                "seed": record["seed"],
-                "thread_count": record["thread_count"],
-                "best_iteration": record["best_iteration"],
-                "training_cpu_seconds": record["training_cpu_seconds"],
+                "feature_version": record.feature_version,
+                "code_version": record.environment.code_version,
+                "seed": record.seed,
+                "thread_count": record.thread_count,
+                "best_iteration": record.best_iteration,
+                "training_cpu_seconds": record.training_cpu_seconds,
                 "threshold": ref.threshold,
-                "params": dg.MetadataValue.json(record["params"]),
-                "libraries": dg.MetadataValue.json(record["environment"]["libraries"]),
+                "params": dg.MetadataValue.json(record.params),
+                "libraries": dg.MetadataValue.json(record.environment.libraries),
             },
         )
         identical, difference = model_steps.retrain_matches(spec, store, ref)
@@ -195,19 +209,29 @@ def build_model_defs(spec: PipelineSpec) -> dg.Definitions:
         ],
     )
     def evaluation(
-        training_set: TrainingSetRef, candidate: CandidateRef, registry: ModelRegistry, alerts: AlertSink
+        context: dg.AssetExecutionContext,
+        training_set: TrainingSetRef,
+        candidate: CandidateRef,
+        registry: ModelRegistry,
+        alerts: AlertSink,
     ) -> Iterator[dg.Output[EvaluationResult] | dg.AssetCheckResult]:
         result = model_steps.evaluate_candidate(
             spec, registry.for_pipeline(spec.name), candidate, training_set, alerts.send
         )
+        against = f"against {result.champion_version}" if result.champion_version else "with no champion"
+        if result.verdict.passed:
+            context.log.info(f"{candidate.version} passed the gate {against}")
+        else:  # the blocking check fails the run next; its reasons belong in the run's log too
+            reasons = "; ".join(result.verdict.reasons)
+            context.log.warning(f"{candidate.version} refused by the gate {against}: {reasons}")
         overall = result.candidate.overall
         yield dg.Output(
             result,
             metadata={
                 "report": dg.MetadataValue.md(_report(result)),
                 "passed": result.verdict.passed,
-                "candidate_auc": overall.auc or 0.0,
-                "champion_auc": result.champion.overall.auc or 0.0 if result.champion else 0.0,
+                "candidate_auc": round(overall.auc or 0.0, 4),
+                **({"champion_auc": round(result.champion.overall.auc or 0.0, 4)} if result.champion else {}),
                 "against": result.champion_version or "none",
             },
         )
@@ -216,7 +240,9 @@ def build_model_defs(spec: PipelineSpec) -> dg.Definitions:
             asset_key=evaluation_key,
             passed=result.verdict.passed,
             description="; ".join(result.verdict.reasons) or "passed: " + "; ".join(result.verdict.notes),
-            metadata={"reasons": dg.MetadataValue.json(result.verdict.reasons)},
+            metadata={
+                "reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in result.verdict.reasons) or "none")
+            },
         )
 
     @dg.asset(

@@ -6,11 +6,10 @@ from typing import Any
 import dagster as dg
 
 from ct_assets.defs.data.common import INGEST_TAGS, partitions_def
+from ct_assets.defs.monitor.dashboards import drift_table, live_table, monitoring_dashboard_asset
 from ct_assets.defs.resources import WAREHOUSE_POOL, AlertSink, ModelRegistry, ProfileStore, Warehouse
 from ct_assets.defs.shared import asset_key
 from ct_assets.lib.core.spec import PipelineSpec
-from ct_assets.lib.model import report_plots
-from ct_assets.lib.monitor import dashboards
 from ct_assets.lib.monitor import steps as monitor_steps
 
 
@@ -93,7 +92,7 @@ def monitor_assets(spec: PipelineSpec) -> list[dg.AssetsDefinition]:
                     )
         return dg.MaterializeResult(
             metadata={
-                "live": dg.MetadataValue.json(summary),
+                "live": live_table(summary),
                 "alerts": dg.MetadataValue.md("\n".join(raised) or "none"),
             }
         )
@@ -152,38 +151,11 @@ def monitor_assets(spec: PipelineSpec) -> list[dg.AssetsDefinition]:
                     )
         return dg.MaterializeResult(
             metadata={
-                "drift": dg.MetadataValue.json(found),
+                "drift": drift_table(found),
                 "alerts": dg.MetadataValue.md("\n".join(raised) or "none"),
             }
         )
 
-    @dg.asset(
-        key=asset_key(spec, "monitoring_dashboard"),
-        group_name=spec.name,
-        deps=[live_key, drift_key],
-        pool=WAREHOUSE_POOL,
-        kinds={"matplotlib"},
-        description="Per-segment live AUC and per-feature drift over time, as pictures.",
-    )
-    def monitoring_dashboard(warehouse: Warehouse) -> dg.MaterializeResult:
-        with warehouse.connect() as con:
-            live = con.execute(f"SELECT * FROM {spec.name}.live_performance").df()
-            columns = con.execute(
-                f"SELECT _partition_key AS partition, * EXCLUDE (_partition_key) "
-                f"FROM {spec.name}.drift_columns"
-            ).df()
-        live = live.rename(columns={"_partition_key": "partition_key"})
-        return dg.MaterializeResult(
-            metadata={
-                "segments": dg.MetadataValue.md(
-                    report_plots.markdown_image(dashboards.segment_auc_over_time(live), "segment AUC")
-                ),
-                "drift": dg.MetadataValue.md(
-                    report_plots.markdown_image(
-                        dashboards.drift_heatmap(columns.dropna(subset=["hellinger"])), "drift heatmap"
-                    )
-                ),
-            }
-        )
+    monitoring_dashboard = monitoring_dashboard_asset(spec)
 
     return [profile, live_performance, drift, monitoring_dashboard]

@@ -7,6 +7,7 @@ import dagster as dg
 
 from ct_assets.defs.data.common import group_asset_name, partitions_def
 from ct_assets.defs.monitor.assets import monitor_assets
+from ct_assets.defs.monitor.dashboards import dashboard_sensor
 from ct_assets.defs.monitor.sensors import landing_sensor, retrain_sensor
 from ct_assets.defs.shared import asset_key
 from ct_assets.lib.core import names
@@ -62,6 +63,7 @@ def build_monitor_defs(spec: PipelineSpec) -> dg.Definitions:
         retrain_sensor(spec, "drift", drift_decision, retrain_job),
         retrain_sensor(spec, "performance", performance_decision, retrain_job),
         landing_sensor(spec, ingest_job, context_job),
+        dashboard_sensor(spec),
     ]
     schedules = []
     if spec.training.retrain_cron:

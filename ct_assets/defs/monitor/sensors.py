@@ -15,6 +15,8 @@ from ct_assets.lib.core import names, runs
 from ct_assets.lib.core.spec import PipelineSpec
 from ct_assets.lib.core.warehouse import open_connection
 from ct_assets.lib.data import landing_state
+from ct_assets.lib.data.landing import LandingError
+from ct_assets.lib.data.online_snapshot import published_as_of
 from ct_assets.lib.monitor import sensor_rules
 from ct_assets.lib.monitor import steps as monitor_steps
 from ct_assets.lib.monitor.sensor_rules import Decide, TrainingRequest
@@ -67,8 +69,6 @@ def evaluate_retrain(
     serve yet."""
     import duckdb
 
-    from ct_assets.lib.data.online_snapshot import published_as_of
-
     busy = context.instance.get_runs(
         filters=dg.RunsFilter(
             job_name=names.job_name(spec.name, "retrain"), statuses=run_statuses(runs.IN_FLIGHT)
@@ -94,7 +94,7 @@ def evaluate_retrain(
             )
         else:
             signals = monitor_steps.recent_signals(
-                con, spec, max(rules.confirm_window, rules.performance_window), record["version"]
+                con, spec, sensor_rules.signal_count(rules), record.version
             )
             last = sensor_rules.last_request(context.cursor)
             since = monitor_steps.partitions_since(con, spec, last["partition"]) if last else 0
@@ -119,7 +119,6 @@ def evaluate_retrain(
 
 def _context_fingerprint(spec: PipelineSpec, landing: LandingZone) -> str | None:
     """The context files' hashes, or None while one of them has not landed."""
-    from ct_assets.lib.data.landing import LandingError
 
     try:
         paths = [landing.context_file(spec.name, table) for table in spec.context_tables]

@@ -6,6 +6,7 @@ process it means had started: a live process that started later is someone else 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import subprocess
@@ -105,8 +106,6 @@ def with_environment(name: str, value: str) -> list[int]:
 def signal_tree(pid: int, signum: int, tree: list[int] | None = None) -> None:
     """Send `signum` to the process group of `pid` and to the group of every process in `tree`
     (default: its descendants now)."""
-    import contextlib
-
     groups = []
     for member in [pid, *(descendants(pid) if tree is None else tree)]:
         with contextlib.suppress(OSError):

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from ct_assets.lib.core.partitions import partition_window
 from ct_assets.lib.core.spec import PipelineSpec
 
 
 def retrain_due(spec: PipelineSpec, partition_key: str) -> bool:
     """True when the spec's `retrain_cron` fires inside the partition's event-time window."""
-    from datetime import datetime
-
     from croniter import croniter
 
     if spec.training.retrain_cron is None:

@@ -19,9 +19,28 @@ def ct_home() -> Path:
     return Path(os.environ.get("CT_HOME") or REPO_ROOT / ".ct_home").resolve()
 
 
+def builtin_pipelines_dir() -> Path:
+    """The project's own pipeline specs (the flights demo): `pipelines/`."""
+    return REPO_ROOT / "pipelines"
+
+
 def pipelines_dir() -> Path:
-    """The folder holding one sub-folder per pipeline spec: `$CT_PIPELINES_DIR` or `pipelines/`."""
-    return Path(os.environ.get("CT_PIPELINES_DIR") or REPO_ROOT / "pipelines").resolve()
+    """The user's folder of spec folders: `$CT_PIPELINES_DIR` (its first entry), else `pipelines/`."""
+    extra = extra_pipeline_dirs()
+    return extra[0] if extra else builtin_pipelines_dir()
+
+
+def extra_pipeline_dirs() -> list[Path]:
+    """`$CT_PIPELINES_DIR`: folders of spec folders (separated by `:`), added to the built-in ones."""
+    value = os.environ.get("CT_PIPELINES_DIR") or ""
+    return [Path(part).expanduser().resolve() for part in value.split(os.pathsep) if part]
+
+
+def pipeline_dirs() -> list[Path]:
+    """Every folder of spec folders the code location loads: the built-in `pipelines/` (unless
+    `CT_BUILTIN_PIPELINES=0`), then those of `$CT_PIPELINES_DIR`."""
+    builtin = [] if os.environ.get("CT_BUILTIN_PIPELINES", "1") == "0" else [builtin_pipelines_dir()]
+    return list(dict.fromkeys([*builtin, *extra_pipeline_dirs()]))
 
 
 def warehouse_path() -> Path:

@@ -15,6 +15,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ct_assets.lib.core.ports import allocated_ports
+
 IDENTIFIER = r"^[a-z][a-z0-9_]*$"
 ColumnType = Literal["string", "integer", "float", "boolean", "timestamp", "date"]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -211,9 +213,7 @@ class MonitoringSpec(_Strict):
     drift_share: Fraction = 0.3  # importance share of drifted features that makes a partition drifted
     confirm_partitions: int = Field(2, ge=1)  # drift is confirmed when k ...
     confirm_window: int = Field(3, ge=1)  # ... of the last n partitions drifted
-    severe_drift_share: Fraction = 0.6  # confirmed drift this large retrains without a performance drop
     performance_floor_auc: Fraction = 0.6  # live AUC below this requests a retrain
-    performance_drop: Fraction = 0.03  # live AUC this far below the champion's holdout AUC is a drop
     performance_window: int = Field(3, ge=1)  # partitions averaged for live AUC
     cooldown_partitions: int = Field(7, ge=0)  # no second request for the same cause within this
     owners: dict[AlertTier, str] = {}
@@ -228,9 +228,10 @@ class MonitoringSpec(_Strict):
 class ServingSpec(_Strict):
     """Serving and rollout: ports on loopback, the canary and its health checks."""
 
-    proxy_port: int = Field(3700, ge=1024, le=65535)
-    blue_port: int = Field(3701, ge=1024, le=65535)
-    green_port: int = Field(3702, ge=1024, le=65535)
+    # unset ports are allocated from the pipeline's name (`ports.allocated_ports`)
+    proxy_port: int = Field(ge=1024, le=65535)
+    blue_port: int = Field(ge=1024, le=65535)
+    green_port: int = Field(ge=1024, le=65535)
     auto_rollout: bool = True  # false: a person approves the switch after a healthy canary
     canary_share: Fraction = 0.1
     health_window_seconds: float = Field(30.0, gt=0)
@@ -242,6 +243,12 @@ class ServingSpec(_Strict):
     # context history in the online snapshot, in partitions: enough for as-of lookups now and for the
     # rollout's compatibility check on the holdout of a model trained up to this many partitions ago
     snapshot_history_partitions: int = Field(14, ge=1)
+
+    @model_validator(mode="after")
+    def _ports_differ(self) -> ServingSpec:
+        if len({self.proxy_port, self.blue_port, self.green_port}) < 3:
+            raise ValueError("proxy_port, blue_port and green_port must be three different ports")
+        return self
 
 
 class RetentionSpec(_Strict):
@@ -289,10 +296,20 @@ class PipelineSpec(_Strict):
     gate: GateSpec = GateSpec()
     quality: QualitySpec = QualitySpec()
     monitoring: MonitoringSpec = MonitoringSpec()
-    serving: ServingSpec = ServingSpec()
+    serving: ServingSpec  # ports the spec does not set are filled in by `_allocate_ports`
     retention: RetentionSpec = RetentionSpec()
     freshness: dict[Layer, FreshnessWindow] = {}
     spec_dir: Path = Field(default=Path("."), exclude=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _allocate_ports(cls, data: object) -> object:
+        if not isinstance(data, dict):
+            return data
+        serving = data.get("serving") or {}
+        if isinstance(serving, dict) and isinstance(data.get("name"), str):
+            serving = {**allocated_ports(data["name"]), **serving}
+        return {**data, "serving": serving}
 
     @model_validator(mode="after")
     def _references_exist(self) -> PipelineSpec:

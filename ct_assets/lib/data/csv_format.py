@@ -77,6 +77,7 @@ def check(path: Path, expected: CsvFormat, columns: int) -> None:
         )
     if problems:
         raise CsvFormatError(
-            f"{path}: " + " and ".join(problems)
+            f"{path}: "
+            + " and ".join(problems)
             + " (set source.delimiter / source.encoding in the spec, or rewrite the file)"
         )

@@ -146,7 +146,9 @@ def find_leakage(
 
     For several cutoff times inside the partition, the group is recomputed with every post-event
     column set to NULL and every time-series context table cut at the cutoff; the features of rows
-    whose event time is at or before the cutoff must not change. Returns column -> rows changed.
+    whose event time is at or before the cutoff must not change (with no time-series context table
+    the recomputation is the same at every cutoff, so only the latest one runs). Returns column ->
+    rows changed.
     """
     bind_partition(con, spec, partition_key)
     run_group_sql(con, spec, group, into="_leak_base")
@@ -156,6 +158,10 @@ def find_leakage(
     quantiles = [i / (count + 1) for i in range(1, count + 1)]
     found = con.execute(f"SELECT quantile_disc({ts}, {quantiles}) FROM _leak_rows").fetchall()[0]
     cutoffs = sorted({value for value in (found[0] or []) if value is not None})
+    if cutoffs and not any(t.kind == "time_series" for t in spec.context_tables.values()):
+        # Only post-event columns are removed, the same at every cutoff: the latest one covers the
+        # rows of all the others.
+        cutoffs = cutoffs[-1:]
     blanked = ", ".join(
         f"NULL::{DUCKDB_TYPES[spec.columns[c].type]} AS {quote(c)}" for c in spec.post_event_columns
     )

@@ -8,6 +8,7 @@ Layout: `<landing>/<pipeline>/<partition_key>.csv|.parquet`, or a folder
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 FORMATS = {".csv": "csv", ".parquet": "parquet"}
@@ -82,9 +83,16 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write a file so that a reader never sees half of it (temporary file, then rename)."""
+def write_atomically(path: Path, data: bytes, mode: int | None = None) -> None:
+    """Write a file so that a reader never sees half of it (temporary file, then rename); with
+    `mode` (e.g. 0o600) the file has those permissions from its first byte on."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
+    if mode is None:
+        tmp.write_bytes(data)
+    else:
+        descriptor = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(descriptor, "wb") as handle:
+            os.fchmod(handle.fileno(), mode)  # an older temporary file keeps its mode otherwise
+            handle.write(data)
     tmp.replace(path)

@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ct_assets.lib.core.audit import AuditLog
 from ct_assets.lib.core.settings import use_bentoml_home
 from ct_assets.lib.data.landing import sha256_of
 from ct_assets.lib.governance import lineage
-from ct_assets.lib.governance.audit import AuditLog
 from ct_assets.lib.model.registry import Registry, RegistryError
-from ct_assets.lib.serving.deployment_state import active_bento
+from ct_assets.lib.serving.deployment_state import DeployState
 
 if TYPE_CHECKING:
     import duckdb
@@ -112,7 +112,7 @@ def _bento_model(result: ChainResult, bento_tag: str, bentoml_home: Path | None)
 
 def check_chain(
     pipeline: str,
-    deploy_state: dict[str, Any],
+    deploy_state: DeployState,
     registry: Registry,
     audit_log: AuditLog,
     con: duckdb.DuckDBPyConnection | None = None,
@@ -121,7 +121,7 @@ def check_chain(
 ) -> ChainResult:
     """Walk the serving model's chain (or `bento_tag`'s); with no deployment, the champion's. The
     bento is looked up in the BentoML store at `bentoml_home` (`Config.bentoml_home`)."""
-    tag = bento_tag or active_bento(deploy_state)
+    tag = bento_tag or deploy_state.active_bento
     result = ChainResult(pipeline, tag, None)
     version: str | None = None
     recorded_sha: str | None = None
@@ -146,11 +146,11 @@ def check_chain(
             result.add("registry", False, str(err))
             record = None
         if record is not None:
-            same = recorded_sha is None or recorded_sha == record["model_sha256"]
+            same = recorded_sha is None or recorded_sha == record.model_sha256
             result.add(
                 "registry",
                 same,
-                f"{version} records sha256 {record['model_sha256'][:16]}"
+                f"{version} records sha256 {record.model_sha256[:16]}"
                 + (
                     "" if same else f" but the bento's model has {recorded_sha[:16] if recorded_sha else '-'}"
                 ),

@@ -17,7 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 from ct_assets.lib.core.warehouse import PARTITION_COLUMN, key_literal, table_exists, table_name
 from ct_assets.lib.data.landing import sha256_of
+from ct_assets.lib.model.records import ModelVersion
 from ct_assets.lib.model.registry import Registry, RegistryError
+from ct_assets.lib.model.training_set import content_version
+from ct_assets.lib.serving import bento_build
 from ct_assets.lib.serving.prediction_log import log_files, predictions, read_requests
 
 if TYPE_CHECKING:
@@ -76,17 +79,15 @@ def _warehouse_sources(
     return found
 
 
-def dataset_status(record: dict[str, Any]) -> dict[str, Any]:
+def dataset_status(record: ModelVersion) -> dict[str, Any]:
     """The frozen training set: does it exist, and does its content still hash to its version?"""
     import pandas as pd
 
-    from ct_assets.lib.model.training_set import content_version
-
-    path = Path(record["dataset_path"])
+    path = Path(record.dataset_path)
     if not path.is_file():
         return {"exists": False, "content_hash_now": None, "matches": False}
     now = content_version(pd.read_parquet(path))
-    return {"exists": True, "content_hash_now": now, "matches": now == record["dataset_version"]}
+    return {"exists": True, "content_hash_now": now, "matches": now == record.dataset_version}
 
 
 def model_lineage(
@@ -97,21 +98,21 @@ def model_lineage(
         record = registry.get(version)
     except RegistryError as err:
         raise LineageError(str(err)) from None
-    artifact = registry.models / f"{record['model_sha256']}.cbm"
+    artifact = registry.models / f"{record.model_sha256}.cbm"
     artifact_now = sha256_of(artifact) if artifact.is_file() else None
-    split_of = {k: split for split, keys in record.get("partitions", {}).items() for k in keys}
+    split_of = {k: split for split, keys in record.partitions.items() for k in keys}
     keys = sorted(split_of)
     warehouse = _warehouse_sources(con, registry.pipeline, keys)
     partitions = []
     for key in keys:
         files = []
         now = warehouse.get(key)
-        for item in record.get("raw_files", {}).get(key, []):
-            entry = {"path": item["path"], "sha256": item["sha256"], "rows": item.get("rows")}
-            entry.update(_file_status(item["path"], item["sha256"]))
+        for item in record.raw_files.get(key, []):
+            entry = {"path": item.path, "sha256": item.sha256, "rows": item.rows}
+            entry.update(_file_status(item.path, item.sha256))
             if now is not None:
-                entry["in_raw_tags_now"] = (now["tags"] or {}).get(item["path"]) == item["sha256"]
-                entry["raw_rows_now"] = now["rows"].get(item["path"], {}).get(item["sha256"], 0)
+                entry["in_raw_tags_now"] = (now["tags"] or {}).get(item.path) == item.sha256
+                entry["raw_rows_now"] = now["rows"].get(item.path, {}).get(item.sha256, 0)
             files.append(entry)
         partition: dict[str, Any] = {"key": key, "split": split_of[key], "files": files}
         if now is not None:
@@ -122,20 +123,20 @@ def model_lineage(
         "pipeline": registry.pipeline,
         "model": {
             "version": version,
-            "registered_at": record.get("registered_at"),
-            "model_sha256": record["model_sha256"],
+            "registered_at": record.registered_at,
+            "model_sha256": record.model_sha256,
             "artifact": str(artifact),
             "artifact_exists": artifact_now is not None,
-            "artifact_matches": artifact_now == record["model_sha256"],
-            "verdict_passed": (record.get("verdict") or {}).get("passed"),
-            "feature_version": record.get("feature_version"),
-            "git_commit": (record.get("environment") or {}).get("git_commit"),
+            "artifact_matches": artifact_now == record.model_sha256,
+            "verdict_passed": record.verdict.passed if record.verdict else None,
+            "feature_version": record.feature_version,
+            "code_version": record.environment.code_version,
             "is_champion": registry.champion_version() == version,
         },
         "dataset": {
-            "version": record["dataset_version"],
-            "path": record["dataset_path"],
-            "rows": record.get("rows"),
+            "version": record.dataset_version,
+            "path": record.dataset_path,
+            "rows": record.rows,
             **dataset_status(record),
         },
         "partitions": partitions,
@@ -156,6 +157,7 @@ def request_lineage(
     name = first.get("pipeline") or Path(first["_log_file"]).parents[1].name
     versions = sorted({str(r["model_version"]) for r in records})
     lineage = model_lineage(Registry(registry_root, name), versions[0], con)
+    model = lineage["model"]
     return {
         "request": {
             "request_id": request_id,
@@ -163,7 +165,7 @@ def request_lineage(
             "time": first.get("time"),
             "slot": first.get("slot"),
             "model_version": first.get("model_version"),
-            "bento": f"{name}_service:{str(first.get('model_version')).lower()}",
+            "bento": f"{name}_service:{bento_build.store_version(model['version'], model['model_sha256'])}",
             "log_file": first["_log_file"],
             "predictions": [
                 {"entity_id": r.get("entity_id"), "score": r.get("score"), "decision": r.get("decision")}

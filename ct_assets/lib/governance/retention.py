@@ -25,13 +25,13 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ct_assets.lib.core.audit import AuditLog
 from ct_assets.lib.core.partitions import partition_window
 from ct_assets.lib.core.spec import PipelineSpec
 from ct_assets.lib.core.warehouse import PARTITION_COLUMN, key_literal, table_exists, table_name, transaction
 from ct_assets.lib.data import landing
-from ct_assets.lib.governance.audit import AuditLog
 from ct_assets.lib.model.registry import Registry, RegistryError
-from ct_assets.lib.serving.deployment_state import active_bento
+from ct_assets.lib.serving.deployment_state import DeployState
 
 if TYPE_CHECKING:
     import duckdb
@@ -57,7 +57,7 @@ class RetentionReport:
         return dict(self.__dict__)
 
 
-def protected_models(registry: Registry, deploy_state: dict[str, Any]) -> dict[str, str]:
+def protected_models(registry: Registry, deploy_state: DeployState) -> dict[str, str]:
     """Model version -> why its training partitions must stay."""
     keep: dict[str, str] = {}
     champion = registry.champion_version()
@@ -66,15 +66,15 @@ def protected_models(registry: Registry, deploy_state: dict[str, Any]) -> dict[s
         previous_champion = registry.previous_champion(champion)
         if previous_champion:  # the version `ct rollback` would move the champion back to
             keep.setdefault(previous_champion, "the previous champion (rollback target)")
-    serving = active_bento(deploy_state)
-    previous = (deploy_state.get("previous") or {}).get("bento")
+    serving = deploy_state.active_bento
+    previous = deploy_state.previous.bento if deploy_state.previous else None
     for role, bento in (("serving", serving), ("rollback target", previous)):
         if bento and ":" in bento:  # <pipeline>_service:<model version>
             keep.setdefault(bento.split(":", 1)[1], f"deployed ({role}: {bento})")
     return keep
 
 
-def protected_partitions(registry: Registry, deploy_state: dict[str, Any]) -> dict[str, str]:
+def protected_partitions(registry: Registry, deploy_state: DeployState) -> dict[str, str]:
     """Partition key -> the first reason it is kept."""
     kept: dict[str, str] = {}
     for version, why in protected_models(registry, deploy_state).items():
@@ -82,7 +82,7 @@ def protected_partitions(registry: Registry, deploy_state: dict[str, Any]) -> di
             record = registry.get(version)
         except RegistryError:
             continue
-        for keys in (record.get("partitions") or {}).values():
+        for keys in record.partitions.values():
             for key in keys:
                 kept.setdefault(key, f"training data of {version}, {why}")
     return kept
@@ -115,7 +115,7 @@ def run_retention(
     landing_root: Path,
     log_root: Path,
     registry: Registry,
-    deploy_state: dict[str, Any],
+    deploy_state: DeployState,
     audit_log: AuditLog,
     who: str,
     now: datetime | None = None,

@@ -35,10 +35,11 @@ artifact's sha256 covers it. The parameters are also recorded in the registry re
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ct_assets.lib.model.model_training import FeatureLayout, labels, model_inputs
+from ct_assets.lib.core.warehouse import PARTITION_COLUMN
+from ct_assets.lib.model.model_training import FeatureLayout, labels, model_inputs, train
 
 if TYPE_CHECKING:
     import numpy as np
@@ -70,11 +71,6 @@ class Calibration:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> Calibration:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
 
 
 def fit_platt(logits: np.ndarray, y: np.ndarray, iterations: int = 100) -> tuple[float, float]:
@@ -146,8 +142,6 @@ def calibrate(
 ) -> Calibration:
     """Fit Platt scaling on `rows`, weigh it by its forward-checked trust, and write it into the
     model's scale and bias (in place)."""
-    from ct_assets.lib.core.warehouse import PARTITION_COLUMN
-
     y = labels(rows, spec)
     logits = raw_logits(model, rows, layout)
     trust, checked_on = forward_trust(logits, y, rows[PARTITION_COLUMN].astype(str).to_numpy())
@@ -171,10 +165,8 @@ def calibrate(
     )
 
 
-def uncalibrated(model: CatBoostClassifier, calibration: Calibration | dict[str, Any]) -> CatBoostClassifier:
+def uncalibrated(model: CatBoostClassifier, calibration: Calibration) -> CatBoostClassifier:
     """A copy of a calibrated model as it was before calibration (for the before/after report)."""
-    if isinstance(calibration, dict):
-        calibration = Calibration.from_dict(calibration)
     copy = model.copy()
     copy.set_scale_and_bias(calibration.base_scale, calibration.base_bias)
     return copy
@@ -189,7 +181,5 @@ def fit_calibrated(
 ) -> tuple[CatBoostClassifier, Calibration]:
     """Train with early stopping on the validation rows, then calibrate on them: the model that
     the evaluation, the backtest and serving all score."""
-    from ct_assets.lib.model.model_training import train
-
     model = train(train_rows, validation_rows, spec, layout, spec.training.params)
     return model, calibrate(model, validation_rows, spec, layout, validation_partitions)

@@ -2,12 +2,18 @@
 
 With a champion, the candidate passes when it is not worse than the champion beyond the spec's
 allowances on AUC, log-loss and calibration error (ECE), overall and on every segment large
-enough to judge. The absolute floors (AUC at least `min_auc`; log-loss below that of predicting
-the holdout's base rate for every row, plus `log_loss_floor_margin`) judge the first model only,
+enough to judge. The absolute floors (AUC at least `min_auc`; log-loss below the base-rate
+predictor's, plus `log_loss_floor_margin`) judge the first model only,
 and decide between the two models when the champion itself has fallen below them: a candidate
 that meets the floors then replaces it, and when both miss them the better one serves (higher
 AUC, then lower log-loss) and the verdict carries an alert. Every verdict lists both models'
 figures side by side.
+
+The base-rate predictor is the constant model that could have been served instead: it predicts
+the label rate of the labelled rows before the holdout (training and validation) for every
+holdout row. Its log-loss is measured on the holdout's labels, so it equals the labels' entropy
+when the rate holds and grows when the rate shifts; a rate read off the holdout itself would be
+a constant no one could have served.
 """
 
 from __future__ import annotations
@@ -48,14 +54,19 @@ class Verdict:
         }
 
 
-def base_rate_log_loss(positive_rate: float) -> float:
-    """Log-loss of predicting the base rate for every row (the entropy of the labels)."""
-    p = min(max(positive_rate, 1e-7), 1 - 1e-7)
-    return -(p * math.log(p) + (1 - p) * math.log(1 - p))
+def base_rate_log_loss(positive_rate: float, predicted_rate: float | None = None) -> float:
+    """Log-loss on labels whose rate is `positive_rate` of predicting `predicted_rate` for every
+    row; by default the labels' own rate, which gives their entropy."""
+    h = min(max(positive_rate, 0.0), 1.0)
+    p = min(max(positive_rate if predicted_rate is None else predicted_rate, 1e-7), 1 - 1e-7)
+    return -(h * math.log(p) + (1 - h) * math.log(1 - p))
 
 
-def floor_misses(metrics: Metrics, gate: GateSpec) -> tuple[list[str], list[str]]:
-    """The absolute floors a model misses, and those it meets, in words."""
+def floor_misses(
+    metrics: Metrics, gate: GateSpec, prior_rate: float | None = None
+) -> tuple[list[str], list[str]]:
+    """The absolute floors a model misses, and those it meets, in words; `prior_rate` is the label
+    rate the base-rate predictor predicts (the holdout's own when None)."""
     misses, holds = [], []
     if metrics.auc is None:
         misses.append("AUC is undefined: the holdout has one class only")
@@ -63,8 +74,12 @@ def floor_misses(metrics: Metrics, gate: GateSpec) -> tuple[list[str], list[str]
         misses.append(f"AUC {metrics.auc:.3f} < floor {gate.min_auc:.3f}")
     else:
         holds.append(f"AUC {metrics.auc:.3f} >= floor {gate.min_auc:.3f}")
-    base = base_rate_log_loss(metrics.positive_rate)
+    base = base_rate_log_loss(metrics.positive_rate, prior_rate)
     margin = f" + {gate.log_loss_floor_margin:.3f}" if gate.log_loss_floor_margin else ""
+    if prior_rate is not None:
+        margin += (
+            f" (predicting the prior label rate {prior_rate:.3f}; holdout's {metrics.positive_rate:.3f})"
+        )
     if metrics.log_loss >= base + gate.log_loss_floor_margin:
         misses.append(f"log-loss {metrics.log_loss:.3f} >= base-rate predictor's {base:.3f}{margin}")
     else:
@@ -72,14 +87,18 @@ def floor_misses(metrics: Metrics, gate: GateSpec) -> tuple[list[str], list[str]
     return misses, holds
 
 
-def _figures(candidate: Metrics, champion: Metrics | None) -> dict[str, dict[str, float | None]]:
-    base = base_rate_log_loss(candidate.positive_rate)
+def _figures(
+    candidate: Metrics, champion: Metrics | None, prior_rate: float | None
+) -> dict[str, dict[str, float | None]]:
+    base = base_rate_log_loss(candidate.positive_rate, prior_rate)
     table: dict[str, dict[str, float | None]] = {}
     for name in (*JUDGED, "brier", "f1", "rows", "positive_rate"):
         table[name] = {"candidate": getattr(candidate, name)}
         if champion is not None:
             table[name]["champion"] = getattr(champion, name)
     table["log_loss"]["base_rate"] = base
+    if prior_rate is not None:
+        table["positive_rate"]["prior"] = prior_rate
     return table
 
 
@@ -106,11 +125,15 @@ def _better(candidate: Metrics, champion: Metrics) -> bool:
 
 
 def _against_a_failed_champion(
-    candidate: Metrics, champion: Metrics, champion_misses: list[str], gate: GateSpec
+    candidate: Metrics,
+    champion: Metrics,
+    champion_misses: list[str],
+    gate: GateSpec,
+    prior_rate: float | None,
 ) -> Verdict:
-    figures = _figures(candidate, champion)
+    figures = _figures(candidate, champion, prior_rate)
     fallen = f"the champion is below the floors ({'; '.join(champion_misses)})"
-    misses, holds = floor_misses(candidate, gate)
+    misses, holds = floor_misses(candidate, gate, prior_rate)
     if not misses:
         return Verdict(
             True, [], [fallen, *holds, "the candidate meets the floors: it replaces the champion"], figures
@@ -129,16 +152,19 @@ def _auc(metrics: Metrics) -> str:
     return "undefined" if metrics.auc is None else f"{metrics.auc:.3f}"
 
 
-def decide(candidate: Evaluation, champion: Evaluation | None, gate: GateSpec) -> Verdict:
-    """The verdict on a candidate, against the champion on the same holdout when there is one."""
+def decide(
+    candidate: Evaluation, champion: Evaluation | None, gate: GateSpec, prior_rate: float | None = None
+) -> Verdict:
+    """The verdict on a candidate, against the champion on the same holdout when there is one;
+    `prior_rate` is the label rate of the rows before the holdout (see the module)."""
     ours = candidate.overall
     if champion is None:
-        misses, holds = floor_misses(ours, gate)
+        misses, holds = floor_misses(ours, gate, prior_rate)
         notes = [*holds, "no champion yet: the floors judge the first model"]
-        return Verdict(not misses, misses, notes, _figures(ours, None))
-    champion_misses, _ = floor_misses(champion.overall, gate)
+        return Verdict(not misses, misses, notes, _figures(ours, None, prior_rate))
+    champion_misses, _ = floor_misses(champion.overall, gate, prior_rate)
     if champion_misses:
-        return _against_a_failed_champion(ours, champion.overall, champion_misses, gate)
+        return _against_a_failed_champion(ours, champion.overall, champion_misses, gate, prior_rate)
     overall = {
         "auc": gate.max_auc_regression,
         "log_loss": gate.max_log_loss_regression,
@@ -166,4 +192,4 @@ def decide(candidate: Evaluation, champion: Evaluation | None, gate: GateSpec) -
         judged += 1
         reasons += _regressions(metrics, theirs, per_segment, f" on segment {segment}")
     notes.append(f"{judged} segments with at least {gate.min_segment_rows} rows compared with the champion")
-    return Verdict(not reasons, reasons, notes, _figures(ours, champion.overall))
+    return Verdict(not reasons, reasons, notes, _figures(ours, champion.overall, prior_rate))

@@ -4,7 +4,7 @@ champion alias with its promotion history; every move is written to the audit lo
 Plain files under one folder per pipeline, written atomically under a lock:
 `models/<sha256>.cbm`, `datasets/<version>.parquet`, `versions/<id>.json`, `champion.json`,
 `history.jsonl`. Every move of the alias is also in the shared, hash-chained audit log
-(`ct_assets.lib.governance.audit`).
+(`ct_assets.lib.core.audit`).
 """
 
 from __future__ import annotations
@@ -18,8 +18,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ct_assets.lib.core.audit import AuditLog, flat, log_for
+from ct_assets.lib.core.stored_json import DamagedRecord, read_record
 from ct_assets.lib.data.landing import write_atomically
-from ct_assets.lib.governance.audit import AuditLog, flat, log_for
+from ct_assets.lib.model.records import ModelVersion, TrainedModel
 
 
 class RegistryError(ValueError):
@@ -40,6 +42,11 @@ def _append_jsonl(path: Path, payload: dict[str, Any]) -> None:
         handle.write(json.dumps(payload, sort_keys=True, default=str) + "\n")
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def _plain(fields: dict[str, Any]) -> dict[str, Any]:
+    """Typed field values (records, dataclasses) as the JSON the record is validated from."""
+    return {k: v.model_dump(mode="json") if hasattr(v, "model_dump") else v for k, v in fields.items()}
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -73,38 +80,45 @@ class Registry:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    def register(self, record: dict[str, Any]) -> str:
+    def _version_path(self, version: str) -> Path:
+        return self.folder / "versions" / f"{version}.json"
+
+    def register(self, trained: TrainedModel) -> str:
         """Store a new model version; returns its id (v0001, v0002, ...)."""
         with self._locked():
             number = len(list((self.folder / "versions").glob("v*.json"))) + 1
             version = f"v{number:04d}"
-            _write_json(
-                self.folder / "versions" / f"{version}.json",
-                {**record, "version": version, "registered_at": _now()},
-            )
+            record = ModelVersion(**dict(trained), version=version, registered_at=_now())
+            _write_json(self._version_path(version), record.to_json())
         return version
 
-    def get(self, version: str) -> dict[str, Any]:
-        path = self.folder / "versions" / f"{version}.json"
+    def _read(self, path: Path) -> ModelVersion:
+        try:
+            return read_record(ModelVersion, path, "model version record")
+        except DamagedRecord as err:
+            raise RegistryError(str(err)) from None
+
+    def get(self, version: str) -> ModelVersion:
+        path = self._version_path(version)
         if not path.exists():
             raise RegistryError(f"{self.pipeline} has no model version {version}")
-        return json.loads(path.read_text())
+        return self._read(path)
 
-    def update(self, version: str, **fields: Any) -> dict[str, Any]:
-        """Add fields (evaluation, verdict) to a version's record."""
+    def update(self, version: str, **fields: Any) -> ModelVersion:
+        """Add fields (evaluation, verdict) to a version's record; they are validated as its types."""
         with self._locked():
-            record = {**self.get(version), **fields}
-            _write_json(self.folder / "versions" / f"{version}.json", record)
+            record = ModelVersion.model_validate({**self.get(version).to_json(), **_plain(fields)})
+            _write_json(self._version_path(version), record.to_json())
         return record
 
-    def versions(self) -> list[dict[str, Any]]:
-        return [json.loads(p.read_text()) for p in sorted((self.folder / "versions").glob("v*.json"))]
+    def versions(self) -> list[ModelVersion]:
+        return [self._read(p) for p in sorted((self.folder / "versions").glob("v*.json"))]
 
     def champion_version(self) -> str | None:
         path = self.folder / "champion.json"
         return json.loads(path.read_text())["version"] if path.exists() else None
 
-    def champion(self) -> dict[str, Any] | None:
+    def champion(self) -> ModelVersion | None:
         version = self.champion_version()
         return self.get(version) if version else None
 
@@ -155,10 +169,9 @@ class Registry:
         if not who.strip() or not why.strip():
             raise RegistryError("a promotion needs who and why")
         with self._locked():
-            record = self.get(version)
-            verdict = record.get("verdict")
-            if not verdict or not verdict.get("passed"):
-                reasons = "; ".join(verdict["reasons"]) if verdict else "it was never evaluated"
+            verdict = self.get(version).verdict
+            if verdict is None or not verdict.passed:
+                reasons = "; ".join(verdict.reasons) if verdict else "it was never evaluated"
                 raise RegistryError(f"{self.pipeline} {version} did not pass the gate: {reasons}")
             if self.champion_version() == version:
                 raise RegistryError(f"{self.pipeline} {version} is already the champion")

@@ -6,19 +6,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ct_assets.lib.core.alerts import Alert
 from ct_assets.lib.core.spec import PipelineSpec
 from ct_assets.lib.core.warehouse import PARTITION_COLUMN, key_literal, table_exists, table_name
 from ct_assets.lib.data.features import definition_version, groups
-from ct_assets.lib.model import calibration, gate, metrics, model_training
+from ct_assets.lib.model import calibration, gate, metrics, model_training, records
 from ct_assets.lib.model.model_store import load_model, save_model
 from ct_assets.lib.model.model_training import FeatureLayout
+from ct_assets.lib.model.records import TrainedModel
 from ct_assets.lib.model.registry import Registry
 from ct_assets.lib.model.training_set import build_training_set
-from ct_assets.lib.monitor.alerts import Alert
 
 if TYPE_CHECKING:
     import duckdb
@@ -104,6 +106,14 @@ def load_split(ref: TrainingSetRef, split: str) -> pd.DataFrame:
     return frame[frame["_split"] == split].reset_index(drop=True)
 
 
+def prior_label_rate(ref: TrainingSetRef, spec: PipelineSpec) -> float:
+    """The label rate of the labelled rows before the holdout (training and validation splits)."""
+    import pandas as pd
+
+    frame = pd.read_parquet(ref.path)
+    return float(model_training.labels(frame[frame["_split"] != "holdout"], spec).mean())
+
+
 def _fit(
     spec: PipelineSpec, ref: TrainingSetRef, layout: FeatureLayout
 ) -> tuple[CatBoostClassifier, calibration.Calibration]:
@@ -114,8 +124,6 @@ def _fit(
 
 def train_candidate(spec: PipelineSpec, registry: Registry, ref: TrainingSetRef) -> CandidateRef:
     """Train on the frozen set, store the artifact by hash, and register the version."""
-    import time
-
     layout = FeatureLayout.of(spec)
     started = time.process_time()
     model, calibrated = _fit(spec, ref, layout)
@@ -127,28 +135,28 @@ def train_candidate(spec: PipelineSpec, registry: Registry, ref: TrainingSetRef)
     )
     params = spec.training.params
     version = registry.register(
-        {
-            "pipeline": spec.name,
-            "model_sha256": sha,
-            "params": params.model_dump(),
-            "seed": params.seed,
-            "thread_count": params.thread_count,
-            "best_iteration": int(model.get_best_iteration() or 0),
-            "training_cpu_seconds": round(cpu_seconds, 3),
-            "threshold": threshold,
-            "calibration": calibrated.as_dict(),
-            "layout": asdict(layout),
-            "dataset_version": ref.version,
-            "dataset_path": ref.path,
-            "partitions": ref.partitions,
-            "rows": ref.rows,
-            "label_rate": ref.label_rate,
-            "raw_files": ref.raw_files,
-            "feature_importance": feature_importance(model, layout),
-            "feature_version": feature_version(spec),
-            "feature_definitions": {g.name: definition_version(spec, g) for g in groups(spec)},
-            "environment": model_training.environment(),
-        }
+        TrainedModel(
+            pipeline=spec.name,
+            model_sha256=sha,
+            params=params.model_dump(),
+            seed=params.seed,
+            thread_count=params.thread_count,
+            best_iteration=int(model.get_best_iteration() or 0),
+            training_cpu_seconds=round(cpu_seconds, 3),
+            threshold=threshold,
+            calibration=calibrated,
+            layout=layout,
+            dataset_version=ref.version,
+            dataset_path=ref.path,
+            partitions=ref.partitions,
+            rows=ref.rows,
+            label_rate=ref.label_rate,
+            raw_files=ref.raw_files,
+            feature_importance=feature_importance(model, layout),
+            feature_version=feature_version(spec),
+            feature_definitions={g.name: definition_version(spec, g) for g in groups(spec)},
+            environment=model_training.environment(),
+        )
     )
     return CandidateRef(spec.name, version, sha, threshold)
 
@@ -166,9 +174,9 @@ def retrain_matches(spec: PipelineSpec, registry: Registry, candidate: Candidate
 
     record = registry.get(candidate.version)
     ref = TrainingSetRef(
-        spec.name, record["dataset_version"], record["dataset_path"], record["partitions"], record["rows"], {}
+        spec.name, record.dataset_version, record.dataset_path, record.partitions, record.rows, {}
     )
-    layout = FeatureLayout(**record["layout"])
+    layout = record.layout
     holdout = load_split(ref, "holdout")
     original = model_training.score(load_model(registry.models, candidate.model_sha256), holdout, layout)
     again = model_training.score(_fit(spec, ref, layout)[0], holdout, layout)
@@ -214,7 +222,7 @@ def evaluate_candidate(
     ours = _evaluate(holdout, y, p, spec, candidate.threshold)
     curves: dict[str, list[tuple[float, float, int]]] = {}
     before = None
-    recorded_calibration = registry.get(candidate.version).get("calibration")
+    recorded_calibration = registry.get(candidate.version).calibration
     if recorded_calibration:
         raw = model_training.score(calibration.uncalibrated(model, recorded_calibration), holdout, layout)
         before = metrics.compute(y, raw, candidate.threshold)
@@ -224,16 +232,15 @@ def evaluate_candidate(
     champion_record = registry.champion()
     theirs = None
     if champion_record is not None:
-        champion_layout = FeatureLayout(**champion_record["layout"])
         try:
-            champion_model = load_model(registry.models, champion_record["model_sha256"])
-            q = model_training.score(champion_model, holdout, champion_layout)
+            champion_model = load_model(registry.models, champion_record.model_sha256)
+            q = model_training.score(champion_model, holdout, champion_record.layout)
         except KeyError as err:
-            notes.append(f"champion {champion_record['version']} cannot score this holdout: {err}")
+            notes.append(f"champion {champion_record.version} cannot score this holdout: {err}")
         else:
-            theirs = _evaluate(holdout, y, q, spec, float(champion_record["threshold"]))
-            curves[f"champion {champion_record['version']}"] = metrics.calibration_curve(y, q)
-    verdict = gate.decide(ours, theirs, spec.gate)
+            theirs = _evaluate(holdout, y, q, spec, champion_record.threshold)
+            curves[f"champion {champion_record.version}"] = metrics.calibration_curve(y, q)
+    verdict = gate.decide(ours, theirs, spec.gate, prior_label_rate(ref, spec))
     if verdict.alert and send_alert is not None:
         send_alert(
             Alert(
@@ -247,7 +254,7 @@ def evaluate_candidate(
         )
     result = EvaluationResult(
         candidate.version,
-        champion_record["version"] if theirs else None,
+        champion_record.version if champion_record and theirs else None,
         ours,
         theirs,
         verdict,
@@ -257,17 +264,17 @@ def evaluate_candidate(
     )
     registry.update(
         candidate.version,
-        evaluation={
-            "holdout_partitions": ref.partitions["holdout"],
-            "against": result.champion_version,
-            "candidate": ours.overall.as_dict(),
-            "champion": theirs.overall.as_dict() if theirs else None,
-            "candidate_uncalibrated": before.as_dict() if before else None,
-            "segments": {k: v.as_dict() for k, v in ours.segments.items()},
-            "notes": notes,
-            "figures": verdict.figures,
-        },
-        verdict=verdict.as_dict(),
+        evaluation=records.RecordedEvaluation(
+            holdout_partitions=ref.partitions["holdout"],
+            against=result.champion_version,
+            candidate=ours.overall,
+            champion=theirs.overall if theirs else None,
+            candidate_uncalibrated=before,
+            segments=ours.segments,
+            notes=notes,
+            figures=verdict.figures,
+        ),
+        verdict=records.GateVerdict(**verdict.as_dict()),
     )
     return result
 

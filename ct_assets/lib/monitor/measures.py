@@ -11,6 +11,7 @@ from ct_assets.lib.core.spec import PipelineSpec
 from ct_assets.lib.data import profiles
 from ct_assets.lib.model import metrics
 from ct_assets.lib.model.gate import Evaluation
+from ct_assets.lib.model.model_training import labels
 from ct_assets.lib.monitor import drift
 from ct_assets.lib.monitor.retrain_policy import weighted_share
 
@@ -97,8 +98,6 @@ def score_drift(
 
 def performance(frame: pd.DataFrame, scores: np.ndarray, spec: PipelineSpec, threshold: float) -> Evaluation:
     """The serving model's metrics on a partition, overall and per segment value."""
-    from ct_assets.lib.model.model_training import labels
-
     y = labels(frame, spec)
     overall = metrics.compute(y, scores, threshold)
     segments = metrics.by_segment(

@@ -1,18 +1,41 @@
-"""When to retrain: confirmed, important drift that costs accuracy, or a live-performance drop.
+"""When to retrain: on evidence that the serving model is doing harm, not on drift alone.
 
-On large partitions every statistical test says "drift", and most drift does not hurt the model.
-So a partition counts as drifted only when the drifted features carry enough of the champion's
-importance; drift must be confirmed in k of the last n partitions; and confirmed drift retrains
-only when the champion's live AUC has started to slip, unless the drift is severe. A drop of live
-performance below the floor, or well below the champion's holdout AUC, retrains by itself.
+Most drift does not hurt a model, and on large partitions every drift test says "drift". So a
+retrain is asked for only on evidence of harm, measured against what the model itself promised:
+
+- **Performance.** The serving model's AUC on newly labelled partitions is compared with its own
+  holdout AUC by a one-sided z-test. The standard error comes from the data: Hanley & McNeil's
+  formula for each AUC from its partition's positives and negatives (and for the holdout AUC from
+  the holdout's), widened to the spread the window's partition AUCs actually show when that is
+  larger (day-to-day variation beyond sampling). The window is the last `performance_window`
+  partitions, widened until it holds `MIN_WINDOW_ROWS` labelled rows, so small partitions (a
+  month of daily rows) are judged on enough rows and large ones on recent rows only.
+- **Label rate.** The window's positives are compared with the registry's reference label rate
+  (the training window's) by a binomial z-test; a shift retrains only when the model's own
+  predictions did not follow it (the mean predicted probability is also significantly off), since
+  a shift the features explain (a season) needs no new model.
+- **Drift.** Importance-weighted drift confirmed in `confirm_partitions` of the last
+  `confirm_window` partitions is a reason to expect harm, so it lowers the bar of the performance
+  test to `Z_WITH_DRIFT`; confirmed drift with no measurable harm does not retrain.
+
+The significance levels are statistical conventions, not fitted to any dataset; every pipeline
+uses them. Each decision carries its evidence as short lines for the run's tags and the UI.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from statistics import mean
+from statistics import mean, pvariance
 
 from ct_assets.lib.core.spec import MonitoringSpec, TrainingSpec
+from ct_assets.lib.model.records import ModelVersion
+
+Z_HARM = 2.326  # one-sided 1% level: an AUC drop this many standard errors below the holdout's
+Z_WITH_DRIFT = 1.645  # one-sided 5% level: the bar when confirmed drift explains why harm is likely
+Z_LABEL = 3.291  # two-sided 0.1% level: a label rate this far from the reference
+Z_FOLLOWED = 1.960  # two-sided 5% level: the model's mean prediction missed the observed rate
+MIN_WINDOW_ROWS = 200  # the performance window widens until it holds this many labelled rows
 
 
 @dataclass(frozen=True)
@@ -23,13 +46,37 @@ class PartitionSignal:
     drift_share: float | None  # importance share of drifted features; None when skipped
     drifted: list[str] = field(default_factory=list)
     auc: float | None = None  # the serving model's AUC on the partition
+    rows: int | None = None  # labelled rows the AUC and label rate come from
+    label_rate: float | None = None  # the partition's positive rate
+    mean_score: float | None = None  # the serving model's mean predicted probability
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """What the serving model promised: its holdout AUC (on `holdout_rows` rows with positive rate
+    `holdout_positive_rate`) and the label rate of its training window."""
+
+    auc: float | None
+    holdout_rows: int | None = None
+    holdout_positive_rate: float | None = None
+    label_rate: float | None = None
+
+    @classmethod
+    def of(cls, record: ModelVersion) -> Expectation:
+        """From a registry record: its evaluation's holdout figures and its training window's label
+        rate."""
+        holdout = record.evaluation.candidate if record.evaluation else None
+        if holdout is None:
+            return cls(None, label_rate=record.window_label_rate())
+        return cls(holdout.auc, holdout.rows, holdout.positive_rate, record.window_label_rate())
 
 
 @dataclass(frozen=True)
 class Decision:
     retrain: bool
-    trigger: str | None  # "drift" | "performance" | None
+    trigger: str | None  # "drift" | "performance" | "first_model" | None
     reason: str
+    evidence: dict[str, str] = field(default_factory=dict)  # short lines: "auc", "label_rate", "drift"
 
 
 def weighted_share(drifted: list[str], importance: dict[str, float]) -> float:
@@ -37,59 +84,165 @@ def weighted_share(drifted: list[str], importance: dict[str, float]) -> float:
     return sum(importance.get(column, 0.0) for column in drifted)
 
 
-def _recent_auc(signals: list[PartitionSignal], window: int) -> tuple[float | None, list[str]]:
-    recent = [s for s in signals if s.auc is not None][-window:]
-    if not recent:
-        return None, []
-    return mean(s.auc for s in recent if s.auc is not None), [s.partition for s in recent]
+def auc_variance(auc: float, positives: float, negatives: float) -> float:
+    """Hanley & McNeil (1982): the sampling variance of an AUC from its class counts."""
+    if positives < 1 or negatives < 1:
+        return math.inf
+    a = min(max(auc, 1e-6), 1 - 1e-6)
+    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+    return (a * (1 - a) + (positives - 1) * (q1 - a * a) + (negatives - 1) * (q2 - a * a)) / (
+        positives * negatives
+    )
+
+
+def _labelled(signals: list[PartitionSignal]) -> list[PartitionSignal]:
+    return [s for s in signals if s.auc is not None and s.rows and s.label_rate is not None]
+
+
+def performance_window(signals: list[PartitionSignal], rules: MonitoringSpec) -> list[PartitionSignal]:
+    """The last `performance_window` scored partitions, widened to `MIN_WINDOW_ROWS` rows."""
+    scored = _labelled(signals)
+    window: list[PartitionSignal] = []
+    for signal in reversed(scored):
+        if len(window) >= rules.performance_window and sum(s.rows or 0 for s in window) >= MIN_WINDOW_ROWS:
+            break
+        window.insert(0, signal)
+    return window
+
+
+@dataclass(frozen=True)
+class AucTest:
+    observed: float
+    expected: float
+    se: float
+    partitions: list[str]
+    rows: int
+
+    @property
+    def z(self) -> float:
+        return (self.expected - self.observed) / self.se if self.se > 0 else 0.0
+
+    def describe(self) -> str:
+        span = (
+            self.partitions[0]
+            if len(self.partitions) == 1
+            else f"{self.partitions[0]}..{self.partitions[-1]}"
+        )
+        return (
+            f"AUC {self.observed:.3f} on {span} ({len(self.partitions)} partitions, {self.rows} rows) "
+            f"vs holdout {self.expected:.3f}: z {self.z:.2f}"
+        )
+
+
+def auc_test(window: list[PartitionSignal], expected: Expectation) -> AucTest | None:
+    """The window's mean AUC against the holdout AUC, with a standard error from both samples."""
+    if not window or expected.auc is None:
+        return None
+    aucs = [s.auc or 0.0 for s in window]
+    sampling = (
+        sum(
+            auc_variance(
+                s.auc or 0.0,
+                (s.rows or 0) * (s.label_rate or 0.0),
+                (s.rows or 0) * (1 - (s.label_rate or 0.0)),
+            )
+            for s in window
+        )
+        / len(window) ** 2
+    )
+    spread = pvariance(aucs) / (len(aucs) - 1) if len(aucs) >= 3 else 0.0
+    live = max(sampling, spread)
+    holdout = 0.0
+    if expected.holdout_rows and expected.holdout_positive_rate is not None:
+        n, p = expected.holdout_rows, expected.holdout_positive_rate
+        holdout = auc_variance(expected.auc, n * p, n * (1 - p))
+    se = math.sqrt(live + holdout) if math.isfinite(live + holdout) else math.inf
+    return AucTest(
+        mean(aucs), expected.auc, se, [s.partition for s in window], sum(s.rows or 0 for s in window)
+    )
+
+
+def label_shift(window: list[PartitionSignal], expected: Expectation) -> tuple[bool, str] | None:
+    """Did the label rate move significantly from the reference, without the model following?"""
+    if not window or expected.label_rate is None:
+        return None
+    rows = sum(s.rows or 0 for s in window)
+    positives = sum((s.rows or 0) * (s.label_rate or 0.0) for s in window)
+    p0 = min(max(expected.label_rate, 1e-6), 1 - 1e-6)
+    z = (positives - rows * p0) / math.sqrt(rows * p0 * (1 - p0))
+    text = f"label rate {positives / rows:.3f} vs reference {p0:.3f} over {rows} rows: z {z:.2f}"
+    if abs(z) < Z_LABEL:
+        return False, text
+    scored = [s for s in window if s.mean_score is not None]
+    if len(scored) < len(window):
+        return True, f"{text}; the model's mean prediction is not known"
+    predicted = sum((s.rows or 0) * (s.mean_score or 0.0) for s in window)
+    spread = math.sqrt(
+        sum((s.rows or 0) * (s.mean_score or 0.0) * (1 - (s.mean_score or 0.0)) for s in window)
+    )
+    followed_z = (positives - predicted) / spread if spread > 0 else 0.0
+    missed = abs(followed_z) >= Z_FOLLOWED and followed_z * z > 0
+    verdict = "not followed" if missed else "followed"
+    return missed, f"{text}; mean prediction {predicted / rows:.3f} ({verdict}, z {followed_z:.2f})"
+
+
+def drift_confirmed(signals: list[PartitionSignal], rules: MonitoringSpec) -> tuple[bool, str]:
+    """Importance-weighted drift in `confirm_partitions` of the last `confirm_window` partitions."""
+    window = signals[-rules.confirm_window :]
+    drifted = [s for s in window if s.drift_share is not None and s.drift_share >= rules.drift_share]
+    text = f"drift in {len(drifted)} of the last {len(window)} partitions (needs {rules.confirm_partitions})"
+    if len(drifted) < rules.confirm_partitions:
+        return False, text
+    worst = max(drifted, key=lambda s: s.drift_share or 0.0)
+    features = sorted({c for s in drifted for c in s.drifted})
+    return True, f"{text}; up to {worst.drift_share:.0%} of importance ({', '.join(features[:4])})"
+
+
+def _auc_evidence(
+    signals: list[PartitionSignal], expected: Expectation, rules: MonitoringSpec
+) -> tuple[AucTest | None, dict[str, str]]:
+    test = auc_test(performance_window(signals, rules), expected)
+    evidence = {"auc": test.describe()} if test else {"auc": "no labelled partitions with row counts yet"}
+    return test, evidence
 
 
 def performance_decision(
-    signals: list[PartitionSignal], champion_auc: float | None, rules: MonitoringSpec
+    signals: list[PartitionSignal], expected: Expectation, rules: MonitoringSpec
 ) -> Decision:
-    auc, partitions = _recent_auc(signals, rules.performance_window)
-    if auc is None or len(partitions) < rules.performance_window:
-        return Decision(False, None, "not enough scored partitions yet")
-    span = f"{partitions[0]}..{partitions[-1]}"
-    if auc < rules.performance_floor_auc:
-        return Decision(
-            True, "performance", f"live AUC {auc:.3f} over {span} < floor {rules.performance_floor_auc:.3f}"
-        )
-    if champion_auc is not None and auc < champion_auc - rules.performance_drop:
+    """Retrain when the AUC fell significantly below the holdout's, or below the floor, or when the
+    label rate moved and the model did not follow."""
+    test, evidence = _auc_evidence(signals, expected, rules)
+    shift = label_shift(performance_window(signals, rules), expected)
+    if shift is not None:
+        evidence["label_rate"] = shift[1]
+    if test is not None and test.z >= Z_HARM:
+        return Decision(True, "performance", f"significant AUC drop: {evidence['auc']} >= {Z_HARM}", evidence)
+    if (
+        test is not None
+        and math.isfinite(test.se)
+        and test.observed + Z_HARM * test.se < rules.performance_floor_auc
+    ):
         return Decision(
             True,
             "performance",
-            f"live AUC {auc:.3f} over {span} < champion holdout "
-            f"{champion_auc:.3f} - {rules.performance_drop:.3f}",
+            f"AUC below the floor {rules.performance_floor_auc:.3f}: {evidence['auc']}",
+            evidence,
         )
-    return Decision(False, None, f"live AUC {auc:.3f} over {span} holds")
+    if shift is not None and shift[0]:
+        return Decision(True, "performance", f"label-rate shift: {shift[1]}", evidence)
+    return Decision(False, None, "no evidence of harm: " + "; ".join(evidence.values()), evidence)
 
 
-def drift_decision(
-    signals: list[PartitionSignal], champion_auc: float | None, rules: MonitoringSpec
-) -> Decision:
-    window = signals[-rules.confirm_window :]
-    drifted = [s for s in window if s.drift_share is not None and s.drift_share >= rules.drift_share]
-    if len(drifted) < rules.confirm_partitions:
-        return Decision(
-            False,
-            None,
-            f"drift in {len(drifted)} of the last {len(window)} partitions "
-            f"(needs {rules.confirm_partitions})",
-        )
-    worst = max(drifted, key=lambda s: s.drift_share or 0.0)
-    features = sorted({c for s in drifted for c in s.drifted})
-    described = (
-        f"drift confirmed in {len(drifted)} of the last {len(window)} partitions "
-        f"(up to {worst.drift_share:.0%} of importance on {worst.partition}: {', '.join(features[:6])})"
-    )
-    if (worst.drift_share or 0.0) >= rules.severe_drift_share:
-        return Decision(True, "drift", f"{described}; severe")
-    auc, _ = _recent_auc(signals, rules.performance_window)
-    if auc is not None and champion_auc is not None and auc < champion_auc - rules.performance_drop / 2:
-        return Decision(True, "drift", f"{described}; live AUC {auc:.3f} slipping from {champion_auc:.3f}")
-    held = f"{auc:.3f}" if auc is not None else "unknown"
-    return Decision(False, None, f"{described}, but the champion holds its AUC ({held}): not worth a retrain")
+def drift_decision(signals: list[PartitionSignal], expected: Expectation, rules: MonitoringSpec) -> Decision:
+    """Retrain when drift is confirmed and the AUC dropped at the drift-lowered bar."""
+    confirmed, drift_text = drift_confirmed(signals, rules)
+    test, evidence = _auc_evidence(signals, expected, rules)
+    evidence = {"drift": drift_text, **evidence}
+    if not confirmed:
+        return Decision(False, None, drift_text, evidence)
+    if test is not None and test.z >= Z_WITH_DRIFT:
+        return Decision(True, "drift", f"{drift_text}; it costs accuracy: {evidence['auc']}", evidence)
+    return Decision(False, None, f"{drift_text}, but no significant harm: {evidence['auc']}", evidence)
 
 
 def cooled_down(last_request: str | None, partition: str, partitions_between: int, cooldown: int) -> bool:

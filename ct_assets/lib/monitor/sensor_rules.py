@@ -1,5 +1,7 @@
 """What a retrain sensor's tick decides, as plain functions: whether a model is needed, the first
-model's request, the retrain request and its cooldown.
+model's request, the retrain request and its cooldown. A request carries the decision's evidence
+(`ct/evidence_auc`, `ct/evidence_label_rate`, `ct/evidence_drift`) as tags, so the run's page in
+the UI says why it was asked for; a skip's reason holds the same lines.
 
 A tick either skips with a readable reason or asks for one training run as of a partition; the
 wiring turns a `TrainingRequest` into a Dagster run request and keeps `cursor` as the sensor's cursor.
@@ -13,11 +15,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ct_assets.lib.core.spec import MonitoringSpec, TrainingSpec
-from ct_assets.lib.monitor.retrain_policy import Decision, PartitionSignal, first_model_decision
+from ct_assets.lib.model.records import ModelVersion
+from ct_assets.lib.monitor.retrain_policy import Decision, Expectation, PartitionSignal, first_model_decision
 
-Decide = Callable[[list[PartitionSignal], float | None, MonitoringSpec], Decision]
+Decide = Callable[[list[PartitionSignal], Expectation, MonitoringSpec], Decision]
 # A tag value holds at most this many characters of the reason.
 REASON_CHARS = 900
+# A tag value of one piece of evidence holds at most this many characters.
+EVIDENCE_CHARS = 200
+# Monitored partitions a tick reads: enough for the widest performance window on small partitions.
+SIGNAL_HISTORY = 60
 # Without an online snapshot check, every partition counts as fully ingested.
 ALL_PARTITIONS = "9999"
 
@@ -80,26 +87,31 @@ def last_request(cursor: str | None) -> dict[str, Any] | None:
     return json.loads(cursor or "{}").get("last_request")
 
 
-def holdout_auc(record: dict[str, Any]) -> float | None:
-    """The champion's AUC on its own holdout, as its evaluation recorded it."""
-    return (record.get("evaluation") or {}).get("candidate", {}).get("auc")
+def signal_count(rules: MonitoringSpec) -> int:
+    """How many of the champion's latest monitored partitions a retrain tick reads."""
+    return max(rules.confirm_window, rules.performance_window, SIGNAL_HISTORY)
+
+
+def evidence_tags(decision: Decision) -> dict[str, str]:
+    """The decision's evidence as run tags (`ct/evidence_auc`, ...), one short line each."""
+    return {f"ct/evidence_{name}": text[:EVIDENCE_CHARS] for name, text in decision.evidence.items()}
 
 
 def retrain(
     cause: str,
     decide: Decide,
     signals: list[PartitionSignal],
-    record: dict[str, Any],
+    record: ModelVersion,
     rules: MonitoringSpec,
     last: dict[str, Any] | None,
     since: int,
 ) -> TrainingRequest | str:
     """Apply the rule to the champion's recent signals and honour the cooldown: `since` monitored
     partitions came after the last request, which counts only if it was for this champion."""
-    champion = record["version"]
+    champion = record.version
     if not signals:
         return f"no monitored partitions for champion {champion} yet"
-    decision = decide(signals, holdout_auc(record), rules)
+    decision = decide(signals, Expectation.of(record), rules)
     latest = signals[-1].partition
     if not decision.retrain:
         return f"{latest}: {decision.reason}"
@@ -117,6 +129,7 @@ def retrain(
             "ct/reason": decision.reason[:REASON_CHARS],
             "ct/partition": latest,
             "ct/champion": champion,
+            **evidence_tags(decision),
         },
         cursor=json.dumps(
             {"last_request": {"partition": latest, "champion": champion, "reason": decision.reason}}

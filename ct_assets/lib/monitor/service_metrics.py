@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ct_assets.lib.core.processes import descendants, is_running
 from ct_assets.lib.model.report_plots import png_bytes
 
 if TYPE_CHECKING:
@@ -39,8 +40,6 @@ def summarize(logged: pd.DataFrame) -> list[dict[str, Any]]:
 def process_rss_mib(pid: int) -> float | None:
     """Resident memory of a process and all its descendants (a slot's server and its workers, which
     BentoML starts in sessions of their own, so the server's process group misses them), in MiB."""
-    from ct_assets.lib.core.processes import descendants, is_running
-
     if not is_running(pid):
         return None
     total = 0

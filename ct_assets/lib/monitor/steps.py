@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ct_assets.lib.core.spec import PipelineSpec
 from ct_assets.lib.core.warehouse import (
@@ -22,11 +22,13 @@ from ct_assets.lib.data.profiles import ProfileFiles
 from ct_assets.lib.model import model_training
 from ct_assets.lib.model.gate import Evaluation
 from ct_assets.lib.model.model_store import load_model
-from ct_assets.lib.model.model_training import FeatureLayout
+from ct_assets.lib.model.records import ModelVersion
 from ct_assets.lib.model.registry import Registry
 from ct_assets.lib.monitor import measures as monitoring
+from ct_assets.lib.monitor.drift import column_drift
 from ct_assets.lib.monitor.retrain_policy import PartitionSignal
 from ct_assets.lib.monitor.store import DRIFT_COLUMNS, write_partition
+from ct_assets.lib.serving.prediction_log import read_partition
 
 if TYPE_CHECKING:
     import duckdb
@@ -37,21 +39,19 @@ FEATURES, PREDICTIONS, REFERENCE = "features", "predictions", "reference"
 REFERENCE_PREDICTIONS = "reference_predictions"
 
 
-def _holdout_prediction_profile(record: dict[str, Any], registry: Registry) -> DatasetProfileView:
+def _holdout_prediction_profile(record: ModelVersion, registry: Registry) -> DatasetProfileView:
     """The profile of the model's scores on its own holdout: the reference for its predictions."""
     import pandas as pd
 
-    frame = pd.read_parquet(record["dataset_path"])
+    frame = pd.read_parquet(record.dataset_path)
     holdout = frame[frame["_split"] == "holdout"]
-    model = load_model(registry.models, record["model_sha256"])
-    scores = model_training.score(model, holdout, FeatureLayout(**record["layout"]))
+    model = load_model(registry.models, record.model_sha256)
+    scores = model_training.score(model, holdout, record.layout)
     return profiles.profile(pd.DataFrame({"score": scores}))
 
 
 def prediction_shift(store: ProfileFiles, version: str, key: str) -> float | None:
     """Hellinger distance of the partition's score distribution from the model's holdout scores."""
-    from ct_assets.lib.monitor.drift import column_drift
-
     if not (store.exists(PREDICTIONS, key) and store.exists(REFERENCE_PREDICTIONS, version)):
         return None
     result = column_drift(
@@ -85,21 +85,21 @@ def _window_view(
 
 def champion_reference(
     con: duckdb.DuckDBPyConnection, spec: PipelineSpec, registry: Registry, store: ProfileFiles
-) -> tuple[dict[str, Any], monitoring.Reference] | None:
+) -> tuple[ModelVersion, monitoring.Reference] | None:
     """The champion and its reference (training-window profile and thresholds), built once."""
     record = registry.champion()
     if record is None:
         return None
-    version = record["version"]
+    version = record.version
     sidecar = store.path(REFERENCE, version).with_suffix(".json")
     if store.exists(REFERENCE, version) and sidecar.exists():
         saved = json.loads(sidecar.read_text())
         return record, monitoring.Reference(
             store.read(REFERENCE, version), saved["thresholds"], saved["label_rate"]
         )
-    keys = [k for split in ("train", "validation", "holdout") for k in record["partitions"][split]]
+    keys = [k for split in ("train", "validation", "holdout") for k in record.partitions[split]]
     views = [_window_view(con, spec, key, store) for key in keys]
-    rate = sum(record.get("label_rate", {}).values()) / 3 if record.get("label_rate") else None
+    rate = record.window_label_rate()
     ref = monitoring.reference(views, spec, rate)
     store.write(REFERENCE, version, ref.view)
     store.write(REFERENCE_PREDICTIONS, version, _holdout_prediction_profile(record, registry))
@@ -119,8 +119,6 @@ class LiveReport:
 
 def ingest_predictions(con: duckdb.DuckDBPyConnection, spec: PipelineSpec, key: str, folder: Path) -> int:
     """Replace the partition of `<pipeline>.predictions` with the logged predictions for its events."""
-    from ct_assets.lib.serving.prediction_log import read_partition
-
     frame = read_partition(folder, spec, key)
     with transaction(con):
         return write_partition(con, spec.name, "predictions", key, frame)
@@ -164,15 +162,15 @@ def live_performance_step(
         scores = frame["score"].to_numpy()
         source = f"serving prediction log ({len(frame)} of the partition's rows scored)"
     else:
-        model = load_model(registry.models, record["model_sha256"])
-        scores = model_training.score(model, frame, FeatureLayout(**record["layout"]))
+        model = load_model(registry.models, record.model_sha256)
+        scores = model_training.score(model, frame, record.layout)
         source = "champion re-scoring (no serving log for this partition)"
-    evaluation = monitoring.performance(frame, scores, spec, float(record["threshold"]))
-    rows = monitoring.evaluation_rows(key, record["version"], source, evaluation)
+    evaluation = monitoring.performance(frame, scores, spec, float(record.threshold))
+    rows = monitoring.evaluation_rows(key, record.version, source, evaluation)
     store.write(PREDICTIONS, key, profiles.profile(pd.DataFrame({"score": scores})))
     with transaction(con):
         write_partition(con, spec.name, "live_performance", key, pd.DataFrame(rows))
-    return LiveReport(record["version"], source, evaluation, float(scores.mean()))
+    return LiveReport(record.version, source, evaluation, float(scores.mean()))
 
 
 @dataclass(frozen=True)
@@ -196,9 +194,9 @@ def drift_step(
     record, ref = found
     view = _window_view(con, spec, key, store)
     frame = features_frame(con, spec, key)
-    result = monitoring.score_drift(ref, view, len(frame), spec, record.get("feature_importance", {}))
+    result = monitoring.score_drift(ref, view, len(frame), spec, record.feature_importance)
     label_rate = float(frame[spec.label.column].astype(float).mean()) if len(frame) else None
-    shift = prediction_shift(store, record["version"], key)
+    shift = prediction_shift(store, record.version, key)
     columns = pd.DataFrame(
         [
             c.as_dict() | {"threshold": ref.thresholds.get(c.column), "new_values": json.dumps(c.new_values)}
@@ -209,7 +207,7 @@ def drift_step(
     summary = pd.DataFrame(
         [
             {
-                "champion_version": record["version"],
+                "champion_version": record.version,
                 "rows": result.rows,
                 "drift_share": result.share,
                 "drifted": json.dumps(result.drifted),
@@ -225,30 +223,41 @@ def drift_step(
         # a partition that was skipped keeps no per-column rows from an earlier run
         write_partition(con, spec.name, "drift_columns", key, columns)
         write_partition(con, spec.name, "drift_summary", key, summary)
-    return DriftReport(record["version"], result, label_rate, ref.label_rate, shift)
+    return DriftReport(record.version, result, label_rate, ref.label_rate, shift)
 
 
 def recent_signals(
     con: duckdb.DuckDBPyConnection, spec: PipelineSpec, count: int, champion_version: str | None
 ) -> list[PartitionSignal]:
-    """Drift share and live AUC of the latest `count` partitions scored against this champion."""
+    """Drift share, live AUC, labelled rows, label rate and mean logged score of the latest `count`
+    partitions scored against this champion."""
     if champion_version is None or not table_exists(con, spec.name, "drift_summary"):
         return []
     version = key_literal(champion_version)
     live = (
-        f"(SELECT {PARTITION_COLUMN}, auc FROM {table_name(spec.name, 'live_performance')} "
+        f"(SELECT {PARTITION_COLUMN}, auc, rows, positive_rate "
+        f"FROM {table_name(spec.name, 'live_performance')} "
         f"WHERE segment = 'overall' AND model_version = {version})"
         if table_exists(con, spec.name, "live_performance")
-        else f"(SELECT NULL::VARCHAR AS {PARTITION_COLUMN}, NULL::DOUBLE AS auc)"
+        else f"(SELECT NULL::VARCHAR AS {PARTITION_COLUMN}, NULL::DOUBLE AS auc, NULL::BIGINT AS rows, "
+        "NULL::DOUBLE AS positive_rate)"
+    )
+    scores = (
+        f"(SELECT {PARTITION_COLUMN}, avg(score) AS mean_score FROM {table_name(spec.name, 'predictions')} "
+        f"WHERE model_version = {version} GROUP BY 1)"
+        if table_exists(con, spec.name, "predictions")
+        else f"(SELECT NULL::VARCHAR AS {PARTITION_COLUMN}, NULL::DOUBLE AS mean_score)"
     )
     rows = con.execute(
-        f"SELECT d.{PARTITION_COLUMN}, d.drift_share, d.drifted, l.auc "
+        f"SELECT d.{PARTITION_COLUMN}, d.drift_share, d.drifted, l.auc, l.rows, l.positive_rate, "
+        "s.mean_score "
         f"FROM {table_name(spec.name, 'drift_summary')} d LEFT JOIN {live} l USING ({PARTITION_COLUMN}) "
+        f"LEFT JOIN {scores} s USING ({PARTITION_COLUMN}) "
         f"WHERE d.champion_version = {version} ORDER BY 1 DESC LIMIT {int(count)}"
     ).fetchall()
     return [
-        PartitionSignal(k, share, list(json.loads(drifted or "{}")), auc)
-        for k, share, drifted, auc in reversed(rows)
+        PartitionSignal(k, share, list(json.loads(drifted or "{}")), auc, n, rate, score)
+        for k, share, drifted, auc, n, rate, score in reversed(rows)
     ]
 
 

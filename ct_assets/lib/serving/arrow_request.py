@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pyarrow as pa
@@ -111,7 +111,6 @@ def encode_rows(spec: PipelineSpec, rows: list[dict[str, Any]]) -> bytes:
     """Client side: JSON-style request rows (as /predict takes them) as the Arrow IPC stream
     /predict_arrow takes, one column per request field in the spec's Arrow type (ISO timestamps
     parsed, no zone meaning UTC; fields missing from a row are null)."""
-    from datetime import date, datetime
 
     def timestamp(value: str | None) -> datetime | None:
         if value is None:

@@ -3,6 +3,7 @@ immutable bento of the service, the library code and the pipeline's spec and SQL
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -10,16 +11,24 @@ from typing import Any
 
 from ct_assets.lib.core.settings import REPO_ROOT, use_bentoml_home
 from ct_assets.lib.core.spec import PipelineSpec
+from ct_assets.lib.model.records import ModelVersion
 
 SERVICE = REPO_ROOT / "bentos" / "service.py"
 
 
-def model_tag(spec: PipelineSpec, record: dict[str, Any]) -> str:
-    return f"{spec.name}:{record['version'].lower()}"
+def store_version(version: str, model_sha256: str) -> str:
+    """The BentoML version of a registered model: its registry version and the first hex digits of
+    its artifact's sha256. Registry versions restart at V0001 in every registry, and one BentoML
+    store may serve several registries, so the version alone could find another model's bento."""
+    return f"{version}-{model_sha256[:12]}".lower()
 
 
-def bento_tag(spec: PipelineSpec, record: dict[str, Any]) -> str:
-    return f"{spec.name}_service:{record['version'].lower()}"
+def model_tag(spec: PipelineSpec, record: ModelVersion) -> str:
+    return f"{spec.name}:{store_version(record.version, record.model_sha256)}"
+
+
+def bento_tag(spec: PipelineSpec, record: ModelVersion) -> str:
+    return f"{spec.name}_service:{store_version(record.version, record.model_sha256)}"
 
 
 def _point_bentoml_at(bentoml_home: Path | None) -> None:
@@ -28,8 +37,17 @@ def _point_bentoml_at(bentoml_home: Path | None) -> None:
         use_bentoml_home(bentoml_home)
 
 
+def uv_on_path() -> None:
+    """Make the uv that runs us findable on PATH: BentoML locks a bento's packages with `uv` from
+    PATH, and otherwise tries `pip install uv` into a uv-made environment, which has no pip. `uv run`
+    names itself in `$UV`, also in a new shell whose PATH lacks uv's folder."""
+    uv = os.environ.get("UV")
+    if shutil.which("uv") is None and uv and Path(uv).is_file():
+        os.environ["PATH"] = os.pathsep.join([str(Path(uv).parent), os.environ.get("PATH", "")])
+
+
 def store_model(
-    spec: PipelineSpec, record: dict[str, Any], artifact: Path, bentoml_home: Path | None = None
+    spec: PipelineSpec, record: ModelVersion, artifact: Path, bentoml_home: Path | None = None
 ) -> str:
     """Copy the champion's verified artifact into BentoML's model store (once per version)."""
     _point_bentoml_at(bentoml_home)
@@ -43,20 +61,18 @@ def store_model(
     except NotFound:
         pass
     metadata = {
-        "model_sha256": record["model_sha256"],
-        "model_version": record["version"],
-        "layout": record["layout"],
-        "threshold": record["threshold"],
-        "dataset_version": record["dataset_version"],
+        "model_sha256": record.model_sha256,
+        "model_version": record.version,
+        "layout": {"categorical": record.layout.categorical, "numeric": record.layout.numeric},
+        "threshold": record.threshold,
+        "dataset_version": record.dataset_version,
     }
     with bentoml.models.create(tag, labels={"pipeline": spec.name}, metadata=metadata) as model:
         shutil.copyfile(artifact, Path(model.path) / artifact.name)
     return tag
 
 
-def build(
-    spec: PipelineSpec, record: dict[str, Any], artifact: Path, bentoml_home: Path | None = None
-) -> Any:
+def build(spec: PipelineSpec, record: ModelVersion, artifact: Path, bentoml_home: Path | None = None) -> Any:
     """Build (or find) the immutable bento for this champion version in the BentoML store at
     `bentoml_home` (`Config.bentoml_home`); returns the Bento."""
     _point_bentoml_at(bentoml_home)
@@ -69,6 +85,7 @@ def build(
     except NotFound:
         pass
     model = store_model(spec, record, artifact, bentoml_home)
+    uv_on_path()
     with tempfile.TemporaryDirectory() as context:
         root = Path(context)
         shutil.copyfile(SERVICE, root / "service.py")
@@ -82,9 +99,9 @@ def build(
         return bentoml.bentos.build(
             "service:TabularModelService",
             name=f"{spec.name}_service",
-            version=record["version"].lower(),
+            version=store_version(record.version, record.model_sha256),
             build_ctx=str(root),
             models=[model],
-            labels={"pipeline": spec.name, "model": record["version"]},
-            description=f"{spec.name} champion {record['version']} (model sha256 {record['model_sha256']})",
+            labels={"pipeline": spec.name, "model": record.version},
+            description=f"{spec.name} champion {record.version} (model sha256 {record.model_sha256})",
         )

@@ -1,7 +1,8 @@
 """Health judgement of a candidate slot: before any traffic it must reproduce the evaluation's
 holdout scores (inference compatibility); then, with a canary share of real traffic, its error
-rate (the proxy's counters), p99 latency and score distribution (its prediction log) over the
-health window decide whether it may take all traffic."""
+rate (the proxy's counters), latency and scores (the prediction log) over the health window,
+compared with the active slot's over the same window (`ct_assets.lib.serving.canary_compare`),
+decide whether it may take all traffic."""
 
 from __future__ import annotations
 
@@ -13,7 +14,15 @@ from typing import Any
 
 from ct_assets.lib.core import processes
 from ct_assets.lib.serving import proxy
+from ct_assets.lib.serving.canary_compare import (
+    compare_scores,
+    error_problem,
+    latency_problem,
+    score_hellinger,
+)
 from ct_assets.lib.serving.proxy import ProxyLayout
+
+__all__ = ["CanaryJudge", "HealthPolicy", "compatibility_problem", "score_hellinger", "verdict"]
 
 
 @dataclass(frozen=True)
@@ -23,20 +32,7 @@ class HealthPolicy:
     min_requests: int = 20
     max_error_rate: float = 0.01
     max_p99_ms: float = 250.0
-    max_score_shift: float = 0.25  # Hellinger distance of canary scores from the holdout's
-
-
-def score_hellinger(a: list[float], b: list[float], bins: int = 10) -> float:
-    """Hellinger distance between two score samples over `bins` equal bins of [0, 1]."""
-    import numpy as np
-
-    if not a or not b:
-        return 0.0
-    edges = np.linspace(0, 1, bins + 1)
-    p, _ = np.histogram(np.clip(a, 0, 1), edges)
-    q, _ = np.histogram(np.clip(b, 0, 1), edges)
-    p, q = p / p.sum(), q / q.sum()
-    return float(np.sqrt(max(0.0, 1 - np.sum(np.sqrt(p * q)))))
+    max_score_shift: float = 0.25  # Hellinger distance of canary scores from the active slot's
 
 
 def compatibility_problem(port: int, rows: list[dict], expected: list[float]) -> str | None:
@@ -63,20 +59,22 @@ def compatibility_problem(port: int, rows: list[dict], expected: list[float]) ->
 
 
 def verdict(health: dict[str, Any], policy: HealthPolicy) -> list[str]:
-    """The reasons a canary with these health figures fails `policy` (empty: healthy)."""
+    """The reasons a canary with these health figures (its own, and the active slot's over the same
+    window where known) fails `policy` (empty: healthy)."""
     reasons = []
     if health["requests"] < policy.min_requests:
         reasons.append(
             f"only {health['requests']} requests reached the canary in {policy.window_seconds:g} s "
             f"(needs {policy.min_requests})"
         )
-    if health["error_rate"] > policy.max_error_rate:
-        reasons.append(f"error rate {health['error_rate']:.1%} > {policy.max_error_rate:.1%}")
-    if health["p99_ms"] is not None and health["p99_ms"] > policy.max_p99_ms:
-        reasons.append(f"p99 latency {health['p99_ms']:.0f} ms > {policy.max_p99_ms:.0f} ms")
+    problems = [error_problem(health, policy.max_error_rate), latency_problem(health, policy.max_p99_ms)]
+    reasons += [p for p in problems if p]
     if health["score_shift"] > policy.max_score_shift:
+        basis = health.get("score_basis", "same window")
+        against = "the holdout's" if basis == "holdout" else f"the active slot's ({basis})"
+        noise = f" beyond sampling noise {health['score_noise']:.2f}" if health.get("score_noise") else ""
         reasons.append(
-            f"score distribution moved {health['score_shift']:.2f} (Hellinger) from the holdout's "
+            f"score distribution moved {health['score_shift']:.2f} (Hellinger{noise}) from {against} "
             f"> {policy.max_score_shift:.2f}"
         )
     return reasons
@@ -90,31 +88,29 @@ class CanaryJudge:
         self.log_folder = Path(log_folder)
 
     def watch(
-        self, slot: str, pid: int | None, reference: list[float], policy: HealthPolicy
+        self,
+        slot: str,
+        pid: int | None,
+        reference: list[float],
+        policy: HealthPolicy,
+        active: str | None = None,
     ) -> tuple[dict[str, Any], list[str]]:
-        """Health of the canary on real traffic over the window, and the reasons it fails."""
-        import numpy as np
-
-        before = proxy.server_stats(self.layout).get(slot, {})
+        """Health of the canary on real traffic over the window, against the `active` slot's on the
+        same window (against the holdout's `reference` scores when the active slot logged none), and
+        the reasons it fails."""
+        before = proxy.server_stats(self.layout)
         started = datetime.now(UTC).isoformat()
         down = self.wait_window(slot, pid, policy.window_seconds)
-        after = proxy.server_stats(self.layout).get(slot, {})
-
-        def delta(name: str) -> int:
-            return int(after.get(name) or 0) - int(before.get(name) or 0)
-
-        requests = delta("stot")
-        errors = delta("hrsp_5xx") + delta("econ") + delta("eresp")
-        logged = self.logged_since(slot, started)
-        latencies = [r["latency_ms"] for r in logged if r.get("latency_ms") is not None]  # per request
-        scores = [score for r in logged for score in r["score"]]
+        ended = datetime.now(UTC).isoformat()
+        after = proxy.server_stats(self.layout)
+        mine = self.logged_since(slot, started, ended)
+        theirs = self.logged_since(active, started, ended) if active else []
         health = {
-            "requests": requests,
-            "errors": errors,
-            "error_rate": errors / requests if requests else 0.0,
-            "p99_ms": float(np.percentile(latencies, 99)) if latencies else None,
-            "score_shift": score_hellinger(scores, reference),
+            **_traffic(before.get(slot, {}), after.get(slot, {}), mine, ""),
+            **compare_scores(mine, theirs, reference),
         }
+        if active:
+            health.update(_traffic(before.get(active, {}), after.get(active, {}), theirs, "active_"))
         if down:  # the window ended early: nothing else about the canary matters
             health.update(down)
             return health, [down["reason"]]
@@ -139,9 +135,32 @@ class CanaryJudge:
             time.sleep(0.1)
         return None
 
-    def logged_since(self, slot: str, since: str) -> list[dict[str, Any]]:
-        """The slot's logged requests since `since` (each with its predictions' scores)."""
+    def logged_since(self, slot: str, since: str, until: str | None = None) -> list[dict[str, Any]]:
+        """The slot's logged requests from `since` (to `until`), each with its predictions' scores."""
         from ct_assets.lib.serving.prediction_log import log_files, read_requests
 
+        end = datetime.fromisoformat(until) if until else None
         files = log_files(self.log_folder, slot)
-        return [request for path in files for request in read_requests(path, since=since)]
+        found = [request for path in files for request in read_requests(path, since=since)]
+        return [r for r in found if end is None or datetime.fromisoformat(r["time"]) <= end]
+
+
+def _traffic(
+    before: dict[str, str], after: dict[str, str], logged: list[dict[str, Any]], prefix: str
+) -> dict[str, Any]:
+    """One slot's requests, errors (the proxy's counters) and latency (its log) over the window."""
+    import numpy as np
+
+    def delta(name: str) -> int:
+        return int(after.get(name) or 0) - int(before.get(name) or 0)
+
+    requests = delta("stot")
+    errors = delta("hrsp_5xx") + delta("econ") + delta("eresp")
+    latencies = [r["latency_ms"] for r in logged if r.get("latency_ms") is not None]  # per request
+    return {
+        f"{prefix}requests": requests,
+        f"{prefix}errors": errors,
+        f"{prefix}error_rate": errors / requests if requests else 0.0,
+        f"{prefix}p50_ms": float(np.percentile(latencies, 50)) if latencies else None,
+        f"{prefix}p99_ms": float(np.percentile(latencies, 99)) if latencies else None,
+    }

@@ -1,22 +1,58 @@
 """A deployment's record on disk: its state (`state.json`: which slot is active, what each slot
-serves, the previous deployment, a pending approval) and its steps in the shared audit log."""
+serves, the previous deployment, a pending approval), typed as `DeployState`, and its steps in the
+shared audit log."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from pydantic import BaseModel, ConfigDict
+
+from ct_assets.lib.core.audit import AuditLog, deployment_log, flat
+from ct_assets.lib.core.stored_json import read_record
 from ct_assets.lib.data.landing import write_atomically
 
-if TYPE_CHECKING:
-    from ct_assets.lib.governance.audit import AuditLog
+
+class _State(BaseModel):
+    model_config = ConfigDict(extra="forbid")
 
 
-def active_bento(state: dict[str, Any]) -> str | None:
-    """The bento tag the deployment's active slot serves (None when nothing is deployed)."""
-    active = state.get("active")
-    return (state.get("slots") or {}).get(active, {}).get("bento") if active else None
+class SlotProcess(_State):
+    """A slot's running `bentoml serve`: the bento, its process group and port."""
+
+    bento: str
+    pid: int
+    port: int
+    started_at: str
+    instance: str | None = None  # the value of the instance variable its processes carry
+
+
+class SlotBento(_State):
+    """A bento in a slot: the one that served before the last switch, or one awaiting approval."""
+
+    slot: str | None
+    bento: str | None
+
+
+class DeployState(_State):
+    """Which slot takes the traffic, what each slot runs, what served before, what awaits approval."""
+
+    active: str | None = None
+    slots: dict[str, SlotProcess] = {}
+    previous: SlotBento | None = None
+    pending: SlotBento | None = None
+    proxy_supervisor_pid: int | None = None
+
+    @property
+    def active_bento(self) -> str | None:
+        """The bento tag the active slot serves (None when nothing is deployed)."""
+        process = self.slots.get(self.active) if self.active else None
+        return process.bento if process else None
+
+    def bento_in(self, slot: str | None) -> str | None:
+        process = self.slots.get(slot) if slot else None
+        return process.bento if process else None
 
 
 def other_slot(slot: str | None) -> str:
@@ -36,22 +72,20 @@ class DeploymentRecord:
     def state_path(self) -> Path:
         return self.folder / "state.json"
 
-    def read(self) -> dict[str, Any]:
-        if self.state_path.exists():
-            return json.loads(self.state_path.read_text())
-        return {"active": None, "slots": {}, "previous": None}
+    def read(self) -> DeployState:
+        if not self.state_path.exists():
+            return DeployState()
+        return read_record(DeployState, self.state_path, "deployment state")
 
-    def save(self, state: dict[str, Any]) -> None:
-        write_atomically(self.state_path, json.dumps(state, indent=2).encode())
+    def save(self, state: DeployState) -> None:
+        write_atomically(self.state_path, state.model_dump_json(indent=2).encode(), mode=0o600)
 
     def audit_trail(self) -> AuditLog:
         """The audit log this deployment writes to (the home's, when the folder is inside `audit_home`)."""
-        from ct_assets.lib.governance.audit import deployment_log
-
         return deployment_log(self.folder, self.audit_home)
 
     def audit(self, action: str, who: str, why: str, **details: Any) -> None:
-        """One step in the shared, hash-chained audit log (`ct_assets.lib.governance.audit`); the
+        """One step in the shared, hash-chained audit log (`ct_assets.lib.core.audit`); the
         pipeline is the deployment folder's name."""
         pipeline = self.folder.name
         self.audit_trail().append(
@@ -66,7 +100,5 @@ class DeploymentRecord:
 
     def audit_log(self) -> list[dict[str, Any]]:
         """This deployment's steps (at, action, who, why and the step's details), oldest first."""
-        from ct_assets.lib.governance.audit import flat
-
         entries = self.audit_trail().entries(pipeline=self.folder.name, component="deployment")
         return [flat(e) for e in entries]

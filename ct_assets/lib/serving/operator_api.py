@@ -173,7 +173,8 @@ class _OperatorApi:
 
         if refused := self.refused(request):
             return refused
-        return JSONResponse({"state": self.deployment.state(), "audit": self.deployment.audit_log()[-20:]})
+        state, audit = self.deployment.state().model_dump(), self.deployment.audit_log()[-20:]
+        return JSONResponse({"state": state, "audit": audit})
 
     async def _exclusive(self, work: Callable[[], Any]) -> Any:
         """Run `work` in a worker thread unless another operation runs (RuntimeError then)."""

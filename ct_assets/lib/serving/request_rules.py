@@ -28,6 +28,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from ct_assets.lib.core.spec import PipelineSpec
+from ct_assets.lib.data.validation import _describe_failure as describe_failure
 from ct_assets.lib.serving.request_gate import QUOTE_CHARS, quote
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -330,8 +331,6 @@ class RequestRules:
     def check_rules(self, typed: dict[str, list[Any]]) -> None:
         """The spec's rules on typed values (ranges, allowed values, unique ids), worded as the
         quarantine words pandera's failures."""
-        from ct_assets.lib.data.validation import _describe_failure as describe_failure
-
         reasons: dict[int, list[str]] = {}
         window = TIMESTAMP_WINDOW
         for rule in self.fields:

@@ -16,12 +16,17 @@ from pathlib import Path
 from typing import Any
 
 from ct_assets.lib.serving.canary_health import CanaryJudge, HealthPolicy, compatibility_problem
-from ct_assets.lib.serving.deployment_state import DeploymentRecord, active_bento, other_slot
+from ct_assets.lib.serving.deployment_state import (
+    DeploymentRecord,
+    DeployState,
+    SlotBento,
+    other_slot,
+)
 from ct_assets.lib.serving.proxy import ProxyLayout
 from ct_assets.lib.serving.slots import SlotControl
 from ct_assets.lib.serving.traffic import Traffic
 
-__all__ = ["Deployment", "HealthPolicy", "RolloutResult", "active_bento"]
+__all__ = ["Deployment", "HealthPolicy", "RolloutResult"]
 
 
 @dataclass
@@ -58,7 +63,7 @@ class Deployment:
     def state_path(self) -> Path:
         return self.record.state_path
 
-    def state(self) -> dict[str, Any]:
+    def state(self) -> DeployState:
         return self.record.read()
 
     def audit(self, action: str, who: str, why: str, **details: Any) -> None:
@@ -66,6 +71,10 @@ class Deployment:
 
     def audit_log(self) -> list[dict[str, Any]]:
         return self.record.audit_log()
+
+    def health(self) -> dict[str, Any]:
+        """Proxy and slot health (see `SlotControl.health`)."""
+        return self.slots.health()
 
     # processes and traffic -------------------------------------------------------------------
     def ensure_proxy(self) -> None:
@@ -96,7 +105,9 @@ class Deployment:
     ) -> RolloutResult:
         """Start `bento` in the idle slot, check it, canary it, then switch or roll back."""
         self.slots.ensure_proxy()
-        active = self.state().get("active")
+        active = self.state().active
+        if active is not None and not self.slots.running(active):
+            active = None  # stopped (`ct deploy stop`): no traffic to canary against, a first deployment
         idle = other_slot(active)
         self.audit("rollout_started", who, f"deploy {bento}", slot=idle, active=active)
         try:
@@ -111,7 +122,7 @@ class Deployment:
             return self._switched(idle, bento, who, {}, first=True)
         self.traffic.canary(active, idle, policy.canary_share)
         self.audit("canary", who, f"{policy.canary_share:.0%} of traffic to {idle}", slot=idle, bento=bento)
-        health, reasons = self.judge.watch(idle, self.slots.pid(idle), reference_scores, policy)
+        health, reasons = self.judge.watch(idle, self.slots.pid(idle), reference_scores, policy, active)
         if reasons:
             return self._roll_back(idle, bento, reasons, who, health)
         if not auto_switch:
@@ -120,7 +131,7 @@ class Deployment:
 
     def _await_approval(self, slot: str, bento: str, who: str, health: dict[str, Any]) -> RolloutResult:
         state = self.state()
-        state["pending"] = {"slot": slot, "bento": bento}
+        state.pending = SlotBento(slot=slot, bento=bento)
         self.record.save(state)
         self.audit(
             "awaiting_approval",
@@ -135,12 +146,13 @@ class Deployment:
     def _switched(
         self, slot: str, bento: str, who: str, health: dict[str, Any], first: bool = False
     ) -> RolloutResult:
-        old = self.state().get("active")
+        old = self.state().active
         self.traffic.all_to(slot)
         state = self.state()
-        state["previous"] = {"slot": old, "bento": state["slots"].get(old, {}).get("bento")} if old else None
-        state["active"] = slot
-        state.pop("pending", None)
+        kept = state.bento_in(old)
+        state.previous = SlotBento(slot=old, bento=kept) if kept else None
+        state.active = slot
+        state.pending = None
         self.record.save(state)
         self.audit(
             "switch",
@@ -155,20 +167,29 @@ class Deployment:
     def _roll_back(
         self, slot: str, bento: str, reasons: list[str], who: str, health: dict[str, Any]
     ) -> RolloutResult:
-        active = self.state().get("active")
+        active = self.state().active
         if active:
             self.traffic.route({active: 1.0})
-        self.traffic.drain(slot)
+        cut = self.traffic.drain(slot)  # requests the stop below cuts off, when the drain timed out
         self.slots.stop(slot)
-        self.audit("rollback", who, "; ".join(reasons), slot=slot, bento=bento, health=health, automatic=True)
+        self.audit(
+            "rollback",
+            who,
+            "; ".join(reasons),
+            slot=slot,
+            bento=bento,
+            health=health,
+            automatic=True,
+            **({"requests_cut": cut} if cut else {}),
+        )
         return RolloutResult("rolled_back", slot, bento, reasons, health)
 
     def approve(self, who: str, why: str) -> RolloutResult:
-        pending = self.state().get("pending")
-        if not pending:
+        pending = self.state().pending
+        if pending is None or pending.slot is None or pending.bento is None:
             raise RuntimeError("no rollout is waiting for approval")
-        self.audit("approved", who, why, **pending)
-        return self._switched(pending["slot"], pending["bento"], who, {})
+        self.audit("approved", who, why, slot=pending.slot, bento=pending.bento)
+        return self._switched(pending.slot, pending.bento, who, {})
 
     def fail_over(self, dead: str, why: str, who: str = "watchdog") -> RolloutResult:
         """The active slot is down: the standby slot (the previous bento, still running at weight 0
@@ -176,44 +197,44 @@ class Deployment:
         HAProxy's backup entries already sent traffic there; this makes it the deployment's state."""
         state = self.state()
         standby = other_slot(dead)
-        kept = state["slots"].get(standby)
-        if state.get("active") != dead or not kept:
-            raise RuntimeError(f"cannot fail over from {dead}: active is {state.get('active')}, no standby")
+        kept = state.slots.get(standby)
+        if state.active != dead or kept is None:
+            raise RuntimeError(f"cannot fail over from {dead}: active is {state.active}, no standby")
         self.traffic.all_to(standby)
         state = self.state()
-        failed_bento = state["slots"].get(dead, {}).get("bento")
-        state["active"] = standby
-        state["previous"] = {"slot": dead, "bento": failed_bento}
-        state.pop("pending", None)
+        failed_bento = state.bento_in(dead)
+        state.active = standby
+        state.previous = SlotBento(slot=dead, bento=failed_bento)
+        state.pending = None
         self.record.save(state)
         self.audit(
             "failover",
             who,
             why,
             slot=standby,
-            bento=kept["bento"],
+            bento=kept.bento,
             failed_slot=dead,
             failed_bento=failed_bento,
             automatic=True,
         )
         self.slots.stop(dead)
-        return RolloutResult("failed_over", standby, kept["bento"], [why], {})
+        return RolloutResult("failed_over", standby, kept.bento, [why], {})
 
     def rollback_to_previous(self, who: str, why: str) -> RolloutResult:
         """Operator rollback: the previous bento takes all traffic again (restarted if needed)."""
         state = self.state()
-        previous = state.get("previous")
-        if not previous or not previous.get("bento"):
+        previous = state.previous
+        if previous is None or previous.slot is None or previous.bento is None:
             raise RuntimeError("no previous deployment to roll back to")
-        active = state["active"]
-        slot = previous["slot"]
-        if self.slots.serves(slot) != previous["bento"]:
-            self.slots.start(slot, previous["bento"])
+        active, slot, bento = state.active, previous.slot, previous.bento
+        if self.slots.serves(slot) != bento:
+            self.slots.start(slot, bento)
         self.traffic.all_to(slot)
-        self.traffic.drain(active)
+        if active:
+            self.traffic.drain(active)
         state = self.state()
-        state["previous"] = {"slot": active, "bento": state["slots"].get(active, {}).get("bento")}
-        state["active"] = slot
+        state.previous = SlotBento(slot=active, bento=state.bento_in(active))
+        state.active = slot
         self.record.save(state)
-        self.audit("rollback", who, why, slot=slot, bento=previous["bento"], automatic=False)
-        return RolloutResult("rolled_back", slot, previous["bento"], [why], {})
+        self.audit("rollback", who, why, slot=slot, bento=bento, automatic=False)
+        return RolloutResult("rolled_back", slot, bento, [why], {})

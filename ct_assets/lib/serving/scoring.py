@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ct_assets.lib.core.spec import PipelineSpec
+from ct_assets.lib.model.model_training import MISSING_CATEGORY
 from ct_assets.lib.serving import arrow_request
 from ct_assets.lib.serving.feature_engine import FeatureRows
 from ct_assets.lib.serving.prediction_log import write_now
@@ -38,8 +39,6 @@ class Scorer:
     def probabilities(self, features: FeatureRows) -> list[float]:
         import numpy as np
         from catboost import FeaturesData
-
-        from ct_assets.lib.model.model_training import MISSING_CATEGORY
 
         count = len(features)
         if count == 0:

@@ -1,21 +1,30 @@
 """Slot control: the processes of one pipeline's deployment. Each slot (blue, green) is a
-`bentoml serve` process group on its own port; the proxy is one HAProxy process in front of both."""
+`bentoml serve` process group on its own port, whose output goes to `<slot>.log` in the deployment
+folder, rotated by size (`log_pipe`); the proxy is one HAProxy process in front of both, kept
+running by its supervisor (`ct_assets.lib.serving.proxy_supervisor`)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 from ct_assets.lib.core import processes
 from ct_assets.lib.core.processes import wait_until_answers
-from ct_assets.lib.serving import proxy
+from ct_assets.lib.core.settings import REPO_ROOT
+from ct_assets.lib.serving import proxy, proxy_supervisor
 from ct_assets.lib.serving.allocator import allocator_env
-from ct_assets.lib.serving.deployment_state import DeploymentRecord
+from ct_assets.lib.serving.deployment_state import DeploymentRecord, SlotProcess
+from ct_assets.lib.serving.log_pipe import BACKUPS as LOG_BACKUPS
+from ct_assets.lib.serving.log_pipe import MAX_BYTES as MAX_LOG_BYTES
 from ct_assets.lib.serving.proxy import ProxyLayout
 from ct_assets.lib.serving.traffic import WEIGHT_SCALE, Traffic
 
@@ -55,6 +64,25 @@ def terminate_group(pid: int, timeout: float, instance: str | None = None) -> No
     processes.signal_tree(pid, signal.SIGKILL, remaining())
 
 
+def _log_pipe(path: Path) -> subprocess.Popen:
+    """A copier of a slot's output into `path`, rotated by size (`log_pipe`)."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ct_assets.lib.serving.log_pipe",
+            str(path),
+            str(MAX_LOG_BYTES),
+            str(LOG_BACKUPS),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        cwd=REPO_ROOT,
+    )
+
+
 class SlotControl:
     """Starts and stops the slots and the proxy, and records which bento each slot runs."""
 
@@ -67,17 +95,21 @@ class SlotControl:
         self.bentoml = bentoml
 
     def ensure_proxy(self) -> None:
-        """Start the proxy unless it answers on its admin socket; the active slot gets all weight."""
-        if self.layout.socket.exists():
-            try:
-                proxy.command(self.layout, "show info")
+        """Start the proxy under its supervisor unless it answers (or its supervisor brings it back
+        within seconds); a new proxy gives the active slot all weight."""
+        if proxy_supervisor.answers(self.layout):
+            return
+        running = proxy_supervisor.supervisor_pid(self.layout)
+        if running is not None:
+            if proxy_supervisor.wait_answers(self.layout, 5):
                 return
-            except OSError:
-                pass
-        active = self.record.read().get("active")
-        process = proxy.start(self.layout, {s: WEIGHT_SCALE if s == active else 0 for s in proxy.SLOTS})
+            terminate_group(running, timeout=5)  # a supervisor whose proxy does not come back
+        active = self.record.read().active
+        pid = proxy_supervisor.start(
+            self.layout, {s: WEIGHT_SCALE if s == active else 0 for s in proxy.SLOTS}
+        )
         state = self.record.read()
-        state["proxy_pid"] = process.pid
+        state.proxy_supervisor_pid = pid
         self.record.save(state)
 
     def start(self, slot: str, bento: str, extra_env: dict[str, str] | None = None) -> None:
@@ -90,59 +122,85 @@ class SlotControl:
             **os.environ,
             **self.slot_env,
             "CT_SLOT": slot,
+            "CT_HEALTH_PORT": str(self.layout.health_port(slot)),
             INSTANCE_VARIABLE: instance,
             **(extra_env or {}),
         }
         env.update(allocator_env(env))
-        log = (self.record.folder / f"{slot}.log").open("a")
+        log = _log_pipe(self.record.folder / f"{slot}.log")
         process = subprocess.Popen(
             [self.bentoml, "serve", bento, "--host", "127.0.0.1", "--port", str(port)],
             env=env,
-            stdout=log,
-            stderr=log,
+            stdout=log.stdin,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        log.stdin.close()  # the slot holds the pipe now; the copier ends when the slot's processes do
         state = self.record.read()
-        state["slots"][slot] = {
-            "bento": bento,
-            "pid": process.pid,
-            "port": port,
-            "started_at": datetime.now(UTC).isoformat(),
-            "instance": instance,
-        }
+        state.slots[slot] = SlotProcess(
+            bento=bento,
+            pid=process.pid,
+            port=port,
+            started_at=datetime.now(UTC).isoformat(),
+            instance=instance,
+        )
         self.record.save(state)
         wait_until_answers(f"http://127.0.0.1:{port}/readyz", process, f"slot on port {port}", timeout=120)
         self.wait_up(slot)
 
     def wait_up(self, slot: str, timeout: float = 20) -> None:
         """Wait until the proxy's own health check sees the slot UP (before it gets any traffic)."""
-        if not self.layout.socket.exists():
-            return
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if proxy.server_stats(self.layout).get(slot, {}).get("status", "").startswith("UP"):
-                return
-            time.sleep(0.1)
-        raise RuntimeError(f"the proxy never saw slot {slot} healthy")
+        if self.layout.socket.exists():
+            proxy.wait_until_up(self.layout, slot, timeout)
 
     def stop(self, slot: str) -> None:
         state = self.record.read()
-        info = state["slots"].pop(slot, None)
+        info = state.slots.pop(slot, None)
         self.record.save(state)
         if info:
-            terminate_group(info["pid"], timeout=20, instance=info.get("instance"))
+            terminate_group(info.pid, timeout=20, instance=info.instance)
 
     def shutdown(self) -> None:
         """Stop both slots and the proxy."""
         for slot in proxy.SLOTS:
             self.stop(slot)
-        pid = self.record.read().get("proxy_pid")
-        if pid:
+        state = self.record.read()
+        pid = proxy_supervisor.supervisor_pid(self.layout) or state.proxy_supervisor_pid
+        if pid is not None and processes.is_running(pid):
             terminate_group(pid, timeout=5)
+        shutil.rmtree(self.layout.sockets, ignore_errors=True)
+
+    def health(self) -> dict[str, Any]:
+        """The proxy's health (supervisor, HAProxy, restarts) and each slot's: its process, and the
+        proxy's view of it (status, weight, last check)."""
+        state = self.record.read()
+        try:
+            stats = proxy.server_stats(self.layout)
+        except proxy.ProxyDown:
+            stats = {}
+        slots: dict[str, Any] = {}
+        for slot in proxy.SLOTS:
+            info = state.slots.get(slot)
+            seen = stats.get(slot, {})
+            slots[slot] = {
+                "bento": info.bento if info else None,
+                "process": None if not info else "running" if processes.is_running(info.pid) else "gone",
+                "proxy_status": seen.get("status"),
+                "weight": int(seen["weight"]) if seen.get("weight") else None,
+                "last_check": f"{seen.get('check_status') or ''} {seen.get('check_desc') or ''}".strip()
+                or None,
+            }
+        return {"proxy": proxy_supervisor.status(self.layout), "slots": slots}
 
     def serves(self, slot: str) -> str | None:
         """The bento `slot` runs (None when it is stopped)."""
-        return self.record.read()["slots"].get(slot, {}).get("bento")
+        return self.record.read().bento_in(slot)
+
+    def running(self, slot: str) -> bool:
+        """Is `slot`'s server process running?"""
+        info = self.record.read().slots.get(slot)
+        return info is not None and processes.is_running(info.pid)
 
     def pid(self, slot: str) -> int | None:
-        return self.record.read()["slots"].get(slot, {}).get("pid")
+        info = self.record.read().slots.get(slot)
+        return info.pid if info else None

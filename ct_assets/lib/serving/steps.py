@@ -3,20 +3,24 @@ configured from the spec and the home folder's layout (`settings.Config`)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ct_assets.lib.core.settings import Config, use_bentoml_home
 from ct_assets.lib.core.spec import PipelineSpec
-from ct_assets.lib.core.warehouse import partition_view_sql
+from ct_assets.lib.core.warehouse import PARTITION_COLUMN, partition_view_sql, quote
+from ct_assets.lib.data.landing import write_atomically
+from ct_assets.lib.data.online_snapshot import published_as_of
 from ct_assets.lib.model import model_training
 from ct_assets.lib.model.model_store import load_model
-from ct_assets.lib.model.model_training import FeatureLayout
+from ct_assets.lib.model.records import ModelVersion
 from ct_assets.lib.model.registry import Registry
-from ct_assets.lib.serving.predictor import request_columns
 from ct_assets.lib.serving.proxy import ProxyLayout
+from ct_assets.lib.serving.request_parsing import request_columns
 from ct_assets.lib.serving.rollout import Deployment, HealthPolicy, RolloutResult
 
 if TYPE_CHECKING:
@@ -64,17 +68,17 @@ def health_policy(spec: PipelineSpec) -> HealthPolicy:
 def request_payload(
     con: duckdb.DuckDBPyConnection, spec: PipelineSpec, partitions: list[str], limit: int
 ) -> list[dict[str, Any]]:
-    """Validated rows of `partitions` as a caller would send them (no post-event fields), as JSON."""
-    import json
-
-    rows = con.execute(partition_view_sql(spec.name, "validated", partitions) + f" LIMIT {int(limit)}").df()
+    """The first `limit` validated rows of `partitions` by entity id (the same rows on every call),
+    as a caller would send them (no post-event fields), as JSON."""
+    ordered = f" ORDER BY {PARTITION_COLUMN}, {quote(spec.entity_id)} LIMIT {int(limit)}"
+    rows = con.execute(partition_view_sql(spec.name, "validated", partitions) + ordered).df()
     return json.loads(rows[list(request_columns(spec))].to_json(orient="records", date_format="iso"))
 
 
 def reference_scores(
     con: duckdb.DuckDBPyConnection,
     spec: PipelineSpec,
-    record: dict[str, Any],
+    record: ModelVersion,
     registry: Registry,
     payload: list[dict[str, Any]],
     partitions: list[str],
@@ -84,17 +88,17 @@ def reference_scores(
     features = (
         con.execute(partition_view_sql(spec.name, "features", partitions)).df().set_index(spec.entity_id)
     )
-    model = load_model(registry.models, record["model_sha256"])
+    model = load_model(registry.models, record.model_sha256)
     ids = [row[spec.entity_id] for row in payload]
-    scores = model_training.score(model, features.loc[ids].reset_index(), FeatureLayout(**record["layout"]))
+    scores = model_training.score(model, features.loc[ids].reset_index(), record.layout)
     return [float(s) for s in scores]
 
 
 def compatibility_set(
-    con: duckdb.DuckDBPyConnection, spec: PipelineSpec, record: dict[str, Any], registry: Registry
+    con: duckdb.DuckDBPyConnection, spec: PipelineSpec, record: ModelVersion, registry: Registry
 ) -> tuple[list[dict], list[float]]:
     """Holdout rows as a caller would send them, and the champion's scores on their features."""
-    holdout = record["partitions"]["holdout"]
+    holdout = record.partitions["holdout"]
     payload = request_payload(con, spec, holdout, spec.serving.compatibility_rows)
     return payload, reference_scores(con, spec, record, registry, payload, holdout)
 
@@ -107,18 +111,14 @@ def compatibility_path(spec: PipelineSpec, version: str, config: Config) -> Path
 def publish_compatibility(
     con: duckdb.DuckDBPyConnection,
     spec: PipelineSpec,
-    record: dict[str, Any],
+    record: ModelVersion,
     registry: Registry,
     config: Config,
 ) -> Path:
     """Write the champion's compatibility set beside the deployment, so a rollout needs no warehouse
     (and never holds the warehouse's writer slot through its health window)."""
-    import json
-
-    from ct_assets.lib.data.landing import write_atomically
-
     rows, expected = compatibility_set(con, spec, record, registry)
-    path = compatibility_path(spec, record["version"], config)
+    path = compatibility_path(spec, record.version, config)
     write_atomically(path, json.dumps({"rows": rows, "scores": expected}).encode())
     return path
 
@@ -127,19 +127,17 @@ def roll_out(
     spec: PipelineSpec, registry: Registry, bento_tag: str, who: str, config: Config
 ) -> RolloutResult:
     """Roll the champion's bento out with the compatibility set its `bento` step published."""
-    import json
-
     record = registry.champion()
     if record is None:
         raise RuntimeError(f"{spec.name} has no champion to roll out")
-    path = compatibility_path(spec, record["version"], config)
+    path = compatibility_path(spec, record.version, config)
     if not path.exists():
         raise RuntimeError(
-            f"no compatibility set for {record['version']} at {path}: materialize the bento asset first"
+            f"no compatibility set for {record.version} at {path}: materialize the bento asset first"
         )
     published = json.loads(path.read_text())
     rows, expected = published["rows"], published["scores"]
-    wait_for_snapshot(spec, config, max(record["partitions"]["holdout"]))
+    wait_for_snapshot(spec, config, max(record.partitions["holdout"]))
     return deployment(spec, config).rollout(
         bento_tag,
         (rows, expected),
@@ -152,8 +150,6 @@ def roll_out(
 
 def snapshot_as_of(spec: PipelineSpec, config: Config) -> str | None:
     """The partition the published online snapshot is as of (None before the first one)."""
-    from ct_assets.lib.data.online_snapshot import published_as_of
-
     return published_as_of(config.online / spec.name)
 
 
@@ -163,8 +159,6 @@ def wait_for_snapshot(
     """Wait until the online snapshot covers `partition` (the model's last holdout partition): the
     ingest run that built the features publishes the snapshot a few steps later. Serving features
     from an older snapshot would miss context (weather) and fail the compatibility check."""
-    import time
-
     deadline = time.monotonic() + timeout
     while (as_of := snapshot_as_of(spec, config) or "") < partition:
         if time.monotonic() > deadline:

@@ -40,11 +40,12 @@ class Traffic:
         if self.layout.socket.exists():
             proxy.set_standby(self.layout, slot, False)
 
-    def drain(self, slot: str, timeout: float = 10) -> None:
-        """Wait (up to `timeout` s) until `slot` has no request in flight."""
+    def drain(self, slot: str, timeout: float = 10) -> int:
+        """Wait (up to `timeout` s) until `slot` has no request in flight; returns the requests
+        still in flight when it stopped waiting (0: drained)."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            stats = proxy.server_stats(self.layout).get(slot, {})
-            if int(stats.get("scur") or 0) == 0:
-                return
+        while True:
+            in_flight = int(proxy.server_stats(self.layout).get(slot, {}).get("scur") or 0)
+            if in_flight == 0 or time.monotonic() >= deadline:
+                return in_flight
             time.sleep(0.1)

@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable
 
 from ct_assets.lib.core import processes
-from ct_assets.lib.monitor.alerts import Alert
+from ct_assets.lib.core.alerts import Alert
 from ct_assets.lib.serving import proxy
 from ct_assets.lib.serving.rollout import Deployment, RolloutResult
 
@@ -57,7 +57,7 @@ class Watchdog:
     def check(self) -> RolloutResult | None:
         """One look: fail over if the active slot is DOWN and the standby is UP."""
         state = self.deployment.state()
-        active = state.get("active")
+        active = state.active
         if not active:
             return None
         stats = proxy.server_stats(self.deployment.layout)
@@ -66,20 +66,22 @@ class Watchdog:
         if not status.startswith("DOWN"):
             self._alerted_no_standby = None
             return None
-        info = state["slots"].get(active, {})
-        pid = info.get("pid")
+        info = state.slots.get(active)
+        pid = info.pid if info else None
         process = (
             ""
             if pid is None
             else f"; its server process {pid} is {'running' if processes.is_running(pid) else 'gone'}"
         )
         check = f"{seen.get('check_status') or '?'} {seen.get('check_desc') or ''}".strip()
-        cause = f"active slot {active} ({info.get('bento')}) is DOWN (last health check {check}){process}"
+        bento = state.bento_in(active)
+        cause = f"active slot {active} ({bento}) is DOWN (last health check {check}){process}"
         standby = _other(active)
-        previous = state.get("previous") or {}
-        proven = previous.get("slot") == standby and previous.get("bento") == state["slots"].get(
-            standby, {}
-        ).get("bento")  # the bento that served before the switch, not a candidate under canary
+        previous = state.previous
+        # the bento that served before the switch, not a candidate under canary
+        proven = (
+            previous is not None and previous.slot == standby and previous.bento == state.bento_in(standby)
+        )
         if not proven or not stats.get(standby, {}).get("status", "").startswith("UP"):
             if self._alerted_no_standby != active:
                 self._alerted_no_standby = active
@@ -104,7 +106,7 @@ class Watchdog:
                 None,
                 cause,
                 f"slot {standby} ({result.bento}) now serves all traffic; the failed bento "
-                f"{info.get('bento')} is stopped: read {active}.log in the deployment folder, then "
+                f"{bento} is stopped: read {active}.log in the deployment folder, then "
                 "redeploy",
                 self.owner,
             )

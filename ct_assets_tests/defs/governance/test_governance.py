@@ -20,7 +20,7 @@ import uvicorn
 from ct_assets.defs.governance.factory import audit_log_sensor, build_governance_defs
 from ct_assets.defs.resources import HomeFolder, LandingZone, ModelRegistry, PredictionLog, Warehouse
 from ct_assets.lib.core import settings
-from ct_assets.lib.governance.audit import home_log
+from ct_assets.lib.core.audit import home_log
 from ct_assets.lib.serving.operator_api import create_app
 from ct_assets.lib.serving.proxy import ProxyLayout
 from ct_assets.lib.serving.rollout import Deployment

@@ -102,11 +102,11 @@ def test_champion_gate_reproducibility_and_rollback(
         assert "no champion yet" in checks["gate"].description
         assert registry.champion_version() == "v0001"
         record = registry.get("v0001")
-        assert record["seed"] == 13 and record["thread_count"] == 2 and record["verdict"]["passed"]
-        assert record["partitions"]["holdout"] == ["2013-01-19", "2013-01-20", "2013-01-21"]
-        lineage = record["raw_files"]["2013-01-08"][0]
-        assert lineage["path"].endswith("2013-01-08.csv") and len(lineage["sha256"]) == 64
-        assert set(record["environment"]["libraries"]) >= {"catboost", "pandas", "duckdb"}
+        assert record.seed == 13 and record.thread_count == 2 and record.verdict.passed
+        assert record.partitions["holdout"] == ["2013-01-19", "2013-01-20", "2013-01-21"]
+        lineage = record.raw_files["2013-01-08"][0]
+        assert lineage.path.endswith("2013-01-08.csv") and len(lineage.sha256) == 64
+        assert set(record.environment.libraries) >= {"catboost", "pandas", "duckdb"}
 
         # 2. a deliberately worse candidate (one feature) is refused with a readable reason
         worse = load_spec(
@@ -119,7 +119,7 @@ def test_champion_gate_reproducibility_and_rollback(
         assert not refused.success and not gate.passed
         assert "< champion" in gate.description and "AUC" in gate.description
         assert registry.champion_version() == "v0001"
-        assert not registry.get("v0002")["verdict"]["passed"]
+        assert not registry.get("v0002").verdict.passed
         assert "flights_delay/champion" not in {
             e.materialization.asset_key.to_user_string() for e in refused.get_asset_materialization_events()
         }
@@ -136,11 +136,12 @@ def test_champion_gate_reproducibility_and_rollback(
         again = _train(spec, resources, instance, as_of="2013-01-21")
         assert again.success, _checks(again)["gate"].description
     assert registry.champion_version() == "v0003"
-    assert registry.get("v0003")["model_sha256"] == registry.get("v0001")["model_sha256"]
+    assert registry.get("v0003").model_sha256 == registry.get("v0001").model_sha256
     from ct_assets import cli
 
     monkeypatch.setenv("CT_REGISTRY", str(tmp_path / "registry"))
     monkeypatch.setenv("CT_PIPELINES_DIR", str(data["root"] / "pipelines"))
+    monkeypatch.setenv("CT_BUILTIN_PIPELINES", "0")
     assert cli.main(["rollback", "--why", "ops saw odd scores", "--who", "ann"]) == 0
     assert registry.champion_version() == "v0001"
     assert registry.audit_log()[-1] | {"at": None} == {
@@ -163,7 +164,7 @@ def test_corrupted_or_missing_artifacts_are_refused(data: dict, tmp_path: Path) 
     with dg.instance_for_test() as instance:
         assert _train(spec, resources, instance, as_of="2013-01-21").success
     registry = Registry(tmp_path / "registry", spec.name)
-    sha = registry.get("v0001")["model_sha256"]
+    sha = registry.get("v0001").model_sha256
     load_model(registry.models, sha)
     artifact = registry.models / f"{sha}.cbm"
     artifact.chmod(0o644)

@@ -32,13 +32,12 @@ from ct_assets.defs.resources import (
     Warehouse,
     WebhookAlertSink,
 )
-from ct_assets.lib.core import names
+from ct_assets.lib.core import alerts, names
 from ct_assets.lib.core.dates import day_keys
 from ct_assets.lib.core.settings import Config
 from ct_assets.lib.core.spec import load_spec
 from ct_assets.lib.data import demo_source
 from ct_assets.lib.model.registry import Registry
-from ct_assets.lib.monitor import alerts
 from ct_assets_tests.conftest import write_flights_variant
 
 pytestmark = pytest.mark.slow
@@ -151,7 +150,8 @@ def test_drift_sensor_quiet_on_ordinary_days_then_retrains_on_injected_drift(loo
     request = fired.run_requests[0]
     assert loop["defs"].resolve_sensor_def(f"{spec.name}_drift_sensor").job_name == f"{spec.name}_retrain"
     assert request.tags["ct/trigger"] == "drift" and request.tags["ct/partition"] == "2013-01-19"
-    assert "drift confirmed in 2 of the last 3 partitions" in request.tags["ct/reason"]
+    reason = request.tags["ct/reason"]
+    assert "drift in 2 of the last 3 partitions (needs 2)" in reason and "it costs accuracy" in reason
     assert request.run_config["ops"][f"{spec.name}__training_set"]["config"]["as_of"] == "2013-01-19"
 
     again = _tick(loop, f"{spec.name}_drift_sensor", cursor=fired.cursor)
@@ -183,7 +183,7 @@ def test_drift_sensor_quiet_on_ordinary_days_then_retrains_on_injected_drift(loo
 def test_performance_sensor_says_why(loop: dict) -> None:
     result = _tick(loop, f"{loop['spec'].name}_performance_sensor")
     message = result.skip_message or result.run_requests[0].tags["ct/reason"]
-    assert "live AUC" in message
+    assert "2013-01-19" in message and " vs holdout " in message and "label rate" in message
 
 
 def _days(request: dg.RunRequest) -> list[str]:
@@ -263,10 +263,39 @@ def test_dashboard_and_registry_importance(loop: dict) -> None:
     metadata = result.asset_materializations_for_node(f"{spec.name}__monitoring_dashboard")[0].metadata
     assert "data:image/png;base64," in metadata["segments"].value
     assert "data:image/png;base64," in metadata["drift"].value
-    importance = Registry(Path(loop["resources"]["registry"].root), spec.name).champion()[
-        "feature_importance"
-    ]
+    importance = Registry(Path(loop["resources"]["registry"].root), spec.name).champion().feature_importance
     assert abs(sum(importance.values()) - 1) < 1e-9
+
+
+def test_drift_and_live_metadata_are_tables_and_an_ingest_refreshes_the_dashboard(loop: dict) -> None:
+    spec = loop["spec"]
+    instance = loop["instance"]
+    drift = instance.get_latest_materialization_event(dg.AssetKey([spec.name, "drift"]))
+    table = drift.asset_materialization.metadata["drift"].value
+    assert table.startswith("| partition | against | importance share drifted | drifted features")
+    assert DRIFTED[-1] in table and "{" not in table
+    live = instance.get_latest_materialization_event(dg.AssetKey([spec.name, "live_performance"]))
+    assert live.asset_materialization.metadata["live"].value.startswith("| partition | model | AUC")
+    dashboard = dg.AssetKey([spec.name, "monitoring_dashboard"])
+    selection = dg.AssetSelection.assets(dashboard)
+    before = dg.evaluate_automation_conditions(
+        defs=loop["defs"], instance=instance, asset_selection=selection
+    )
+    ingest = loop["defs"].resolve_job_def(names.job_name(spec.name, "ingest"))
+    assert ingest.execute_in_process(instance=instance, partition_key=DRIFTED[-1]).success
+    evaluated = dg.evaluate_automation_conditions(
+        defs=loop["defs"], instance=instance, asset_selection=selection, cursor=before.cursor
+    )
+    assert evaluated.total_requested == 1, "a partition's drift materialized: refresh the dashboard"
+    dg.materialize(
+        [a for a in build_monitor_defs(spec).assets if a.key == dashboard],
+        resources=loop["resources"],
+        instance=instance,
+    )
+    again = dg.evaluate_automation_conditions(
+        defs=loop["defs"], instance=instance, asset_selection=selection, cursor=evaluated.cursor
+    )
+    assert again.total_requested == 0, "nothing new since the dashboard was drawn"
 
 
 def test_webhook_alert_sink_posts_json(tmp_path: Path) -> None:

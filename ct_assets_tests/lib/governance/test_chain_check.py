@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from ct_assets.lib.governance.audit import AuditLog, home_log
+from ct_assets.lib.core.audit import AuditLog, home_log
 from ct_assets.lib.governance.chain_check import ChainResult, check_chain
 from ct_assets.lib.model.registry import Registry
+from ct_assets.lib.serving.deployment_state import DeployState
 from ct_assets_tests.lib.governance.test_lineage import build_home
 
 LINKS = [
@@ -49,7 +50,7 @@ def home(built: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
 
 
 def _check(home: dict, **kwargs) -> ChainResult:
-    return check_chain(home["spec"].name, {}, home["registry"], home["log"], **kwargs)
+    return check_chain(home["spec"].name, DeployState(), home["registry"], home["log"], **kwargs)
 
 
 def test_the_bentos_chain_holds_with_the_warehouse_compared(
@@ -63,7 +64,7 @@ def test_the_bentos_chain_holds_with_the_warehouse_compared(
     try:
         result = check_chain(
             built["spec"].name,
-            {},
+            DeployState(),
             built["registry"],
             home_log(built["root"]),
             con=con,
@@ -95,7 +96,7 @@ def test_an_unknown_bento_breaks_the_first_link(home: dict) -> None:
 
 def test_a_changed_model_artifact_breaks_its_link(home: dict) -> None:
     record = home["registry"].get("v0001")
-    artifact = home["registry"].models / f"{record['model_sha256']}.cbm"
+    artifact = home["registry"].models / f"{record.model_sha256}.cbm"
     artifact.write_bytes(artifact.read_bytes() + b"\0")
     broken = [p.split(":")[0] for p in _check(home).problems]
     assert broken == ["model artifact"]
@@ -112,7 +113,7 @@ def test_a_champion_move_missing_from_the_audit_log_is_found(home: dict) -> None
 def test_an_empty_home_has_nothing_to_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CT_HOME", str(tmp_path))
     registry = Registry(tmp_path / "registry", "empty")
-    result = check_chain("empty", {}, registry, AuditLog(tmp_path / "audit.jsonl"))
+    result = check_chain("empty", DeployState(), registry, AuditLog(tmp_path / "audit.jsonl"))
     assert result.ok and result.model_version is None
     first = result.links[0]
     assert (first.name, first.detail) == ("deployment", "nothing is deployed and there is no champion yet")

@@ -14,21 +14,19 @@ import pandas as pd
 import pytest
 
 from ct_assets import cli
+from ct_assets.lib.core.audit import home_log
 from ct_assets.lib.core.spec import PipelineSpec, load_spec
 from ct_assets.lib.core.warehouse import open_connection, partition_view_sql
-from ct_assets.lib.data import steps as data_steps
-from ct_assets.lib.data.features import groups
-from ct_assets.lib.data.landing import context_file, partition_files, sha256_of
+from ct_assets.lib.data.landing import sha256_of
 from ct_assets.lib.governance import chain_check
-from ct_assets.lib.governance.audit import home_log
 from ct_assets.lib.model import model_training
 from ct_assets.lib.model import steps as model_steps
 from ct_assets.lib.model.model_store import load_model
-from ct_assets.lib.model.model_training import FeatureLayout
 from ct_assets.lib.model.registry import Registry
 from ct_assets.lib.serving import bento_build
+from ct_assets.lib.serving.deployment_state import DeployState
 from ct_assets.lib.serving.scoring import Prediction, log_predictions, new_request_id
-from ct_assets_tests.conftest import FIRST_DAYS, write_flights_variant
+from ct_assets_tests.conftest import FIRST_DAYS, ingest_days, write_flights_variant
 
 
 def build_home(root: Path, flights_landing: Path, name: str) -> dict:
@@ -50,14 +48,7 @@ def build_home(root: Path, flights_landing: Path, name: str) -> dict:
     landing = root / "landing"
     shutil.copytree(flights_landing / "flights_delay", landing / name)
     con = open_connection(root / "warehouse.duckdb")
-    for table in spec.context_tables:
-        data_steps.load_context(con, spec, table, context_file(landing, name, table))
-    for day in FIRST_DAYS:
-        data_steps.ingest_raw(con, spec, day, partition_files(landing, name, day))
-        data_steps.validate_partition(con, spec, day)
-        for group in groups(spec):
-            data_steps.materialize_group(con, spec, group, day)
-        data_steps.build_features(con, spec, day)
+    ingest_days(con, spec, landing, FIRST_DAYS)
     registry = Registry(root / "registry", name, audit_home=root)
     candidate = model_steps.train_candidate(
         spec, registry, model_steps.freeze_training_set(con, spec, registry, None)
@@ -65,14 +56,14 @@ def build_home(root: Path, flights_landing: Path, name: str) -> dict:
     registry.update(candidate.version, verdict={"passed": True, "reasons": [], "notes": ["test"]})
     registry.promote(candidate.version, who="test", why="first model")
     record = registry.champion()
-    bento = bento_build.build(spec, record, registry.models / f"{record['model_sha256']}.cbm")
+    bento = bento_build.build(spec, record, registry.models / f"{record.model_sha256}.cbm")
     features = con.execute(partition_view_sql(name, "features", [FIRST_DAYS[-1]]) + " LIMIT 5").df()
     con.close()
-    layout = FeatureLayout(**record["layout"])
-    scores = model_training.score(load_model(registry.models, record["model_sha256"]), features, layout)
+    layout = record.layout
+    scores = model_training.score(load_model(registry.models, record.model_sha256), features, layout)
     request_id = new_request_id()
     predictions = [
-        Prediction(request_id, str(e), float(p), bool(p >= record["threshold"]), record["version"])
+        Prediction(request_id, str(e), float(p), bool(p >= record.threshold), record.version)
         for e, p in zip(features[spec.entity_id], scores, strict=True)
     ]
     log_predictions(root / "prediction_log", spec, predictions, features, {}, "blue", 3.0)
@@ -97,6 +88,7 @@ def home(tmp_path_factory: pytest.TempPathFactory, flights_landing: Path) -> dic
 def env(home: dict, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict]:
     monkeypatch.setenv("CT_HOME", str(home["root"]))
     monkeypatch.setenv("CT_PIPELINES_DIR", str(home["root"] / "pipelines"))
+    monkeypatch.setenv("CT_BUILTIN_PIPELINES", "0")
     monkeypatch.delenv("CT_REGISTRY", raising=False)
     monkeypatch.delenv("CT_WAREHOUSE", raising=False)
     monkeypatch.delenv("CT_LANDING", raising=False)
@@ -110,8 +102,8 @@ def test_lineage_walks_a_request_back_to_its_raw_files(env: dict, capsys: pytest
     assert tree["request"]["model_version"] == "v0001" and len(tree["request"]["predictions"]) == 5
     assert tree["request"]["bento"] == env["bento"]
     record = env["registry"].get("v0001")
-    assert tree["model"]["model_sha256"] == record["model_sha256"] and tree["model"]["artifact_matches"]
-    assert tree["dataset"]["version"] == record["dataset_version"] and tree["dataset"]["matches"]
+    assert tree["model"]["model_sha256"] == record.model_sha256 and tree["model"]["artifact_matches"]
+    assert tree["dataset"]["version"] == record.dataset_version and tree["dataset"]["matches"]
     assert [(p["key"], p["split"]) for p in tree["partitions"]] == list(
         zip(FIRST_DAYS, ["train", "validation", "holdout"], strict=True)
     )
@@ -168,7 +160,7 @@ def test_the_audit_chain_holds_and_a_tampered_link_breaks_it(
     finally:
         raw_file.write_bytes(original)
 
-    dataset = Path(env["registry"].get("v0001")["dataset_path"])
+    dataset = Path(env["registry"].get("v0001").dataset_path)
     original = dataset.read_bytes()
     try:
         frame = pd.read_parquet(dataset)
@@ -188,7 +180,9 @@ def test_the_audit_chain_holds_and_a_tampered_link_breaks_it(
     original = log.path.read_bytes()
     try:
         log.path.write_bytes(original.replace(b'"why":"first model"', b'"why":"forced through"'))
-        result = chain_check.check_chain(env["spec"].name, {}, env["registry"], log, bento_tag=env["bento"])
+        result = chain_check.check_chain(
+            env["spec"].name, DeployState(), env["registry"], log, bento_tag=env["bento"]
+        )
         assert not result.ok and result.problems[0].startswith(
             "audit log: audit.jsonl line 1 (seq 1, promote)"
         )

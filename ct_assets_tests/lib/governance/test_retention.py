@@ -17,7 +17,8 @@ from ct_assets.lib.data import steps as data_steps
 from ct_assets.lib.data.landing import partition_files, sha256_of
 from ct_assets.lib.governance import retention
 from ct_assets.lib.model.registry import Registry
-from ct_assets_tests.conftest import FIRST_DAYS, write_flights_variant
+from ct_assets.lib.serving.deployment_state import DeployState
+from ct_assets_tests.conftest import FIRST_DAYS, trained_model, write_flights_variant
 
 
 def _count(con: duckdb.DuckDBPyConnection, table: str, key: str) -> int:
@@ -42,7 +43,7 @@ def home(tmp_path: Path, flights_landing: Path) -> dict:
         data_steps.validate_partition(con, spec, day)
     registry = Registry(tmp_path / "registry", spec.name)
     version = registry.register(
-        {"model_sha256": "x", "dataset_version": "d", "partitions": {"train": [FIRST_DAYS[1]], "holdout": []}}
+        trained_model(model_sha256="x", partitions={"train": [FIRST_DAYS[1]], "holdout": []})
     )
     registry.update(version, verdict={"passed": True, "reasons": []})
     registry.promote(version, who="ann", why="first model")
@@ -62,7 +63,7 @@ def _run(home: dict, dry_run: bool = False) -> retention.RetentionReport:
         home["landing"],
         home["logs"].parent,
         home["registry"],
-        {},
+        DeployState(),
         home["registry"].audit(),
         who="ops",
         dry_run=dry_run,
@@ -118,12 +119,12 @@ def test_after_a_rollback_the_next_rollback_target_keeps_its_data(tmp_path: Path
     """v1 -> v2 -> v3, then a rollback to v2: a second rollback would go to v1, so v1 is protected."""
     registry = Registry(tmp_path / "registry", "flights_delay")
     for _ in range(3):
-        version = registry.register({"model_sha256": "x", "partitions": {"train": [], "holdout": []}})
+        version = registry.register(trained_model(model_sha256="x"))
         registry.update(version, verdict={"passed": True, "reasons": []})
         registry.promote(version, who="ann", why="better")
     registry.rollback(who="ann", why="v0003 misbehaves")
     assert registry.champion_version() == "v0002"
-    assert retention.protected_models(registry, {}) == {
+    assert retention.protected_models(registry, DeployState()) == {
         "v0002": "the champion",
         "v0001": "the previous champion (rollback target)",
     }

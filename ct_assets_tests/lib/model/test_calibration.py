@@ -81,7 +81,7 @@ def test_calibrated_probabilities_follow_a_shifted_label_rate(trained: dict) -> 
     model = load_model(trained["registry"].models, trained["candidate"].model_sha256)
     served = model_training.score(model, holdout, layout)
     record = trained["registry"].get(trained["candidate"].version)
-    raw = model_training.score(calibration.uncalibrated(model, record["calibration"]), holdout, layout)
+    raw = model_training.score(calibration.uncalibrated(model, record.calibration), holdout, layout)
     rate = ref.label_rate["holdout"]
     assert abs(float(served.mean()) - rate) < 0.02, (served.mean(), rate)
     assert rate - float(raw.mean()) > 0.08  # the uncalibrated model still predicts the old rate
@@ -98,16 +98,13 @@ def test_calibrated_probabilities_follow_a_shifted_label_rate(trained: dict) -> 
 def test_the_calibration_is_recorded_and_travels_inside_the_artifact(trained: dict) -> None:
     registry, candidate, ref = trained["registry"], trained["candidate"], trained["ref"]
     record = registry.get(candidate.version)
-    fitted = calibration.Calibration.from_dict(record["calibration"])
+    fitted = record.calibration
     assert fitted.method == "platt" and fitted.fitted_on == ref.partitions["validation"]
     assert fitted.rows == ref.rows["validation"] and fitted.label_rate == pytest.approx(
         ref.label_rate["validation"]
     )
     assert fitted.mean_after == pytest.approx(fitted.label_rate, abs=0.005)
-    assert (
-        record["evaluation"]["candidate_uncalibrated"]["log_loss"]
-        > record["evaluation"]["candidate"]["log_loss"]
-    )
+    assert record.evaluation.candidate_uncalibrated.log_loss > record.evaluation.candidate.log_loss
     scale, bias = load_model(registry.models, candidate.model_sha256).get_scale_and_bias()
     assert scale == pytest.approx(fitted.slope * fitted.base_scale)
     assert bias == pytest.approx(fitted.slope * fitted.base_bias + fitted.intercept)
@@ -129,7 +126,7 @@ def test_the_uncalibrated_copy_is_the_early_stopped_model(trained: dict) -> None
     record = trained["registry"].get(trained["candidate"].version)
     holdout = model_steps.load_split(ref, "holdout")
     np.testing.assert_allclose(
-        model_training.score(calibration.uncalibrated(model, record["calibration"]), holdout, layout),
+        model_training.score(calibration.uncalibrated(model, record.calibration), holdout, layout),
         model_training.score(plain, holdout, layout),
         rtol=0,
         atol=1e-12,
@@ -139,8 +136,8 @@ def test_the_uncalibrated_copy_is_the_early_stopped_model(trained: dict) -> None
 def test_the_serving_scorer_gives_the_evaluations_probabilities(trained: dict) -> None:
     spec, ref, registry = trained["spec"], trained["ref"], trained["registry"]
     record = registry.get(trained["candidate"].version)
-    layout = FeatureLayout(**record["layout"])
-    model = load_model(registry.models, record["model_sha256"])
+    layout = record.layout
+    model = load_model(registry.models, record.model_sha256)
     holdout = model_steps.load_split(ref, "holdout")
     evaluated = model_training.score(model, holdout, layout)
     assert metrics.compute(model_training.labels(holdout, spec), evaluated, 0.5).auc == pytest.approx(

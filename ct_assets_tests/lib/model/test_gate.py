@@ -4,6 +4,8 @@ models when the champion has fallen below the floors."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from ct_assets.lib.core.spec import GateSpec
@@ -97,3 +99,17 @@ def test_a_champion_below_the_floors_is_replaced_by_a_better_candidate_with_an_a
 def test_one_class_holdout_fails_with_a_reason() -> None:
     verdict = decide(Evaluation(_m(None)), None, GATE)
     assert verdict.reasons[0] == "AUC is undefined: the holdout has one class only"
+
+
+def test_the_base_rate_predictor_predicts_the_prior_label_rate_on_the_holdout_labels() -> None:
+    # Predicting 0.10 on holdout labels whose rate is 0.25 costs more than their entropy.
+    shifted = base_rate_log_loss(0.25, 0.10)
+    assert shifted == pytest.approx(-(0.25 * math.log(0.10) + 0.75 * math.log(0.90)), abs=1e-9)
+    assert shifted > BASE and base_rate_log_loss(0.25, 0.25) == pytest.approx(BASE)
+    model = Evaluation(_m(0.70, log_loss=0.60))  # worse than the holdout's entropy, better than the prior
+    assert not decide(model, None, GATE).passed
+    verdict = decide(model, None, GATE, prior_rate=0.10)
+    assert verdict.passed
+    assert verdict.figures["log_loss"]["base_rate"] == pytest.approx(shifted)
+    assert verdict.figures["positive_rate"]["prior"] == 0.10
+    assert any("predicting the prior label rate 0.100" in note for note in verdict.notes)

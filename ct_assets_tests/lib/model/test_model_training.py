@@ -12,7 +12,7 @@ import pytest
 from ct_assets.lib.model import model_training
 from ct_assets.lib.model.model_store import save_model
 from ct_assets.lib.model.model_training import MISSING_CATEGORY, FeatureLayout
-from ct_assets_tests.lib.model.conftest import DAYS
+from ct_assets_tests.lib.conftest import DAYS
 
 
 def test_layout_of_the_spec_lists_categoricals_first(small_spec) -> None:

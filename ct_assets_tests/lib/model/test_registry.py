@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 
 from ct_assets.lib.model.registry import Registry, RegistryError
+from ct_assets_tests.conftest import trained_model
 
 
 def _version(registry: Registry, passed: bool | None) -> str:
-    version = registry.register({"model_sha256": "x", "dataset_version": "d"})
+    version = registry.register(trained_model(model_sha256="x", dataset_version="d"))
     if passed is not None:
         registry.update(version, verdict={"passed": passed, "reasons": [] if passed else ["AUC 0.5 < 0.6"]})
     return version

@@ -5,12 +5,11 @@ candidate is still refused by a sound champion."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 import numpy as np
 import pandas as pd
 import pytest
 
+from ct_assets.lib.core.alerts import Alert
 from ct_assets.lib.core.spec import PipelineSpec, load_spec
 from ct_assets.lib.core.warehouse import open_connection, replace_partition, transaction
 from ct_assets.lib.model import model_training
@@ -18,7 +17,7 @@ from ct_assets.lib.model import steps as model_steps
 from ct_assets.lib.model.model_store import save_model
 from ct_assets.lib.model.model_training import FeatureLayout
 from ct_assets.lib.model.registry import Registry
-from ct_assets.lib.monitor.alerts import Alert
+from ct_assets_tests.conftest import trained_model
 from ct_assets_tests.defs.data import loans_pipeline
 
 DAYS = [f"2024-03-{d:02d}" for d in range(1, 11)]
@@ -85,8 +84,13 @@ def _plant_bad_champion(world: dict, registry: Registry) -> str:
         spec.training.params,
     )
     version = registry.register(
-        {"pipeline": spec.name, "model_sha256": save_model(registry.models, model), "threshold": 0.5}
-        | {"layout": asdict(layout), "dataset_path": ref.path, "partitions": ref.partitions}
+        trained_model(
+            pipeline=spec.name,
+            model_sha256=save_model(registry.models, model),
+            layout=layout,
+            dataset_path=ref.path,
+            partitions=ref.partitions,
+        )
     )
     registry.update(version, verdict={"passed": True, "reasons": [], "notes": ["planted by the test"]})
     registry.promote(version, who="test", why="a champion that has gone bad")
@@ -101,7 +105,7 @@ def test_the_first_model_meets_the_floors_or_is_refused(world: dict) -> None:
     candidate, sound = _train(world, world["spec"], registry)
     assert sound.verdict.passed, sound.verdict.reasons
     assert sound.champion is None and "base_rate" in sound.verdict.figures["log_loss"]
-    assert registry.get(candidate.version)["label_rate"]["holdout"] == pytest.approx(
+    assert registry.get(candidate.version).label_rate["holdout"] == pytest.approx(
         sound.candidate.overall.positive_rate
     )
 
@@ -117,7 +121,7 @@ def test_a_planted_bad_champion_is_replaced_by_a_better_candidate_below_a_floor(
     assert result.candidate.overall.auc > result.champion.overall.auc
     assert result.verdict.passed, result.verdict.reasons
     assert len(alerts) == 1 and alerts[0].tier == "critical" and "the candidate serves" in alerts[0].cause
-    figures = registry.get(candidate.version)["verdict"]["figures"]
+    figures = registry.get(candidate.version).verdict.figures
     assert figures["auc"]["champion"] == result.champion.overall.auc
     model_steps.promote(world["spec"], registry, candidate, who="test")
     assert registry.champion_version() == candidate.version

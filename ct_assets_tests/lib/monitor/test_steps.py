@@ -1,7 +1,6 @@
 """The monitoring steps write typed tables: on a real DuckDB file, through the real data, model
 and monitoring steps, a partition whose drift is skipped or whose columns are all null never fixes
-a column's type for the partitions after it, with a context table and without; a table an older,
-untyped write left with NULL columns is repaired the next time it is written."""
+a column's type for the partitions after it, with a context table and without."""
 
 from __future__ import annotations
 
@@ -13,19 +12,17 @@ import pytest
 from ct_assets.lib.core.spec import PipelineSpec, load_spec
 from ct_assets.lib.core.warehouse import (
     open_connection,
-    replace_partition,
     table_columns,
     table_name,
-    transaction,
 )
 from ct_assets.lib.data import steps as data_steps
-from ct_assets.lib.data.features import groups
-from ct_assets.lib.data.landing import context_file, partition_files
+from ct_assets.lib.data.landing import context_file
 from ct_assets.lib.data.profiles import ProfileFiles
 from ct_assets.lib.model import steps as model_steps
 from ct_assets.lib.model.registry import Registry
 from ct_assets.lib.monitor import steps as monitor_steps
 from ct_assets.lib.monitor import store
+from ct_assets_tests.conftest import ingest_days
 from ct_assets_tests.defs.data import loans_pipeline
 
 WINDOW = [f"2024-03-{d:02d}" for d in range(1, 11)]
@@ -41,11 +38,7 @@ def _land(landing: Path, day: str, rows: int, seed: int, **change: object) -> No
 
 def _ingest(con, spec: PipelineSpec, landing: Path, day: str) -> None:
     """The partition through the real data steps: raw, validated, feature groups, features."""
-    data_steps.ingest_raw(con, spec, day, partition_files(landing, spec.name, day))
-    data_steps.validate_partition(con, spec, day)
-    for group in groups(spec):
-        data_steps.materialize_group(con, spec, group, day)
-    data_steps.build_features(con, spec, day)
+    ingest_days(con, spec, landing, [day], context=False)
 
 
 def _loop(root: Path, context: bool) -> tuple:
@@ -115,50 +108,4 @@ def test_skipped_and_all_null_partitions_do_not_fix_types(tmp_path: Path, contex
     assert dict(skipped) == {NORMAL: None, NULL_INCOME: "every value is null in the partition", LATER: None}
     signals = monitor_steps.recent_signals(con, spec, 10, registry.champion_version())
     assert [s.partition for s in signals] == sorted(order)
-    con.close()
-
-
-def test_an_all_null_first_write_keeps_the_declared_types(tmp_path: Path) -> None:
-    con = open_connection(tmp_path / "w.duckdb")
-    nulls = pd.DataFrame([{"column": "a", "kind": "numeric", "rows": 5, "hellinger": None, "skipped": None}])
-    with transaction(con):
-        store.write_partition(con, "p", "drift_columns", "2024-01-01", nulls)
-    values = pd.DataFrame([{"column": "a", "kind": "numeric", "rows": 5, "hellinger": 0.2, "skipped": "why"}])
-    with transaction(con):
-        store.write_partition(con, "p", "drift_columns", "2024-01-02", values)
-    assert table_columns(con, "p", "drift_columns")["skipped"] == "VARCHAR"
-    assert con.execute("SELECT count(*), count(skipped), sum(hellinger) FROM p.drift_columns").fetchall() == [
-        (2, 1, 0.2)
-    ]
-    with pytest.raises(ValueError, match="declares no column"):
-        store.write_partition(con, "p", "drift_columns", "2024-01-03", values.assign(extra=1))
-    con.close()
-
-
-def test_a_table_an_untyped_write_created_is_repaired_on_the_next_write(tmp_path: Path) -> None:
-    path = tmp_path / "w.duckdb"
-    con = open_connection(path)
-    legacy = pd.DataFrame(
-        [{"champion_version": "v0001", "rows": 300, "drift_share": 0.1, "skipped": None, "label_rate": None}]
-    )
-    con.register("_legacy", legacy)
-    with transaction(con):  # how the table used to be created: typed by its first frame
-        replace_partition(con, "p", "drift_summary", "2024-01-01", "SELECT * FROM _legacy")
-    con.unregister("_legacy")
-    assert table_columns(con, "p", "drift_summary")["skipped"] == '"NULL"'
-    con.close()
-
-    con = open_connection(path)
-    skipped = pd.DataFrame([{"champion_version": "v0001", "rows": 40, "skipped": "only 40 rows"}])
-    with transaction(con):
-        store.write_partition(con, "p", "drift_summary", "2024-01-02", skipped)
-    columns = table_columns(con, "p", "drift_summary")
-    assert {c: columns[c] for c in store.DRIFT_SUMMARY} == store.DRIFT_SUMMARY
-    assert con.execute(
-        "SELECT _partition_key, skipped, drift_share FROM p.drift_summary ORDER BY 1"
-    ).fetchall() == [
-        ("2024-01-01", None, 0.1),
-        ("2024-01-02", "only 40 rows", None),
-    ]
-    assert store.ensure_table(con, "p", "drift_summary") == []  # repaired once, matches from then on
     con.close()

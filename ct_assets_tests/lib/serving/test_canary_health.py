@@ -17,10 +17,10 @@ def test_a_healthy_canary_has_no_reason_against_it() -> None:
 
 
 def test_each_breached_threshold_gives_its_reason() -> None:
-    reasons = verdict(_health(requests=5, error_rate=0.2, p99_ms=900.0, score_shift=0.6), POLICY)
+    reasons = verdict(_health(requests=5, errors=3, error_rate=0.6, p99_ms=900.0, score_shift=0.6), POLICY)
     assert len(reasons) == 4
     assert reasons[0].startswith("only 5 requests reached the canary")
-    assert reasons[1] == "error rate 20.0% > 1.0%"
+    assert reasons[1] == "error rate 60.0% > 1.0% (the active slot's 0.0% + 1.0%)"
     assert reasons[2] == "p99 latency 900 ms > 250 ms"
     assert "score distribution moved 0.60" in reasons[3]
 
@@ -32,5 +32,23 @@ def test_no_latency_logged_is_no_latency_breach() -> None:
 def test_score_hellinger_is_zero_for_the_same_scores_and_one_for_disjoint_ones() -> None:
     scores = [0.05, 0.15, 0.55, 0.95]
     assert score_hellinger(scores, scores) == 0.0
+    uneven = [0.0, 0.16, 0.32, 0.48, 0.65, 0.81]  # shares of 1/6: 1 - sum(sqrt(pq)) rounds to 1e-16
+    assert score_hellinger(uneven, list(uneven)) == 0.0
     assert abs(score_hellinger([0.05] * 10, [0.95] * 10) - 1.0) < 1e-12
     assert score_hellinger([], scores) == 0.0
+
+
+def test_errors_and_latency_are_judged_against_the_active_slot_on_the_same_window() -> None:
+    same = {"active_error_rate": 0.04, "active_p50_ms": 300.0, "p50_ms": 320.0}
+    assert verdict(_health(errors=5, error_rate=0.05, p99_ms=400.0, **same), POLICY) == []
+    worse = verdict(
+        _health(errors=30, error_rate=0.3, p99_ms=900.0, p50_ms=800.0, active_p50_ms=20.0), POLICY
+    )
+    assert worse[0].startswith("error rate 30.0% > 1.0%") and worse[1].startswith("p99 latency 900 ms")
+
+
+def test_one_error_in_a_small_canary_is_chance_at_an_allowed_rate() -> None:
+    lenient = HealthPolicy(min_requests=20, max_error_rate=0.05)
+    assert verdict(_health(requests=20, errors=1, error_rate=0.05, active_error_rate=0.0), lenient) == []
+    strict = HealthPolicy(min_requests=20, max_error_rate=0.0)
+    assert verdict(_health(requests=20, errors=1, error_rate=0.05, active_error_rate=0.0), strict) != []

@@ -13,6 +13,7 @@ from ct_assets.lib.data.profiles import ProfileFiles
 from ct_assets.lib.model.registry import Registry
 from ct_assets.lib.monitor import steps as monitor_steps
 from ct_assets.lib.serving.scoring import Prediction, log_predictions
+from ct_assets_tests.conftest import trained_model
 from ct_assets_tests.lib.serving.test_predictor import DAY, featurized  # noqa: F401 - the shared fixture
 
 
@@ -57,7 +58,7 @@ def test_logged_predictions_drive_live_performance(featurized, flights_spec, tmp
     assert types["score"] == "DOUBLE"
 
     registry = Registry(tmp_path / "registry", flights_spec.name)
-    version = registry.register({"model_sha256": "unused", "threshold": 0.5, "layout": {}})
+    version = registry.register(trained_model(model_sha256="unused"))
     registry.update(version, verdict={"passed": True, "reasons": []})
     registry.promote(version, who="test", why="test")
     report = monitor_steps.live_performance_step(

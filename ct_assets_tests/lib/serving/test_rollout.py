@@ -84,11 +84,13 @@ def deployment(served):  # noqa: F811 - pytest fixture injection
     first_record = registry.get("v0001")
     second_record = registry.get(second.version)
     bentos = {
-        r["version"]: str(bento_build.build(spec, r, registry.models / f"{r['model_sha256']}.cbm").tag)
+        r.version: str(bento_build.build(spec, r, registry.models / f"{r.model_sha256}.cbm").tag)
         for r in (first_record, second_record)
     }
-    stable, blue, green = free_ports(3)
-    layout = ProxyLayout(root / "proxy", stable, {"blue": blue, "green": green})
+    stable, blue, green, blue_check, green_check = free_ports(5)
+    layout = ProxyLayout(
+        root / "proxy", stable, {"blue": blue, "green": green}, {"blue": blue_check, "green": green_check}
+    )
     env = {"CT_ONLINE_SNAPSHOT": str(root / "online"), "CT_PREDICTION_LOG": str(root / "log")}
     deploy = Deployment(root / "deploy", layout, env, str(Path(sys.executable).parent / "bentoml"))
     rows = request_rows(con, spec, DAYS[-1], 100)
@@ -136,11 +138,11 @@ def _tree_maps(root: int) -> list[str]:
 
 def test_slot_processes_run_with_the_chosen_allocator(deployment) -> None:
     state = deployment["deploy"].state()
-    slot = state["slots"][state["active"]]
+    slot = state.slots[state.active]
     expected = allocator_env()["CT_SLOT_ALLOCATOR"]
-    answer = httpx.post(f"http://127.0.0.1:{slot['port']}/version", json={}, timeout=10).json()
+    answer = httpx.post(f"http://127.0.0.1:{slot.port}/version", json={}, timeout=10).json()
     assert answer["allocator"] == expected
-    maps = _tree_maps(slot["pid"])
+    maps = _tree_maps(slot.pid)
     assert len(maps) >= 2  # `bentoml serve` and its workers
     assert all(("libtcmalloc" in m) == (expected == "tcmalloc") for m in maps)
 
@@ -148,7 +150,7 @@ def test_slot_processes_run_with_the_chosen_allocator(deployment) -> None:
 def test_canary_share_is_ten_percent(deployment) -> None:
     deploy = deployment["deploy"]
     state = deploy.state()
-    active = state["active"]
+    active = state.active
     idle = "green" if active == "blue" else "blue"
     deploy.start_slot(idle, deployment["bentos"][deployment["second"]])
     try:
@@ -180,7 +182,7 @@ def test_a_bad_candidate_is_rolled_back_automatically(deployment, extra_env, rea
         duckdb.execute(f"COPY (SELECT * FROM read_parquet('{weather}') LIMIT 0) TO '{stale}/w.parquet'")
         (stale / "w.parquet").replace(weather)
         extra_env = {"CT_ONLINE_SNAPSHOT": str(stale)}
-    active_before = deploy.state()["active"]
+    active_before = deploy.state().active
     with Traffic(deployment["url"], deployment["rows"]) as traffic:
         result = deploy.rollout(
             deployment["bentos"][deployment["second"]],
@@ -191,7 +193,7 @@ def test_a_bad_candidate_is_rolled_back_automatically(deployment, extra_env, rea
             extra_env=extra_env,
         )
     assert result.status == "rolled_back" and reason in "; ".join(result.reasons), result.reasons
-    assert deploy.state()["active"] == active_before
+    assert deploy.state().active == active_before
     assert traffic.failures == [], traffic.failures[:5]  # the stable port never answered an error
     assert deploy.audit_log()[-1]["action"] == "rollback" and deploy.audit_log()[-1]["automatic"]
 
@@ -227,7 +229,7 @@ def test_stopping_a_slot_whose_server_died_also_stops_its_orphaned_workers(tmp_p
     with pytest.raises(RuntimeError, match="exited with 1"):
         deploy.start_slot("green", str(marker))
     assert marker.read_text() == "bound"
-    instance = deploy.state()["slots"]["green"]["instance"]
+    instance = deploy.state().slots["green"].instance
     (orphan,) = processes.with_environment("CT_SLOT_INSTANCE", instance)
     deploy.stop_slot("green")
     assert processes.wait_gone(orphan, timeout=10)

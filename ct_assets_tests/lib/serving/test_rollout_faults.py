@@ -28,10 +28,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ct_assets.lib.core import processes
-from ct_assets.lib.monitor import alerts
+from ct_assets.lib.core import alerts, processes
 from ct_assets.lib.serving import proxy
 from ct_assets.lib.serving import steps as deploy_steps
+from ct_assets.lib.serving.deployment_state import SlotBento
 from ct_assets.lib.serving.proxy import ProxyLayout
 from ct_assets.lib.serving.rollout import Deployment, HealthPolicy
 from ct_assets.lib.serving.watchdog import Watchdog
@@ -95,8 +95,13 @@ def live(served):  # noqa: F811 - pytest fixture injection
     bento: the faults are about processes, not models)."""
     spec, con, registry, root = served["spec"], served["con"], served["registry"], served["root"]
     record = served["record"]
-    stable, blue, green = free_ports(3)
-    layout = ProxyLayout(root / "fault-proxy", stable, {"blue": blue, "green": green})
+    stable, blue, green, blue_check, green_check = free_ports(5)
+    layout = ProxyLayout(
+        root / "fault-proxy",
+        stable,
+        {"blue": blue, "green": green},
+        {"blue": blue_check, "green": green_check},
+    )
     env = {"CT_ONLINE_SNAPSHOT": str(root / "online"), "CT_PREDICTION_LOG": str(root / "log")}
     deploy = Deployment(root / "fault-deploy", layout, env, str(Path(sys.executable).parent / "bentoml"))
     rows = request_rows(con, spec, DAYS[-1], 100)
@@ -117,7 +122,7 @@ def live(served):  # noqa: F811 - pytest fixture injection
 def _kill_slot(deploy: Deployment, slot: str) -> tuple[int, float]:
     """SIGKILL the slot's process group and its workers' groups (BentoML starts each worker in a
     session of its own), as an OOM kill of the slot's container would: nothing of it answers."""
-    pid = deploy.state()["slots"][slot]["pid"]
+    pid = deploy.state().slots[slot].pid
     tree = processes.descendants(pid)
     assert tree, "bentoml serve has no worker processes"
     killed_at = time.time()
@@ -175,7 +180,7 @@ def _assert_no_loss(clients: Clients, killed_at: float, after_detection: list) -
 
 def test_a_canary_killed_under_traffic_is_rolled_back_with_no_failed_request(live) -> None:
     deploy, bento, rows, expected = (live[k] for k in ("deploy", "bento", "rows", "expected"))
-    assert deploy.state()["active"] == "blue"
+    assert deploy.state().active == "blue"
     outcome: dict = {}
     with Clients(live["url"], rows) as clients:
         rollout = threading.Thread(
@@ -204,7 +209,7 @@ def test_a_canary_killed_under_traffic_is_rolled_back_with_no_failed_request(liv
     _assert_no_loss(clients, killed_at, after)
     assert {a[2] for a in clients.after(detected_at + 0.5)} == {"blue"}
     state = deploy.state()
-    assert state["active"] == "blue" and "green" not in state["slots"]
+    assert state.active == "blue" and "green" not in state.slots
     last = deploy.audit_log()[-1]
     assert last["action"] == "rollback" and last["automatic"] and "slot green" in last["why"]
     assert proxy.server_stats(deploy.layout)["green"]["weight"] == "0"
@@ -216,7 +221,7 @@ def test_b_the_active_slot_killed_under_traffic_fails_over_to_the_standby(live) 
         switched = deploy.rollout(bento, (rows, expected), expected, QUICK, who="test")
         assert switched.status == "switched", (switched.reasons, switched.health)
     state = deploy.state()
-    assert state["active"] == "green" and "blue" in state["slots"]  # blue stays up at weight 0
+    assert state.active == "green" and "blue" in state.slots  # blue stays up at weight 0
     assert proxy.server_stats(deploy.layout)["blue"]["weight"] == "0"
     assert _entries(deploy)["blue_standby"] == "UP"  # blue served before: it is the standby
     sent: list[alerts.Alert] = []
@@ -224,7 +229,7 @@ def test_b_the_active_slot_killed_under_traffic_fails_over_to_the_standby(live) 
     assert watchdog.check() is None  # a healthy active slot: nothing to do
     with Clients(live["url"], rows) as clients, watchdog:
         _wait(lambda: len(clients.answers) >= 20, 30, "traffic")
-        failed_bento = deploy.state()["slots"]["green"]["bento"]
+        failed_bento = deploy.state().slots["green"].bento
         pid, killed_at = _kill_slot(deploy, "green")
         down_at = _haproxy_down(deploy, "green")
         try:
@@ -245,8 +250,8 @@ def test_b_the_active_slot_killed_under_traffic_fails_over_to_the_standby(live) 
     result = watchdog.events[0]
     assert result.status == "failed_over" and result.slot == "blue"
     state = deploy.state()
-    assert state["active"] == "blue" and state["previous"] == {"slot": "green", "bento": failed_bento}
-    assert "green" not in state["slots"]
+    assert state.active == "blue" and state.previous == SlotBento(slot="green", bento=failed_bento)
+    assert "green" not in state.slots
     stats = proxy.server_stats(deploy.layout)
     assert stats["blue"]["weight"] != "0" and stats["green"]["weight"] == "0"
     entry = deploy.audit_log()[-1]

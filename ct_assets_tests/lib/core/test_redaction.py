@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ct_assets.lib.governance.redaction import REDACTED, redact, secret_values
+from ct_assets.lib.core.redaction import REDACTED, redact, secret_values
 
 ENV = {
     "CT_OPERATOR_TOKEN": "tok-123456",

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from ct_assets.lib.core.warehouse import open_connection
-from ct_assets.lib.model import backtest
+from ct_assets.lib.monitor import backtest
 from ct_assets_tests.conftest import FIRST_DAYS
-from ct_assets_tests.lib.model.conftest import DAYS
+from ct_assets_tests.lib.conftest import DAYS
 
 
 def test_build_features_skips_the_days_already_built(small_spec, flights_landing, tmp_path) -> None:
@@ -33,17 +33,33 @@ def test_build_features_skips_the_days_already_built(small_spec, flights_landing
         con.close()
 
 
-@pytest.mark.parametrize(("policy", "retrains"), [("static", 1), ("periodic", 3), ("periodic_weekly", 2)])
+@pytest.mark.parametrize(("policy", "retrains"), [("static", 0), ("periodic", 2), ("scheduled", 1)])
 def test_each_policy_scores_every_later_day(small_spec, five_days, policy, retrains) -> None:
     days: list[tuple[str, str]] = []
     run = backtest.Backtest(small_spec, five_days).run(policy, DAYS[2], lambda p, d: days.append((p, d)))
-    assert [d["partition"] for d in run.daily] == DAYS[3:] and days == [(policy, d) for d in DAYS[3:]]
-    assert run.retrains == retrains
-    assert all(0.5 < d["auc"] <= 1 for d in run.daily)
-    assert run.daily[0]["model_trained_on"] == DAYS[2]
+    assert [d["partition"] for d in run.scored] == DAYS[3:] and days == [(policy, d) for d in DAYS[3:]]
+    assert run.retrains == retrains and 0 <= run.refused <= retrains
+    assert all(0.5 < d["auc"] <= 1 and 0 <= d["ece"] < 1 for d in run.scored)
+    assert run.scored[0]["model_trained_on"] == DAYS[2]
     summary = run.summary()
-    assert summary["days"] == 2 and summary["retrains"] == retrains
-    assert summary["mean_daily_auc"] == pytest.approx(sum(d["auc"] for d in run.daily) / 2)
+    assert summary["partitions"] == 2 and summary["retrains"] == retrains and summary["cpu_s"] > 0
+    assert summary["mean_auc"] == pytest.approx(sum(d["auc"] for d in run.scored) / 2, abs=1e-4)
+    assert summary["mean_ece"] == pytest.approx(sum(d["ece"] for d in run.scored) / 2, abs=1e-4)
+
+
+def test_a_refused_candidate_leaves_the_previous_model_serving(small_spec, five_days) -> None:
+    """Periodic retrains are judged by the gate against the serving model on the candidate's
+    holdout: whatever serves the last day was trained on a day whose candidate passed."""
+    test = backtest.Backtest(small_spec, five_days)
+    run = test.run("periodic", DAYS[2])
+    served = {d["model_trained_on"] for d in run.scored}
+    assert served <= {DAYS[2], DAYS[3]} and run.retrains == 2 and run.refused <= 2
+
+
+def test_triggered_policy_records_its_reasons(small_spec, five_days) -> None:
+    run = backtest.Backtest(small_spec, five_days).run("triggered", DAYS[2])
+    assert len(run.scored) == 2 and len(run.reasons) == run.retrains
+    assert backtest.report(small_spec, [run])["policies"]["triggered"]["retrains"] == run.retrains
 
 
 def test_plot_draws_every_policy(small_spec, five_days, tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Fixtures of the model-layer tests: a small flights variant and five days of real features."""
+"""Fixtures shared by the model and monitor tests: a small flights variant and five days of real features."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from ct_assets.lib.core.spec import PipelineSpec, load_spec
 from ct_assets.lib.core.warehouse import open_connection
 from ct_assets.lib.data import demo_source
-from ct_assets.lib.model import backtest
+from ct_assets.lib.monitor import backtest
 from ct_assets_tests.conftest import FIRST_DAYS, write_flights_variant
 
 DAYS = [*FIRST_DAYS, "2013-01-04", "2013-01-05"]

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ct_assets.lib.governance.redaction import redact
+from ct_assets.lib.core.redaction import redact
 
 FILE_NAME = "audit.jsonl"
 GENESIS = "0" * 64

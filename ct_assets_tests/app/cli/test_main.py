@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -115,14 +116,16 @@ def test_backtest_compares_policies_over_a_few_weeks(tmp_path: Path) -> None:
             "--end",
             "2013-02-07",
             "--policies",
-            "static,periodic_weekly,triggered",
+            "static,scheduled,triggered",
+            "--json",
         ],
         _env(home),
     )
-    for policy in ("static", "periodic_weekly", "triggered"):
-        assert policy in result.stdout
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert list(summary["policies"]) == ["static", "scheduled", "triggered"]
+    assert summary["policies"]["static"]["retrains"] == 0
     daily = (home / "reports" / "backtest_flights_delay_2013-01-01_2013-02-07.csv").read_text().splitlines()
-    assert daily[0] == "policy,partition,auc,log_loss,model_trained_on"
+    assert daily[0] == "policy,partition,rows,auc,log_loss,ece,label_rate,mean_score,model_trained_on"
     assert len(daily) == 1 + 3 * 10  # first model on 2013-01-28, then 10 scored days per policy
     assert sum(1 for line in daily if line.startswith("static,") and line.endswith(",2013-01-28")) == 10
     assert (home / "reports" / "backtest_flights_delay_2013-01-01_2013-02-07.png").stat().st_size > 10_000

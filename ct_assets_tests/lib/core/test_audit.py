@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from ct_assets.lib.governance import audit
-from ct_assets.lib.governance.audit import AuditLog
+from ct_assets.lib.core import audit
+from ct_assets.lib.core.audit import AuditLog
 from ct_assets.lib.model.registry import Registry
 from ct_assets.lib.serving.proxy import ProxyLayout
 from ct_assets.lib.serving.rollout import Deployment
+from ct_assets_tests.conftest import trained_model
 
 
 def _filled(tmp_path: Path, n: int = 5) -> AuditLog:
@@ -102,7 +103,7 @@ def test_secrets_are_redacted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 
 def test_registry_and_deployment_share_the_home_log(tmp_path: Path) -> None:
     registry = Registry(tmp_path / "registry", "p", audit_home=tmp_path)
-    version = registry.register({"model_sha256": "x", "dataset_version": "d"})
+    version = registry.register(trained_model(model_sha256="x", dataset_version="d"))
     registry.update(version, verdict={"passed": True, "reasons": []})
     registry.promote(version, who="ann", why="first model")
     layout = ProxyLayout(tmp_path / "proxy", 1, {"blue": 2, "green": 3})

@@ -1,0 +1,129 @@
+"""`ct lineage`, `ct audit`, `ct retention`: tracing a prediction, verifying the chain, deleting old data."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from ct_assets.app.cli.common import (
+    CliError,
+    add_pipeline_option,
+    all_specs,
+    open_warehouse_read_only,
+    pipeline_spec,
+    registry,
+    who,
+)
+from ct_assets.lib.core import audit, settings
+from ct_assets.lib.core.warehouse import connection
+from ct_assets.lib.governance import chain_check, lineage, retention
+
+
+def _cmd_lineage(args: argparse.Namespace) -> int:
+    """Request id -> prediction -> model -> dataset -> partitions -> raw files, every hash recomputed."""
+
+    con = open_warehouse_read_only()
+    try:
+        tree = lineage.request_lineage(
+            args.request_id, settings.config().prediction_log, settings.registry_root(), con, args.pipeline
+        )
+    except lineage.LineageError as err:
+        raise CliError(str(err)) from err
+    finally:
+        if con is not None:
+            con.close()
+    broken = lineage.problems(tree)
+    print(
+        json.dumps({**tree, "problems": broken}, indent=2, default=str) if args.json else lineage.render(tree)
+    )
+    return 1 if broken else 0
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    """`ct audit verify`: the serving chain of each pipeline and the audit log's own hash chain;
+    `ct audit log`: the latest entries."""
+    from ct_assets.lib.serving import (
+        steps as deploy_steps,
+    )  # pulls in numpy and pyarrow, which only this command needs
+
+    config = settings.config()
+    log = audit.home_log(config.audit_home)
+    if args.action == "log":
+        for entry in log.entries(pipeline=args.pipeline)[-args.last :]:
+            print(
+                f"{entry['seq']:>5}  {entry['at'][:19]}  {entry['action']:<18} {entry['subject'] or '-':<28} "
+                f"by {entry['who']}: {entry['why']}"
+            )
+        return 0
+    specs = [pipeline_spec(args.pipeline)] if args.pipeline else all_specs()
+    con = open_warehouse_read_only()
+    results = []
+    try:
+        for spec in specs:
+            results.append(
+                chain_check.check_chain(
+                    spec.name,
+                    deploy_steps.deployment(spec, config).state(),
+                    registry(spec.name),
+                    log,
+                    con,
+                    bento_tag=args.bento,
+                    bentoml_home=config.bentoml_home,
+                )
+            )
+    finally:
+        if con is not None:
+            con.close()
+    if args.json:
+        print(json.dumps([r.as_dict() for r in results], indent=2))
+    else:
+        print("\n\n".join(r.render() for r in results))
+    return 0 if all(r.ok for r in results) else 1
+
+
+def _cmd_retention(args: argparse.Namespace) -> int:
+    """Delete raw partitions and prediction logs past the spec's retention (or show them: --dry-run)."""
+    from ct_assets.lib.serving import (
+        steps as deploy_steps,
+    )  # pulls in numpy and pyarrow, which only this command needs
+
+    spec = pipeline_spec(args.pipeline)
+    config = settings.config()
+    reg = registry(spec.name)
+    with connection(config.warehouse, read_only=args.dry_run) as con:
+        report = retention.run_retention(
+            spec,
+            con,
+            config.landing,
+            config.prediction_log,
+            reg,
+            deploy_steps.deployment(spec, config).state(),
+            reg.audit(),
+            who=who(args),
+            dry_run=args.dry_run,
+        )
+    print(json.dumps(report.as_dict(), indent=2))
+    return 0
+
+
+def register(commands: Any) -> None:
+    lineage = commands.add_parser("lineage", help="trace a served prediction back to its raw files")
+    lineage.add_argument("request_id")
+    lineage.add_argument("--pipeline", help="only look in this pipeline's prediction log")
+    lineage.add_argument("--json", action="store_true", help="machine-readable output")
+    lineage.set_defaults(run=_cmd_lineage)
+
+    audit = commands.add_parser("audit", help="verify the serving model's hash chain, or show the audit log")
+    audit.add_argument("action", choices=["verify", "log"])
+    audit.add_argument("--pipeline", help="one pipeline (default: all)")
+    audit.add_argument("--bento", help="verify this bento tag instead of the one serving")
+    audit.add_argument("--last", type=int, default=20, help="entries to show (log)")
+    audit.add_argument("--json", action="store_true")
+    audit.set_defaults(run=_cmd_audit)
+
+    retention = commands.add_parser("retention", help="delete raw data and prediction logs past retention")
+    add_pipeline_option(retention)
+    retention.add_argument("--dry-run", action="store_true", help="only list what would be deleted")
+    retention.add_argument("--who", help="operator name for the audit log (default: the OS user)")
+    retention.set_defaults(run=_cmd_retention)

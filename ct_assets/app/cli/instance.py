@@ -1,0 +1,73 @@
+"""`ct ui` (the Dagster UI and daemon on the home folder) and `ct recover` (runs whose worker died)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+from typing import Any
+
+from ct_assets.app.cli.common import prepared_dagster_home, require_free_port, require_no_daemon
+from ct_assets.lib.core import settings
+
+
+def check_ui_can_start(port: int, what: str) -> None:
+    """Before anything starts: the port is free and no daemon already runs on this Dagster home."""
+    require_free_port(port, what)
+    require_no_daemon(prepared_dagster_home())
+
+
+def serve_ui(port: int) -> int:
+    """Run `dagster dev` until Ctrl-C; it stops cleanly on SIGINT (not on SIGTERM)."""
+    check_ui_can_start(port, "the Dagster UI")
+    print(f"Dagster UI on http://127.0.0.1:{port} (Ctrl-C stops it)", flush=True)
+    command = [
+        sys.executable,
+        "-m",
+        "dagster",
+        "dev",
+        "-w",
+        str(settings.REPO_ROOT / "workspace.yaml"),
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+    ]
+    process = subprocess.Popen(command, cwd=settings.REPO_ROOT, env=os.environ.copy())
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        process.send_signal(signal.SIGINT)
+        return process.wait()
+
+
+def _cmd_ui(args: argparse.Namespace) -> int:
+    return serve_ui(args.port)
+
+
+def _cmd_recover(args: argparse.Namespace) -> int:
+    """Runs whose worker was killed: mark them failed and free the warehouse pool slot they kept
+    (the `dead_run_recovery` sensor does this every 30 s under the daemon), so a rerun does not wait."""
+    import dagster as dg
+
+    from ct_assets.app.code_location import (
+        recover_dead_runs,
+    )  # pulls in dagster, which only this command needs
+
+    prepared_dagster_home()
+    with dg.DagsterInstance.get() as instance:
+        print(recover_dead_runs(instance))
+    return 0
+
+
+def register(commands: Any) -> None:
+    recover = commands.add_parser(
+        "recover", help="mark runs whose worker was killed as failed and free their pool slots"
+    )
+    recover.set_defaults(run=_cmd_recover)
+
+    ui = commands.add_parser("ui", help="start the Dagster UI and daemon on the home folder")
+    ui.add_argument("--port", type=int, default=3000)
+    ui.set_defaults(run=_cmd_ui)

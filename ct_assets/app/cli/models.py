@@ -1,0 +1,71 @@
+"""`ct models`, `ct promote`, `ct rollback`: the model registry's versions and its champion alias."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ct_assets.app.cli.common import CliError, add_pipeline_option, registry, who
+from ct_assets.lib.model.registry import RegistryError
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    reg = registry(args.pipeline)
+    champion = reg.champion_version()
+    for record in reg.versions():
+        verdict, auc = record.verdict, record.holdout_auc
+        status = "not evaluated" if verdict is None else "PASSED" if verdict.passed else "FAILED"
+        mark = "*" if record.version == champion else " "
+        reasons = "; ".join(verdict.reasons) if verdict else ""
+        shown = "-" if auc is None else f"{auc:.4f}"
+        print(
+            f"{mark} {record.version}  dataset {record.dataset_version}  auc {shown}  gate {status}",
+            reasons,
+        )
+    for entry in reg.history():
+        print(
+            f"  {entry['at']}  {entry['action']:8s} {entry['previous']} -> {entry['version']}  "
+            f"by {entry['who']}: {entry['why']}"
+        )
+    return 0
+
+
+def _cmd_promote(args: argparse.Namespace) -> int:
+
+    reg = registry(args.pipeline)
+    try:
+        entry = reg.promote(args.version, who=who(args), why=args.why)
+    except RegistryError as err:
+        raise CliError(str(err)) from err
+    print(f"champion of {reg.pipeline}: {entry['previous']} -> {entry['version']}")
+    return 0
+
+
+def _cmd_rollback(args: argparse.Namespace) -> int:
+
+    reg = registry(args.pipeline)
+    try:
+        entry = reg.rollback(who=who(args), why=args.why)
+    except RegistryError as err:
+        raise CliError(str(err)) from err
+    print(f"champion of {reg.pipeline} rolled back: {entry['previous']} -> {entry['version']}")
+    return 0
+
+
+def register(commands: Any) -> None:
+    models = commands.add_parser("models", help="list model versions and the champion's history")
+    add_pipeline_option(models)
+    models.set_defaults(run=_cmd_models)
+
+    promote = commands.add_parser("promote", help="make a version that passed its gate the champion")
+    add_pipeline_option(promote)
+    promote.add_argument("--version", required=True)
+    promote.add_argument("--why", required=True)
+    promote.add_argument("--who", help="operator name for the audit log (default: the OS user)")
+    promote.set_defaults(run=_cmd_promote)
+
+    rollback = commands.add_parser("rollback", help="move the champion back to the previous one")
+    add_pipeline_option(rollback)
+    rollback.add_argument("--why", required=True)
+    rollback.add_argument("--who", help="operator name for the audit log (default: the OS user)")
+    rollback.set_defaults(run=_cmd_rollback)

@@ -1,0 +1,107 @@
+"""`ct deploy`: starting (deploying the champion), serving status, operator rollback, approving a
+canary, stopping, and the operator API."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from ct_assets.app.cli.common import CliError, add_pipeline_option, pipeline_spec, registry, who
+from ct_assets.lib.core import alerts, settings
+from ct_assets.lib.core.warehouse import connection
+from ct_assets.lib.serving.operator_api import create_app
+from ct_assets.lib.serving.rollout import Deployment, RolloutResult
+from ct_assets.lib.serving.watchdog import Watchdog
+
+
+def _cmd_deploy(args: argparse.Namespace) -> int:
+    from ct_assets.lib.serving import (
+        steps as deploy_steps,
+    )  # pulls in numpy and pyarrow, which only this command needs
+
+    deploy = deploy_steps.deployment(pipeline_spec(args.pipeline), settings.config())
+    try:
+        if args.action == "start":
+            return _start(args)
+        if args.action == "status":
+            report = {
+                "state": deploy.state().model_dump(),
+                "health": deploy.health(),
+                "audit": deploy.audit_log()[-10:],
+            }
+            print(json.dumps(report, indent=2))
+        elif args.action == "rollback":
+            result = deploy.rollback_to_previous(who=who(args), why=args.why or "operator rollback")
+            print(f"rolled back: {result.bento} serves all traffic from slot {result.slot}")
+        elif args.action == "ops":
+            return _serve_operator_api(args, deploy)
+        elif args.action == "approve":
+            result = deploy.approve(who=who(args), why=args.why or "approved after a healthy canary")
+            print(f"switched: {result.bento} serves all traffic from slot {result.slot}")
+        else:
+            deploy.shutdown()
+            print("stopped the proxy and both slots")
+    except (RuntimeError, OSError) as err:  # the proxy or a slot is down: one line, no traceback
+        raise CliError(str(err)) from err
+    return 0
+
+
+def _start(args: argparse.Namespace) -> int:
+    """Deploy the pipeline's champion (`deploy_start`); a rolled-back rollout exits 1 with its reasons."""
+    from ct_assets.lib.serving.deploy_start import (
+        deploy_champion,
+    )  # pulls in numpy and pyarrow, which only this command needs
+
+    spec = pipeline_spec(args.pipeline)
+    config = settings.config()
+    result = deploy_champion(spec, registry(spec.name), config, who(args), say=lambda line: print(line))
+    url = f"http://127.0.0.1:{spec.serving.proxy_port}"
+    if result.status == "rolled_back":
+        raise CliError(f"rollout of {result.bento} rolled back: {'; '.join(result.reasons)}")
+    if result.status == "awaiting_approval":
+        print(f"canary healthy: {result.bento} waits in slot {result.slot} for `ct deploy approve`")
+    else:
+        print(f"deployed: {result.bento} serves all traffic from slot {result.slot} at {url}")
+    return 0
+
+
+def _serve_operator_api(args: argparse.Namespace, deploy: Deployment) -> int:
+    """The token-protected operator API on loopback (CT_OPERATOR_TOKEN from the environment)."""
+    import uvicorn
+
+    from ct_assets.lib.serving import (
+        steps as deploy_steps,
+    )  # pulls in numpy and pyarrow, which only this command needs
+
+    spec = pipeline_spec(args.pipeline)
+
+    def rollout(bento: str, who: str) -> RolloutResult:
+        config = settings.config()
+        reg = registry(spec.name)
+        record = reg.champion()
+        if record and not deploy_steps.compatibility_path(spec, record.version, config).exists():
+            with connection(config.warehouse, read_only=True) as con:
+                deploy_steps.publish_compatibility(con, spec, record, reg, config)
+        return deploy_steps.roll_out(spec, reg, bento, who, config)
+
+    # The operator API's process also runs the serving watchdog: failover to the standby slot, with
+    # an audit entry and a critical alert in $CT_HOME/alerts.jsonl, when the active slot goes DOWN.
+
+    alert_file = settings.config().alerts_file
+    owner = spec.monitoring.owners.get("critical", spec.owner)
+    with Watchdog(deploy, lambda a: alerts.write_jsonl(alert_file, a), spec.name, owner, interval=0.5):
+        uvicorn.run(create_app(deploy, rollout), host="127.0.0.1", port=args.port, log_level="warning")
+    return 0
+
+
+def register(commands: Any) -> None:
+    deploy = commands.add_parser(
+        "deploy", help="serving: start (deploy the champion), status, rollback, approve a canary, stop"
+    )
+    deploy.add_argument("action", choices=["start", "status", "rollback", "approve", "stop", "ops"])
+    deploy.add_argument("--port", type=int, default=3799, help="port of the operator API (ops)")
+    add_pipeline_option(deploy)
+    deploy.add_argument("--why", help="reason for the audit log")
+    deploy.add_argument("--who", help="operator name for the audit log (default: the OS user)")
+    deploy.set_defaults(run=_cmd_deploy)

@@ -1,0 +1,93 @@
+"""`ct spec check`: the example file-source spec passes and loads next to the built-in ones; a
+spec with problems fails with one message per problem; a folder without a spec.yaml is reported.
+Real `ct` processes on real spec folders; the example's feature SQL runs on a month of rows."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+import yaml
+
+from ct_assets.lib.core import settings
+from ct_assets.lib.core.spec_loading import discover_specs
+from ct_assets_tests.app.cli.test_errors import ct
+
+EXAMPLE = settings.REPO_ROOT / "examples" / "rain_ibk"
+
+
+def test_the_example_spec_passes(tmp_path: Path) -> None:
+    done = ct(tmp_path, "spec", "check", str(EXAMPLE))
+    assert done.returncode == 0, done.stderr
+    assert "ok     rain_ibk" in done.stdout and "monthly" in done.stdout
+
+
+def test_the_example_loads_next_to_the_built_in_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CT_PIPELINES_DIR", str(EXAMPLE.parent))
+    monkeypatch.delenv("CT_BUILTIN_PIPELINES", raising=False)
+    examples = sorted(p.parent.name for p in EXAMPLE.parent.glob("*/spec.yaml"))
+    assert [s.name for s in discover_specs()] == ["flights_delay", *examples]
+    assert "rain_ibk" in examples
+    done = ct(tmp_path, "spec", "check", CT_PIPELINES_DIR=str(EXAMPLE.parent))
+    assert done.returncode == 0, done.stderr
+    assert "flights_delay" in done.stdout and "rain_ibk" in done.stdout
+
+
+def _broken_copy(folder: Path) -> Path:
+    shutil.copytree(EXAMPLE, folder, ignore=shutil.ignore_patterns("fetch.py", "__pycache__"))
+    raw = yaml.safe_load((folder / "spec.yaml").read_text())
+    raw["gate"]["min_auc"] = 1.5
+    raw["partitions"]["grain"] = "hourly"
+    raw["label"]["sql"] = "features/missing.sql"
+    (folder / "spec.yaml").write_text(yaml.safe_dump(raw))
+    return folder
+
+
+def test_a_spec_with_problems_fails_with_one_message_each(tmp_path: Path) -> None:
+    specs = tmp_path / "specs"
+    broken = _broken_copy(specs / "rain_broken")
+    (specs / "notes").mkdir()  # a folder without a spec.yaml
+    done = ct(tmp_path, "spec", "check", str(specs))
+    assert done.returncode == 1
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error")]
+    assert any("key 'gate.min_auc'" in e and "less than or equal to 1" in e for e in errors), errors
+    assert any("key 'partitions.grain'" in e and "'monthly'" in e for e in errors), errors
+    assert any(f"{specs / 'notes'}: folder without a spec.yaml" in e for e in errors), errors
+    assert all(str(broken / "spec.yaml") in e for e in errors if "key '" in e)
+    assert "Traceback" not in done.stderr
+
+
+def test_a_missing_sql_file_is_named(tmp_path: Path) -> None:
+    folder = tmp_path / "rain_sql"
+    shutil.copytree(EXAMPLE, folder, ignore=shutil.ignore_patterns("fetch.py", "__pycache__"))
+    (folder / "features" / "label.sql").unlink()
+    done = ct(tmp_path, "spec", "check", str(folder / "spec.yaml"))
+    assert done.returncode == 1
+    assert "SQL file 'features/label.sql' does not exist beside the spec" in done.stderr
+
+
+def test_a_checked_spec_that_clashes_with_a_loaded_one(tmp_path: Path) -> None:
+    folder = tmp_path / "rain_copy"
+    shutil.copytree(EXAMPLE, folder, ignore=shutil.ignore_patterns("fetch.py", "__pycache__"))
+    done = ct(tmp_path, "spec", "check", str(folder), CT_PIPELINES_DIR=str(EXAMPLE.parent))
+    assert done.returncode == 1
+    assert "pipeline name 'rain_ibk' is also used by" in done.stderr
+
+
+def test_the_example_features_on_a_month_of_rows() -> None:
+    # The feature SQL as the engine runs it: over the validated rows of one partition.
+    con = duckdb.connect()
+    con.execute(
+        "CREATE TABLE validated AS SELECT '2000-01-0' || i AS day_id, "
+        "TIMESTAMP '2000-01-01' + INTERVAL (i) DAY AS day_start, i * 0.5 AS rain, "
+        + ", ".join(f"CASE WHEN {m} <= i THEN {m}.0 ELSE 0.0 END AS rainfc_{m}" for m in range(1, 12))
+        + " FROM range(1, 4) t(i)"
+    )
+    rows = con.sql((EXAMPLE / "features" / "ensemble.sql").read_text()).fetchall()
+    first = rows[0]  # one member of eleven forecasts 1 mm
+    assert first[1] == pytest.approx(1 / 11) and first[3] == pytest.approx(1 / 11) and first[4] == 1.0
+    assert first[5] == 2.0 and first[6] == "DJF"
+    labels = con.sql((EXAMPLE / "features" / "label.sql").read_text()).fetchall()
+    assert [wet for _, wet in labels] == [True, True, True]
