@@ -667,7 +667,7 @@ def sensor(spec: PipelineSpec, args: argparse.Namespace, root: Path) -> None:
         found["drift_decision"], _ = timed(lambda: drift_decision(signals, Expectation(0.7), rules))
         context = dg.build_sensor_context(instance=instance, resources=resources)
         found["the drift sensor's function without Dagster's evaluate_tick (fires)"], _ = timed(
-            lambda: defs.get_sensor_def(drift_sensor)(context)
+            lambda: defs.resolve_sensor_def(drift_sensor)(context)
         )
         return found
 

@@ -162,7 +162,8 @@ def write_flights_variant(folder: Path, change: dict) -> Path:
     for sql in (FLIGHTS_SPEC.parent / "features").glob("*.sql"):
         (folder / "features" / sql.name).write_text(sql.read_text())
     path = folder / "spec.yaml"
-    path.write_text(yaml.safe_dump(raw))
+    # the spec's own key order: features are the model's columns in that order
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
 
 

@@ -34,6 +34,6 @@ def resources() -> dict[str, object]:
 def recover_dead_runs(instance: dg.DagsterInstance) -> str:
     """One tick of the `dead_run_recovery` sensor: runs whose worker died are marked failed and
     their concurrency slots freed. Returns what it did, one line per run."""
-    sensor = definitions().get_sensor_def("dead_run_recovery")
+    sensor = definitions().resolve_sensor_def("dead_run_recovery")
     result = sensor(dg.build_sensor_context(instance=instance))
     return str(result.skip_message)

@@ -111,7 +111,7 @@ def register(commands: Any) -> None:
     demo.add_argument(
         "--start",
         type=iso_day,
-        help="live, fresh home: the first replayed day (default 2013-02-12 for the flights)",
+        help="live, fresh home: the first replayed day (default 2013-02-13 for the flights)",
     )
     demo.add_argument(
         "--history-days",

@@ -28,7 +28,7 @@ def retrain_sensor(spec: PipelineSpec, cause: str, decide: Decide, job: Any) -> 
     @dg.sensor(
         name=names.sensor_name(spec.name, cause),
         job=job,
-        minimum_interval_seconds=30,
+        minimum_interval_seconds=15,
         default_status=dg.DefaultSensorStatus.STOPPED,
         description=f"Requests a retrain when {cause} says so (rules in the spec's monitoring block).",
     )
