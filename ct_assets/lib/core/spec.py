@@ -236,6 +236,9 @@ class ServingSpec(_Strict):
     canary_share: Fraction = 0.1
     health_window_seconds: float = Field(30.0, gt=0)
     min_canary_requests: int = Field(20, ge=1)
+    # the window goes on past health_window_seconds until min_canary_requests have reached the
+    # canary, for at most this long: slow traffic delays the verdict instead of deciding it
+    max_health_window_seconds: float = Field(180.0, gt=0)
     max_error_rate: Fraction = 0.01
     max_p99_ms: float = Field(250.0, gt=0)
     max_score_shift: Fraction = 0.3
@@ -243,6 +246,12 @@ class ServingSpec(_Strict):
     # context history in the online snapshot, in partitions: enough for as-of lookups now and for the
     # rollout's compatibility check on the holdout of a model trained up to this many partitions ago
     snapshot_history_partitions: int = Field(14, ge=1)
+
+    @model_validator(mode="after")
+    def _window_fits(self) -> ServingSpec:
+        if self.max_health_window_seconds < self.health_window_seconds:
+            raise ValueError("max_health_window_seconds must be at least health_window_seconds")
+        return self
 
     @model_validator(mode="after")
     def _ports_differ(self) -> ServingSpec:

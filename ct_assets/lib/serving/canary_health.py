@@ -30,6 +30,7 @@ class HealthPolicy:
     canary_share: float = 0.1
     window_seconds: float = 20.0
     min_requests: int = 20
+    max_window_seconds: float = 180.0  # the window extends until min_requests, up to this long
     max_error_rate: float = 0.01
     max_p99_ms: float = 250.0
     max_score_shift: float = 0.25  # Hellinger distance of canary scores from the active slot's
@@ -64,7 +65,8 @@ def verdict(health: dict[str, Any], policy: HealthPolicy) -> list[str]:
     reasons = []
     if health["requests"] < policy.min_requests:
         reasons.append(
-            f"only {health['requests']} requests reached the canary in {policy.window_seconds:g} s "
+            f"only {health['requests']} requests reached the canary in "
+            f"{health.get('window_seconds', policy.window_seconds):.0f} s "
             f"(needs {policy.min_requests})"
         )
     problems = [error_problem(health, policy.max_error_rate), latency_problem(health, policy.max_p99_ms)]
@@ -95,17 +97,19 @@ class CanaryJudge:
         policy: HealthPolicy,
         active: str | None = None,
     ) -> tuple[dict[str, Any], list[str]]:
-        """Health of the canary on real traffic over the window, against the `active` slot's on the
-        same window (against the holdout's `reference` scores when the active slot logged none), and
-        the reasons it fails."""
+        """Health of the canary on real traffic over the window (see `wait_window`), against the
+        `active` slot's on the same window (against the holdout's `reference` scores when the
+        active slot logged none), and the reasons it fails."""
         before = proxy.server_stats(self.layout)
         started = datetime.now(UTC).isoformat()
-        down = self.wait_window(slot, pid, policy.window_seconds)
+        began = time.monotonic()
+        down = self.wait_window(slot, pid, policy, int(before.get(slot, {}).get("stot") or 0))
         ended = datetime.now(UTC).isoformat()
         after = proxy.server_stats(self.layout)
         mine = self.logged_since(slot, started, ended)
         theirs = self.logged_since(active, started, ended) if active else []
         health = {
+            "window_seconds": round(time.monotonic() - began, 1),
             **_traffic(before.get(slot, {}), after.get(slot, {}), mine, ""),
             **compare_scores(mine, theirs, reference),
         }
@@ -116,11 +120,16 @@ class CanaryJudge:
             return health, [down["reason"]]
         return health, verdict(health, policy)
 
-    def wait_window(self, slot: str, pid: int | None, seconds: float) -> dict[str, Any] | None:
-        """Sleep through the health window, ending it early when the slot dies: HAProxy marks it
-        DOWN (health check, or refused connections on live traffic) or its server process exits."""
+    def wait_window(
+        self, slot: str, pid: int | None, policy: HealthPolicy, requests_before: int = 0
+    ) -> dict[str, Any] | None:
+        """Sleep through the health window: `policy.window_seconds`, then on until the slot's request
+        count has grown by `policy.min_requests` since `requests_before`, for at most
+        `policy.max_window_seconds` in all. End it early when the slot dies: HAProxy marks it DOWN
+        (health check, or refused connections on live traffic) or its server process exits."""
         began = time.monotonic()
-        while time.monotonic() - began < seconds:
+        longest = max(policy.window_seconds, policy.max_window_seconds)
+        while True:
             stats = proxy.server_stats(self.layout).get(slot, {})
             status = stats.get("status", "")
             gone = pid is not None and not processes.is_running(pid)
@@ -132,8 +141,11 @@ class CanaryJudge:
                     + (f", its server process {pid} is gone" if gone else "")
                 )
                 return {"slot_down": True, "detected_at": time.time(), "reason": reason}
+            elapsed = time.monotonic() - began
+            seen = int(stats.get("stot") or 0) - requests_before
+            if elapsed >= longest or (elapsed >= policy.window_seconds and seen >= policy.min_requests):
+                return None
             time.sleep(0.1)
-        return None
 
     def logged_since(self, slot: str, since: str, until: str | None = None) -> list[dict[str, Any]]:
         """The slot's logged requests from `since` (to `until`), each with its predictions' scores."""

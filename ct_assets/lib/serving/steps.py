@@ -58,6 +58,7 @@ def health_policy(spec: PipelineSpec) -> HealthPolicy:
     return HealthPolicy(
         canary_share=serving.canary_share,
         window_seconds=serving.health_window_seconds,
+        max_window_seconds=serving.max_health_window_seconds,
         min_requests=serving.min_canary_requests,
         max_error_rate=serving.max_error_rate,
         max_p99_ms=serving.max_p99_ms,

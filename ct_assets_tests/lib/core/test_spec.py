@@ -48,6 +48,7 @@ def _write_variant(tmp_path: Path, change: dict) -> Path:
         ({"columns.dep_delay.min": 10, "columns.dep_delay.max": 1}, "min 10.0 is greater than max"),
         ({"name": "Flights Delay"}, "key 'name'"),
         ({"source": None}, "key 'source': Field required"),
+        ({"serving.max_health_window_seconds": 10}, "max_health_window_seconds must be at least"),
     ],
 )
 def test_bad_spec_names_file_and_key(tmp_path: Path, change: dict, expected: str) -> None:

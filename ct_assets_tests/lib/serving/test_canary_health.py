@@ -1,9 +1,21 @@
 """The canary's verdict and score shift, on figures (the watch itself runs against real slots in
-test_rollout.py)."""
+test_rollout.py), and its window on a real HAProxy: extended while too few requests reached the
+canary, never past its bound."""
 
 from __future__ import annotations
 
-from ct_assets.lib.serving.canary_health import HealthPolicy, score_hellinger, verdict
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ct_assets.lib.serving import proxy
+from ct_assets.lib.serving.canary_health import CanaryJudge, HealthPolicy, score_hellinger, verdict
+from ct_assets.lib.serving.proxy import ProxyLayout
+from ct_assets_tests.conftest import requires_haproxy
+from ct_assets_tests.lib.serving.conftest import wait_all_up
 
 POLICY = HealthPolicy(min_requests=20, max_error_rate=0.01, max_p99_ms=250.0, max_score_shift=0.25)
 
@@ -52,3 +64,38 @@ def test_one_error_in_a_small_canary_is_chance_at_an_allowed_rate() -> None:
     assert verdict(_health(requests=20, errors=1, error_rate=0.05, active_error_rate=0.0), lenient) == []
     strict = HealthPolicy(min_requests=20, max_error_rate=0.0)
     assert verdict(_health(requests=20, errors=1, error_rate=0.05, active_error_rate=0.0), strict) != []
+
+
+def _green_requests(layout: ProxyLayout) -> int:
+    return int(proxy.server_stats(layout).get("green", {}).get("stot") or 0)
+
+
+@pytest.mark.slow
+@requires_haproxy
+def test_the_window_goes_on_until_enough_requests_reached_the_canary_and_no_longer_than_its_bound(
+    running: ProxyLayout, tmp_path: Path
+) -> None:
+    wait_all_up(running)
+    proxy.set_weights(running, {"blue": 0, "green": 100})
+    judge = CanaryJudge(running, tmp_path / "log")
+    slow_traffic = HealthPolicy(window_seconds=0.5, min_requests=6, max_window_seconds=60)
+    stop = threading.Event()
+
+    def trickle() -> None:  # one request every 0.3 s: 6 take about 1.8 s, well past the 0.5 s window
+        with httpx.Client(base_url=f"http://127.0.0.1:{running.port}", timeout=5) as client:
+            while not stop.wait(0.3):
+                client.get("/predict")
+
+    before = _green_requests(running)
+    sender = threading.Thread(target=trickle, daemon=True)
+    sender.start()
+    try:
+        assert judge.wait_window("green", None, slow_traffic, before) is None
+        assert _green_requests(running) - before >= 6, "the window waited for the requests it needs"
+    finally:
+        stop.set()
+        sender.join(timeout=5)
+    quiet = HealthPolicy(window_seconds=0.2, min_requests=6, max_window_seconds=1.0)
+    before, began = _green_requests(running), time.monotonic()
+    assert judge.wait_window("green", None, quiet, before) is None
+    assert time.monotonic() - began >= 1.0 and _green_requests(running) == before, "bounded with no traffic"

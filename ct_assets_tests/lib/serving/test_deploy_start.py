@@ -46,6 +46,7 @@ def home(tmp_path_factory: pytest.TempPathFactory):
                 "serving.blue_port": blue,
                 "serving.green_port": green,
                 "serving.health_window_seconds": 4,
+                "serving.max_health_window_seconds": 8,  # the idle canaries below wait this long
                 "serving.min_canary_requests": 3,
                 "serving.max_p99_ms": 5000,
             },

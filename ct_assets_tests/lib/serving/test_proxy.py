@@ -3,20 +3,18 @@ HTTP servers, changed at run time over its admin socket."""
 
 from __future__ import annotations
 
-import http.server
 import threading
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from ct_assets.lib.core import processes
 from ct_assets.lib.serving import proxy
 from ct_assets.lib.serving.proxy import ProxyLayout
-from ct_assets_tests.conftest import free_ports, requires_haproxy
+from ct_assets_tests.conftest import requires_haproxy
 from ct_assets_tests.lib.serving.admin_socket import AdminSocket
+from ct_assets_tests.lib.serving.conftest import wait_all_up
 
 
 def test_config_lists_each_slot_with_its_weight_and_a_standby(tmp_path: Path) -> None:
@@ -44,62 +42,15 @@ def test_haproxy_binary_is_found_or_named(monkeypatch: pytest.MonkeyPatch) -> No
         assert proxy.haproxy_binary() == found and Path(found).is_file()
 
 
-def _slot(name: str, port: int) -> http.server.ThreadingHTTPServer:
-    class Handler(http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_GET(self) -> None:
-            body = name.encode()
-            self.send_response(200)
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
-@pytest.fixture
-def running(tmp_path: Path) -> Iterator[ProxyLayout]:
-    port, blue, green = free_ports(3)
-    slots = [_slot("blue", blue), _slot("green", green)]
-    slot_ports = {"blue": blue, "green": green}  # the stand-in slots answer the health check too
-    layout = ProxyLayout(tmp_path / "proxy", port, slot_ports, slot_ports)
-    process = proxy.start(layout, {"blue": 100, "green": 0})
-    try:
-        yield layout
-    finally:
-        processes.signal_tree(process.pid, 15)
-        process.wait(timeout=10)
-        for server in slots:
-            server.shutdown()
-
-
 def _answers(layout: ProxyLayout, count: int) -> Counter:
     with httpx.Client(base_url=f"http://127.0.0.1:{layout.port}", timeout=5) as client:
         return Counter(client.get("/predict").text for _ in range(count))
 
 
-def _wait_up(layout: ProxyLayout) -> None:
-    import time
-
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        stats = proxy.server_stats(layout)
-        if all(row["status"].startswith("UP") for row in stats.values()):
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"slots not UP: {proxy.server_stats(layout)}")
-
-
 @pytest.mark.slow
 @requires_haproxy
 def test_a_real_haproxy_routes_by_weight_and_changes_without_a_reload(running: ProxyLayout) -> None:
-    _wait_up(running)
+    wait_all_up(running)
     assert _answers(running, 10) == {"blue": 10}
     proxy.set_weights(running, {"blue": 0, "green": 100})
     assert _answers(running, 10) == {"green": 10}

@@ -22,7 +22,7 @@ from ct_assets.lib.serving.proxy import ProxyLayout
 from ct_assets.lib.serving.slots import SlotControl
 from ct_assets.lib.serving.traffic import Traffic
 from ct_assets_tests.conftest import free_ports, requires_haproxy
-from ct_assets_tests.lib.serving.test_proxy import _slot
+from ct_assets_tests.lib.serving.conftest import stand_in_slot
 
 pytestmark = [requires_haproxy]
 
@@ -56,7 +56,7 @@ def test_a_dead_proxy_is_a_one_line_error(tmp_path: Path) -> None:
 @pytest.fixture
 def supervised(tmp_path: Path) -> Iterator[SlotControl]:
     port, blue, green = free_ports(3)
-    servers = [_slot("blue", blue), _slot("green", green)]
+    servers = [stand_in_slot("blue", blue), stand_in_slot("green", green)]
     record = DeploymentRecord(tmp_path / "deploy")
     state = record.read()
     state.active = "blue"

@@ -117,6 +117,7 @@ def test_the_health_policy_is_the_specs_serving_section(tmp_path: Path) -> None:
             {
                 "serving.canary_share": 0.2,
                 "serving.health_window_seconds": 12.5,
+                "serving.max_health_window_seconds": 40,
                 "serving.min_canary_requests": 7,
                 "serving.max_error_rate": 0.05,
                 "serving.max_p99_ms": 99.0,
@@ -129,6 +130,7 @@ def test_the_health_policy_is_the_specs_serving_section(tmp_path: Path) -> None:
         "canary_share": 0.2,
         "window_seconds": 12.5,
         "min_requests": 7,
+        "max_window_seconds": 40,
         "max_error_rate": 0.05,
         "max_p99_ms": 99.0,
         "max_score_shift": 0.4,

@@ -1,0 +1,65 @@
+"""Fixtures of the serving tests: a real HAProxy in front of two real HTTP servers standing in for
+the blue and green slots (each answers its own name)."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ct_assets.lib.core import processes
+from ct_assets.lib.serving import proxy
+from ct_assets.lib.serving.proxy import ProxyLayout
+from ct_assets_tests.conftest import free_ports
+
+
+def stand_in_slot(name: str, port: int) -> http.server.ThreadingHTTPServer:
+    """A real HTTP server on `port` answering every GET with `name`."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            body = name.encode()
+            self.send_response(200)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.fixture
+def running(tmp_path: Path) -> Iterator[ProxyLayout]:
+    port, blue, green = free_ports(3)
+    slots = [stand_in_slot("blue", blue), stand_in_slot("green", green)]
+    slot_ports = {"blue": blue, "green": green}  # the stand-in slots answer the health check too
+    layout = ProxyLayout(tmp_path / "proxy", port, slot_ports, slot_ports)
+    process = proxy.start(layout, {"blue": 100, "green": 0})
+    try:
+        yield layout
+    finally:
+        processes.signal_tree(process.pid, 15)
+        process.wait(timeout=10)
+        for server in slots:
+            server.shutdown()
+
+
+def wait_all_up(layout: ProxyLayout) -> None:
+    """Wait until the proxy sees every slot UP."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        stats = proxy.server_stats(layout)
+        if all(row["status"].startswith("UP") for row in stats.values()):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"slots not UP: {proxy.server_stats(layout)}")
