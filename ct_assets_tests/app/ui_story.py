@@ -58,6 +58,7 @@ def _markdown(page: Page, entry: str) -> Any:
 def walk_the_story(url: str, env: dict[str, str], screenshots: Path) -> dict[str, Any]:
     """Read the story in the UI; returns the `ct status` it checked against."""
     status = ct_status(env)
+    assert status["health"]["webserver"] and status["health"]["daemon"], status["health"]
     serving = [s["version"] for s in status["serving"].values() if s["active"]]
     assert serving, f"nothing serves: {status['serving']}"
     gate = status["last_gate"]

@@ -8,6 +8,7 @@ import getpass
 import os
 import socket
 import sys
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -91,16 +92,19 @@ def prepared_dagster_home() -> Path:
         raise CliError(f"cannot prepare the Dagster home {settings.dagster_home()}: {err}") from None
 
 
-def running_daemons(dagster_home: Path) -> list[int]:
-    """Process ids of Dagster daemons (alone or under `dagster dev`) running on this Dagster home."""
+DAEMON_MARKERS = (b"dagster._daemon", b"dagster-daemon")
+WEBSERVER_MARKERS = (b"dagster_webserver", b"dagster-webserver")
+
+
+def dagster_processes(dagster_home: Path, markers: tuple[bytes, ...]) -> list[tuple[int, list[bytes]]]:
+    """Process ids and arguments of the Dagster processes of one kind (`markers`: the module or
+    command names that identify it, alone or under `dagster dev`) running on this Dagster home."""
     wanted = str(Path(dagster_home).resolve())
     found = []
     for proc in Path("/proc").glob("[0-9]*"):
         try:
             argv = (proc / "cmdline").read_bytes().split(b"\0")
-            if not any(
-                a in (b"dagster._daemon", b"dagster-daemon") or a.endswith(b"/dagster-daemon") for a in argv
-            ):
+            if not any(a in markers or a.endswith(tuple(b"/" + m for m in markers)) for a in argv):
                 continue
             env = dict(
                 item.split(b"=", 1) for item in (proc / "environ").read_bytes().split(b"\0") if b"=" in item
@@ -109,8 +113,23 @@ def running_daemons(dagster_home: Path) -> list[int]:
             continue
         home = env.get(b"DAGSTER_HOME", b"").decode(errors="replace")
         if home and str(Path(home).resolve()) == wanted and int(proc.name) != os.getpid():
-            found.append(int(proc.name))
+            found.append((int(proc.name), argv))
     return found
+
+
+def running_daemons(dagster_home: Path) -> list[int]:
+    """Process ids of Dagster daemons (alone or under `dagster dev`) running on this Dagster home."""
+    return [pid for pid, _ in dagster_processes(dagster_home, DAEMON_MARKERS)]
+
+
+def webserver_ports(dagster_home: Path) -> list[int]:
+    """The ports Dagster webservers running on this Dagster home were started on (`--port`/`-p`)."""
+    ports = []
+    for _, argv in dagster_processes(dagster_home, WEBSERVER_MARKERS):
+        for flag, value in pairwise(argv):
+            if flag in (b"--port", b"-p") and value.isdigit():
+                ports.append(int(value))
+    return ports
 
 
 def require_no_daemon(dagster_home: Path) -> None:

@@ -17,6 +17,7 @@ from ct_assets.app.cli.common import (
     prepared_dagster_home,
     registry,
     running_daemons,
+    webserver_ports,
 )
 from ct_assets.lib.core import names, settings
 from ct_assets.lib.core.spec import PipelineSpec
@@ -132,6 +133,7 @@ def collect(spec: PipelineSpec) -> dict[str, Any]:
             "proxy": _answers(spec.serving.proxy_port),
             "proxy_supervised": proxy_health["supervisor_pid"] is not None,
             "daemon": bool(running_daemons(settings.dagster_home())),
+            "webserver": any(_answers(port) for port in webserver_ports(settings.dagster_home())),
         },
         "proxy_restarts": max(0, int(proxy_health["starts"]) - 1),
     }

@@ -237,8 +237,9 @@ class ServingSpec(_Strict):
     health_window_seconds: float = Field(30.0, gt=0)
     min_canary_requests: int = Field(20, ge=1)
     # the window goes on past health_window_seconds until min_canary_requests have reached the
-    # canary, for at most this long: slow traffic delays the verdict instead of deciding it
-    max_health_window_seconds: float = Field(180.0, gt=0)
+    # canary, for at most this long: slow traffic delays the verdict instead of deciding it (it
+    # fits inside the 120 s a stopping live loop gives its runs to finish)
+    max_health_window_seconds: float = Field(90.0, gt=0)
     max_error_rate: Fraction = 0.01
     max_p99_ms: float = Field(250.0, gt=0)
     max_score_shift: Fraction = 0.3

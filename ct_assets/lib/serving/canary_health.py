@@ -30,7 +30,7 @@ class HealthPolicy:
     canary_share: float = 0.1
     window_seconds: float = 20.0
     min_requests: int = 20
-    max_window_seconds: float = 180.0  # the window extends until min_requests, up to this long
+    max_window_seconds: float = 90.0  # the window extends until min_requests, up to this long
     max_error_rate: float = 0.01
     max_p99_ms: float = 250.0
     max_score_shift: float = 0.25  # Hellinger distance of canary scores from the active slot's

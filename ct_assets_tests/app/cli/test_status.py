@@ -26,6 +26,7 @@ def test_status_of_a_fresh_home(tmp_path: Path) -> None:
     assert status["champion"] is None and status["rows_served"] == 0 and status["last_gate"] is None
     assert set(status["serving"]) == {"blue", "green"}
     assert all(s["bento"] is None and s["share"] == 0.0 and not s["up"] for s in status["serving"].values())
+    assert not any(status["health"].values()) and {"daemon", "webserver"} <= set(status["health"])
     text = ct(tmp_path, "status")
     assert (
         text.returncode == 0 and "champion      none yet" in text.stdout and "rows served   0" in text.stdout
