@@ -10,6 +10,7 @@ retrain sensor that is not running (stopped in the UI) holds no day up.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -51,12 +52,23 @@ def day_done(
     snapshot_folder: Path,
     sensors: Sequence[str] | None = None,
     clock: Callable[[], float] = time.time,
+    recheck_seconds: float = 1.0,
 ) -> Callable[[str], bool]:
     """The replay's `ready(day)`: the day is ingested and every retrain sensor has seen it (see
-    the module). The snapshot's publication is timed by when `ready` first sees it."""
+    the module). The snapshot's publication is timed by when `ready` first sees it. The instance
+    is asked at most once per `recheck_seconds` (the replay asks after every batch it sends)."""
     watched = list(sensors or [names.sensor_name(pipeline, cause) for cause in RETRAIN_CAUSES])
     retrain_job = names.job_name(pipeline, "retrain")
     seen: dict[str, float] = {}
+    asked: dict[str, float] = {}
+
+    def decided(day: str) -> bool:
+        published = seen[day]
+        in_flight, ended = last_run_end(instance, retrain_job)
+        if in_flight:
+            return False
+        since = max(published, ended)
+        return all(sensor_ticked_since(instance, sensor, since) for sensor in watched)
 
     def ready(day: str) -> bool:
         as_of = published_as_of(snapshot_folder)
@@ -64,11 +76,10 @@ def day_done(
             return False
         if as_of > day:
             return True  # a later day is ingested: this one was seen long ago
-        published = seen.setdefault(day, clock())
-        in_flight, ended = last_run_end(instance, retrain_job)
-        if in_flight:
+        seen.setdefault(day, clock())
+        if time.monotonic() - asked.get(day, -math.inf) < recheck_seconds:
             return False
-        since = max(published, ended)
-        return all(sensor_ticked_since(instance, sensor, since) for sensor in watched)
+        asked[day] = time.monotonic()
+        return decided(day)
 
     return ready

@@ -67,6 +67,7 @@ def test_the_default_demo_serves_a_champion_and_a_rule_retrain_reaches_a_canary_
     write_flights_variant(
         pipelines / "flights_delay",
         {"serving.proxy_port": proxy_port, "serving.blue_port": blue, "serving.green_port": green},
+        keep_order=True,  # the built-in spec's feature order: the demo's own model
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CT_", "DAGSTER_"))}
     env |= {"CT_HOME": str(home), "CT_PIPELINES_DIR": str(pipelines), "CT_BUILTIN_PIPELINES": "0"}

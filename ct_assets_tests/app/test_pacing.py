@@ -94,7 +94,7 @@ def test_a_day_is_done_once_published_and_seen_by_every_retrain_sensor(
 ) -> None:
     _start_sensors(instance)
     now = [1000.0]
-    ready = day_done(instance, "p", tmp_path, SENSORS, clock=lambda: now[0])
+    ready = day_done(instance, "p", tmp_path, SENSORS, clock=lambda: now[0], recheck_seconds=0)
     assert not ready("2013-02-13"), "nothing published"
     _publish(tmp_path, "2013-02-12")
     assert not ready("2013-02-13"), "published as of an earlier day"
@@ -116,7 +116,7 @@ def test_a_retrain_in_flight_holds_the_day_until_the_sensors_tick_after_it(
     _start_sensors(instance)
     _publish(tmp_path, "2013-02-13")
     now = [1000.0]
-    ready = day_done(instance, "p", tmp_path, SENSORS, clock=lambda: now[0])
+    ready = day_done(instance, "p", tmp_path, SENSORS, clock=lambda: now[0], recheck_seconds=0)
     assert not ready("2013-02-13")
     for sensor in SENSORS:
         _tick(instance, sensor, 1001.0)
@@ -134,3 +134,17 @@ def test_a_retrain_in_flight_holds_the_day_until_the_sensors_tick_after_it(
 
 def _run_event(kind: dg.DagsterEventType) -> dg.DagsterEvent:
     return dg.DagsterEvent(kind.value, "p_retrain")
+
+
+def test_the_instance_is_asked_at_most_once_per_recheck_interval(
+    instance: dg.DagsterInstance, tmp_path: Path
+) -> None:
+    _start_sensors(instance)
+    _publish(tmp_path, "2013-02-13")
+    ready = day_done(instance, "p", tmp_path, SENSORS, clock=lambda: 1000.0, recheck_seconds=3600)
+    assert not ready("2013-02-13")
+    for sensor in SENSORS:
+        _tick(instance, sensor, 1001.0)
+    assert not ready("2013-02-13"), "asked again within the interval: not yet"
+    _publish(tmp_path, "2013-02-14")
+    assert ready("2013-02-13"), "a later day ingested needs no question"
