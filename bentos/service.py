@@ -30,7 +30,6 @@ import asyncio
 import dataclasses
 import functools
 import gc
-import logging
 import os
 import time
 from http import HTTPStatus
@@ -62,7 +61,7 @@ from ct_assets.lib.serving.scoring import answer, answer_arrow, log_scored
 from ct_assets.lib.serving.slot_metrics import SlotMetrics
 
 # Under BentoML's logger: a slot's log handlers and level are configured there.
-LOGGER = logging.getLogger("bentoml.ct_assets")
+LOGGER = quiet_log.LOGGER
 # Longest error message answered: a message lists at most 20 problems, each quoting input short.
 MAX_ERROR_CHARS = 4000
 

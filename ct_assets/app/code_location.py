@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import dagster as dg
 
-RETRAIN_ASSETS = ("training_set", "candidate", "evaluation", "champion")
-
 
 def definitions() -> dg.Definitions:
     """Everything the code location defines, built from the environment as it is now."""

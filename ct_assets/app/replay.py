@@ -58,7 +58,7 @@ def champion_auc_on(
 
 def retrain(spec: PipelineSpec, partition_key: str, instance: dg.DagsterInstance) -> tuple[bool, str]:
     """Run training_set -> candidate -> evaluation -> champion as of a partition; (promoted, note)."""
-    assets = code_location.pipeline_assets(spec.name, frozenset(code_location.RETRAIN_ASSETS))
+    assets = code_location.pipeline_assets(spec.name, frozenset(names.RETRAIN_ASSETS))
     # a refused gate fails the run on purpose; the table says why, so keep the console quiet
     silent = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
     run_config = {**silent, **names.training_run_config(spec.name, partition_key)}

@@ -18,7 +18,15 @@ import duckdb
 import pytest
 from rich.console import Console
 
-from ct_assets.app.live import EventLog, champion_not_serving
+from ct_assets.app.live import EventLog, LiveOptions, LoopStatus, champion_not_serving, render
+from ct_assets.app.system_status import (
+    GateSummary,
+    Health,
+    RetrainSummary,
+    RolloutStep,
+    SlotStatus,
+    SystemStatus,
+)
 from ct_assets.lib.core import settings
 from ct_assets.lib.data import demo_source
 from ct_assets.lib.model.registry import Registry
@@ -186,3 +194,62 @@ def test_the_loop_reports_a_failed_step_once_with_its_error_but_not_a_refused_ga
     assert printed.count("run failed") == 1, printed
     assert "step bundle: " in printed
     assert "RuntimeError: haproxy did not start under circus: [ipc path too long]" in printed
+
+
+def _loop_status(**system: object) -> LoopStatus:
+    serving = {
+        "blue": SlotStatus(bento="svc:v0001-a", version="v0001-a", share=0.9, up=True, active=True),
+        "green": SlotStatus(bento="svc:v0002-b", version="v0002-b", share=0.1, up=True, active=False),
+    }
+    facts = {
+        "pipeline": "flights_delay",
+        "serving": serving,
+        "champion": "v0002",
+        "rows_served": 1234,
+        "last_gate": GateSummary(version="v0002", passed=True, reasons=[], auc=0.71234),
+        "last_retrain": RetrainSummary(
+            run_id="r1", status="SUCCESS", trigger="performance", partition="2013-02-13", reason="AUC fell"
+        ),
+        "last_rollout": RolloutStep(at="2026-12-06T10:00:05+00:00", action="canary", bento="svc:v0002-b"),
+        "health": Health(proxy=True, proxy_supervised=True, daemon=True, webserver=True),
+        "proxy_restarts": 0,
+    }
+    return LoopStatus(
+        system=SystemStatus(**{**facts, **system}),
+        day="2013-02-14",
+        days_landed=3,
+        waiting_for_champion=False,
+        served=1234,
+        rejected=0,
+        unavailable=5,
+        answered_by={"v0001": 1200, "v0002": 34},
+        runs_in_flight=["deploy"],
+    )
+
+
+def test_the_live_view_shows_what_serves_and_the_loop_s_last_steps_rounded_for_people() -> None:
+    console = Console(record=True, width=200)
+    console.print(render(_loop_status(), LiveOptions(), "http://127.0.0.1:3700"))
+    shown = console.export_text()
+    assert "v0001-a on blue (90%), v0002-b on green (10%, canary)" in shown
+    assert "v0002 passed (holdout AUC 0.712)" in shown and "0.71234" not in shown
+    assert "finished - performance on 2013-02-13: AUC fell" in shown
+    assert "10:00:05 canary v0002-b" in shown and "1,234 rows answered (v0001: 1,200, v0002: 34)" in shown
+    assert "http://127.0.0.1:3700" in shown and "flights_delay_" not in shown
+
+
+def test_the_event_log_tells_each_step_once() -> None:
+    console = Console(record=True, width=200)
+    events = EventLog(console, time.monotonic())
+    status = _loop_status()
+    steps = [RolloutStep(at="2026-12-06T10:00:00+00:00", action="rollout_started", bento="svc:v0002-b")]
+    for _ in range(2):
+        events.update(status, steps)
+    steps.append(status.system.last_rollout)
+    events.update(status, steps)
+    printed = console.export_text()
+    assert printed.count("first replayed requests answered by v0001, v0002") == 1
+    assert printed.count("retrain requested by the performance rule as of 2013-02-13: AUC fell") == 1
+    assert printed.count("gate: v0002 passed") == 1
+    assert printed.count("rollout: 10:00:00 rollout_started v0002-b") == 1
+    assert printed.count("rollout: 10:00:05 canary v0002-b") == 1

@@ -92,7 +92,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
         results = replay(spec, days, dg.DagsterInstance.get(), on_day=show)
     console.print(table)
-    out = args.out or settings.ct_home() / "reports"
+    out = args.out or settings.config().reports
     csv_path, png_path = write_outputs(results, out, f"replay_{spec.name}_{days[0]}_{days[-1]}")
     console.print(f"table: {csv_path}\nplot:  {png_path}")
     return 0
@@ -185,7 +185,7 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     for run in runs:
         for reason in run.reasons:
             console.print(f"  {run.name} retrained {reason}")
-    out = args.out or settings.ct_home() / "reports"
+    out = args.out or settings.config().reports
     stem = f"backtest_{spec.name}_{keys[0]}_{keys[-1]}"
     console.print(f"per partition: {_write_partitions(runs, out / (stem + '.csv'))}")
     console.print(f"plot: {backtest.plot(runs, out / (stem + '.png'))}")

@@ -4,11 +4,10 @@ from collections.abc import Iterator
 
 import dagster as dg
 
+from ct_assets.defs.data.common import WARN
 from ct_assets.lib.core.spec import PipelineSpec
 from ct_assets.lib.data import steps as data_steps
 from ct_assets.lib.data.quality import MIN_HISTORY
-
-WARN = dg.AssetCheckSeverity.WARN
 
 
 def validation_checks(

@@ -14,6 +14,7 @@ from ct_assets.defs.resources import (
     SnapshotFolder,
     Warehouse,
 )
+from ct_assets.defs.shared import asset_key
 from ct_assets.lib.core import alerts as alerts_module
 from ct_assets.lib.core import names
 from ct_assets.lib.core.spec import PipelineSpec
@@ -29,16 +30,13 @@ from ct_assets.lib.serving import steps as deploy_steps
 def build_deploy_defs(spec: PipelineSpec) -> dg.Definitions:
     name = spec.name
 
-    def key(asset: str) -> dg.AssetKey:
-        return dg.AssetKey(names.asset_path(name, asset))
-
     history = deploy_steps.context_history_hours(spec)
-    context_keys = [key(names.context_asset(t)) for t in spec.context_tables]
+    context_keys = [asset_key(spec, names.context_asset(t)) for t in spec.context_tables]
 
     @dg.asset(
-        key=key("online_snapshot"),
+        key=asset_key(spec, "online_snapshot"),
         group_name=spec.name,
-        deps=[*context_keys, key("features")],
+        deps=[*context_keys, asset_key(spec, "features")],
         partitions_def=partitions_def(spec),
         backfill_policy=dg.BackfillPolicy.single_run(),
         pool=WAREHOUSE_POOL,
@@ -62,9 +60,9 @@ def build_deploy_defs(spec: PipelineSpec) -> dg.Definitions:
         )
 
     @dg.asset(
-        key=key("bento"),
+        key=asset_key(spec, "bento"),
         group_name=spec.name,
-        deps=[key("champion")],
+        deps=[asset_key(spec, "champion")],
         kinds={"bentoml"},
         pool=WAREHOUSE_POOL,
         automation_condition=dg.AutomationCondition.eager(),
@@ -93,12 +91,12 @@ def build_deploy_defs(spec: PipelineSpec) -> dg.Definitions:
             }
         )
 
-    deployment_key = key("deployment")
+    deployment_key = asset_key(spec, "deployment")
 
     @dg.asset(
         key=deployment_key,
         group_name=spec.name,
-        deps=[key("bento")],
+        deps=[asset_key(spec, "bento")],
         kinds={"haproxy", "bentoml"},
         automation_condition=dg.AutomationCondition.eager(),
         check_specs=[
@@ -163,7 +161,7 @@ def build_deploy_defs(spec: PipelineSpec) -> dg.Definitions:
         )
 
     @dg.asset(
-        key=key("predictions"),
+        key=asset_key(spec, "predictions"),
         group_name=spec.name,
         partitions_def=partitions_def(spec),
         backfill_policy=dg.BackfillPolicy.single_run(),
@@ -188,10 +186,10 @@ def build_deploy_defs(spec: PipelineSpec) -> dg.Definitions:
         )
 
     @dg.asset(
-        key=key("service_metrics"),
+        key=asset_key(spec, "service_metrics"),
         group_name=spec.name,
         partitions_def=partitions_def(spec),
-        deps=[key("predictions")],
+        deps=[asset_key(spec, "predictions")],
         backfill_policy=dg.BackfillPolicy.single_run(),
         pool=WAREHOUSE_POOL,
         kinds={"bentoml"},

@@ -12,9 +12,8 @@ import dagster as dg
 from ct_assets.defs.resources import WAREHOUSE_POOL, AlertSink, ModelRegistry, Warehouse
 from ct_assets.defs.shared import asset_key
 from ct_assets.lib.core.spec import PipelineSpec
-from ct_assets.lib.model import report_plots
+from ct_assets.lib.model import evaluation_report
 from ct_assets.lib.model import steps as model_steps
-from ct_assets.lib.model.metrics import Metrics
 from ct_assets.lib.model.registry import RegistryError
 from ct_assets.lib.model.steps import CandidateRef, EvaluationResult, TrainingSetRef
 
@@ -31,80 +30,6 @@ def newest_complete_partition(instance: dg.DagsterInstance, features_key: dg.Ass
     has recorded none (a warehouse filled outside Dagster: the newest feature partition there)."""
     keys = instance.get_materialized_partitions(features_key)
     return max(keys) if keys else None
-
-
-def _metrics_table(result: EvaluationResult) -> str:
-    names = ["auc", "f1", "log_loss", "brier", "ece", "rows", "positive_rate"]
-    header = "| metric | candidate " + result.candidate_version + " |"
-    divider = "|---|---|"
-    if result.champion:
-        header += f" champion {result.champion_version} |"
-        divider += "---|"
-    lines = [header, divider]
-    for name in names:
-        row = f"| {name} | {_fmt(getattr(result.candidate.overall, name))} |"
-        if result.champion:
-            row += f" {_fmt(getattr(result.champion.overall, name))} |"
-        lines.append(row)
-    return "\n".join(lines)
-
-
-def _segment_table(result: EvaluationResult) -> str:
-    lines = ["| segment | rows | candidate AUC | champion AUC |", "|---|---|---|---|"]
-    for segment, ours in result.candidate.segments.items():
-        theirs: Metrics | None = result.champion.segments.get(segment) if result.champion else None
-        lines.append(
-            f"| {segment} | {ours.rows} | {_fmt(ours.auc)} | {_fmt(theirs.auc if theirs else None)} |"
-        )
-    return "\n".join(lines)
-
-
-def _calibration_table(result: EvaluationResult) -> str:
-    """The candidate's holdout log-loss, Brier score and calibration error before and after Platt
-    scaling on the validation split."""
-    before, after = result.uncalibrated, result.candidate.overall
-    if before is None:
-        return "The candidate carries no calibration."
-    lines = ["| metric | before calibration | calibrated |", "|---|---|---|"]
-    lines += [
-        f"| {n} | {_fmt(getattr(before, n))} | {_fmt(getattr(after, n))} |"
-        for n in ("log_loss", "brier", "ece")
-    ]
-    return "\n".join(lines)
-
-
-def _fmt(value: float | int | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
-
-
-def _report(result: EvaluationResult) -> str:
-    verdict = result.verdict
-    status = "**PASSED**" if verdict.passed else "**FAILED**"
-    reasons = "\n".join(f"- {r}" for r in verdict.reasons) or "- none"
-    notes = "\n".join(f"- {n}" for n in [*verdict.notes, *result.notes])
-    segments = list(result.candidate.segments)
-    series = {f"candidate {result.candidate_version}": [result.candidate.segments[s].auc for s in segments]}
-    if result.champion:
-        series[f"champion {result.champion_version}"] = [
-            result.champion.segments[s].auc if s in result.champion.segments else None for s in segments
-        ]
-    return "\n\n".join(
-        [
-            f"## Gate {status}",
-            f"Reasons:\n{reasons}",
-            f"Checked:\n{notes}",
-            "## Metrics (holdout)",
-            _metrics_table(result),
-            "## Reliability (holdout)",
-            report_plots.markdown_image(report_plots.calibration_png(result.curves), "calibration"),
-            _calibration_table(result),
-            "## Segments",
-            report_plots.markdown_image(report_plots.segment_auc_png(segments, series), "segments"),
-            _segment_table(result),
-        ]
-    )
 
 
 def build_model_defs(spec: PipelineSpec) -> dg.Definitions:
@@ -228,7 +153,7 @@ def build_model_defs(spec: PipelineSpec) -> dg.Definitions:
         yield dg.Output(
             result,
             metadata={
-                "report": dg.MetadataValue.md(_report(result)),
+                "report": dg.MetadataValue.md(evaluation_report.markdown(result)),
                 "passed": result.verdict.passed,
                 "candidate_auc": round(overall.auc or 0.0, 4),
                 **({"champion_auc": round(result.champion.overall.auc or 0.0, 4)} if result.champion else {}),

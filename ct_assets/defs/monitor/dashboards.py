@@ -73,10 +73,6 @@ def drift_table(found: dict[str, Any]) -> dg.MetadataValue:
     return dg.MetadataValue.md(markdown_table(headers, rows))
 
 
-def list_markdown(items: list[str]) -> dg.MetadataValue:
-    return dg.MetadataValue.md("\n".join(f"- {item}" for item in items) or "none")
-
-
 def dashboard_sensor_name(pipeline: str) -> str:
     return f"{pipeline}_dashboard_automation"
 

@@ -1,6 +1,7 @@
 """Builds one pipeline's monitoring layer: its assets, the ingest, context and retrain jobs, and the
 sensors and schedule that close the loop."""
 
+from collections.abc import Sequence
 from typing import Any
 
 import dagster as dg
@@ -15,7 +16,6 @@ from ct_assets.lib.core.spec import PipelineSpec
 from ct_assets.lib.data.features import groups
 from ct_assets.lib.monitor.retrain_policy import drift_decision, performance_decision
 
-RETRAIN_ASSETS = ["training_set", "candidate", "evaluation", "champion"]
 INGEST_ASSETS = [
     "raw",
     "validated",
@@ -29,7 +29,7 @@ INGEST_ASSETS = [
 ]
 
 
-def _selection(spec: PipelineSpec, assets: list[str]) -> dg.AssetSelection:
+def _selection(spec: PipelineSpec, assets: Sequence[str]) -> dg.AssetSelection:
     return dg.AssetSelection.assets(*[asset_key(spec, a) for a in assets])
 
 
@@ -38,7 +38,7 @@ def monitor_jobs(spec: PipelineSpec) -> tuple[Any, Any, Any]:
     retrain_job = dg.define_asset_job(
         names.job_name(spec.name, "retrain"),
         executor_def=dg.in_process_executor,
-        selection=_selection(spec, RETRAIN_ASSETS),
+        selection=_selection(spec, names.RETRAIN_ASSETS),
         description="Train a candidate on the latest window, evaluate it and promote it if the gate passes.",
     )
     ingest_job = dg.define_asset_job(
@@ -51,7 +51,7 @@ def monitor_jobs(spec: PipelineSpec) -> tuple[Any, Any, Any]:
     context_job = dg.define_asset_job(
         names.job_name(spec.name, "context"),
         executor_def=dg.in_process_executor,
-        selection=_selection(spec, [f"context_{t}" for t in spec.context_tables]),
+        selection=_selection(spec, [names.context_asset(t) for t in spec.context_tables]),
         description="Load the context tables (reference data, time series) from their landing files.",
     )
     return retrain_job, ingest_job, context_job

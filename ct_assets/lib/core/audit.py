@@ -18,7 +18,6 @@ the home (a test's temporary folder, a custom `CT_REGISTRY`), or one given no ho
 from __future__ import annotations
 
 import fcntl
-import getpass
 import hashlib
 import json
 import os
@@ -46,14 +45,6 @@ def canonical(body: dict[str, Any]) -> str:
 
 def entry_hash(body: dict[str, Any]) -> str:
     return hashlib.sha256(canonical({k: v for k, v in body.items() if k != "hash"}).encode()).hexdigest()
-
-
-def current_user() -> str:
-    """Who runs this process: `$USER` (or the OS account)."""
-    try:
-        return os.environ.get("USER") or getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
 
 
 @dataclass(frozen=True)
@@ -162,35 +153,6 @@ class AuditLog:
         temporary.replace(self.head_path)
         return body
 
-    def import_legacy(self, legacy: Path, *, pipeline: str, subject: str, component: str) -> int:
-        """Move the entries of an older per-folder `audit.jsonl` (unchained) into this log, once:
-        each becomes an entry with its original time in `details.original_at`, and the old file is
-        renamed to `audit.jsonl.imported`. Returns how many were imported."""
-        legacy = Path(legacy)
-        if not legacy.is_file() or legacy.resolve() == self.path.resolve():
-            return 0
-        with self._locked():
-            if not legacy.is_file():  # another process imported it meanwhile
-                return 0
-            count = 0
-            for line in legacy.read_text().splitlines():
-                if not line.strip():
-                    continue
-                old = json.loads(line)
-                details = {k: v for k, v in old.items() if k not in ("at", "action", "who", "why")}
-                self._append_locked(
-                    str(old.get("action", "unknown")),
-                    str(old.get("who") or "unknown"),
-                    str(old.get("why") or ""),
-                    pipeline,
-                    subject,
-                    component,
-                    {**details, "original_at": old.get("at"), "imported_from": str(legacy)},
-                )
-                count += 1
-            legacy.replace(legacy.with_name(legacy.name + ".imported"))
-        return count
-
     def entries(
         self, *, pipeline: str | None = None, component: str | None = None, after_seq: int = 0
     ) -> list[dict[str, Any]]:
@@ -270,18 +232,12 @@ def log_for(base: Path, home: Path | None) -> AuditLog:
 
 
 def deployment_log(folder: Path, home: Path | None) -> AuditLog:
-    """The audit log of a deployment folder (`<home>/deploy/<pipeline>`), with the folder's older
-    unchained `audit.jsonl`, if any, imported first."""
-    folder = Path(folder)
-    log = log_for(folder.parent, home)
-    log.import_legacy(
-        folder / FILE_NAME, pipeline=folder.name, subject=f"{folder.name}/deployment", component="deployment"
-    )
-    return log
+    """The audit log of a deployment folder (`<home>/deploy/<pipeline>`)."""
+    return log_for(Path(folder).parent, home)
 
 
 def flat(entry: dict[str, Any]) -> dict[str, Any]:
-    """The short view of an entry older callers read: at, action, who, why and the details."""
+    """The short view of an entry: at, action, who, why and the details at the top level."""
     return {
         "at": entry["at"],
         "action": entry["action"],

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 LABEL_GROUP = "label"  # the feature group that holds the label (`ct_assets.lib.data.features`)
+RETRAIN_ASSETS = ("training_set", "candidate", "evaluation", "champion")  # what a retrain materializes
 
 
 def group_asset(group: str) -> str:

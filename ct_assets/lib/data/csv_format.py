@@ -12,7 +12,6 @@ import codecs
 from dataclasses import dataclass
 from pathlib import Path
 
-ENCODINGS = ("utf-8", "latin-1", "utf-16")
 DELIMITERS = (",", ";", "\t", "|")
 _SAMPLE_BYTES = 64 * 1024
 

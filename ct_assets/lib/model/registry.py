@@ -128,14 +128,7 @@ class Registry:
     def audit(self) -> AuditLog:
         """The audit log this registry writes to: the home's (`audit_home`) when the registry is
         inside it, else the registry root's own."""
-        log = log_for(self.folder.parent, self.audit_home)
-        log.import_legacy(
-            self.folder / "audit.jsonl",
-            pipeline=self.pipeline,
-            subject=f"{self.pipeline}/champion",
-            component="registry",
-        )
-        return log
+        return log_for(self.folder.parent, self.audit_home)
 
     def audit_log(self) -> list[dict[str, Any]]:
         """This pipeline's champion moves from the shared audit log (at, action, who, why, details)."""

@@ -245,11 +245,6 @@ def drift_decision(signals: list[PartitionSignal], expected: Expectation, rules:
     return Decision(False, None, f"{drift_text}, but no significant harm: {evidence['auc']}", evidence)
 
 
-def cooled_down(last_request: str | None, partition: str, partitions_between: int, cooldown: int) -> bool:
-    """True when no request was made, or at least `cooldown` partitions have passed since."""
-    return last_request is None or partitions_between >= cooldown
-
-
 def first_model_decision(partition_rows: list[tuple[str, int]], training: TrainingSpec) -> Decision:
     """With no champion yet, train the first one as soon as the data allows: enough partitions for
     the validation and holdout splits plus at least one to train on, and `min_rows` training rows."""

@@ -1,10 +1,10 @@
 """The monitoring layer's warehouse tables, each declared once with its column types.
 
-A table created from the first frame written to it takes that frame's types, and a column that
-frame held only nulls for gets DuckDB's NULL type (or INTEGER in older files), which no later
-value converts to. Declaring the schema up front avoids that: the table is created with its
-declared types, every write casts to them, and a table an earlier untyped write left with a
-wrong column type is altered to the declared type the first time it is written again.
+A table created from the first frame written to it would take that frame's types, and a column
+that frame held only nulls for would get DuckDB's NULL type, which no later value converts to.
+So each table is created with its declared types and every write casts to them. A table whose
+columns differ from the declaration (a column declared since it was created, or of another type)
+is brought to it on its next write.
 """
 
 from __future__ import annotations
@@ -93,8 +93,8 @@ def _declared(table: str) -> Schema:
 def ensure_table(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> list[str]:
     """Create `schema.table` with its declared types, or bring an existing one to them.
 
-    Missing columns are added; a column of another type (NULL or INTEGER from an all-null first
-    write) is converted in place, values that do not convert becoming NULL. Returns the repairs
+    Missing columns are added; a column of another type is converted in place, values that do not
+    convert becoming NULL. Returns the repairs
     made, empty when the table already matched.
     """
     target = table_name(schema, table)

@@ -2,7 +2,7 @@
 
 The proxy's health check asks here (`GET /alive` on the slot's health port), not on the port that
 serves predictions: a check sent there waits behind whatever the worker is reading, parsing or
-scoring, so a slot busy with large bodies looked dead and was marked down. Each worker of a slot
+scoring, so a slot busy with large bodies would look dead and be marked down. Each worker of a slot
 binds the same health port (`SO_REUSEPORT`; the kernel spreads the checks over the workers) and
 answers from a thread of its own:
 

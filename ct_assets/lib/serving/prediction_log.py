@@ -5,11 +5,9 @@ as `feature.<name>`; appended by a background thread off the request path) and r
 (`read_requests`, `predictions`; `read_partition` ingests the predictions whose event time falls
 in a partition, so live performance can join them with the labels when those land).
 
-The log is Arrow rather than JSON lines: the writer spends less CPU and writes fewer bytes per
-request, and a partition is ingested by vectorized filters instead of a Python loop over every
-prediction. Batches are LZ4-compressed: zstd would compress smaller at several times the CPU per
-record batch. Day files in JSON lines (`.jsonl`) are converted to Arrow once, by `migrate_jsonl`,
-when the ingesting step opens the log (`read_partition`); no reader reads JSON lines.
+The log is Arrow: the writer spends little CPU and few bytes per request, and a partition is
+ingested by vectorized filters. Batches are LZ4-compressed: zstd would compress smaller at several
+times the CPU per record batch.
 
 The background writer: a request hands its predictions to a bounded queue (`max_pending` requests;
 when it is full the request waits, so nothing is dropped under load). The writer thread gathers
@@ -30,7 +28,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import itertools
-import json
 import os
 import queue
 import threading
@@ -47,7 +44,6 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 SUFFIX = ".arrows"  # the Arrow IPC stream format's registered extension
-JSONL_SUFFIX = ".jsonl"
 SEGMENT_PREFIX = "segment."
 FEATURE_PREFIX = "feature."
 FLUSH_SECONDS = 0.2
@@ -515,12 +511,11 @@ def _partition_rows_arrow(path: Path, start: datetime, end: datetime) -> pd.Data
 
 def read_partition(folder: Path, spec: PipelineSpec, partition_key: str) -> pd.DataFrame:
     """Every logged prediction of the pipeline whose event time is inside the partition (request
-    and event times as text, as `requests_from_table` gives them). This is the ingesting step's
-    way into the log: it first migrates the pipeline's JSON-lines files (`migrate_jsonl`)."""
+    and event times as text, as `requests_from_table` gives them): the ingesting step's way into
+    the log."""
     import pandas as pd
 
     start, end = partition_window(spec.partitions, partition_key)
-    migrate_jsonl(Path(folder) / spec.name)
     frames = [pd.DataFrame(columns=COLUMNS)]
     for path in log_files(Path(folder) / spec.name):
         if (frame := _partition_rows_arrow(path, start, end)) is not None:
@@ -529,75 +524,3 @@ def read_partition(folder: Path, spec: PipelineSpec, partition_key: str) -> pd.D
     # explicit types: a partition with no predictions must not create the table with NULL columns
     numeric = {"score": "float64", "decision": "boolean", "latency_ms": "float64"}
     return frame.astype({**{c: "string" for c in COLUMNS if c not in numeric}, **numeric})
-
-
-def _jsonl_requests(path: Path) -> list[dict[str, Any]]:
-    """The requests of a JSON-lines day file: one line per request (one list per per-prediction
-    field) or one line per prediction; a torn last line is left out."""
-    lines = [line for line in Path(path).read_bytes().splitlines() if line.strip()]
-    requests = []
-    for number, line in enumerate(lines):
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            if number != len(lines) - 1:
-                raise
-            continue
-        if not isinstance(record.get("entity_id"), list):
-            record = {
-                **{f: record.get(f) for f in REQUEST_FIELDS},
-                **{f: [record.get(f)] for f in PREDICTION_FIELDS},
-                "segments": {k: [v] for k, v in (record.get("segments") or {}).items()},
-                "features": {k: [v] for k, v in (record.get("features") or {}).items()},
-            }
-        requests.append(record)
-    return requests
-
-
-def _as_batch(request: dict[str, Any]) -> dict[str, Any]:
-    """A logged request in the shape the writer takes (`requests_table`), with its pipeline and slot."""
-    features = request.get("features") or {}
-    rows = list(zip(*features.values(), strict=True)) if features else [()] * len(request["score"])
-    return {
-        "pipeline": request.get("pipeline") or "",
-        "slot": request.get("slot") or "",
-        "request_id": request.get("request_id") or "",
-        "time": request["time"],
-        "model_version": request.get("model_version") or "",
-        "entity_ids": [None if e is None else str(e) for e in request["entity_id"]],
-        "scores": request["score"],
-        "decisions": request["decision"],
-        "latency_ms": request.get("latency_ms"),
-        "event_times": [None if t is None else datetime.fromisoformat(t) for t in request["event_time"]],
-        "segments": request.get("segments") or {},
-        "feature_names": list(features),
-        "feature_rows": rows,
-    }
-
-
-def migrate_jsonl(folder: Path) -> list[Path]:
-    """Convert every JSON-lines log file under `folder` to an Arrow log file beside it (same name,
-    `.arrows`, the next free segment if taken) and remove it; returns the files written. Runs of
-    requests with the same pipeline, slot, segments and features share a record batch; a run
-    whose columns differ from the previous one starts the next segment."""
-    written = []
-    for source in sorted(p for p in Path(folder).rglob(f"*{JSONL_SUFFIX}") if p.is_file()):
-        base = source.with_suffix(SUFFIX)
-        stream: _Stream | None = None
-        for _, run in itertools.groupby(
-            (_as_batch(r) for r in _jsonl_requests(source)),
-            key=lambda b: (b["pipeline"], b["slot"], list(b["segments"]), b["feature_names"]),
-        ):
-            batches = list(run)
-            table = requests_table(batches, batches[0]["pipeline"], batches[0]["slot"])
-            if stream is not None and not table.schema.equals(stream.schema):
-                stream.close()
-                stream = None
-            if stream is None:
-                stream = _Stream(base, table.schema)
-                written.append(stream.path)
-            stream.write(table)
-        if stream is not None:
-            stream.close()
-        source.unlink()
-    return written

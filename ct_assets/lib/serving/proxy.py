@@ -272,11 +272,11 @@ def set_weights(layout: ProxyLayout, weights: dict[str, int]) -> None:
 
 
 def set_standby(layout: ProxyLayout, slot: str, enabled: bool) -> None:
-    """Enable or disable the slot's backup entry (a proxy started by an older config has none)."""
+    """Enable or disable the slot's backup entry."""
     _remember(layout, standby={slot: enabled})
     state = "ready" if enabled else "maint"
     reply = command(layout, f"set server {BACKEND}/{slot}{STANDBY} state {state}").strip()
-    if reply and "No such server" not in reply:
+    if reply:
         raise RuntimeError(f"haproxy refused state {state} for {slot}{STANDBY}: {reply}")
 
 

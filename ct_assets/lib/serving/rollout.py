@@ -26,7 +26,12 @@ from ct_assets.lib.serving.proxy import ProxyLayout
 from ct_assets.lib.serving.slots import SlotControl
 from ct_assets.lib.serving.traffic import Traffic
 
-__all__ = ["Deployment", "HealthPolicy", "RolloutResult"]
+__all__ = ["ROLLOUT_ACTIONS", "Deployment", "HealthPolicy", "RolloutResult"]
+
+# The audit actions of a rollout's steps, as `Deployment` writes them.
+ROLLOUT_ACTIONS = frozenset(
+    {"rollout_started", "canary", "switch", "rollback", "awaiting_approval", "approved", "failover"}
+)
 
 
 @dataclass

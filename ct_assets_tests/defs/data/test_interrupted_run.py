@@ -8,9 +8,9 @@ day: the partition's rows are deleted and re-inserted but not committed, and ear
 committed (raw of both days, validated of the first). The kill takes the run's whole process group
 (the run worker and any step worker). Then: the warehouse opens and holds the committed writes and nothing
 of the uncommitted one; the killed run still holds the warehouse pool's slot, so a rerun would wait
-forever, until the `dead_run_recovery` sensor's tick marks it failed and frees the slot (the bug
-this test found); the rerun succeeds, and every partitioned table equals the uninterrupted run's,
-row for row, except wall-clock columns (`WALL_CLOCK`).
+forever, until the `dead_run_recovery` sensor's tick marks it failed and frees the slot; the rerun
+succeeds, and every partitioned table equals the uninterrupted run's, row for row, except wall-clock
+columns (`WALL_CLOCK`).
 """
 
 from __future__ import annotations

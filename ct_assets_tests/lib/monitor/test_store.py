@@ -37,7 +37,7 @@ def test_a_table_an_untyped_write_created_is_repaired_on_the_next_write(tmp_path
         [{"champion_version": "v0001", "rows": 300, "drift_share": 0.1, "skipped": None, "label_rate": None}]
     )
     con.register("_legacy", legacy)
-    with transaction(con):  # how the table used to be created: typed by its first frame
+    with transaction(con):  # a table typed by its first frame
         replace_partition(con, "p", "drift_summary", "2024-01-01", "SELECT * FROM _legacy")
     con.unregister("_legacy")
     assert table_columns(con, "p", "drift_summary")["skipped"] == '"NULL"'

@@ -3,7 +3,6 @@ warehouse's for the same rows (one implementation, no training/serving skew)."""
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -143,72 +142,6 @@ def test_prediction_log_reads_back_what_was_logged(tmp_path: Path, flights_spec)
         prediction_log.read_requests(paths[0], since=(logged_at + timedelta(microseconds=1)).isoformat())
         == []
     )
-
-
-def test_json_lines_log_files_are_migrated_to_arrow_once(tmp_path: Path, flights_spec) -> None:
-    """A JSON-lines day file (one line per request, or one per prediction) becomes an Arrow log
-    file beside it, read, looked up and ingested like any other; the JSON file is gone, and a
-    second migration finds nothing to do."""
-    day = tmp_path / flights_spec.name / "2026-11-01"
-    day.mkdir(parents=True)
-    per_request = {
-        "request_id": "old",
-        "time": "2026-11-01T10:00:00+00:00",
-        "pipeline": flights_spec.name,
-        "model_version": "v0001",
-        "slot": "blue",
-        "latency_ms": 2.0,
-        "entity_id": ["a", "b"],
-        "score": [0.25, 0.75],
-        "decision": [False, True],
-        "event_time": [f"{DAY} 10:00:00+00:00", "2013-03-01 10:00:00+00:00"],
-        "segments": {"origin": ["EWR", "JFK"]},
-        "features": {"distance": [1.0, None]},
-    }
-    per_prediction = {**{k: v for k, v in per_request.items() if k not in ("segments", "features")}}
-    per_prediction.update(
-        request_id="older", entity_id="c", score=0.5, decision=True, event_time=f"{DAY} 11:00:00+00:00"
-    )
-    source = day / "blue-7.jsonl"
-    source.write_text(
-        json.dumps(per_request) + "\n" + json.dumps(per_prediction) + "\n" + '{"request_id": "torn", "ev'
-    )
-    assert prediction_log.log_files(tmp_path) == []
-    written = prediction_log.migrate_jsonl(tmp_path)
-    assert not source.exists() and [p.name for p in written] == ["blue-7.arrows", "blue-7.1.arrows"]
-    assert prediction_log.log_files(tmp_path, "blue") == written
-    requests = [r for path in written for r in prediction_log.read_requests(path)]
-    assert [r["request_id"] for r in requests] == ["old", "older"]
-    assert requests[0]["time"] == "2026-11-01T10:00:00+00:00" and requests[0]["slot"] == "blue"
-    assert prediction_log.predictions(requests[0])[1]["features"] == {"distance": None}
-    assert prediction_log.predictions(requests[0])[1]["segments"] == {"origin": "JFK"}
-    assert [r["request_id"] for r in prediction_log.read_requests(written[1], "older")] == ["older"]
-    assert prediction_log.read_requests(written[0], since="2026-11-01T10:00:00.000001+00:00") == []
-    frame = read_partition(tmp_path, flights_spec, DAY)
-    assert sorted(frame["entity_id"]) == ["a", "c"] and frame["score"].sum() == 0.75
-    assert sorted(frame["event_time"]) == [f"{DAY} 10:00:00+00:00", f"{DAY} 11:00:00+00:00"]
-    assert prediction_log.migrate_jsonl(tmp_path) == []
-
-
-def test_ingesting_a_partition_migrates_json_lines_first(tmp_path: Path, flights_spec) -> None:
-    day = tmp_path / flights_spec.name / "2026-11-01"
-    day.mkdir(parents=True)
-    line = {
-        "request_id": "old",
-        "time": "2026-11-01T10:00:00+00:00",
-        "pipeline": flights_spec.name,
-        "model_version": "v0001",
-        "slot": "green",
-        "latency_ms": None,
-        "entity_id": ["a"],
-        "score": [0.25],
-        "decision": [False],
-        "event_time": [f"{DAY} 10:00:00+00:00"],
-    }
-    (day / "green-3.jsonl").write_text(json.dumps(line) + "\n")
-    frame = read_partition(tmp_path, flights_spec, DAY)
-    assert list(frame["request_id"]) == ["old"] and list(frame["slot"]) == ["green"]
-    assert [p.name for p in day.iterdir()] == ["green-3.arrows"]
 
 
 def _request(request_id: str, distance: float | None, odd: str = "b") -> dict:

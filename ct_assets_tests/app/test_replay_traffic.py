@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ct_assets.app.traffic import ReplayDriver
+from ct_assets.app.replay_traffic import ReplayDriver
 from ct_assets.lib.core.spec import PipelineSpec
 
 

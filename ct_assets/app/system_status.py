@@ -1,0 +1,201 @@
+"""One pipeline's state across the system, as typed records: what serves in each slot and its
+share of traffic, the registry champion, the last gate verdict with its reasons, the last retrain
+with its trigger and reason, the rows served, the last rollout step and why, and whether the
+proxy, slots, daemon and webserver answer. `ct status` prints it and the live loop shows it; both
+read the deployment's own record, the registry, the prediction log and the Dagster instance."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from ct_assets.app.cli.common import prepared_dagster_home, registry, running_daemons, webserver_ports
+from ct_assets.lib.core import names, settings
+from ct_assets.lib.core.spec import PipelineSpec
+from ct_assets.lib.serving import prediction_log, proxy
+from ct_assets.lib.serving.rollout import ROLLOUT_ACTIONS, Deployment
+
+
+class _Status(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SlotStatus(_Status):
+    """A slot: the bento it serves, its model version, its share of traffic, whether it answers
+    and whether it is the active one."""
+
+    bento: str | None
+    version: str | None
+    share: float
+    up: bool
+    active: bool
+
+    @property
+    def serving(self) -> bool:
+        """Up with a bento, and either active or given a share (a canary)."""
+        return self.up and self.bento is not None and (self.active or self.share > 0)
+
+
+class GateSummary(_Status):
+    """The newest judged candidate: passed or refused, why, and its holdout AUC."""
+
+    version: str
+    passed: bool
+    reasons: list[str]
+    auc: float | None
+
+
+class RetrainSummary(_Status):
+    """The newest retrain run: its status, what triggered it, as of which partition, and why."""
+
+    run_id: str
+    status: str
+    trigger: str
+    partition: str | None
+    reason: str
+
+
+class RolloutStep(_Status):
+    """One step of a rollout as the audit log records it."""
+
+    at: str
+    action: str
+    bento: str | None = None
+    slot: str | None = None
+    who: str | None = None
+    why: str | None = None
+
+    @classmethod
+    def from_audit(cls, entry: dict[str, Any]) -> RolloutStep:
+        """The step of a flat audit entry (`audit.flat`); other details are left out."""
+        return cls(**{k: entry.get(k) for k in cls.model_fields})
+
+    @property
+    def version(self) -> str | None:
+        return self.bento.split(":")[-1] if self.bento else None
+
+
+class Health(_Status):
+    proxy: bool
+    proxy_supervised: bool
+    daemon: bool
+    webserver: bool
+
+
+class SystemStatus(_Status):
+    """Everything `ct status` reports; `model_dump(mode="json")` is `ct status --json`."""
+
+    pipeline: str
+    serving: dict[str, SlotStatus]
+    champion: str | None
+    rows_served: int
+    last_gate: GateSummary | None
+    last_retrain: RetrainSummary | None
+    last_rollout: RolloutStep | None
+    health: Health
+    proxy_restarts: int
+
+
+def answers(port: int) -> bool:
+    """Something accepts connections on the local port."""
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def slots(spec: PipelineSpec, deploy: Deployment) -> dict[str, SlotStatus]:
+    """Per slot: the bento it serves, its version, its share of traffic and whether it is up."""
+    state = deploy.state()
+    try:
+        stats = proxy.server_stats(deploy.layout) if deploy.layout.socket.exists() else {}
+    except OSError:
+        stats = {}
+    total = sum(int(s.get("weight") or 0) for s in stats.values())
+    ports = {"blue": spec.serving.blue_port, "green": spec.serving.green_port}
+    found = {}
+    for slot, port in ports.items():
+        bento = state.bento_in(slot)
+        weight = int((stats.get(slot) or {}).get("weight") or 0)
+        found[slot] = SlotStatus(
+            bento=bento,
+            version=bento.split(":")[-1] if bento else None,
+            share=round(weight / total, 3) if total else 0.0,
+            up=answers(port),
+            active=state.active == slot,
+        )
+    return found
+
+
+def rows_served(spec: PipelineSpec) -> int:
+    """Predictions in the pipeline's prediction log (every slot, every day)."""
+    tables = map(
+        prediction_log.read_table, prediction_log.log_files(settings.config().prediction_log / spec.name)
+    )
+    return sum(t.num_rows for t in tables if t is not None)
+
+
+def last_gate(spec: PipelineSpec) -> GateSummary | None:
+    evaluated = [r for r in registry(spec.name).versions() if r.verdict is not None]
+    if not evaluated:
+        return None
+    record = evaluated[-1]
+    auc = record.holdout_auc
+    return GateSummary(
+        version=record.version,
+        passed=record.passed,
+        reasons=list(record.verdict.reasons) if record.verdict else [],
+        auc=None if auc is None else round(auc, 4),
+    )
+
+
+def last_retrain(spec: PipelineSpec) -> RetrainSummary | None:
+    """The newest retrain run in the Dagster instance: its status, trigger, partition and reason."""
+    import dagster as dg  # ct's light commands do not load Dagster
+
+    prepared_dagster_home()
+    with dg.DagsterInstance.get() as instance:
+        found = instance.get_runs(
+            filters=dg.RunsFilter(job_name=names.job_name(spec.name, "retrain")), limit=1
+        )
+    if not found:
+        return None
+    run = found[0]
+    return RetrainSummary(
+        run_id=run.run_id,
+        status=run.status.value,
+        trigger=run.tags.get("ct/trigger", "manual"),
+        partition=run.tags.get("ct/partition"),
+        reason=run.tags.get("ct/reason", ""),
+    )
+
+
+def rollout_steps(deploy: Deployment) -> list[RolloutStep]:
+    """The deployment's rollout steps from its audit log, oldest first."""
+    return [RolloutStep.from_audit(e) for e in deploy.audit_log() if e.get("action") in ROLLOUT_ACTIONS]
+
+
+def collect(spec: PipelineSpec) -> SystemStatus:
+    from ct_assets.lib.serving import steps as deploy_steps  # numpy and pyarrow: only this command
+
+    deploy = deploy_steps.deployment(spec, settings.config())
+    champion = registry(spec.name).champion()
+    rollouts = rollout_steps(deploy)
+    proxy_health = deploy.health()["proxy"]
+    return SystemStatus(
+        pipeline=spec.name,
+        serving=slots(spec, deploy),
+        champion=champion.version if champion else None,
+        rows_served=rows_served(spec),
+        last_gate=last_gate(spec),
+        last_retrain=last_retrain(spec),
+        last_rollout=rollouts[-1] if rollouts else None,
+        health=Health(
+            proxy=answers(spec.serving.proxy_port),
+            proxy_supervised=proxy_health["supervisor_pid"] is not None,
+            daemon=bool(running_daemons(settings.dagster_home())),
+            webserver=any(answers(port) for port in webserver_ports(settings.dagster_home())),
+        ),
+        proxy_restarts=max(0, int(proxy_health["starts"]) - 1),
+    )
