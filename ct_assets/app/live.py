@@ -24,7 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+from rich.console import Console
+from rich.live import Live
 from rich.markup import escape
+from rich.table import Table
 
 from ct_assets.app.code_location import recover_dead_runs
 from ct_assets.app.dagster_process import DagsterDev
@@ -226,8 +229,6 @@ def rollout_text(rollout: RolloutStep | None) -> str:
 
 
 def render(status: LoopStatus, options: LiveOptions, stable_url: str) -> Any:
-    from rich.table import Table
-
     table = Table(show_header=False, title="ct live loop", title_justify="left", expand=False)
     table.add_column(style="bold")
     table.add_column(overflow="fold", max_width=100)
@@ -335,7 +336,6 @@ def watch(
 ) -> None:
     """Show the loop's status until interrupted, or (with `exit_when_done`) until every day is
     played and no run has been in flight for a while."""
-    from rich.live import Live
 
     with Live(console=console, refresh_per_second=1, transient=not console.is_terminal) as live:
         idle_since = None
@@ -409,8 +409,6 @@ def play(
 
 # --- the loop ----------------------------------------------------------------------------------------
 def run_live(spec: PipelineSpec, options: LiveOptions) -> int:
-    from rich.console import Console
-
     if spec.source.kind != "demo":
         raise SystemExit(f"ct: the live demo replays demo sources; {spec.name} reads its own files")
     console = Console()

@@ -19,6 +19,8 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from ct_assets.lib.core.spec import PipelineSpec
 from ct_assets.lib.data import demo_source
 from ct_assets.lib.data.landing import write_atomically
@@ -120,7 +122,6 @@ class ReplayDriver:
 
     def play(self, last_day: str, on_batch: Callable[[ReplayProgress], None] | None = None) -> ReplayProgress:
         """Play every day up to and including `last_day` (or until stopped)."""
-        import httpx
 
         demo_source.land_context(self.landing_root, self.spec.name, list(self.spec.context_tables))
         with httpx.Client(timeout=self.timeout) as client:
@@ -132,7 +133,6 @@ class ReplayDriver:
         """After the last day: send `day`'s requests again, at the day's pace, for as long as
         `busy()` says the loop still retrains or rolls out, so that a canary started after the last
         day is judged on live traffic too. Nothing lands; the answers count as served."""
-        import httpx
 
         groups = batches(day_requests(self.spec, day), self.batch_rows)
         if not groups:
@@ -185,8 +185,6 @@ class ReplayDriver:
             on_batch(progress)
 
     def _send(self, client: Any, batch: list[dict[str, Any]]) -> None:
-        import httpx
-
         progress = self.progress
         try:
             answer = client.post(self.url, json={"rows": batch})

@@ -10,6 +10,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
 from ct_assets.app.cli.common import CliError, add_pipeline_option, pipeline_spec, prepared_dagster_home
 from ct_assets.app.cli.demo import iso_day
 from ct_assets.lib.core import settings
@@ -56,10 +60,7 @@ def require_landed(spec: PipelineSpec, keys: list[str]) -> None:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    import dagster as dg
-    from rich.console import Console
-    from rich.progress import Progress
-    from rich.table import Table
+    import dagster as dg  # 1 s to load: only the commands that run Dagster
 
     # pulls in dagster, which only this command needs
     from ct_assets.app.replay import ReplayDay, replay, write_outputs
@@ -99,7 +100,6 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 
 def _policies(text: str) -> list[str]:
-
     policies = [p for p in text.split(",") if p]
     unknown = [p for p in policies if p not in backtest.POLICIES]
     if unknown:
@@ -108,8 +108,6 @@ def _policies(text: str) -> list[str]:
 
 
 def _summary_table(runs: list[Any]) -> Any:
-    from rich.table import Table
-
     table = Table(
         "policy", "partitions", "mean AUC", "mean log-loss", "mean ECE", "retrains", "refused", "CPU s"
     )
@@ -129,7 +127,6 @@ def _summary_table(runs: list[Any]) -> Any:
 
 
 def _write_partitions(runs: list[Any], path: Path) -> Path:
-
     path.parent.mkdir(parents=True, exist_ok=True)
     fields = [
         "policy",
@@ -151,10 +148,6 @@ def _write_partitions(runs: list[Any], path: Path) -> Path:
 
 
 def _cmd_backtest(args: argparse.Namespace) -> int:
-
-    from rich.console import Console
-    from rich.progress import Progress
-
     from ct_assets.app.demo import land_days  # pulls in dagster, which only this command needs
 
     spec = pipeline_spec(args.pipeline)

@@ -50,7 +50,7 @@ def _cmd_ui(args: argparse.Namespace) -> int:
 def _cmd_recover(args: argparse.Namespace) -> int:
     """Runs whose worker was killed: mark them failed and free the warehouse pool slot they kept
     (the `dead_run_recovery` sensor does this every 30 s under the daemon), so a rerun does not wait."""
-    import dagster as dg
+    import dagster as dg  # 1 s to load: only the commands that run Dagster
 
     from ct_assets.app.code_location import (
         recover_dead_runs,

@@ -68,7 +68,7 @@ def _start(args: argparse.Namespace) -> int:
 
 def _serve_operator_api(args: argparse.Namespace, deploy: Deployment) -> int:
     """The token-protected operator API on loopback (CT_OPERATOR_TOKEN from the environment)."""
-    import uvicorn
+    import uvicorn  # only this command serves
 
     from ct_assets.lib.serving import (
         steps as deploy_steps,

@@ -67,7 +67,7 @@ def evaluate_retrain(
     With `snapshots`, only partitions whose ingest has finished count (the online snapshot is
     published as of them), so a model is never trained as of a partition that serving cannot
     serve yet."""
-    import duckdb
+    import duckdb  # 0.3 s to load: the code location loads without it
 
     busy = context.instance.get_runs(
         filters=dg.RunsFilter(

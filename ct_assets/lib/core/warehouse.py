@@ -43,7 +43,7 @@ def open_connection(
     path: Path | str, *, threads: int | None = None, retries: int = 60, read_only: bool = False
 ) -> duckdb.DuckDBPyConnection:
     """Open the warehouse in UTC, waiting while another process holds the file's write lock."""
-    import duckdb
+    import duckdb  # 0.3 s to load: the code location loads without it
 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     delay = 0.1

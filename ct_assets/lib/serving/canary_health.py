@@ -20,6 +20,7 @@ from ct_assets.lib.serving.canary_compare import (
     latency_problem,
     score_hellinger,
 )
+from ct_assets.lib.serving.prediction_log import log_files, read_requests
 from ct_assets.lib.serving.proxy import ProxyLayout
 
 __all__ = ["CanaryJudge", "HealthPolicy", "compatibility_problem", "score_hellinger", "verdict"]
@@ -38,7 +39,7 @@ class HealthPolicy:
 
 def compatibility_problem(port: int, rows: list[dict], expected: list[float]) -> str | None:
     """Why the slot on `port` does not reproduce `expected` for `rows` (None when it does)."""
-    import httpx
+    import httpx  # 0.4 s to load: only a rollout's compatibility check calls a slot
     import numpy as np
 
     if not rows:
@@ -149,8 +150,6 @@ class CanaryJudge:
 
     def logged_since(self, slot: str, since: str, until: str | None = None) -> list[dict[str, Any]]:
         """The slot's logged requests from `since` (to `until`), each with its predictions' scores."""
-        from ct_assets.lib.serving.prediction_log import log_files, read_requests
-
         end = datetime.fromisoformat(until) if until else None
         files = log_files(self.log_folder, slot)
         found = [request for path in files for request in read_requests(path, since=since)]

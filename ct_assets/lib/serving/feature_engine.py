@@ -84,7 +84,7 @@ class FeatureEngine:
     """
 
     def __init__(self, spec: PipelineSpec, snapshot: Path | None, threads: int = 1) -> None:
-        import duckdb
+        import duckdb  # 0.3 s to load: only a serving process needs it
 
         self.spec = spec
         self.snapshot = Path(snapshot) if snapshot else None

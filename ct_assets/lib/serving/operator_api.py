@@ -27,13 +27,15 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from ct_assets.lib.serving.rollout import Deployment
-
-if TYPE_CHECKING:
-    from starlette.requests import Request
-    from starlette.responses import JSONResponse
 
 TOKEN_VARIABLE = "CT_OPERATOR_TOKEN"
 NAME_VARIABLE = "CT_OPERATOR_NAME"  # who holds the token, for the audit log (default "operator api")
@@ -90,9 +92,6 @@ def create_app(
     deployment: Deployment, rollout: Callable[[str, str], Any] | None = None, token: str | None = None
 ) -> Any:
     """A Starlette app over one pipeline's deployment. `rollout(bento, who)` runs a rollout."""
-    from starlette.applications import Starlette
-    from starlette.routing import Route
-
     expected = token if token is not None else os.environ.get(TOKEN_VARIABLE, "")
     api = _OperatorApi(deployment, rollout, expected)
     return Starlette(
@@ -124,14 +123,10 @@ async def _body(request: Request) -> dict[str, Any]:
 
 
 def _answer(result: Any) -> JSONResponse:
-    from starlette.responses import JSONResponse
-
     return JSONResponse({"status": result.status, "slot": result.slot, "bento": result.bento})
 
 
 def _error(message: str, status_code: int, headers: dict[str, str] | None = None) -> JSONResponse:
-    from starlette.responses import JSONResponse
-
     return JSONResponse({"error": message}, status_code=status_code, headers=headers)
 
 
@@ -169,8 +164,6 @@ class _OperatorApi:
         return None
 
     async def status(self, request: Request) -> JSONResponse:
-        from starlette.responses import JSONResponse
-
         if refused := self.refused(request):
             return refused
         state, audit = self.deployment.state().model_dump(), self.deployment.audit_log()[-20:]
@@ -178,8 +171,6 @@ class _OperatorApi:
 
     async def _exclusive(self, work: Callable[[], Any]) -> Any:
         """Run `work` in a worker thread unless another operation runs (RuntimeError then)."""
-        from starlette.concurrency import run_in_threadpool
-
         if not self.busy.acquire(blocking=False):
             raise RuntimeError("another rollout, approval or rollback is running; try again when it ends")
         try:
@@ -206,8 +197,6 @@ class _OperatorApi:
             return _error(str(err), 409)
 
     async def start_rollout(self, request: Request, data: dict[str, Any]) -> JSONResponse:
-        from starlette.responses import JSONResponse
-
         bento = str(data.get("bento") or "")
         rollout = self.rollout
         if not bento or rollout is None:

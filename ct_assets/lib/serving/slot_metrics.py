@@ -29,6 +29,7 @@ class SlotMetrics:
     labelled with slot and model version."""
 
     def __init__(self, slot: str, model_version: str) -> None:
+        # after BentoML has set PROMETHEUS_MULTIPROC_DIR, which prometheus_client reads on import
         from prometheus_client import Counter, Gauge, Histogram
 
         labels = {"slot": slot, "model_version": model_version}
