@@ -22,11 +22,8 @@ def _cmd_models(args: argparse.Namespace) -> int:
             f"{mark} {record.version}  dataset {record.dataset_version}  auc {shown}  gate {status}",
             reasons,
         )
-    for entry in reg.history():
-        print(
-            f"  {entry['at']}  {entry['action']:8s} {entry['previous']} -> {entry['version']}  "
-            f"by {entry['who']}: {entry['why']}"
-        )
+    for move in reg.history():
+        print(f"  {move.at}  {move.action:8s} {move.previous} -> {move.version}  by {move.who}: {move.why}")
     return 0
 
 
@@ -34,10 +31,10 @@ def _cmd_promote(args: argparse.Namespace) -> int:
 
     reg = registry(args.pipeline)
     try:
-        entry = reg.promote(args.version, who=who(args), why=args.why)
+        move = reg.promote(args.version, who=who(args), why=args.why)
     except RegistryError as err:
         raise CliError(str(err)) from err
-    print(f"champion of {reg.pipeline}: {entry['previous']} -> {entry['version']}")
+    print(f"champion of {reg.pipeline}: {move.previous} -> {move.version}")
     return 0
 
 
@@ -45,10 +42,10 @@ def _cmd_rollback(args: argparse.Namespace) -> int:
 
     reg = registry(args.pipeline)
     try:
-        entry = reg.rollback(who=who(args), why=args.why)
+        move = reg.rollback(who=who(args), why=args.why)
     except RegistryError as err:
         raise CliError(str(err)) from err
-    print(f"champion of {reg.pipeline} rolled back: {entry['previous']} -> {entry['version']}")
+    print(f"champion of {reg.pipeline} rolled back: {move.previous} -> {move.version}")
     return 0
 
 

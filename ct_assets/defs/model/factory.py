@@ -187,13 +187,13 @@ def build_model_defs(spec: PipelineSpec) -> dg.Definitions:
             reasons = "; ".join(evaluation.verdict.reasons) or "its evaluation is for another version"
             raise dg.Failure(description=f"{candidate.version} cannot be promoted: {reasons}")
         try:
-            entry = model_steps.promote(spec, store, candidate, who=f"dagster run {context.run_id}")
+            move = model_steps.promote(spec, store, candidate, who=f"dagster run {context.run_id}")
         except RegistryError as err:
             raise dg.Failure(description=str(err)) from err
         return dg.MaterializeResult(
             metadata={
-                "champion": entry["version"],
-                "previous": entry["previous"] or "none",
+                "champion": move.version,
+                "previous": move.previous or "none",
                 "model_sha256": candidate.model_sha256,
             }
         )

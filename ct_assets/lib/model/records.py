@@ -1,5 +1,6 @@
-"""The registry's typed records: a trained model, its evaluation against the champion and the
-gate's verdict. Validated when written and when read; JSON only in the registry's files."""
+"""The registry's typed records: a trained model, its evaluation against the champion, the
+gate's verdict, and each move of the champion alias. Validated when written and when read; JSON
+only in the registry's files."""
 
 from __future__ import annotations
 
@@ -111,3 +112,14 @@ class ModelVersion(TrainedModel):
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+
+class ChampionMove(Record):
+    """A promotion or rollback of the champion alias: from `previous` to `version`, by whom, why."""
+
+    at: str
+    action: str  # "promote" | "rollback"
+    version: str
+    previous: str | None
+    who: str
+    why: str

@@ -21,7 +21,7 @@ from typing import Any
 from ct_assets.lib.core.audit import AuditLog, flat, log_for
 from ct_assets.lib.core.stored_json import DamagedRecord, read_record
 from ct_assets.lib.data.landing import write_atomically
-from ct_assets.lib.model.records import ModelVersion, TrainedModel
+from ct_assets.lib.model.records import ChampionMove, ModelVersion, TrainedModel
 
 
 class RegistryError(ValueError):
@@ -122,8 +122,9 @@ class Registry:
         version = self.champion_version()
         return self.get(version) if version else None
 
-    def history(self) -> list[dict[str, Any]]:
-        return _read_jsonl(self.folder / "history.jsonl")
+    def history(self) -> list[ChampionMove]:
+        """Every move of the champion alias, oldest first."""
+        return [ChampionMove.model_validate(e) for e in _read_jsonl(self.folder / "history.jsonl")]
 
     def audit(self) -> AuditLog:
         """The audit log this registry writes to: the home's (`audit_home`) when the registry is
@@ -134,18 +135,11 @@ class Registry:
         """This pipeline's champion moves from the shared audit log (at, action, who, why, details)."""
         return [flat(e) for e in self.audit().entries(pipeline=self.pipeline, component="registry")]
 
-    def _move_alias(self, action: str, version: str, who: str, why: str) -> dict[str, Any]:
+    def _move_alias(self, action: str, version: str, who: str, why: str) -> ChampionMove:
         previous = self.champion_version()
-        entry = {
-            "at": _now(),
-            "action": action,
-            "version": version,
-            "previous": previous,
-            "who": who,
-            "why": why,
-        }
-        _write_json(self.folder / "champion.json", {"version": version, "since": entry["at"]})
-        _append_jsonl(self.folder / "history.jsonl", entry)
+        move = ChampionMove(at=_now(), action=action, version=version, previous=previous, who=who, why=why)
+        _write_json(self.folder / "champion.json", {"version": version, "since": move.at})
+        _append_jsonl(self.folder / "history.jsonl", move.model_dump())
         self.audit().append(
             action,
             who,
@@ -155,9 +149,9 @@ class Registry:
             component="registry",
             details={"version": version, "previous": previous},
         )
-        return entry
+        return move
 
-    def promote(self, version: str, who: str, why: str) -> dict[str, Any]:
+    def promote(self, version: str, who: str, why: str) -> ChampionMove:
         """Make `version` the champion; only a version whose gate verdict passed may be promoted."""
         if not who.strip() or not why.strip():
             raise RegistryError("a promotion needs who and why")
@@ -170,7 +164,7 @@ class Registry:
                 raise RegistryError(f"{self.pipeline} {version} is already the champion")
             return self._move_alias("promote", version, who, why)
 
-    def rollback(self, who: str, why: str) -> dict[str, Any]:
+    def rollback(self, who: str, why: str) -> ChampionMove:
         """Move the champion back to the one it replaced; recorded in history and audit log."""
         if not who.strip() or not why.strip():
             raise RegistryError("a rollback needs who and why")
@@ -187,10 +181,11 @@ class Registry:
 
     def previous_champion(self, current: str) -> str | None:
         """The champion before `current` came in (skipping versions later rolled back past)."""
-        for entry in reversed(self.history()):
-            if entry["version"] == current and entry["action"] == "promote":
-                return entry["previous"]
-        for entry in reversed(self.history()):
-            if entry["version"] == current:
-                return entry["previous"]
+        history = self.history()
+        for move in reversed(history):
+            if move.version == current and move.action == "promote":
+                return move.previous
+        for move in reversed(history):
+            if move.version == current:
+                return move.previous
         return None

@@ -279,6 +279,8 @@ def evaluate_candidate(
     return result
 
 
-def promote(spec: PipelineSpec, registry: Registry, candidate: CandidateRef, who: str) -> dict[str, Any]:
+def promote(
+    spec: PipelineSpec, registry: Registry, candidate: CandidateRef, who: str
+) -> records.ChampionMove:
     """Move the champion alias to the candidate; the registry refuses unless its gate passed."""
     return registry.promote(candidate.version, who=who, why="passed the evaluation gate")

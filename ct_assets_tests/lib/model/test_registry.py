@@ -34,8 +34,9 @@ def test_rollback_returns_to_the_previous_champion_and_is_audited(tmp_path: Path
     registry.promote(second, who="dagster run 2", why="passed the evaluation gate")
     with pytest.raises(RegistryError, match="who and why"):
         registry.rollback(who="ann", why=" ")
-    entry = registry.rollback(who="ann", why="complaints from ops")
-    assert (entry["version"], entry["previous"]) == (first, second)
+    move = registry.rollback(who="ann", why="complaints from ops")
+    assert (move.version, move.previous, move.action) == (first, second, "rollback")
+    assert [m.action for m in registry.history()] == ["promote", "promote", "rollback"]
     assert registry.champion_version() == first
     audit = registry.audit_log()
     assert [(a["action"], a["version"], a["who"]) for a in audit] == [
