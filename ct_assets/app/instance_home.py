@@ -31,12 +31,12 @@ def instance_yaml() -> Path:
 def prepare_dagster_home() -> Path:
     """Create `$DAGSTER_HOME` under the home folder with the chosen instance file as its
     dagster.yaml; export it."""
-    home = settings.dagster_home()
+    home = settings.config().dagster_home
     home.mkdir(parents=True, exist_ok=True)
     source = instance_yaml()
     target = home / "dagster.yaml"
     if not target.exists() or target.read_bytes() != source.read_bytes():
         shutil.copyfile(source, target)
     os.environ["DAGSTER_HOME"] = str(home)
-    os.environ.setdefault("CT_HOME", str(settings.ct_home()))
+    os.environ.setdefault("CT_HOME", str(settings.config().home))
     return home

@@ -194,8 +194,8 @@ def collect(spec: PipelineSpec) -> SystemStatus:
         health=Health(
             proxy=answers(spec.serving.proxy_port),
             proxy_supervised=proxy_health["supervisor_pid"] is not None,
-            daemon=bool(running_daemons(settings.dagster_home())),
-            webserver=any(answers(port) for port in webserver_ports(settings.dagster_home())),
+            daemon=bool(running_daemons(settings.config().dagster_home)),
+            webserver=any(answers(port) for port in webserver_ports(settings.config().dagster_home)),
         ),
         proxy_restarts=max(0, int(proxy_health["starts"]) - 1),
     )

@@ -96,7 +96,7 @@ class HomeFolder(dg.ConfigurableResource):
     once: a rollout (slots, proxy, online snapshot, prediction log, BentoML store, audit log)."""
 
     home: str
-    pipelines_dir: str
+    pipeline_dirs: list[str]
     warehouse: str
     landing: str
     registry: str
@@ -105,10 +105,12 @@ class HomeFolder(dg.ConfigurableResource):
 
     @classmethod
     def of(cls, config: settings.Config) -> HomeFolder:
-        return cls(**{name: str(getattr(config, name)) for name in _CONFIG_FIELDS})
+        fields = {name: str(getattr(config, name)) for name in _CONFIG_FIELDS}
+        return cls(**{**fields, "pipeline_dirs": [str(p) for p in config.pipeline_dirs]})
 
     def config(self) -> settings.Config:
-        return settings.Config(**{name: Path(getattr(self, name)) for name in _CONFIG_FIELDS})
+        fields = {name: Path(getattr(self, name)) for name in _CONFIG_FIELDS if name != "pipeline_dirs"}
+        return settings.Config(**fields, pipeline_dirs=tuple(Path(p) for p in self.pipeline_dirs))
 
 
 class PredictionLog(dg.ConfigurableResource):

@@ -34,7 +34,7 @@ def all_specs() -> list[PipelineSpec]:
 
 
 def _folders() -> str:
-    return ", ".join(str(p) for p in settings.pipeline_dirs()) or "no folder (CT_BUILTIN_PIPELINES=0)"
+    return ", ".join(str(p) for p in settings.config().pipeline_dirs) or "no folder (CT_BUILTIN_PIPELINES=0)"
 
 
 def pipeline_spec(name: str | None, source: str | None = None) -> PipelineSpec:
@@ -89,7 +89,7 @@ def prepared_dagster_home() -> Path:
     try:
         return prepare_dagster_home()
     except OSError as err:
-        raise CliError(f"cannot prepare the Dagster home {settings.dagster_home()}: {err}") from None
+        raise CliError(f"cannot prepare the Dagster home {settings.config().dagster_home}: {err}") from None
 
 
 DAEMON_MARKERS = (b"dagster._daemon", b"dagster-daemon")
@@ -155,7 +155,7 @@ def open_warehouse_read_only() -> Any:
     """The warehouse read-only, or None (with a note) when it is missing or a writer holds it."""
     import duckdb  # 0.3 s to load: only the commands that read the warehouse
 
-    path = settings.warehouse_path()
+    path = settings.config().warehouse
     if not path.exists():
         return None
     try:

@@ -28,7 +28,7 @@ def _cmd_land(args: argparse.Namespace) -> int:
 
     spec = pipeline_spec(args.pipeline, source="demo")
     paths = land_days(spec, day_range(args.start, args.end), settings.config().landing)
-    print(f"landed {len(paths)} files under {settings.landing_root() / spec.name}")
+    print(f"landed {len(paths)} files under {settings.config().landing / spec.name}")
     return 0
 
 
@@ -73,7 +73,7 @@ def _demo_offline(args: argparse.Namespace) -> int:
     days = [(start + timedelta(days=i)).isoformat() for i in range(args.days or 21)]
     console = Console()
     console.print(
-        f"[bold]ct demo[/]: {spec.name}, {len(days)} days from {days[0]}, home {settings.ct_home()}"
+        f"[bold]ct demo[/]: {spec.name}, {len(days)} days from {days[0]}, home {settings.config().home}"
     )
     land_days(spec, days, settings.config().landing)
     instance = dg.DagsterInstance.get()

@@ -26,7 +26,7 @@ def _cmd_lineage(args: argparse.Namespace) -> int:
     con = open_warehouse_read_only()
     try:
         tree = lineage.request_lineage(
-            args.request_id, settings.config().prediction_log, settings.registry_root(), con, args.pipeline
+            args.request_id, settings.config().prediction_log, settings.config().registry, con, args.pipeline
         )
     except lineage.LineageError as err:
         raise CliError(str(err)) from err

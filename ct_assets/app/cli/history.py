@@ -32,7 +32,7 @@ def partition_range(spec: PipelineSpec, start: str | None, end: str | None) -> l
     if end is None and spec.partitions.end is not None:
         end = (spec.partitions.end - timedelta(days=1)).isoformat()
     if end is None and spec.source.kind != "demo":
-        landed = landed_partition_keys(settings.landing_root(), spec.name)
+        landed = landed_partition_keys(settings.config().landing, spec.name)
         end = landed[-1] if landed else None
     if end is None:
         raise CliError(f"--end is needed: {spec.name}'s partitions have no end")
@@ -50,12 +50,12 @@ def require_landed(spec: PipelineSpec, keys: list[str]) -> None:
     """A file source's partitions must have landed; say which have not."""
     from ct_assets.app.replay import missing_landing  # pulls in dagster, which only this command needs
 
-    missing = missing_landing(spec, keys, settings.landing_root())
+    missing = missing_landing(spec, keys, settings.config().landing)
     if missing:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         raise CliError(
             f"{len(missing)} of {len(keys)} partitions of {spec.name} have no landing file under "
-            f"{settings.landing_root() / spec.name}: {shown}"
+            f"{settings.config().landing / spec.name}: {shown}"
         )
 
 
@@ -163,9 +163,9 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     console = Console(width=max(Console().width, 130), stderr=args.json)
     with Progress(console=console) as progress:
         task = progress.add_task("features (library code, cached)", total=len(keys))
-        with connection(settings.ct_home() / "backtest" / spec.name / "warehouse.duckdb") as con:
+        with connection(settings.config().home / "backtest" / spec.name / "warehouse.duckdb") as con:
             backtest.build_features(
-                con, spec, settings.landing_root(), keys, lambda _: progress.advance(task)
+                con, spec, settings.config().landing, keys, lambda _: progress.advance(task)
             )
             frames = backtest.load_frames(con, spec, keys)
         runner = backtest.Backtest(spec, frames)

@@ -15,7 +15,7 @@ from ct_assets.lib.core.spec_loading import check_specs
 def _cmd_check(args: argparse.Namespace) -> int:
     report = check_specs(args.path)
     if args.path is None:
-        print("checked " + (", ".join(str(p) for p in settings.pipeline_dirs()) or "no folder"))
+        print("checked " + (", ".join(str(p) for p in settings.config().pipeline_dirs) or "no folder"))
     for spec in report.loaded:
         ports = f"{spec.serving.proxy_port}/{spec.serving.blue_port}/{spec.serving.green_port}"
         print(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -22,12 +23,6 @@ def ct_home() -> Path:
 def builtin_pipelines_dir() -> Path:
     """The project's own pipeline specs (the flights demo): `pipelines/`."""
     return REPO_ROOT / "pipelines"
-
-
-def pipelines_dir() -> Path:
-    """The user's folder of spec folders: `$CT_PIPELINES_DIR` (its first entry), else `pipelines/`."""
-    extra = extra_pipeline_dirs()
-    return extra[0] if extra else builtin_pipelines_dir()
 
 
 def extra_pipeline_dirs() -> list[Path]:
@@ -81,7 +76,7 @@ class Config:
     """Every folder and file of a deployment, derived from `CT_HOME` and its overrides."""
 
     home: Path
-    pipelines_dir: Path
+    pipeline_dirs: tuple[Path, ...]  # the folders of spec folders the code location loads
     warehouse: Path
     landing: Path
     registry: Path
@@ -92,7 +87,7 @@ class Config:
     def from_env(cls) -> Config:
         return cls(
             home=ct_home(),
-            pipelines_dir=pipelines_dir(),
+            pipeline_dirs=tuple(pipeline_dirs()),
             warehouse=warehouse_path(),
             landing=landing_root(),
             registry=registry_root(),
@@ -101,12 +96,12 @@ class Config:
         )
 
     @classmethod
-    def under(cls, home: Path, **overrides: Path) -> Config:
+    def under(cls, home: Path, **overrides: Any) -> Config:
         """Every location in its default place under `home` (no environment read), but `overrides`."""
         home = Path(home)
         defaults = {
             "home": home,
-            "pipelines_dir": REPO_ROOT / "pipelines",
+            "pipeline_dirs": (builtin_pipelines_dir(),),
             "warehouse": home / "warehouse.duckdb",
             "landing": home / "landing",
             "registry": home / "registry",

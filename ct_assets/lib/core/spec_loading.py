@@ -70,7 +70,7 @@ def load_specs(folders: list[Path]) -> list[PipelineSpec]:
 
 def discover_specs() -> list[PipelineSpec]:
     """The specs the code location loads: the built-in ones and those of `$CT_PIPELINES_DIR`."""
-    return load_specs(settings.pipeline_dirs())
+    return load_specs(settings.config().pipeline_dirs)
 
 
 @dataclass
@@ -99,7 +99,7 @@ def check_specs(path: Path | None = None) -> CheckReport:
     loaded; a spec checked alone is also checked for clashes with the loaded ones."""
     report = CheckReport()
     if path is None:
-        folders, files = settings.pipeline_dirs(), []
+        folders, files = settings.config().pipeline_dirs, []
     elif Path(path).is_file():
         folders, files = [], [Path(path)]
     elif (Path(path) / SPEC_FILE).is_file():
@@ -130,7 +130,7 @@ def _clashes_with_loaded(checked: list[PipelineSpec]) -> list[str]:
     """Clashes of the checked specs with the deployment's other specs (their own files aside)."""
     mine = {(s.spec_dir / SPEC_FILE).resolve() for s in checked}
     others = []
-    for folder in settings.pipeline_dirs():
+    for folder in settings.config().pipeline_dirs:
         for file in spec_files(folder) if folder.is_dir() else []:
             if file.resolve() not in mine:
                 try:

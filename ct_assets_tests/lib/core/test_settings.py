@@ -40,7 +40,7 @@ def test_own_variables_override_the_home(home: Path, tmp_path: Path, monkeypatch
     assert settings.landing_root() == tmp_path / "in"
     assert settings.dagster_home() == tmp_path / "dg"
     assert settings.registry_root() == tmp_path / "reg"
-    assert settings.pipelines_dir() == (tmp_path / "specs").resolve()
+    assert settings.config().pipeline_dirs[-1] == (tmp_path / "specs").resolve()
     assert settings.config().online == home / "online"  # no override of its own
 
 
@@ -48,7 +48,7 @@ def test_defaults_are_in_the_project_root(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.delenv("CT_HOME", raising=False)
     monkeypatch.delenv("CT_PIPELINES_DIR", raising=False)
     assert settings.ct_home() == (settings.REPO_ROOT / ".ct_home").resolve()
-    assert settings.pipelines_dir() == settings.REPO_ROOT / "pipelines"
+    assert settings.config().pipeline_dirs == (settings.REPO_ROOT / "pipelines",)
     assert (settings.REPO_ROOT / "pyproject.toml").is_file()
 
 

@@ -52,7 +52,7 @@ def home(tmp_path_factory: pytest.TempPathFactory):
             },
         )
     )
-    config = settings.Config.under(root / "home", pipelines_dir=root / "pipelines")
+    config = settings.Config.under(root / "home", pipeline_dirs=(root / "pipelines",))
     demo_source.land_context(config.landing, spec.name, list(spec.context_tables))
     for day in DAYS:
         demo_source.land_day(config.landing, spec.name, day)
