@@ -5,7 +5,8 @@ Tests mirror the package: `ct_assets_tests/lib/<layer>/test_<module>.py` tests
 
 The slow marker has one rule: a test is `@pytest.mark.slow` when it starts a real server or daemon
 (BentoML, HAProxy, dagster dev/webserver/daemon, PostgreSQL, Chromium) or takes over 10 s; every
-other test is fast. `pytest -m "not slow"` runs the fast set.
+other test is fast. `pytest -m "not slow"` runs the fast set; the run's summary names each unmarked
+test that took over 10 s on that machine.
 
 No test depends on another's order: a module- or session-scoped fixture is only read by its tests
 (the session's landing folder, a module's built home); a test that changes files works on its own
@@ -41,6 +42,25 @@ from ct_assets.lib.serving import proxy
 if "BENTOML_HOME" not in os.environ:
     os.environ["BENTOML_HOME"] = tempfile.mkdtemp(prefix="ct-bentoml-")
     atexit.register(shutil.rmtree, os.environ["BENTOML_HOME"], ignore_errors=True)
+
+SLOW_SECONDS = 10.0  # the slow marker's rule: a test that takes longer is marked slow
+_unmarked_slow: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Time each test that is not marked slow (setup, call and teardown together)."""
+    if "slow" not in report.keywords:
+        _unmarked_slow[report.nodeid] = _unmarked_slow.get(report.nodeid, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Name the tests not marked slow that took over SLOW_SECONDS: the rule says to mark them."""
+    over = sorted(((t, n) for n, t in _unmarked_slow.items() if t > SLOW_SECONDS), reverse=True)
+    if over:
+        terminalreporter.section(f"tests not marked slow that took over {SLOW_SECONDS:.0f} s")
+        for seconds, nodeid in over:
+            terminalreporter.write_line(f"{seconds:6.1f} s  {nodeid}")
+
 
 FLIGHTS_SPEC = settings.REPO_ROOT / "pipelines" / "flights_delay" / "spec.yaml"
 FIRST_DAYS = ["2013-01-01", "2013-01-02", "2013-01-03"]
