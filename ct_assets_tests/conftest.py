@@ -44,20 +44,20 @@ if "BENTOML_HOME" not in os.environ:
     atexit.register(shutil.rmtree, os.environ["BENTOML_HOME"], ignore_errors=True)
 
 SLOW_SECONDS = 10.0  # the slow marker's rule: a test that takes longer is marked slow
-_unmarked_slow: dict[str, float] = {}
+_unmarked_seconds: dict[str, float] = {}
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     """Time each test that is not marked slow (setup, call and teardown together)."""
     if "slow" not in report.keywords:
-        _unmarked_slow[report.nodeid] = _unmarked_slow.get(report.nodeid, 0.0) + report.duration
+        _unmarked_seconds[report.nodeid] = _unmarked_seconds.get(report.nodeid, 0.0) + report.duration
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """Name the tests not marked slow that took over SLOW_SECONDS: the rule says to mark them."""
-    over = sorted(((t, n) for n, t in _unmarked_slow.items() if t > SLOW_SECONDS), reverse=True)
+    over = sorted(((t, n) for n, t in _unmarked_seconds.items() if t > SLOW_SECONDS), reverse=True)
     if over:
-        terminalreporter.section(f"tests not marked slow that took over {SLOW_SECONDS:.0f} s")
+        terminalreporter.section(f"tests not marked slow that took over {SLOW_SECONDS:g} s")
         for seconds, nodeid in over:
             terminalreporter.write_line(f"{seconds:6.1f} s  {nodeid}")
 

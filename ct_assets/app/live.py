@@ -168,7 +168,7 @@ def loop_status(
 ) -> LoopStatus:
     in_flight = instance.get_runs(filters=dg.RunsFilter(statuses=IN_FLIGHT))
     return LoopStatus(
-        system=collect(spec),
+        system=collect(spec, instance),
         day=progress.next_day,
         days_landed=len(progress.days_landed),
         waiting_for_champion=waiting,

@@ -9,11 +9,12 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, computed_field
 
 from ct_assets.app.cli.common import prepared_dagster_home, registry, running_daemons, webserver_ports
 from ct_assets.lib.core import names, settings
 from ct_assets.lib.core.spec import PipelineSpec
+from ct_assets.lib.model.records import ModelVersion
 from ct_assets.lib.serving import prediction_log, proxy
 from ct_assets.lib.serving.rollout import ROLLOUT_ACTIONS, Deployment
 
@@ -22,15 +23,24 @@ class _Status(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def bento_version(tag: str | None) -> str | None:
+    """The model version a bento tag names: `<service>:<version>-<sha>` -> `<version>-<sha>`."""
+    return tag.split(":")[-1] if tag else None
+
+
 class SlotStatus(_Status):
     """A slot: the bento it serves, its model version, its share of traffic, whether it answers
     and whether it is the active one."""
 
     bento: str | None
-    version: str | None
     share: float
     up: bool
     active: bool
+
+    @computed_field  # in `ct status --json` beside the bento it is read from
+    @property
+    def version(self) -> str | None:
+        return bento_version(self.bento)
 
     @property
     def serving(self) -> bool:
@@ -74,7 +84,7 @@ class RolloutStep(_Status):
 
     @property
     def version(self) -> str | None:
-        return self.bento.split(":")[-1] if self.bento else None
+        return bento_version(self.bento)
 
 
 class Health(_Status):
@@ -120,7 +130,6 @@ def slots(spec: PipelineSpec, deploy: Deployment) -> dict[str, SlotStatus]:
         weight = int((stats.get(slot) or {}).get("weight") or 0)
         found[slot] = SlotStatus(
             bento=bento,
-            version=bento.split(":")[-1] if bento else None,
             share=round(weight / total, 3) if total else 0.0,
             up=answers(port),
             active=state.active == slot,
@@ -136,8 +145,9 @@ def rows_served(spec: PipelineSpec) -> int:
     return sum(t.num_rows for t in tables if t is not None)
 
 
-def last_gate(spec: PipelineSpec) -> GateSummary | None:
-    evaluated = [r for r in registry(spec.name).versions() if r.verdict is not None]
+def last_gate(versions: list[ModelVersion]) -> GateSummary | None:
+    """The newest version the gate judged, from the registry's versions (oldest first)."""
+    evaluated = [r for r in versions if r.verdict is not None]
     if not evaluated:
         return None
     record = evaluated[-1]
@@ -150,15 +160,18 @@ def last_gate(spec: PipelineSpec) -> GateSummary | None:
     )
 
 
-def last_retrain(spec: PipelineSpec) -> RetrainSummary | None:
-    """The newest retrain run in the Dagster instance: its status, trigger, partition and reason."""
+def last_retrain(spec: PipelineSpec, instance: Any = None) -> RetrainSummary | None:
+    """The newest retrain run in the Dagster instance (`instance`, else the home's, opened for
+    this call): its status, trigger, partition and reason."""
     import dagster as dg  # ct's light commands do not load Dagster
 
-    prepared_dagster_home()
-    with dg.DagsterInstance.get() as instance:
-        found = instance.get_runs(
-            filters=dg.RunsFilter(job_name=names.job_name(spec.name, "retrain")), limit=1
-        )
+    filters = dg.RunsFilter(job_name=names.job_name(spec.name, "retrain"))
+    if instance is not None:
+        found = instance.get_runs(filters=filters, limit=1)
+    else:
+        prepared_dagster_home()
+        with dg.DagsterInstance.get() as opened:
+            found = opened.get_runs(filters=filters, limit=1)
     if not found:
         return None
     run = found[0]
@@ -176,20 +189,23 @@ def rollout_steps(deploy: Deployment) -> list[RolloutStep]:
     return [RolloutStep.from_audit(e) for e in deploy.audit_log() if e.get("action") in ROLLOUT_ACTIONS]
 
 
-def collect(spec: PipelineSpec) -> SystemStatus:
+def collect(spec: PipelineSpec, instance: Any = None) -> SystemStatus:
+    """The status; `instance` is a Dagster instance the caller holds open (the live loop's)."""
     from ct_assets.lib.serving import steps as deploy_steps  # numpy and pyarrow: only this command
 
     deploy = deploy_steps.deployment(spec, settings.config())
-    champion = registry(spec.name).champion()
+    models = registry(spec.name)
+    versions = models.versions()
+    champion_version = models.champion_version()
     rollouts = rollout_steps(deploy)
     proxy_health = deploy.health()["proxy"]
     return SystemStatus(
         pipeline=spec.name,
         serving=slots(spec, deploy),
-        champion=champion.version if champion else None,
+        champion=champion_version,
         rows_served=rows_served(spec),
-        last_gate=last_gate(spec),
-        last_retrain=last_retrain(spec),
+        last_gate=last_gate(versions),
+        last_retrain=last_retrain(spec, instance),
         last_rollout=rollouts[-1] if rollouts else None,
         health=Health(
             proxy=answers(spec.serving.proxy_port),

@@ -198,8 +198,8 @@ def test_the_loop_reports_a_failed_step_once_with_its_error_but_not_a_refused_ga
 
 def _loop_status(**system: object) -> LoopStatus:
     serving = {
-        "blue": SlotStatus(bento="svc:v0001-a", version="v0001-a", share=0.9, up=True, active=True),
-        "green": SlotStatus(bento="svc:v0002-b", version="v0002-b", share=0.1, up=True, active=False),
+        "blue": SlotStatus(bento="svc:v0001-a", share=0.9, up=True, active=True),
+        "green": SlotStatus(bento="svc:v0002-b", share=0.1, up=True, active=False),
     }
     facts = {
         "pipeline": "flights_delay",

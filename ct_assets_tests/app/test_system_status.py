@@ -53,9 +53,7 @@ def test_a_home_with_a_champion_a_refused_candidate_and_a_rollout(
 
 def test_a_slot_serves_when_up_with_a_bento_and_either_active_or_given_a_share() -> None:
     def slot(**fields: object) -> SlotStatus:
-        return SlotStatus(
-            **{"bento": "s:v1", "version": "v1", "share": 0.0, "up": True, "active": False} | fields
-        )
+        return SlotStatus(**{"bento": "s:v1", "share": 0.0, "up": True, "active": False} | fields)
 
     assert slot(active=True).serving and slot(share=0.1).serving
     assert not slot().serving, "an idle standby"
