@@ -137,7 +137,7 @@ def build_deploy_defs(spec: PipelineSpec) -> dg.Definitions:
                 metadata={
                     "slot": result.slot,
                     "reasons": dg.MetadataValue.json(result.reasons),
-                    "health": dg.MetadataValue.json(result.health),
+                    "health": dg.MetadataValue.json(result.health_figures()),
                 },
             )
         yield dg.MaterializeResult(
@@ -149,7 +149,7 @@ def build_deploy_defs(spec: PipelineSpec) -> dg.Definitions:
                 # what serves all traffic now: the previous bento after a rollback
                 "serving": deploy_steps.deployment(spec, home.config()).state().active_bento or "nothing",
                 "reasons": dg.MetadataValue.json(result.reasons),
-                "health": dg.MetadataValue.json(result.health),
+                "health": dg.MetadataValue.json(result.health_figures()),
                 "stable_url": dg.MetadataValue.url(f"http://127.0.0.1:{spec.serving.proxy_port}"),
             },
         )

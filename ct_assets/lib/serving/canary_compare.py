@@ -22,6 +22,8 @@ import json
 import math
 from typing import Any
 
+from ct_assets.lib.serving.canary_records import ScoreComparison, SlotWindow
+
 MIN_PAIRS = 20  # same-input pairs needed to judge scores on them alone
 PERMUTATIONS = 200
 NOISE_QUANTILE = 99.0
@@ -83,7 +85,7 @@ def paired_scores(candidate: list[dict[str, Any]], active: list[dict[str, Any]])
 
 def compare_scores(
     candidate: list[dict[str, Any]], active: list[dict[str, Any]], reference: list[float]
-) -> dict[str, Any]:
+) -> ScoreComparison:
     """Score shift of the candidate from the active slot (beyond sampling noise), and its basis:
     `same inputs`, `same window`, or `holdout` (the evaluation's scores, when the active slot logged
     nothing in the window)."""
@@ -91,14 +93,14 @@ def compare_scores(
     if len(pairs) >= MIN_PAIRS:
         mine, theirs = [p[0] for p in pairs], [p[1] for p in pairs]
         distance = score_hellinger(mine, theirs)
-        return {
-            "score_basis": "same inputs",
-            "score_pairs": len(pairs),
-            "score_hellinger": distance,
-            "score_noise": 0.0,
-            "score_max_difference": max(abs(a - b) for a, b in pairs),
-            "score_shift": distance,
-        }
+        return ScoreComparison(
+            basis="same inputs",
+            pairs=len(pairs),
+            hellinger=distance,
+            noise=0.0,
+            shift=distance,
+            max_difference=max(abs(a - b) for a, b in pairs),
+        )
     mine = [s for r in candidate for s in r["score"]]
     theirs = [s for r in active for s in r["score"]]
     basis = "same window"
@@ -106,13 +108,9 @@ def compare_scores(
         theirs, basis = list(reference), "holdout"
     distance = score_hellinger(mine, theirs)
     noise = sampling_noise(mine, theirs)
-    return {
-        "score_basis": basis,
-        "score_pairs": len(pairs),
-        "score_hellinger": distance,
-        "score_noise": noise,
-        "score_shift": max(0.0, distance - noise),
-    }
+    return ScoreComparison(
+        basis=basis, pairs=len(pairs), hellinger=distance, noise=noise, shift=max(0.0, distance - noise)
+    )
 
 
 def binomial_tail(errors: int, requests: int, rate: float) -> float:
@@ -137,23 +135,24 @@ def binomial_tail(errors: int, requests: int, rate: float) -> float:
     return min(1.0, sum(pmf(k) for k in range(errors, requests + 1)))
 
 
-def error_problem(health: dict[str, Any], allowance: float) -> str | None:
+def error_problem(canary: SlotWindow, active: SlotWindow | None, allowance: float) -> str | None:
     """Why the candidate's errors count against it (None when they do not)."""
-    active_rate = health.get("active_error_rate") or 0.0
+    active_rate = active.error_rate if active else 0.0
     allowed = min(1.0, active_rate + allowance)
-    if health["error_rate"] <= allowed:
+    if canary.error_rate <= allowed:
         return None
-    if binomial_tail(health["errors"], health["requests"], allowed) >= ERROR_TAIL:
+    if binomial_tail(canary.errors, canary.requests, allowed) >= ERROR_TAIL:
         return None
     return (
-        f"error rate {health['error_rate']:.1%} > {allowed:.1%} "
+        f"error rate {canary.error_rate:.1%} > {allowed:.1%} "
         f"(the active slot's {active_rate:.1%} + {allowance:.1%})"
     )
 
 
-def latency_problem(health: dict[str, Any], ceiling_ms: float) -> str | None:
+def latency_problem(canary: SlotWindow, active: SlotWindow | None, ceiling_ms: float) -> str | None:
     """Why the candidate's latency counts against it (None when it does not)."""
-    p99, p50, active_p50 = health.get("p99_ms"), health.get("p50_ms"), health.get("active_p50_ms")
+    p99, p50 = canary.p99_ms, canary.p50_ms
+    active_p50 = active.p50_ms if active else None
     if p99 is None or p99 <= ceiling_ms:
         return None
     if p50 is not None and active_p50 is not None and p50 <= LATENCY_RATIO * active_p50 + LATENCY_SLACK_MS:

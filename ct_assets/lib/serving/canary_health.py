@@ -20,10 +20,18 @@ from ct_assets.lib.serving.canary_compare import (
     latency_problem,
     score_hellinger,
 )
+from ct_assets.lib.serving.canary_records import CanaryHealth, SlotDown, SlotWindow
 from ct_assets.lib.serving.prediction_log import log_files, read_requests
 from ct_assets.lib.serving.proxy import ProxyLayout
 
-__all__ = ["CanaryJudge", "HealthPolicy", "compatibility_problem", "score_hellinger", "verdict"]
+__all__ = [
+    "CanaryHealth",
+    "CanaryJudge",
+    "HealthPolicy",
+    "compatibility_problem",
+    "score_hellinger",
+    "verdict",
+]
 
 
 @dataclass(frozen=True)
@@ -60,24 +68,26 @@ def compatibility_problem(port: int, rows: list[dict], expected: list[float]) ->
     return None
 
 
-def verdict(health: dict[str, Any], policy: HealthPolicy) -> list[str]:
+def verdict(health: CanaryHealth, policy: HealthPolicy) -> list[str]:
     """The reasons a canary with these health figures (its own, and the active slot's over the same
     window where known) fails `policy` (empty: healthy)."""
     reasons = []
-    if health["requests"] < policy.min_requests:
+    canary, scores = health.canary, health.scores
+    if canary.requests < policy.min_requests:
         reasons.append(
-            f"only {health['requests']} requests reached the canary in "
-            f"{health.get('window_seconds', policy.window_seconds):.0f} s "
+            f"only {canary.requests} requests reached the canary in {health.window_seconds:.0f} s "
             f"(needs {policy.min_requests})"
         )
-    problems = [error_problem(health, policy.max_error_rate), latency_problem(health, policy.max_p99_ms)]
+    problems = [
+        error_problem(canary, health.active, policy.max_error_rate),
+        latency_problem(canary, health.active, policy.max_p99_ms),
+    ]
     reasons += [p for p in problems if p]
-    if health["score_shift"] > policy.max_score_shift:
-        basis = health.get("score_basis", "same window")
-        against = "the holdout's" if basis == "holdout" else f"the active slot's ({basis})"
-        noise = f" beyond sampling noise {health['score_noise']:.2f}" if health.get("score_noise") else ""
+    if scores.shift > policy.max_score_shift:
+        against = "the holdout's" if scores.basis == "holdout" else f"the active slot's ({scores.basis})"
+        noise = f" beyond sampling noise {scores.noise:.2f}" if scores.noise else ""
         reasons.append(
-            f"score distribution moved {health['score_shift']:.2f} (Hellinger{noise}) from {against} "
+            f"score distribution moved {scores.shift:.2f} (Hellinger{noise}) from {against} "
             f"> {policy.max_score_shift:.2f}"
         )
     return reasons
@@ -97,7 +107,7 @@ class CanaryJudge:
         reference: list[float],
         policy: HealthPolicy,
         active: str | None = None,
-    ) -> tuple[dict[str, Any], list[str]]:
+    ) -> tuple[CanaryHealth, list[str]]:
         """Health of the canary on real traffic over the window (see `wait_window`), against the
         `active` slot's on the same window (against the holdout's `reference` scores when the
         active slot logged none), and the reasons it fails."""
@@ -109,21 +119,20 @@ class CanaryJudge:
         after = proxy.server_stats(self.layout)
         mine = self.logged_since(slot, started, ended)
         theirs = self.logged_since(active, started, ended) if active else []
-        health = {
-            "window_seconds": round(time.monotonic() - began, 1),
-            **_traffic(before.get(slot, {}), after.get(slot, {}), mine, ""),
-            **compare_scores(mine, theirs, reference),
-        }
-        if active:
-            health.update(_traffic(before.get(active, {}), after.get(active, {}), theirs, "active_"))
+        health = CanaryHealth(
+            window_seconds=round(time.monotonic() - began, 1),
+            canary=_traffic(before.get(slot, {}), after.get(slot, {}), mine),
+            scores=compare_scores(mine, theirs, reference),
+            active=_traffic(before.get(active, {}), after.get(active, {}), theirs) if active else None,
+            down=down,
+        )
         if down:  # the window ended early: nothing else about the canary matters
-            health.update(down)
-            return health, [down["reason"]]
+            return health, [down.reason]
         return health, verdict(health, policy)
 
     def wait_window(
         self, slot: str, pid: int | None, policy: HealthPolicy, requests_before: int = 0
-    ) -> dict[str, Any] | None:
+    ) -> SlotDown | None:
         """Sleep through the health window: `policy.window_seconds`, then on until the slot's request
         count has grown by `policy.min_requests` since `requests_before`, for at most
         `policy.max_window_seconds` in all. End it early when the slot dies: HAProxy marks it DOWN
@@ -141,7 +150,7 @@ class CanaryJudge:
                     f"{status or 'unknown'} (last check {check})"
                     + (f", its server process {pid} is gone" if gone else "")
                 )
-                return {"slot_down": True, "detected_at": time.time(), "reason": reason}
+                return SlotDown(detected_at=time.time(), reason=reason)
             elapsed = time.monotonic() - began
             seen = int(stats.get("stot") or 0) - requests_before
             if elapsed >= longest or (elapsed >= policy.window_seconds and seen >= policy.min_requests):
@@ -156,9 +165,7 @@ class CanaryJudge:
         return [r for r in found if end is None or datetime.fromisoformat(r["time"]) <= end]
 
 
-def _traffic(
-    before: dict[str, str], after: dict[str, str], logged: list[dict[str, Any]], prefix: str
-) -> dict[str, Any]:
+def _traffic(before: dict[str, str], after: dict[str, str], logged: list[dict[str, Any]]) -> SlotWindow:
     """One slot's requests, errors (the proxy's counters) and latency (its log) over the window."""
     import numpy as np
 
@@ -168,10 +175,10 @@ def _traffic(
     requests = delta("stot")
     errors = delta("hrsp_5xx") + delta("econ") + delta("eresp")
     latencies = [r["latency_ms"] for r in logged if r.get("latency_ms") is not None]  # per request
-    return {
-        f"{prefix}requests": requests,
-        f"{prefix}errors": errors,
-        f"{prefix}error_rate": errors / requests if requests else 0.0,
-        f"{prefix}p50_ms": float(np.percentile(latencies, 50)) if latencies else None,
-        f"{prefix}p99_ms": float(np.percentile(latencies, 99)) if latencies else None,
-    }
+    return SlotWindow(
+        requests=requests,
+        errors=errors,
+        error_rate=errors / requests if requests else 0.0,
+        p50_ms=float(np.percentile(latencies, 50)) if latencies else None,
+        p99_ms=float(np.percentile(latencies, 99)) if latencies else None,
+    )

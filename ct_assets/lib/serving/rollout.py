@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ct_assets.lib.serving.canary_health import CanaryJudge, HealthPolicy, compatibility_problem
+from ct_assets.lib.serving.canary_records import CanaryHealth
 from ct_assets.lib.serving.deployment_state import (
     DeploymentRecord,
     DeployState,
@@ -40,7 +41,11 @@ class RolloutResult:
     slot: str
     bento: str
     reasons: list[str] = field(default_factory=list)
-    health: dict[str, Any] = field(default_factory=dict)
+    health: CanaryHealth | None = None  # the canary's window, when one ran
+
+    def health_figures(self) -> dict[str, Any]:
+        """The canary's figures as JSON-ready data (empty when no window ran)."""
+        return self.health.stored() if self.health else {}
 
 
 class Deployment:
@@ -118,13 +123,13 @@ class Deployment:
         try:
             self.slots.start(idle, bento, extra_env)
         except RuntimeError as err:
-            return self._roll_back(idle, bento, [f"the new slot did not start: {err}"], who, {})
+            return self._roll_back(idle, bento, [f"the new slot did not start: {err}"], who, None)
         problem = compatibility_problem(self.layout.slot_ports[idle], *compatibility)
         if problem:
-            return self._roll_back(idle, bento, [problem], who, {})
+            return self._roll_back(idle, bento, [problem], who, None)
         if active is None:  # first deployment: nothing to protect, all traffic at once
             self.traffic.route({idle: 1.0})
-            return self._switched(idle, bento, who, {}, first=True)
+            return self._switched(idle, bento, who, None, first=True)
         self.traffic.canary(active, idle, policy.canary_share)
         self.audit("canary", who, f"{policy.canary_share:.0%} of traffic to {idle}", slot=idle, bento=bento)
         health, reasons = self.judge.watch(idle, self.slots.pid(idle), reference_scores, policy, active)
@@ -134,7 +139,7 @@ class Deployment:
             return self._await_approval(idle, bento, who, health)
         return self._switched(idle, bento, who, health)
 
-    def _await_approval(self, slot: str, bento: str, who: str, health: dict[str, Any]) -> RolloutResult:
+    def _await_approval(self, slot: str, bento: str, who: str, health: CanaryHealth | None) -> RolloutResult:
         state = self.state()
         state.pending = SlotBento(slot=slot, bento=bento)
         self.record.save(state)
@@ -144,12 +149,12 @@ class Deployment:
             "automatic rollout is off: a person approves the switch",
             slot=slot,
             bento=bento,
-            health=health,
+            **_health_entry(health),
         )
         return RolloutResult("awaiting_approval", slot, bento, [], health)
 
     def _switched(
-        self, slot: str, bento: str, who: str, health: dict[str, Any], first: bool = False
+        self, slot: str, bento: str, who: str, health: CanaryHealth | None, first: bool = False
     ) -> RolloutResult:
         old = self.state().active
         self.traffic.all_to(slot)
@@ -165,12 +170,12 @@ class Deployment:
             "first deployment" if first else "canary healthy",
             slot=slot,
             bento=bento,
-            health=health,
+            **_health_entry(health),
         )
         return RolloutResult("switched", slot, bento, [], health)
 
     def _roll_back(
-        self, slot: str, bento: str, reasons: list[str], who: str, health: dict[str, Any]
+        self, slot: str, bento: str, reasons: list[str], who: str, health: CanaryHealth | None
     ) -> RolloutResult:
         active = self.state().active
         if active:
@@ -183,7 +188,7 @@ class Deployment:
             "; ".join(reasons),
             slot=slot,
             bento=bento,
-            health=health,
+            **_health_entry(health),
             automatic=True,
             **({"requests_cut": cut} if cut else {}),
         )
@@ -194,7 +199,7 @@ class Deployment:
         if pending is None or pending.slot is None or pending.bento is None:
             raise RuntimeError("no rollout is waiting for approval")
         self.audit("approved", who, why, slot=pending.slot, bento=pending.bento)
-        return self._switched(pending.slot, pending.bento, who, {})
+        return self._switched(pending.slot, pending.bento, who, None)
 
     def fail_over(self, dead: str, why: str, who: str = "watchdog") -> RolloutResult:
         """The active slot is down: the standby slot (the previous bento, still running at weight 0
@@ -223,7 +228,7 @@ class Deployment:
             automatic=True,
         )
         self.slots.stop(dead)
-        return RolloutResult("failed_over", standby, kept.bento, [why], {})
+        return RolloutResult("failed_over", standby, kept.bento, [why])
 
     def rollback_to_previous(self, who: str, why: str) -> RolloutResult:
         """Operator rollback: the previous bento takes all traffic again (restarted if needed)."""
@@ -242,4 +247,9 @@ class Deployment:
         state.active = slot
         self.record.save(state)
         self.audit("rollback", who, why, slot=slot, bento=bento, automatic=False)
-        return RolloutResult("rolled_back", slot, bento, [why], {})
+        return RolloutResult("rolled_back", slot, bento, [why])
+
+
+def _health_entry(health: CanaryHealth | None) -> dict[str, Any]:
+    """The audit entry's `health` field: the canary's figures, when a window ran."""
+    return {"health": health.stored()} if health else {}

@@ -25,9 +25,9 @@ def test_an_identical_model_on_the_same_inputs_shows_no_shift() -> None:
     canary = _requests([_model(i) for i in ids_canary], ids_canary)
     assert len(paired_scores(canary, active)) == len(ids_canary) >= MIN_PAIRS
     found = compare_scores(canary, active, [])
-    assert found["score_basis"] == "same inputs" and found["score_shift"] == 0.0
+    assert found.basis == "same inputs" and found.shift == 0.0
     shifted = compare_scores(_requests([_model(i, 0.3) for i in ids_canary], ids_canary), active, [])
-    assert shifted["score_shift"] > 0.3 and shifted["score_max_difference"] > 0.29
+    assert shifted.shift > 0.3 and shifted.max_difference > 0.29
 
 
 def test_without_shared_inputs_only_the_shift_beyond_sampling_noise_counts() -> None:
@@ -40,18 +40,15 @@ def test_without_shared_inputs_only_the_shift_beyond_sampling_noise_counts() -> 
             _requests([_model(i) for i in active_ids], active_ids),
             [],
         )
-        assert found["score_basis"] == "same window" and found["score_shift"] < 0.1, found
+        assert found.basis == "same window" and found.shift < 0.1, found
     canary_ids = [10_000 + generator.randrange(10_000) for _ in range(100)]
     shifted = _requests([_model(i, 0.5) for i in canary_ids], canary_ids)
-    assert (
-        compare_scores(shifted, _requests([_model(i) for i in active_ids], active_ids), [])["score_shift"]
-        > 0.3
-    )
+    assert compare_scores(shifted, _requests([_model(i) for i in active_ids], active_ids), []).shift > 0.3
 
 
 def test_the_holdout_is_the_basis_only_when_the_active_slot_logged_nothing() -> None:
     found = compare_scores(_requests([0.2] * 30, list(range(30))), [], [0.2] * 100)
-    assert found["score_basis"] == "holdout" and found["score_shift"] == 0.0
+    assert found.basis == "holdout" and found.shift == 0.0
 
 
 def test_binomial_tail() -> None:

@@ -13,6 +13,7 @@ import pytest
 
 from ct_assets.lib.serving import proxy
 from ct_assets.lib.serving.canary_health import CanaryJudge, HealthPolicy, score_hellinger, verdict
+from ct_assets.lib.serving.canary_records import CanaryHealth, ScoreComparison, SlotWindow
 from ct_assets.lib.serving.proxy import ProxyLayout
 from ct_assets_tests.conftest import requires_haproxy
 from ct_assets_tests.lib.serving.conftest import wait_all_up
@@ -20,8 +21,17 @@ from ct_assets_tests.lib.serving.conftest import wait_all_up
 POLICY = HealthPolicy(min_requests=20, max_error_rate=0.01, max_p99_ms=250.0, max_score_shift=0.25)
 
 
-def _health(**figures: object) -> dict:
-    return {"requests": 100, "errors": 0, "error_rate": 0.0, "p99_ms": 40.0, "score_shift": 0.05, **figures}
+QUIET = {"requests": 100, "errors": 0, "error_rate": 0.0, "p50_ms": None, "p99_ms": 40.0}
+
+
+def _health(shift: float = 0.05, active: dict | None = None, **canary: object) -> CanaryHealth:
+    """A window's figures: the canary's (and the active slot's) change what they name from QUIET."""
+    return CanaryHealth(
+        window_seconds=20.0,
+        canary=SlotWindow(**{**QUIET, **canary}),
+        scores=ScoreComparison(basis="same window", pairs=0, hellinger=shift, noise=0.0, shift=shift),
+        active=SlotWindow(**{**QUIET, **active}) if active is not None else None,
+    )
 
 
 def test_a_healthy_canary_has_no_reason_against_it() -> None:
@@ -29,7 +39,7 @@ def test_a_healthy_canary_has_no_reason_against_it() -> None:
 
 
 def test_each_breached_threshold_gives_its_reason() -> None:
-    reasons = verdict(_health(requests=5, errors=3, error_rate=0.6, p99_ms=900.0, score_shift=0.6), POLICY)
+    reasons = verdict(_health(requests=5, errors=3, error_rate=0.6, p99_ms=900.0, shift=0.6), POLICY)
     assert len(reasons) == 4
     assert reasons[0].startswith("only 5 requests reached the canary")
     assert reasons[1] == "error rate 60.0% > 1.0% (the active slot's 0.0% + 1.0%)"
@@ -51,19 +61,27 @@ def test_score_hellinger_is_zero_for_the_same_scores_and_one_for_disjoint_ones()
 
 
 def test_errors_and_latency_are_judged_against_the_active_slot_on_the_same_window() -> None:
-    same = {"active_error_rate": 0.04, "active_p50_ms": 300.0, "p50_ms": 320.0}
-    assert verdict(_health(errors=5, error_rate=0.05, p99_ms=400.0, **same), POLICY) == []
+    same = {"error_rate": 0.04, "p50_ms": 300.0}
+    assert verdict(_health(errors=5, error_rate=0.05, p50_ms=320.0, p99_ms=400.0, active=same), POLICY) == []
     worse = verdict(
-        _health(errors=30, error_rate=0.3, p99_ms=900.0, p50_ms=800.0, active_p50_ms=20.0), POLICY
+        _health(errors=30, error_rate=0.3, p99_ms=900.0, p50_ms=800.0, active={"p50_ms": 20.0}), POLICY
     )
     assert worse[0].startswith("error rate 30.0% > 1.0%") and worse[1].startswith("p99 latency 900 ms")
 
 
 def test_one_error_in_a_small_canary_is_chance_at_an_allowed_rate() -> None:
     lenient = HealthPolicy(min_requests=20, max_error_rate=0.05)
-    assert verdict(_health(requests=20, errors=1, error_rate=0.05, active_error_rate=0.0), lenient) == []
+    one_error = {"requests": 20, "errors": 1, "error_rate": 0.05, "active": {"errors": 0, "error_rate": 0.0}}
+    assert verdict(_health(**one_error), lenient) == []
     strict = HealthPolicy(min_requests=20, max_error_rate=0.0)
-    assert verdict(_health(requests=20, errors=1, error_rate=0.05, active_error_rate=0.0), strict) != []
+    assert verdict(_health(**one_error), strict) != []
+
+
+def test_the_figures_are_stored_as_json_and_read_back_whole() -> None:
+    health = _health(active={"p50_ms": 12.5})
+    assert CanaryHealth.model_validate(health.stored()) == health
+    with pytest.raises(ValueError, match="basis"):
+        ScoreComparison(basis="guess", pairs=0, hellinger=0.0, noise=0.0, shift=0.0)
 
 
 def _green_requests(layout: ProxyLayout) -> int:

@@ -96,20 +96,17 @@ def test_an_identical_bento_always_passes_and_a_shifted_one_is_rolled_back(serve
         assert failed == [], failed[:3]
         # A window whose requests the two slots did not both score enough of falls back to the
         # window's distributions: the identical bento must pass either way.
-        paired = [h for h, _ in verdicts if h["score_basis"] == "same inputs"]
-        bases = [
-            (h["score_basis"], h["score_shift"], h.get("score_pairs"), h.get("score_max_difference"))
-            for h, _ in verdicts
-        ]
-        assert all(h["score_shift"] == 0.0 and h["score_max_difference"] == 0.0 for h in paired), bases
-        assert {h["score_basis"] for h, _ in verdicts} <= {"same inputs", "same window"}
+        scores = [h.scores for h, _ in verdicts]
+        paired = [s for s in scores if s.basis == "same inputs"]
+        assert all(s.shift == 0.0 and s.max_difference == 0.0 for s in paired), scores
+        assert {s.basis for s in scores} <= {"same inputs", "same window"}
         assert promoted.status == "switched", (promoted.reasons, promoted.health)
         assert rolled.status == "rolled_back" and "score distribution moved" in "; ".join(rolled.reasons), (
             rolled.reasons,
             rolled.health,
         )
         # how many requests both slots scored in the rollout's window depends on the machine's load
-        assert rolled.health["score_basis"] in {"same inputs", "same window"}, rolled.health
+        assert rolled.health and rolled.health.scores.basis in {"same inputs", "same window"}, rolled.health
         assert traffic.failures == [], traffic.failures[:5]
     finally:
         deploy.shutdown()

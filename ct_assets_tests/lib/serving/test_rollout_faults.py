@@ -198,14 +198,14 @@ def test_a_canary_killed_under_traffic_is_rolled_back_with_no_failed_request(liv
         rollout.join(timeout=60)
         assert not rollout.is_alive(), "the rollout waited out its window instead of reacting"
         result = outcome["result"]
-        detected_at = result.health["detected_at"]
+        detected_at = result.health.down.detected_at
         time.sleep(2)  # traffic keeps flowing after the rollback
     after = _failures(
         clients, "(a) canary kill", killed_at, down_at, detected_at, "rollout detected and rolled back"
     )
     assert result.status == "rolled_back"
     assert "slot green died" in result.reasons[0] and detected_at - killed_at < 5, result.reasons
-    assert result.health["slot_down"] is True
+    assert result.health.down.reason == result.reasons[0]
     _assert_no_loss(clients, killed_at, after)
     assert {a[2] for a in clients.after(detected_at + 0.5)} == {"blue"}
     state = deploy.state()
