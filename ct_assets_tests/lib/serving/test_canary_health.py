@@ -77,13 +77,6 @@ def test_one_error_in_a_small_canary_is_chance_at_an_allowed_rate() -> None:
     assert verdict(_health(**one_error), strict) != []
 
 
-def test_the_figures_are_stored_as_json_and_read_back_whole() -> None:
-    health = _health(active={"p50_ms": 12.5})
-    assert CanaryHealth.model_validate(health.stored()) == health
-    with pytest.raises(ValueError, match="basis"):
-        ScoreComparison(basis="guess", pairs=0, hellinger=0.0, noise=0.0, shift=0.0)
-
-
 def _green_requests(layout: ProxyLayout) -> int:
     return int(proxy.server_stats(layout).get("green", {}).get("stot") or 0)
 
