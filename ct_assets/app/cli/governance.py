@@ -33,9 +33,11 @@ def _cmd_lineage(args: argparse.Namespace) -> int:
     finally:
         if con is not None:
             con.close()
-    broken = lineage.problems(tree)
+    broken = tree.problems()
     print(
-        json.dumps({**tree, "problems": broken}, indent=2, default=str) if args.json else lineage.render(tree)
+        json.dumps({**tree.model_dump(mode="json"), "problems": broken}, indent=2)
+        if args.json
+        else lineage.render(tree)
     )
     return 1 if broken else 0
 

@@ -156,38 +156,37 @@ def check_chain(
                 ),
             )
             walk = lineage.model_lineage(registry, version, con)
-            model = walk["model"]
+            model, dataset = walk.model, walk.dataset
             result.add(
                 "model artifact",
-                bool(model["artifact_matches"]),
-                f"{model['artifact']} "
+                model.artifact_matches,
+                f"{model.artifact} "
                 + (
                     "hashes to the record"
-                    if model["artifact_matches"]
+                    if model.artifact_matches
                     else "does not hash to the record"
-                    if model["artifact_exists"]
+                    if model.artifact_exists
                     else "is missing"
                 ),
             )
-            dataset = walk["dataset"]
             result.add(
                 "training set",
-                bool(dataset["matches"]),
-                f"{dataset['version']} ({dataset['path']}): "
+                dataset.matches,
+                f"{dataset.version} ({dataset.path}): "
                 + (
                     "content hash matches"
-                    if dataset["matches"]
+                    if dataset.matches
                     else "missing"
-                    if not dataset["exists"]
-                    else f"content now hashes to {dataset['content_hash_now']}"
+                    if not dataset.exists
+                    else f"content now hashes to {dataset.content_hash_now}"
                 ),
             )
-            partition_problems = [p for p in lineage.problems(walk) if p.startswith("partition ")]
-            files = sum(len(p["files"]) for p in walk["partitions"])
+            partition_problems = walk.partition_problems()
+            files = sum(len(p.files) for p in walk.partitions)
             result.add(
                 "partitions and raw files",
                 not partition_problems,
-                f"{len(walk['partitions'])} partitions, {files} raw files re-hashed"
+                f"{len(walk.partitions)} partitions, {files} raw files re-hashed"
                 + ("" if con is not None else " (warehouse not compared)")
                 + ("" if not partition_problems else ": " + "; ".join(partition_problems)),
             )

@@ -6,7 +6,8 @@ files each partition was ingested from, with their sha256 as recorded at trainin
 with the warehouse's `raw_tags` now and with the file on disk now (still there? same bytes?).
 
 Every hash is recomputed while walking, so the same walk is the audit chain check's core
-(`ct_assets.lib.governance.chain_check`).
+(`ct_assets.lib.governance.chain_check`). The walk returns a typed `Lineage`
+(`ct_assets.lib.governance.lineage_records`); `render` draws it as a tree for a terminal.
 """
 
 from __future__ import annotations
@@ -17,6 +18,15 @@ from typing import TYPE_CHECKING, Any
 
 from ct_assets.lib.core.warehouse import PARTITION_COLUMN, key_literal, table_exists, table_name
 from ct_assets.lib.data.landing import sha256_of
+from ct_assets.lib.governance.lineage_records import (
+    DatasetLink,
+    Lineage,
+    ModelLink,
+    PartitionLink,
+    PredictionLink,
+    RawFileLink,
+    RequestLink,
+)
 from ct_assets.lib.model.records import ModelVersion
 from ct_assets.lib.model.registry import Registry, RegistryError
 from ct_assets.lib.model.training_set import content_version
@@ -49,6 +59,7 @@ def find_request(log_root: Path, request_id: str, pipeline: str | None = None) -
 
 
 def _file_status(path: str, recorded: str) -> dict[str, Any]:
+    """Is the file still there, what does it hash to now, and is that what was recorded?"""
     file = Path(path)
     if not file.is_file():
         return {"exists": False, "sha256_now": None, "matches": False}
@@ -79,20 +90,48 @@ def _warehouse_sources(
     return found
 
 
-def dataset_status(record: ModelVersion) -> dict[str, Any]:
+def dataset_link(record: ModelVersion) -> DatasetLink:
     """The frozen training set: does it exist, and does its content still hash to its version?"""
     import pandas as pd
 
     path = Path(record.dataset_path)
-    if not path.is_file():
-        return {"exists": False, "content_hash_now": None, "matches": False}
-    now = content_version(pd.read_parquet(path))
-    return {"exists": True, "content_hash_now": now, "matches": now == record.dataset_version}
+    now = content_version(pd.read_parquet(path)) if path.is_file() else None
+    return DatasetLink(
+        version=record.dataset_version,
+        path=record.dataset_path,
+        rows=record.rows,
+        exists=now is not None,
+        content_hash_now=now,
+        matches=now == record.dataset_version,
+    )
 
 
-def model_lineage(
-    registry: Registry, version: str, con: duckdb.DuckDBPyConnection | None = None
-) -> dict[str, Any]:
+def _partition_link(record: ModelVersion, key: str, split: str, now: dict[str, Any] | None) -> PartitionLink:
+    """One partition's raw files as recorded, each re-hashed and compared with the warehouse's `now`."""
+    files = []
+    for item in record.raw_files.get(key, []):
+        compared = {}
+        if now is not None:
+            compared = {
+                "in_raw_tags_now": (now["tags"] or {}).get(item.path) == item.sha256,
+                "raw_rows_now": now["rows"].get(item.path, {}).get(item.sha256, 0),
+            }
+        files.append(
+            RawFileLink(
+                path=item.path,
+                sha256=item.sha256,
+                rows=item.rows,
+                **_file_status(item.path, item.sha256),
+                **compared,
+            )
+        )
+    if now is None:
+        return PartitionLink(key=key, split=split, files=files)
+    rows_now = sum(sum(d.values()) for d in now["rows"].values())
+    return PartitionLink(key=key, split=split, files=files, raw_rows_now=rows_now, raw_tags_now=now["tags"])
+
+
+def model_lineage(registry: Registry, version: str, con: duckdb.DuckDBPyConnection | None = None) -> Lineage:
     """The lineage of one model version, down to the raw files, with every hash recomputed."""
     try:
         record = registry.get(version)
@@ -101,47 +140,25 @@ def model_lineage(
     artifact = registry.models / f"{record.model_sha256}.cbm"
     artifact_now = sha256_of(artifact) if artifact.is_file() else None
     split_of = {k: split for split, keys in record.partitions.items() for k in keys}
-    keys = sorted(split_of)
-    warehouse = _warehouse_sources(con, registry.pipeline, keys)
-    partitions = []
-    for key in keys:
-        files = []
-        now = warehouse.get(key)
-        for item in record.raw_files.get(key, []):
-            entry = {"path": item.path, "sha256": item.sha256, "rows": item.rows}
-            entry.update(_file_status(item.path, item.sha256))
-            if now is not None:
-                entry["in_raw_tags_now"] = (now["tags"] or {}).get(item.path) == item.sha256
-                entry["raw_rows_now"] = now["rows"].get(item.path, {}).get(item.sha256, 0)
-            files.append(entry)
-        partition: dict[str, Any] = {"key": key, "split": split_of[key], "files": files}
-        if now is not None:
-            partition["raw_rows_now"] = sum(sum(d.values()) for d in now["rows"].values())
-            partition["raw_tags_now"] = now["tags"]
-        partitions.append(partition)
-    return {
-        "pipeline": registry.pipeline,
-        "model": {
-            "version": version,
-            "registered_at": record.registered_at,
-            "model_sha256": record.model_sha256,
-            "artifact": str(artifact),
-            "artifact_exists": artifact_now is not None,
-            "artifact_matches": artifact_now == record.model_sha256,
-            "verdict_passed": record.verdict.passed if record.verdict else None,
-            "feature_version": record.feature_version,
-            "code_version": record.environment.code_version,
-            "is_champion": registry.champion_version() == version,
-        },
-        "dataset": {
-            "version": record.dataset_version,
-            "path": record.dataset_path,
-            "rows": record.rows,
-            **dataset_status(record),
-        },
-        "partitions": partitions,
-        "warehouse_compared": con is not None,
-    }
+    warehouse = _warehouse_sources(con, registry.pipeline, sorted(split_of))
+    return Lineage(
+        pipeline=registry.pipeline,
+        model=ModelLink(
+            version=version,
+            registered_at=record.registered_at,
+            model_sha256=record.model_sha256,
+            artifact=str(artifact),
+            artifact_exists=artifact_now is not None,
+            artifact_matches=artifact_now == record.model_sha256,
+            verdict_passed=record.verdict.passed if record.verdict else None,
+            feature_version=record.feature_version,
+            code_version=record.environment.code_version,
+            is_champion=registry.champion_version() == version,
+        ),
+        dataset=dataset_link(record),
+        partitions=[_partition_link(record, k, split_of[k], warehouse.get(k)) for k in sorted(split_of)],
+        warehouse_compared=con is not None,
+    )
 
 
 def request_lineage(
@@ -150,114 +167,85 @@ def request_lineage(
     registry_root: Path,
     con: duckdb.DuckDBPyConnection | None = None,
     pipeline: str | None = None,
-) -> dict[str, Any]:
+) -> Lineage:
     """Request id -> prediction(s) -> model version -> dataset -> partitions -> raw files."""
     records = find_request(log_root, request_id, pipeline)
     first = records[0]
     name = first.get("pipeline") or Path(first["_log_file"]).parents[1].name
     versions = sorted({str(r["model_version"]) for r in records})
     lineage = model_lineage(Registry(registry_root, name), versions[0], con)
-    model = lineage["model"]
-    return {
-        "request": {
-            "request_id": request_id,
-            "pipeline": name,
-            "time": first.get("time"),
-            "slot": first.get("slot"),
-            "model_version": first.get("model_version"),
-            "bento": f"{name}_service:{bento_build.store_version(model['version'], model['model_sha256'])}",
-            "log_file": first["_log_file"],
-            "predictions": [
-                {"entity_id": r.get("entity_id"), "score": r.get("score"), "decision": r.get("decision")}
-                for r in records
-            ],
-        },
-        **lineage,
-    }
-
-
-def problems(lineage: dict[str, Any]) -> list[str]:
-    """Every broken link of a lineage, as readable sentences (empty: every hash matched)."""
-    found = []
-    model, dataset = lineage["model"], lineage["dataset"]
-    if not model["artifact_exists"]:
-        found.append(f"model {model['version']}: artifact {model['artifact']} is missing")
-    elif not model["artifact_matches"]:
-        found.append(
-            f"model {model['version']}: artifact {model['artifact']} no longer hashes to its recorded "
-            f"sha256 {model['model_sha256'][:12]}"
-        )
-    if not dataset["exists"]:
-        found.append(f"dataset {dataset['version']}: frozen training set {dataset['path']} is missing")
-    elif not dataset["matches"]:
-        found.append(
-            f"dataset {dataset['version']}: {dataset['path']} now hashes to {dataset['content_hash_now']} "
-            "(its content changed since the model was trained)"
-        )
-    for partition in lineage["partitions"]:
-        where = f"partition {partition['key']} ({partition['split']})"
-        if not partition["files"]:
-            found.append(f"{where}: no raw files recorded for it")
-        for item in partition["files"]:
-            if not item["exists"]:
-                found.append(f"{where}: raw file {item['path']} is missing")
-            elif not item["matches"]:
-                found.append(
-                    f"{where}: raw file {item['path']} now hashes to {item['sha256_now'][:12]}, recorded "
-                    f"{item['sha256'][:12]} at training (changed since)"
-                )
-            if item.get("in_raw_tags_now") is False:
-                found.append(
-                    f"{where}: the warehouse's raw_tags no longer list {item['path']} with sha256 "
-                    f"{item['sha256'][:12]} (re-ingested or deleted since training)"
-                )
-            elif item.get("raw_rows_now") == 0:
-                found.append(f"{where}: no raw rows from {item['path']} with its recorded sha256 are left")
-    return found
+    model = lineage.model
+    request = RequestLink(
+        request_id=request_id,
+        pipeline=name,
+        time=first.get("time"),
+        slot=first.get("slot"),
+        model_version=first.get("model_version"),
+        bento=f"{name}_service:{bento_build.store_version(model.version, model.model_sha256)}",
+        log_file=first["_log_file"],
+        predictions=[
+            PredictionLink(entity_id=r.get("entity_id"), score=r.get("score"), decision=r.get("decision"))
+            for r in records
+        ],
+    )
+    return lineage.model_copy(update={"request": request})
 
 
 def _mark(ok: bool | None) -> str:
     return "ok" if ok else "BROKEN" if ok is False else "?"
 
 
-def render(lineage: dict[str, Any]) -> str:
-    """A readable tree."""
+def _shown(value: object) -> str:
+    """`value` as text safe for a terminal: control characters (newlines, ANSI escapes) escaped."""
+    text = str(value)
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
+
+
+def _request_lines(request: RequestLink) -> list[str]:
+    predictions = request.predictions
+    lines = [
+        f"request {request.request_id}  ({request.pipeline}, {request.time}, "
+        f"slot {request.slot}, {len(predictions)} prediction(s))"
+    ]
+    for p in predictions[:5]:
+        score = f"{p.score:.4f}" if p.score is not None else "-"
+        lines.append(f"│   {_shown(p.entity_id)}: score {score} decision {p.decision}")
+    if len(predictions) > 5:
+        lines.append(f"│   ... {len(predictions) - 5} more")
+    lines.append(f"│   log {request.log_file}")
+    lines.append(f"└─ bento {request.bento}")
+    return lines
+
+
+def _partition_lines(partitions: list[PartitionLink]) -> list[str]:
     lines = []
-    request = lineage.get("request")
-    if request:
-        lines.append(
-            f"request {request['request_id']}  ({request['pipeline']}, {request['time']}, "
-            f"slot {request['slot']}, {len(request['predictions'])} prediction(s))"
-        )
-        for p in request["predictions"][:5]:
-            lines.append(f"│   {p['entity_id']}: score {p['score']:.4f} decision {p['decision']}")
-        if len(request["predictions"]) > 5:
-            lines.append(f"│   ... {len(request['predictions']) - 5} more")
-        lines.append(f"│   log {request['log_file']}")
-        lines.append(f"└─ bento {request['bento']}")
-    model = lineage["model"]
-    lines.append(
-        f"   └─ model {model['version']}  sha256 {model['model_sha256'][:16]}  "
-        f"artifact {_mark(model['artifact_matches'])}" + ("  (champion)" if model["is_champion"] else "")
-    )
-    dataset = lineage["dataset"]
-    rows = ", ".join(f"{k} {v}" for k, v in (dataset.get("rows") or {}).items())
-    lines.append(f"      └─ dataset {dataset['version']}  ({rows})  content hash {_mark(dataset['matches'])}")
-    lines.append(f"         │  {dataset['path']}")
-    partitions = lineage["partitions"]
     for i, partition in enumerate(partitions):
         last = i == len(partitions) - 1
-        branch = "└─" if last else "├─"
-        extra = f"  raw rows now {partition['raw_rows_now']}" if "raw_rows_now" in partition else ""
-        lines.append(f"         {branch} partition {partition['key']} ({partition['split']}){extra}")
-        for item in partition["files"]:
-            pad = "   " if last else "│  "
+        branch, pad = ("└─", "   ") if last else ("├─", "│  ")
+        extra = f"  raw rows now {partition.raw_rows_now}" if partition.raw_rows_now is not None else ""
+        lines.append(f"         {branch} partition {partition.key} ({partition.split}){extra}")
+        for item in partition.files:
             lines.append(
-                f"         {pad}  └─ {item['path']}  sha256 {item['sha256'][:16]}  rows {item['rows']}  "
-                f"file {_mark(item['matches']) if item['exists'] else 'MISSING'}"
+                f"         {pad}  └─ {item.path}  sha256 {item.sha256[:16]}  rows {item.rows}  "
+                f"file {_mark(item.matches) if item.exists else 'MISSING'}"
             )
-    found = problems(lineage)
-    if not lineage.get("warehouse_compared"):
+    return lines
+
+
+def render(lineage: Lineage) -> str:
+    """A readable tree."""
+    lines = _request_lines(lineage.request) if lineage.request else []
+    model, dataset = lineage.model, lineage.dataset
+    lines.append(
+        f"   └─ model {model.version}  sha256 {model.model_sha256[:16]}  "
+        f"artifact {_mark(model.artifact_matches)}" + ("  (champion)" if model.is_champion else "")
+    )
+    rows = ", ".join(f"{k} {v}" for k, v in dataset.rows.items())
+    lines.append(f"      └─ dataset {dataset.version}  ({rows})  content hash {_mark(dataset.matches)}")
+    lines.append(f"         │  {dataset.path}")
+    lines += _partition_lines(lineage.partitions)
+    found = lineage.problems()
+    if not lineage.warehouse_compared:
         lines.append("(warehouse not opened: raw rows and raw_tags were not compared)")
     lines.append("every hash matches" if not found else "BROKEN LINKS:\n  " + "\n  ".join(found))
     return "\n".join(lines)
