@@ -12,7 +12,7 @@ import dagster as dg
 from ct_assets.defs.resources import WAREHOUSE_POOL, AlertSink, ModelRegistry, Warehouse
 from ct_assets.defs.shared import asset_key
 from ct_assets.lib.core.spec import PipelineSpec
-from ct_assets.lib.model import evaluation_report
+from ct_assets.lib.model import evaluation_report, refit
 from ct_assets.lib.model import steps as model_steps
 from ct_assets.lib.model.registry import RegistryError
 from ct_assets.lib.model.steps import CandidateRef, EvaluationResult, TrainingSetRef
@@ -174,10 +174,12 @@ def build_model_defs(spec: PipelineSpec) -> dg.Definitions:
         key=champion_key,
         group_name=spec.name,
         kinds={"catboost"},
-        description="The registry's champion alias; it moves only to a candidate whose gate passed.",
+        description="The registry's champion alias; it moves only to a candidate whose gate passed (with "
+        "`training.refit`, to that candidate refitted on its whole window).",
     )
     def champion(
         context: dg.AssetExecutionContext,
+        training_set: TrainingSetRef,
         candidate: CandidateRef,
         evaluation: EvaluationResult,
         registry: ModelRegistry,
@@ -186,15 +188,20 @@ def build_model_defs(spec: PipelineSpec) -> dg.Definitions:
         if evaluation.candidate_version != candidate.version or not evaluation.verdict.passed:
             reasons = "; ".join(evaluation.verdict.reasons) or "its evaluation is for another version"
             raise dg.Failure(description=f"{candidate.version} cannot be promoted: {reasons}")
+        served = candidate
+        if spec.training.refit:
+            served = refit.refit_candidate(spec, store, candidate, training_set)
+            context.log.info(f"{served.version} is {candidate.version} refitted on its whole window")
         try:
-            move = model_steps.promote(spec, store, candidate, who=f"dagster run {context.run_id}")
+            move = model_steps.promote(spec, store, served, who=f"dagster run {context.run_id}")
         except RegistryError as err:
             raise dg.Failure(description=str(err)) from err
         return dg.MaterializeResult(
             metadata={
                 "champion": move.version,
                 "previous": move.previous or "none",
-                "model_sha256": candidate.model_sha256,
+                "model_sha256": served.model_sha256,
+                "refit_of": candidate.version if served is not candidate else "none",
             }
         )
 

@@ -157,6 +157,8 @@ class TrainingSpec(_Strict):
     retrain_cron: str | None = None
     params: ModelParams = ModelParams()
     features: list[str] | None = None  # the model's inputs: a subset of the features (default all)
+    # serve a passed candidate refitted on its whole window (`ct_assets.lib.model.refit`)
+    refit: bool = False
 
     @field_validator("retrain_cron")
     @classmethod

@@ -140,11 +140,24 @@ def calibrate(
     layout: FeatureLayout,
     fitted_on: list[str] | None = None,
 ) -> Calibration:
-    """Fit Platt scaling on `rows`, weigh it by its forward-checked trust, and write it into the
-    model's scale and bias (in place)."""
-    y = labels(rows, spec)
-    logits = raw_logits(model, rows, layout)
-    trust, checked_on = forward_trust(logits, y, rows[PARTITION_COLUMN].astype(str).to_numpy())
+    """Fit Platt scaling on the model's own logits on `rows`, weigh it by its forward-checked trust,
+    and write it into the model's scale and bias (in place)."""
+    partitions = rows[PARTITION_COLUMN].astype(str).to_numpy()
+    return calibrate_with(model, raw_logits(model, rows, layout), labels(rows, spec), partitions, fitted_on)
+
+
+def calibrate_with(
+    model: CatBoostClassifier,
+    logits: np.ndarray,
+    y: np.ndarray,
+    partitions: np.ndarray,
+    fitted_on: list[str] | None = None,
+) -> Calibration:
+    """Fit the Platt map on `logits` and labels `y` (rows of `partitions`, weighed by the map's
+    forward-checked trust) and write it into `model`'s scale and bias (in place). The logits are
+    the model's own, or those of a model on the same logit scale that had not trained on the rows
+    (see `ct_assets.lib.model.refit`)."""
+    trust, checked_on = forward_trust(logits, y, partitions)
     platt_slope, platt_intercept = fit_platt(logits, y)
     slope, intercept = 1 - trust + trust * platt_slope, trust * platt_intercept
     scale, bias = model.get_scale_and_bias()

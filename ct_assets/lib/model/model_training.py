@@ -56,6 +56,30 @@ def labels(frame: pd.DataFrame, spec: PipelineSpec) -> np.ndarray:
     return frame[spec.label.column].astype(bool).astype(int).to_numpy()
 
 
+def _classifier(params: ModelParams, iterations: int, early_stopping: bool) -> CatBoostClassifier:
+    from catboost import CatBoostClassifier
+
+    return CatBoostClassifier(
+        iterations=iterations,
+        depth=params.depth,
+        learning_rate=params.learning_rate,
+        l2_leaf_reg=params.l2_leaf_reg,
+        random_seed=params.seed,
+        thread_count=params.thread_count,
+        early_stopping_rounds=params.early_stopping_rounds if early_stopping else None,
+        loss_function="Logloss",
+        eval_metric="AUC",
+        verbose=False,
+        allow_writing_files=False,
+    )
+
+
+def _pool(rows: pd.DataFrame, spec: PipelineSpec, layout: FeatureLayout) -> Any:
+    from catboost import Pool
+
+    return Pool(model_inputs(rows, layout), labels(rows, spec), cat_features=layout.categorical)
+
+
 def train(
     train_rows: pd.DataFrame,
     validation_rows: pd.DataFrame,
@@ -64,28 +88,19 @@ def train(
     params: ModelParams,
 ) -> CatBoostClassifier:
     """Fit CatBoost with native categoricals and early stopping on the validation split."""
-    from catboost import CatBoostClassifier, Pool
+    model = _classifier(params, params.iterations, early_stopping=True)
+    model.fit(
+        _pool(train_rows, spec, layout), eval_set=_pool(validation_rows, spec, layout), use_best_model=True
+    )
+    return model
 
-    model = CatBoostClassifier(
-        iterations=params.iterations,
-        depth=params.depth,
-        learning_rate=params.learning_rate,
-        l2_leaf_reg=params.l2_leaf_reg,
-        random_seed=params.seed,
-        thread_count=params.thread_count,
-        early_stopping_rounds=params.early_stopping_rounds,
-        loss_function="Logloss",
-        eval_metric="AUC",
-        verbose=False,
-        allow_writing_files=False,
-    )
-    train_pool = Pool(
-        model_inputs(train_rows, layout), labels(train_rows, spec), cat_features=layout.categorical
-    )
-    valid_pool = Pool(
-        model_inputs(validation_rows, layout), labels(validation_rows, spec), cat_features=layout.categorical
-    )
-    model.fit(train_pool, eval_set=valid_pool, use_best_model=True)
+
+def train_fixed(
+    rows: pd.DataFrame, spec: PipelineSpec, layout: FeatureLayout, params: ModelParams, iterations: int
+) -> CatBoostClassifier:
+    """Fit CatBoost on all of `rows` for exactly `iterations` trees (no validation split to stop on)."""
+    model = _classifier(params, iterations, early_stopping=False)
+    model.fit(_pool(rows, spec, layout))
     return model
 
 

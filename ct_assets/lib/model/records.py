@@ -81,6 +81,7 @@ class TrainedModel(Record):
     feature_version: str
     feature_definitions: dict[str, str]  # feature group -> definition version
     environment: Environment
+    refit_of: str | None = None  # the gated candidate this model refits on its whole window
 
     def window_label_rate(self) -> float | None:
         """The label rate of the whole training window: the splits' rates weighted by their rows

@@ -205,6 +205,19 @@ def _evaluate(
     )
 
 
+def judged_champion(registry: Registry, notes: list[str]) -> records.ModelVersion | None:
+    """The model the gate compares a candidate with: the champion, or, when the champion is a refit
+    on its whole window (which has seen rows of later holdouts), the candidate it was refitted from."""
+    champion = registry.champion()
+    if champion is None or champion.refit_of is None:
+        return champion
+    notes.append(
+        f"champion {champion.version} is a refit of {champion.refit_of}: the gate compares with "
+        f"{champion.refit_of}, which did not train on this holdout"
+    )
+    return registry.get(champion.refit_of)
+
+
 def evaluate_candidate(
     spec: PipelineSpec,
     registry: Registry,
@@ -229,7 +242,7 @@ def evaluate_candidate(
         curves[f"candidate {candidate.version} before calibration"] = metrics.calibration_curve(y, raw)
     curves[f"candidate {candidate.version}"] = metrics.calibration_curve(y, p)
     notes: list[str] = []
-    champion_record = registry.champion()
+    champion_record = judged_champion(registry, notes)
     theirs = None
     if champion_record is not None:
         try:

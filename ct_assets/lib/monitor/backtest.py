@@ -5,7 +5,9 @@ Every policy starts from the same first model, trained on the first training win
 trained and calibrated as the candidate step does (`calibration.fit_calibrated` on the window's
 time-ordered splits) and judged by the loop's gate (`gate.decide`) against the model it would
 replace, re-scored on the candidate's holdout: a refused candidate leaves the previous model
-serving. After each partition's data (with its labels) lands, a policy may retrain on the window
+serving. With the spec's `training.refit`, a passed candidate serves refitted on its whole window
+(`refit.refit_window`), and later candidates are judged against the candidate it came from, as
+the loop does. After each partition's data (with its labels) lands, a policy may retrain on the window
 ending there; the model it then serves is scored on the next partition. Partitions are the spec's
 keys at its grain (daily, weekly or monthly).
 
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from pathlib import Path
 from statistics import mean
@@ -32,8 +34,9 @@ from ct_assets.lib.data import steps as data_steps
 from ct_assets.lib.data.features import groups
 from ct_assets.lib.data.landing import context_file, partition_files
 from ct_assets.lib.model import gate, metrics, model_training
-from ct_assets.lib.model.calibration import fit_calibrated
+from ct_assets.lib.model.calibration import Calibration, fit_calibrated
 from ct_assets.lib.model.model_training import FeatureLayout
+from ct_assets.lib.model.refit import SPLIT_COLUMN, refit_window
 from ct_assets.lib.model.steps import feature_importance
 from ct_assets.lib.model.training_set import assign_splits, available_partitions
 from ct_assets.lib.monitor import measures as monitoring
@@ -106,6 +109,8 @@ class Served:
     expectation: Expectation
     threshold: float = 0.5
     reference: monitoring.Reference | None = None
+    calibration: Calibration | None = None
+    judged: Any = None  # the model the gate compares later candidates with (`model` when None)
 
 
 @dataclass
@@ -173,7 +178,7 @@ class Backtest:
         splits = assign_splits(self.spec, keys)
         part = {name: pd.concat([self.frames[k] for k in split_keys]) for name, split_keys in splits.items()}
         started = time.process_time()
-        model, _ = fit_calibrated(
+        model, fitted = fit_calibrated(
             part["train"], part["validation"], self.spec, self.layout, splits["validation"]
         )
         validation = part["validation"]
@@ -181,7 +186,10 @@ class Backtest:
             model_training.labels(validation, self.spec), model_training.score(model, validation, self.layout)
         )
         ours = self._evaluation(model, part["holdout"], threshold)
-        theirs = self._evaluation(serving.model, part["holdout"], serving.threshold) if serving else None
+        theirs = None
+        if serving:
+            judged = serving.judged if serving.judged is not None else serving.model
+            theirs = self._evaluation(judged, part["holdout"], serving.threshold)
         prior = self._label_rate(splits["train"] + splits["validation"])
         verdict = gate.decide(ours, theirs, self.spec.gate, prior)
         run.cpu_seconds += time.process_time() - started
@@ -193,12 +201,26 @@ class Backtest:
             ours.overall.auc, ours.overall.rows, ours.overall.positive_rate, self._label_rate(keys)
         )
         importance = feature_importance(model, self.layout)
-        return Served(model, key, keys, importance, expectation, threshold, reference), verdict
+        return Served(model, key, keys, importance, expectation, threshold, reference, fitted), verdict
 
-    def serve(self, candidate: Served) -> Served:
-        """The model that serves once a candidate has passed the gate. The loop refits a passed
-        candidate on its whole window before serving it; this is where that step belongs."""
-        return candidate
+    def serve(self, candidate: Served, run: PolicyRun) -> Served:
+        """The model that serves once a candidate has passed the gate: with `training.refit`, the
+        candidate refitted on its whole window, judged later as the candidate."""
+        if not self.spec.training.refit:
+            return candidate
+        import pandas as pd
+
+        splits = assign_splits(self.spec, candidate.window)
+        window = pd.concat(
+            [self.frames[k].assign(**{SPLIT_COLUMN: name}) for name, keys in splits.items() for k in keys]
+        )
+        started = time.process_time()
+        model, fitted = refit_window(candidate.model, candidate.calibration, window, self.spec, self.layout)
+        run.cpu_seconds += time.process_time() - started
+        importance = feature_importance(model, self.layout)
+        return replace(
+            candidate, model=model, importance=importance, calibration=fitted, judged=candidate.model
+        )
 
     def _score(self, served: Served, key: str, run: PolicyRun) -> dict[str, Any]:
         frame = self.frames[key]
@@ -244,7 +266,8 @@ class Backtest:
         """Serve from `first` on; each later partition is scored, then the policy may retrain."""
         run = PolicyRun(policy)
         triggered = policy == "triggered"
-        served, _ = self.candidate(first, None, run, with_reference=triggered)
+        first_candidate, _ = self.candidate(first, None, run, with_reference=triggered)
+        served = self.serve(first_candidate, run)
         signals: list[PartitionSignal] = []
         since_request: int | None = None
         cooldown = self.spec.monitoring.cooldown_partitions
@@ -266,7 +289,7 @@ class Backtest:
                 candidate, verdict = self.candidate(key, served, run, with_reference=triggered)
                 run.retrains += 1
                 if verdict.passed:
-                    served, signals = self.serve(candidate), []
+                    served, signals = self.serve(candidate, run), []
                     since_request = None  # a cooldown holds for the model it was asked about
                 else:
                     run.refused += 1

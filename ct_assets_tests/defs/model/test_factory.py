@@ -193,3 +193,29 @@ def test_too_little_data_is_a_clear_error_and_promotes_nothing(data: dict, tmp_p
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert "fewer than min_rows 100000" in str(failure.step_failure_data.error)
     assert Registry(tmp_path / "registry", spec.name).champion_version() is None
+
+
+def test_with_refit_the_champion_is_the_passed_candidate_refitted_on_its_whole_window(
+    data: dict, tmp_path: Path
+) -> None:
+    plain: PipelineSpec = data["spec"]
+    spec = plain.model_copy(update={"training": plain.training.model_copy(update={"refit": True})})
+    resources = {
+        **data["resources"],
+        "registry": ModelRegistry(root=str(tmp_path / "registry")),
+        "alerts": JsonlAlertSink(path=str(tmp_path / "alerts.jsonl")),
+    }
+    with dg.instance_for_test() as instance:
+        result = _train(spec, resources, instance, as_of="2013-01-21")
+        assert result.success, _checks(result)["gate"].description
+        (champion,) = [
+            m
+            for m in result.get_asset_materialization_events()
+            if m.asset_key == dg.AssetKey([spec.name, "champion"])
+        ]
+    registry = Registry(tmp_path / "registry", spec.name)
+    record = registry.champion()
+    assert record is not None and record.version == "v0002" and record.refit_of == "v0001"
+    assert record.passed and record.evaluation == registry.get("v0001").evaluation
+    metadata = champion.materialization.metadata
+    assert metadata["champion"].value == "v0002" and metadata["refit_of"].value == "v0001"

@@ -5,58 +5,17 @@ candidate is still refused by a sound champion."""
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
 import pytest
 
 from ct_assets.lib.core.alerts import Alert
-from ct_assets.lib.core.spec import PipelineSpec, load_spec
-from ct_assets.lib.core.warehouse import open_connection, replace_partition, transaction
+from ct_assets.lib.core.spec import PipelineSpec
 from ct_assets.lib.model import model_training
 from ct_assets.lib.model import steps as model_steps
 from ct_assets.lib.model.model_store import save_model
 from ct_assets.lib.model.model_training import FeatureLayout
 from ct_assets.lib.model.registry import Registry
 from ct_assets_tests.conftest import trained_model
-from ct_assets_tests.defs.data import loans_pipeline
-
-DAYS = [f"2024-03-{d:02d}" for d in range(1, 11)]
-
-
-def _features(day: str, seed: int, rows: int = 300) -> pd.DataFrame:
-    """A day of loan features whose default depends on grade and debt ratio, not on region."""
-    rng = np.random.default_rng(seed)
-    grade = rng.choice(list("ABCDE"), rows)
-    ratio = rng.uniform(0, 1, rows)
-    risk = pd.Series(grade).map({"A": 0.05, "B": 0.1, "C": 0.2, "D": 0.4, "E": 0.6}).to_numpy() + 0.3 * ratio
-    return pd.DataFrame(
-        {
-            "loan_id": [f"{day}-{i}" for i in range(rows)],
-            "applied_at": pd.Timestamp(day, tz="UTC")
-            + pd.to_timedelta(rng.integers(0, 1440, rows), unit="min"),
-            "amount": rng.uniform(100, 1000, rows),
-            "debt_ratio": ratio,
-            "grade": grade,
-            "region": rng.choice(["north", "south", "east"], rows),
-            "region_unemployment": 4.0,
-            "defaulted": rng.uniform(0, 1, rows) < risk,
-        }
-    )
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    root = tmp_path_factory.mktemp("gate")
-    spec = load_spec(loans_pipeline.write_pipeline(root / "pipelines"))
-    con = open_connection(root / "warehouse.duckdb")
-    for index, day in enumerate(DAYS):
-        con.register("_f", _features(day, index))
-        with transaction(con):
-            replace_partition(con, spec.name, "features", day, "SELECT * FROM _f")
-        con.unregister("_f")
-    weak = spec.model_copy(update={"training": spec.training.model_copy(update={"features": ["region"]})})
-    yield {"root": root, "con": con, "spec": spec, "weak": weak}
-    con.close()
+from ct_assets_tests.lib.model.conftest import DAYS
 
 
 def _registry(world: dict, name: str) -> Registry:
