@@ -43,7 +43,8 @@ def in_process(world: World, model: Any, rows: list[dict], single_rows: int, rep
     """Baselines and the full in-process path (what the service runs per request), with its parts,
     for one row and for the batch."""
     from ct_assets.lib.model import model_training
-    from ct_assets.lib.serving.prediction_log import requests_table, write_options
+    from ct_assets.lib.serving.prediction_log_schema import requests_table
+    from ct_assets.lib.serving.prediction_log_stream import write_options
     from ct_assets.lib.serving.predictor import Predictor
     from ct_assets.lib.serving.request_parsing import MAX_BATCH_ROWS, TypedRequest
     from ct_assets.lib.serving.scoring import Scored, answer, log_scored

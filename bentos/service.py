@@ -53,7 +53,7 @@ from ct_assets.lib.serving.adaptive_batch import AdaptiveBatcher
 from ct_assets.lib.serving.arrow_request import BodyTooLarge
 from ct_assets.lib.serving.body_limit import BodyLimit, max_body_bytes
 from ct_assets.lib.serving.liveness import Liveness
-from ct_assets.lib.serving.prediction_log import PredictionLogWriter
+from ct_assets.lib.serving.prediction_log_writer import PredictionLogWriter
 from ct_assets.lib.serving.predictor import Predictor, default_workers
 from ct_assets.lib.serving.request_gate import RequestGate
 from ct_assets.lib.serving.request_parsing import RequestError

@@ -6,7 +6,9 @@ read the deployment's own record, the registry, the prediction log and the Dagst
 
 from __future__ import annotations
 
+import functools
 import socket
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, computed_field
@@ -138,11 +140,23 @@ def slots(spec: PipelineSpec, deploy: Deployment) -> dict[str, SlotStatus]:
 
 
 def rows_served(spec: PipelineSpec) -> int:
-    """Predictions in the pipeline's prediction log (every slot, every day)."""
-    tables = map(
-        prediction_log.read_table, prediction_log.log_files(settings.config().prediction_log / spec.name)
-    )
-    return sum(t.num_rows for t in tables if t is not None)
+    """Predictions in the pipeline's prediction log (every slot, every day). A file is read again
+    only once it has changed, so a refreshing view reads only the files being written."""
+    total = 0
+    for path in prediction_log.log_files(settings.config().prediction_log / spec.name):
+        try:
+            stat = path.stat()
+        except FileNotFoundError:  # removed by retention since it was listed
+            continue
+        total += _rows_in(path, stat.st_size, stat.st_mtime_ns)
+    return total
+
+
+@functools.lru_cache(maxsize=4096)
+def _rows_in(path: Path, size: int, modified_ns: int) -> int:
+    """Rows in one log file at this size and modification time (the cache's key)."""
+    table = prediction_log.read_table(path)
+    return table.num_rows if table is not None else 0
 
 
 def last_gate(versions: list[ModelVersion]) -> GateSummary | None:
@@ -189,15 +203,18 @@ def rollout_steps(deploy: Deployment) -> list[RolloutStep]:
     return [RolloutStep.from_audit(e) for e in deploy.audit_log() if e.get("action") in ROLLOUT_ACTIONS]
 
 
-def collect(spec: PipelineSpec, instance: Any = None) -> SystemStatus:
-    """The status; `instance` is a Dagster instance the caller holds open (the live loop's)."""
+def collect(
+    spec: PipelineSpec, instance: Any = None, rollouts: list[RolloutStep] | None = None
+) -> SystemStatus:
+    """The status; `instance` is a Dagster instance the caller holds open (the live loop's), and
+    `rollouts` the deployment's rollout steps when the caller has read them (else read here)."""
     from ct_assets.lib.serving import steps as deploy_steps  # numpy and pyarrow: only this command
 
     deploy = deploy_steps.deployment(spec, settings.config())
     models = registry(spec.name)
     versions = models.versions()
     champion_version = models.champion_version()
-    rollouts = rollout_steps(deploy)
+    rollouts = rollout_steps(deploy) if rollouts is None else rollouts
     proxy_health = deploy.health()["proxy"]
     return SystemStatus(
         pipeline=spec.name,

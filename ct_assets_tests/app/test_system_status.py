@@ -7,11 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from ct_assets.app.system_status import RolloutStep, SlotStatus, collect, rollout_steps
+from ct_assets.app.system_status import RolloutStep, SlotStatus, collect, rollout_steps, rows_served
 from ct_assets.lib.core import settings
 from ct_assets.lib.model.registry import Registry
 from ct_assets.lib.serving import steps as deploy_steps
+from ct_assets.lib.serving.prediction_log_writer import PredictionLogWriter
 from ct_assets_tests.conftest import trained_model
+from ct_assets_tests.lib.serving.conftest import logged_batch
 
 
 def test_a_home_with_a_champion_a_refused_candidate_and_a_rollout(
@@ -74,3 +76,21 @@ def test_a_rollout_step_keeps_what_the_terminal_shows_and_drops_other_details() 
     )
     assert step.version == "v0003-abc" and step.why == "p99 over 250 ms"
     assert RolloutStep.from_audit({"at": "t", "action": "approved"}).version is None
+
+
+def test_rows_served_counts_a_log_file_again_once_it_grows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flights_spec
+) -> None:
+    monkeypatch.setenv("CT_HOME", str(tmp_path))
+    log_root = settings.config().prediction_log
+    writer = PredictionLogWriter(log_root, flights_spec, "blue")
+    for request in range(3):
+        writer.submit(logged_batch(f"r{request}", 1.0))  # two predictions each
+    writer.flush()
+    assert rows_served(flights_spec) == 6
+    assert rows_served(flights_spec) == 6, "an unchanged file is counted from the cache"
+    writer.submit(logged_batch("r3", 1.0))
+    writer.close()
+    assert rows_served(flights_spec) == 8
+    PredictionLogWriter(log_root, flights_spec, "green").close()  # a slot that logged nothing
+    assert rows_served(flights_spec) == 8

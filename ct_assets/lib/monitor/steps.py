@@ -28,7 +28,7 @@ from ct_assets.lib.monitor import measures as monitoring
 from ct_assets.lib.monitor.drift import column_drift
 from ct_assets.lib.monitor.retrain_policy import PartitionSignal
 from ct_assets.lib.monitor.store import DRIFT_COLUMNS, write_partition
-from ct_assets.lib.serving.prediction_log import read_partition
+from ct_assets.lib.serving.prediction_log_partition import read_partition
 
 if TYPE_CHECKING:
     import duckdb

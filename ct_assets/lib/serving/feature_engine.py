@@ -14,7 +14,7 @@ from ct_assets.lib.core.spec import PipelineSpec
 from ct_assets.lib.core.warehouse import quote
 from ct_assets.lib.data.features import check_group_columns, groups
 from ct_assets.lib.data.ingest import DUCKDB_TYPES
-from ct_assets.lib.serving import arrow_request
+from ct_assets.lib.serving.arrow_column_types import ARROW_TYPES
 from ct_assets.lib.serving.request_parsing import TypedRequest, request_columns
 
 if TYPE_CHECKING:
@@ -94,7 +94,7 @@ class FeatureEngine:
         self._loaded: float | None = None
         self.request_fields = list(request_columns(spec))
 
-        self._arrow_types = {n: arrow_request.ARROW_TYPES[c.type] for n, c in spec.columns.items()}
+        self._arrow_types = {n: ARROW_TYPES[c.type] for n, c in spec.columns.items()}
         self.query = ""
         self._one_row = ""
         self._one_row_tail = ""

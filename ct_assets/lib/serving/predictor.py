@@ -1,9 +1,9 @@
 """The request path of a serving slot, shared by the BentoML service and its tests: a request is
-parsed and typed (`request_parsing`, `arrow_request`), featurized against the online snapshot
+parsed and typed (`request_parsing`, `arrow_request_check`), featurized against the online snapshot
 (`feature_engine`) and scored (`scoring`), on one thread. The service merges requests that wait
 for a worker before featurizing them (`adaptive_batch`, built on `Predictor.score` and
 `Predictor.scored`); the prediction log is written by a background thread
-(`prediction_log.PredictionLogWriter`).
+(`prediction_log_writer.PredictionLogWriter`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ct_assets.lib.core.spec import PipelineSpec
-from ct_assets.lib.serving import arrow_request
+from ct_assets.lib.serving import arrow_request, arrow_request_check
 from ct_assets.lib.serving.feature_engine import FeatureEngine, FeatureRows
 from ct_assets.lib.serving.request_parsing import MAX_BATCH_ROWS, TypedRequest, request_columns, rules_for
 from ct_assets.lib.serving.scoring import Scored, Scorer, new_request_id
@@ -82,9 +82,10 @@ class Predictor:
         return TypedRequest(self.rules.check_columns(columns, max_rows))
 
     def check_arrow(self, body: bytes, max_rows: int = MAX_BATCH_ROWS) -> TypedRequest:
-        """An Arrow IPC stream of the request fields (`arrow_request`) checked and typed."""
+        """An Arrow IPC stream of the request fields (`arrow_request`) checked and typed
+        (`arrow_request_check`)."""
         table = arrow_request.read_stream(body)
-        return TypedRequest(table=arrow_request.check_table(self.rules, table, max_rows))
+        return TypedRequest(table=arrow_request_check.check_table(self.rules, table, max_rows))
 
     def rows(self, rows: Any, max_rows: int = MAX_BATCH_ROWS, started: float | None = None) -> Scored:
         """Score row-oriented JSON; `started` (perf_counter) is when the request arrived, for latency_ms."""

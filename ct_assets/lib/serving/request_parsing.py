@@ -1,5 +1,5 @@
 """Request parsing: JSON rows or columns checked and typed by rules compiled from the spec
-(`request_rules`; Arrow requests by the same rules vectorized in `arrow_request`), held as a
+(`request_rules`; Arrow requests by the same rules vectorized in `arrow_request_check`), held as a
 `TypedRequest` of one typed list (or Arrow column) per request field."""
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from ct_assets.lib.core.spec import PipelineSpec
 from ct_assets.lib.model.model_training import MISSING_CATEGORY
 from ct_assets.lib.serving import arrow_request
 from ct_assets.lib.serving.feature_engine import FeatureRows
-from ct_assets.lib.serving.prediction_log import write_now
+from ct_assets.lib.serving.prediction_log_stream import write_now
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from catboost import CatBoostClassifier
 
     from ct_assets.lib.model.model_training import FeatureLayout
-    from ct_assets.lib.serving.prediction_log import PredictionLogWriter
+    from ct_assets.lib.serving.prediction_log_writer import PredictionLogWriter
 
 
 class Scorer:
@@ -142,7 +142,7 @@ def log_predictions(
     event_times: list[Any] | None = None,
 ) -> Path:
     """Write one request's predictions (one request id) to the log now, in the caller's thread, as
-    a file of their own (`prediction_log.write_now`); returns its path."""
+    a file of their own (`prediction_log_stream.write_now`); returns its path."""
     if len({p.request_id for p in predictions}) > 1:
         raise ValueError("log_predictions writes one request: the predictions carry several request ids")
     batch = {

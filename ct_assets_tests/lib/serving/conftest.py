@@ -63,3 +63,20 @@ def wait_all_up(layout: ProxyLayout) -> None:
             return
         time.sleep(0.1)
     raise AssertionError(f"slots not UP: {proxy.server_stats(layout)}")
+
+
+def logged_batch(request_id: str, distance: float | None, odd: str = "b") -> dict:
+    """One scored request of two rows as serving hands it to the prediction log's writer."""
+    return {
+        "request_id": request_id,
+        "time": "2013-01-02T10:00:00+00:00",
+        "model_version": "v0001",
+        "entity_ids": ["a", odd],
+        "scores": [0.25, 0.75],
+        "decisions": [False, True],
+        "latency_ms": 1.5,
+        "event_times": ["2013-01-02 10:00:00+00:00", None],
+        "segments": {"origin": ["EWR", "JFK"]},
+        "feature_names": ["flight_id", "distance"],
+        "feature_rows": [("a", distance), (odd, None)],
+    }

@@ -1,75 +1,44 @@
-"""Live performance from what serving actually answered: the prediction log is ingested per
-partition (by event time) and joined with the labels when they land."""
+"""Reading the prediction log back: files in writing order, requests filtered by id and time,
+flat predictions, and times as the text the JSON log held."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import numpy as np
+import pandas as pd
 
-from ct_assets.lib.core.warehouse import partition_view_sql
-from ct_assets.lib.data.profiles import ProfileFiles
-from ct_assets.lib.model.registry import Registry
-from ct_assets.lib.monitor import steps as monitor_steps
+from ct_assets.lib.serving import prediction_log
 from ct_assets.lib.serving.scoring import Prediction, log_predictions
-from ct_assets_tests.conftest import trained_model
-from ct_assets_tests.lib.serving.test_predictor import DAY, featurized  # noqa: F401 - the shared fixture
 
 
-def test_logged_predictions_drive_live_performance(featurized, flights_spec, tmp_path: Path) -> None:  # noqa: F811
-    con, _ = featurized
-    features = con.execute(partition_view_sql(flights_spec.name, "features", [DAY])).df()
-    served = features.head(400)
-    labels = served["late"].astype(int).to_numpy()
-    scores = np.clip(
-        0.3 * labels + np.random.default_rng(0).uniform(0, 0.7, len(served)), 0, 1
-    )  # informative
+def test_prediction_log_reads_back_what_was_logged(tmp_path: Path, flights_spec) -> None:
+    features = pd.DataFrame({"flight_id": ["a", "b"], "distance": [1.0, 2.0]})
     predictions = [
-        Prediction("r", fid, float(s), bool(s > 0.5), "v0001")
-        for fid, s in zip(served["flight_id"], scores, strict=True)
+        Prediction("r1", "a", 0.2, False, "v0001"),
+        Prediction("r1", "b", 0.9, True, "v0001"),
     ]
-    log = tmp_path / "log"
-    log_predictions(
-        log,
-        flights_spec,
-        predictions,
-        served[["flight_id"]],
-        {},
-        "blue",
-        event_times=[t.isoformat() for t in served["sched_dep_at"]],
+    paths = [
+        log_predictions(tmp_path, flights_spec, predictions, features, {"origin": ["EWR", "JFK"]}, "blue")
+        for _ in range(2)
+    ]
+    assert paths[0] != paths[1] and paths[1].name.endswith(".1.arrows")  # a file is never reopened
+    assert prediction_log.log_files(tmp_path) == paths  # in writing order
+    (request,) = prediction_log.read_requests(paths[0])
+    assert request["entity_id"] == ["a", "b"] and request["segments"] == {"origin": ["EWR", "JFK"]}
+    logged = [
+        p for path in paths for r in prediction_log.read_requests(path) for p in prediction_log.predictions(r)
+    ]
+    assert len(logged) == 4
+    assert logged[1]["segments"] == {"origin": "JFK"} and logged[1]["features"]["distance"] == 2.0
+    assert {p["request_id"] for p in logged} == {"r1"} and logged[0]["slot"] == "blue"
+    assert prediction_log.read_requests(paths[0], "r2") == []
+    logged_at = datetime.fromisoformat(request["time"])
+    assert len(prediction_log.read_requests(paths[0], since=logged_at.isoformat())) == 1
+    assert (
+        prediction_log.read_requests(paths[0], since=(logged_at + timedelta(microseconds=1)).isoformat())
+        == []
     )
-    other_day = [Prediction("r", "elsewhere", 0.5, False, "v0001")]
-    log_predictions(
-        log,
-        flights_spec,
-        other_day,
-        served[["flight_id"]].head(1),
-        {},
-        "blue",
-        event_times=["2013-03-01T12:00:00+00:00"],
-    )
-    # a day nothing was served comes first (as before the first model serves): it must not fix the
-    # table's column types to NULL, or every later day fails to ingest
-    assert monitor_steps.ingest_predictions(con, flights_spec, "2013-01-03", log) == 0
-    assert monitor_steps.ingest_predictions(con, flights_spec, DAY, log) == 400
-    types = {row[0]: row[1] for row in con.execute(f"DESCRIBE {flights_spec.name}.predictions").fetchall()}
-    assert {types[c] for c in ("request_id", "model_version", "entity_id", "event_time")} == {"VARCHAR"}
-    assert types["score"] == "DOUBLE"
-
-    registry = Registry(tmp_path / "registry", flights_spec.name)
-    version = registry.register(trained_model(model_sha256="unused"))
-    registry.update(version, verdict={"passed": True, "reasons": []})
-    registry.promote(version, who="test", why="test")
-    report = monitor_steps.live_performance_step(
-        con, flights_spec, DAY, registry, ProfileFiles(tmp_path / "profiles", flights_spec.name)
-    )
-    assert report.source == "serving prediction log (400 of the partition's rows scored)"
-    assert report.evaluation.overall.rows == 400 and report.evaluation.overall.auc > 0.7
-    stored = con.execute(
-        f"SELECT source, rows FROM {flights_spec.name}.live_performance WHERE segment = 'overall'"
-    ).fetchall()
-    assert stored == [(report.source, 400)]
 
 
 def test_times_read_back_as_the_json_log_wrote_them() -> None:
@@ -77,7 +46,7 @@ def test_times_read_back_as_the_json_log_wrote_them() -> None:
     for event times, `isoformat()` for request times): nulls stay null, fractions stay."""
     import pyarrow as pa
 
-    from ct_assets.lib.serving.prediction_log import _time_texts
+    from ct_assets.lib.serving.prediction_log import time_texts
 
     times = [
         datetime(2013, 1, 9, 4, 59, tzinfo=UTC),
@@ -89,5 +58,5 @@ def test_times_read_back_as_the_json_log_wrote_them() -> None:
         datetime(2013, 1, 9, 4, 59, tzinfo=UTC),
     ]
     stored = pa.array(times, type=pa.timestamp("us", tz="UTC"))
-    assert _time_texts(stored, iso=False) == [None if t is None else str(t) for t in times]
-    assert _time_texts(stored, iso=True) == [None if t is None else t.isoformat() for t in times]
+    assert time_texts(stored, iso=False) == [None if t is None else str(t) for t in times]
+    assert time_texts(stored, iso=True) == [None if t is None else t.isoformat() for t in times]

@@ -16,7 +16,7 @@ from ct_assets.lib.core.spec import PipelineSpec
 from ct_assets.lib.model.model_training import MISSING_CATEGORY, FeatureLayout, model_inputs
 from ct_assets.lib.serving import prediction_log
 from ct_assets.lib.serving.feature_engine import FeatureRows
-from ct_assets.lib.serving.prediction_log import PredictionLogWriter
+from ct_assets.lib.serving.prediction_log_writer import PredictionLogWriter
 from ct_assets.lib.serving.scoring import (
     Prediction,
     Scored,
