@@ -161,14 +161,20 @@ class LoopStatus:
     unavailable: int
     answered_by: dict[str, int]
     runs_in_flight: list[str]
+    rollout_steps: list[RolloutStep]  # the deployment's, oldest first
 
 
 def loop_status(
-    spec: PipelineSpec, instance: dg.DagsterInstance, progress: ReplayProgress, waiting: bool
+    spec: PipelineSpec,
+    instance: dg.DagsterInstance,
+    deploy: Deployment,
+    progress: ReplayProgress,
+    waiting: bool,
 ) -> LoopStatus:
     in_flight = instance.get_runs(filters=dg.RunsFilter(statuses=IN_FLIGHT))
+    steps = rollout_steps(deploy)  # one read of the audit log serves the status and the event log
     return LoopStatus(
-        system=collect(spec, instance),
+        system=collect(spec, instance, steps),
         day=progress.next_day,
         days_landed=len(progress.days_landed),
         waiting_for_champion=waiting,
@@ -177,6 +183,7 @@ def loop_status(
         unavailable=progress.unavailable,
         answered_by=dict(progress.model_versions),
         runs_in_flight=sorted(run_label(r, spec.name) for r in in_flight),
+        rollout_steps=steps,
     )
 
 
@@ -273,7 +280,7 @@ class EventLog:
             clock = datetime.now(UTC).strftime("%H:%M:%S")
             self.console.print(f"[dim]{clock} +{time.monotonic() - self.started:3.0f} s[/] {text}")
 
-    def update(self, status: LoopStatus, audit: list[RolloutStep]) -> None:
+    def update(self, status: LoopStatus) -> None:
         if status.served:
             versions = ", ".join(sorted(status.answered_by))
             self.say(f"first replayed requests answered by {versions}", key="served")
@@ -287,7 +294,7 @@ class EventLog:
         gate = status.system.last_gate
         if gate:
             self.say(f"gate: {gate_text(gate)}", key=f"gate:{gate.version}")
-        for entry in audit[self.rollouts :]:
+        for entry in status.rollout_steps[self.rollouts :]:
             self.say(f"rollout: {rollout_text(entry)}")
             self.rollouts += 1
 
@@ -340,8 +347,8 @@ def watch(
     with Live(console=console, refresh_per_second=1, transient=not console.is_terminal) as live:
         idle_since = None
         while not interrupted.is_set():
-            status = loop_status(spec, instance, driver.progress, waiting.is_set())
-            events.update(status, rollout_steps(deploy))
+            status = loop_status(spec, instance, deploy, driver.progress, waiting.is_set())
+            events.update(status)
             events.report_failures(instance, spec.name)
             live.update(render(status, options, stable_url))
             if options.exit_when_done and not player.is_alive():

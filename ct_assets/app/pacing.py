@@ -60,7 +60,7 @@ def day_done(
     watched = list(sensors or [names.sensor_name(pipeline, cause) for cause in RETRAIN_CAUSES])
     retrain_job = names.job_name(pipeline, "retrain")
     seen: dict[str, float] = {}
-    asked: dict[str, float] = {}
+    last_asked = -math.inf
 
     def decided(day: str) -> bool:
         published = seen[day]
@@ -71,15 +71,16 @@ def day_done(
         return all(sensor_ticked_since(instance, sensor, since) for sensor in watched)
 
     def ready(day: str) -> bool:
+        nonlocal last_asked
         as_of = published_as_of(snapshot_folder)
         if as_of is None or as_of < day:
             return False
         if as_of > day:
             return True  # a later day is ingested: this one was seen long ago
         seen.setdefault(day, clock())
-        if time.monotonic() - asked.get(day, -math.inf) < recheck_seconds:
+        if time.monotonic() - last_asked < recheck_seconds:
             return False
-        asked[day] = time.monotonic()
+        last_asked = time.monotonic()
         return decided(day)
 
     return ready

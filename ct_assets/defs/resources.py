@@ -105,12 +105,12 @@ class HomeFolder(dg.ConfigurableResource):
 
     @classmethod
     def of(cls, config: settings.Config) -> HomeFolder:
-        fields = {name: str(getattr(config, name)) for name in _CONFIG_FIELDS}
-        return cls(**{**fields, "pipeline_dirs": [str(p) for p in config.pipeline_dirs]})
+        folders = {name: str(getattr(config, name)) for name in _CONFIG_FIELDS if name != "pipeline_dirs"}
+        return cls(**folders, pipeline_dirs=[str(p) for p in config.pipeline_dirs])
 
     def config(self) -> settings.Config:
-        fields = {name: Path(getattr(self, name)) for name in _CONFIG_FIELDS if name != "pipeline_dirs"}
-        return settings.Config(**fields, pipeline_dirs=tuple(Path(p) for p in self.pipeline_dirs))
+        folders = {name: Path(getattr(self, name)) for name in _CONFIG_FIELDS if name != "pipeline_dirs"}
+        return settings.Config(**folders, pipeline_dirs=tuple(Path(p) for p in self.pipeline_dirs))
 
 
 class PredictionLog(dg.ConfigurableResource):

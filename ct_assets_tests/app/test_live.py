@@ -196,7 +196,7 @@ def test_the_loop_reports_a_failed_step_once_with_its_error_but_not_a_refused_ga
     assert "RuntimeError: haproxy did not start under circus: [ipc path too long]" in printed
 
 
-def _loop_status(**system: object) -> LoopStatus:
+def _loop_status(steps: list[RolloutStep] | None = None, **system: object) -> LoopStatus:
     serving = {
         "blue": SlotStatus(bento="svc:v0001-a", share=0.9, up=True, active=True),
         "green": SlotStatus(bento="svc:v0002-b", share=0.1, up=True, active=False),
@@ -224,6 +224,7 @@ def _loop_status(**system: object) -> LoopStatus:
         unavailable=5,
         answered_by={"v0001": 1200, "v0002": 34},
         runs_in_flight=["deploy"],
+        rollout_steps=steps or [],
     )
 
 
@@ -241,12 +242,11 @@ def test_the_live_view_shows_what_serves_and_the_loop_s_last_steps_rounded_for_p
 def test_the_event_log_tells_each_step_once() -> None:
     console = Console(record=True, width=200)
     events = EventLog(console, time.monotonic())
-    status = _loop_status()
-    steps = [RolloutStep(at="2026-12-06T10:00:00+00:00", action="rollout_started", bento="svc:v0002-b")]
+    started = RolloutStep(at="2026-12-06T10:00:00+00:00", action="rollout_started", bento="svc:v0002-b")
+    status = _loop_status([started])
     for _ in range(2):
-        events.update(status, steps)
-    steps.append(status.system.last_rollout)
-    events.update(status, steps)
+        events.update(status)
+    events.update(_loop_status([started, status.system.last_rollout]))
     printed = console.export_text()
     assert printed.count("first replayed requests answered by v0001, v0002") == 1
     assert printed.count("retrain requested by the performance rule as of 2013-02-13: AUC fell") == 1

@@ -1,9 +1,11 @@
-"""`ct backtest` on a user's file source at weekly and monthly grain: landed files, the library's
-data steps, real CatBoost, and the JSON summary as the last stdout line."""
+"""`ct backtest` and `ct replay` on a user's file source at weekly and monthly grain: landed files,
+the library's data steps, real CatBoost, and the JSON summary as the last stdout line; the range of
+partitions and the policies are checked before anything is read or run."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,7 @@ import pytest
 from ct_assets.cli import main
 from ct_assets.lib.core.spec_loading import load_spec
 from ct_assets.lib.monitor.backtest import partition_keys
+from ct_assets_tests.app.cli.conftest import RunCt, one_line_error
 
 SPEC = """
 name: grains
@@ -97,6 +100,7 @@ def _pipeline(tmp_path: Path, grain: str, land: list[str]) -> dict[str, str]:
         _readings(key, 7 if grain == "weekly" else 28, index).to_csv(landing / f"{key}.csv", index=False)
     return {
         "CT_HOME": str(tmp_path / "home"),
+        "DAGSTER_HOME": str(tmp_path / "home" / "dagster"),
         "CT_PIPELINES_DIR": str(tmp_path / "pipelines"),
         "CT_BUILTIN_PIPELINES": "0",
     }
@@ -156,6 +160,75 @@ def test_backtest_names_the_partitions_that_have_not_landed(
     assert "1 of 7 partitions of grains have no landing file" in err and err.strip().endswith("2024-04-01")
 
 
+@pytest.fixture
+def grains(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, home: Path) -> Callable[[str, list[str]], Path]:
+    """`grains(grain, keys)`: the grains pipeline alone, with files landed for `keys`; returns its
+    landing folder."""
+
+    def make(grain: str, land: list[str]) -> Path:
+        for name, value in _pipeline(tmp_path, grain, land).items():
+            monkeypatch.setenv(name, value)
+        return home / "landing" / "grains"
+
+    return make
+
+
+@pytest.mark.parametrize("command", ["replay", "backtest"])
+def test_a_file_source_with_nothing_landed_needs_an_end(
+    run_ct: RunCt, grains: Callable[[str, list[str]], Path], command: str
+) -> None:
+    grains("weekly", [])
+    ran = run_ct(command, "--pipeline", "grains")
+    assert one_line_error(ran) == "ct: --end is needed: grains's partitions have no end"
+
+
+def test_a_range_in_which_no_partition_starts(
+    run_ct: RunCt, grains: Callable[[str, list[str]], Path]
+) -> None:
+    grains("weekly", KEYS["weekly"])
+    ran = run_ct("replay", "--pipeline", "grains", "--start", "2024-01-08", "--end", "2024-01-13")
+    assert one_line_error(ran) == "ct: no weekly partition of grains starts between 2024-01-08 and 2024-01-13"
+
+
+def test_a_range_that_ends_before_it_starts(run_ct: RunCt, grains: Callable[[str, list[str]], Path]) -> None:
+    grains("monthly", KEYS["monthly"])
+    ran = run_ct("backtest", "--pipeline", "grains", "--start", "2024-03-01", "--end", "2024-01-01")
+    assert one_line_error(ran) == "ct: --end 2024-01-01 is before --start 2024-03-01"
+
+
+def test_replay_names_the_partitions_that_have_not_landed(
+    run_ct: RunCt, grains: Callable[[str, list[str]], Path], home: Path
+) -> None:
+    landing = grains("monthly", KEYS["monthly"][:1])
+    ran = run_ct("replay", "--pipeline", "grains", "--end", "2024-07-01")
+    assert one_line_error(ran) == (
+        f"ct: 6 of 7 partitions of grains have no landing file under {landing}: "
+        "2024-02-01, 2024-03-01, 2024-04-01, 2024-05-01, 2024-06-01 and 1 more"
+    )
+    assert not (home / "reports").exists() and not (home / "warehouse.duckdb").exists()
+
+
+def test_backtest_with_an_unknown_policy(
+    run_ct: RunCt, grains: Callable[[str, list[str]], Path], home: Path
+) -> None:
+    grains("weekly", KEYS["weekly"])
+    ran = run_ct("backtest", "--pipeline", "grains", "--policies", "static,nightly")
+    assert (
+        one_line_error(ran)
+        == "ct: unknown policies ['nightly']; choose from static, periodic, scheduled, triggered"
+    )
+    assert not (home / "backtest").exists()
+
+
+def test_backtest_needs_more_partitions_than_the_training_window(
+    run_ct: RunCt, grains: Callable[[str, list[str]], Path], home: Path
+) -> None:
+    grains("weekly", KEYS["weekly"])
+    ran = run_ct("backtest", "--pipeline", "grains", "--end", "2024-02-04")
+    assert one_line_error(ran) == "ct: 5 partitions: a backtest needs more than the training window (5)"
+    assert not (home / "backtest").exists()
+
+
 @pytest.mark.slow
 def test_replay_walks_a_monthly_file_source_through_the_asset_graph(tmp_path: Path) -> None:
     """`ct replay` on landed monthly files: each month ingested through Dagster, the first
@@ -166,9 +239,7 @@ def test_replay_walks_a_monthly_file_source_through_the_asset_graph(tmp_path: Pa
     import sys
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CT_", "DAGSTER_"))}
-    env |= _pipeline(tmp_path, "monthly", KEYS["monthly"]) | {
-        "DAGSTER_HOME": str(tmp_path / "home" / "dagster")
-    }
+    env |= _pipeline(tmp_path, "monthly", KEYS["monthly"])
     ct = str(Path(sys.executable).parent / "ct")
     result = subprocess.run(
         [ct, "replay", "--pipeline", "grains", "--end", "2024-05-01"],

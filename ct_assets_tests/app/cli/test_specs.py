@@ -1,6 +1,8 @@
-"""`ct spec check`: the example file-source spec passes and loads next to the built-in ones; a
-spec with problems fails with one message per problem; a folder without a spec.yaml is reported.
-Real `ct` processes on real spec folders; the example's feature SQL runs on a month of rows."""
+"""`ct spec check`: the built-in spec and the example file-source spec pass, and the example loads
+next to the built-in ones; a spec with problems fails with one message per problem; a folder
+without a spec.yaml, a path that does not exist and a home with no spec at all are reported. Real
+`ct` processes (and `ct` in this process) on real spec folders; the example's feature SQL runs on a
+month of rows."""
 
 from __future__ import annotations
 
@@ -12,10 +14,44 @@ import pytest
 import yaml
 
 from ct_assets.lib.core import settings
+from ct_assets.lib.core.spec import load_spec
 from ct_assets.lib.core.spec_loading import discover_specs
+from ct_assets_tests.app.cli.conftest import RunCt, one_line_error
 from ct_assets_tests.app.cli.test_errors import ct
+from ct_assets_tests.conftest import FLIGHTS_SPEC
 
 EXAMPLE = settings.REPO_ROOT / "examples" / "rain_ibk"
+
+
+def test_every_loaded_spec_is_checked_by_default(run_ct: RunCt) -> None:
+    spec = load_spec(FLIGHTS_SPEC)
+    ran = run_ct("spec", "check")
+    assert (ran.code, ran.err) == (0, "")
+    assert ran.out.splitlines() == [
+        f"checked {settings.REPO_ROOT / 'pipelines'}",
+        f"ok     flights_delay        demo source, daily from 2013-01-01, {len(spec.columns)} columns, "
+        f"{len(spec.feature_columns)} features, ports 3700/3701/3702  ({FLIGHTS_SPEC.parent})",
+    ]
+
+
+def test_with_no_spec_folder_there_is_nothing_to_check(
+    run_ct: RunCt, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CT_BUILTIN_PIPELINES", "0")
+    ran = run_ct("spec", "check")
+    assert (ran.code, ran.out, ran.err) == (1, "checked no folder\n", "no specs found\n")
+
+
+def test_a_path_that_does_not_exist(run_ct: RunCt, tmp_path: Path) -> None:
+    ran = run_ct("spec", "check", str(tmp_path / "missing"))
+    assert one_line_error(ran) == f"error  {tmp_path / 'missing'}: no such spec file or folder"
+    assert ran.code == 1 and ran.out == ""
+
+
+def test_spec_without_an_action(run_ct: RunCt) -> None:
+    ran = run_ct("spec")
+    assert ran.code == 2
+    assert one_line_error(ran) == "ct spec: the following arguments are required: action (see ct spec --help)"
 
 
 def test_the_example_spec_passes(tmp_path: Path) -> None:

@@ -1,0 +1,113 @@
+"""`ct deploy` on a home where nothing serves: its status, and each action a user may try before
+(or without) a deployment, refused in one line that says what is missing. Rollouts with real
+slots and HAProxy are in `ct_assets_tests/lib/serving/` (marked slow)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ct_assets.lib.core import settings
+from ct_assets.lib.core.audit import home_log
+from ct_assets.lib.core.spec import load_spec
+from ct_assets.lib.core.warehouse import open_connection
+from ct_assets.lib.model.registry import Registry
+from ct_assets.lib.serving import steps as deploy_steps
+from ct_assets.lib.serving.deployment_state import DeployState, SlotBento
+from ct_assets_tests.app.cli.conftest import RunCt, one_line_error, register_version
+from ct_assets_tests.conftest import FLIGHTS_SPEC
+
+CANARY = "flights_delay_service:v0001-aaaaaaaaaaaa"
+
+
+def _promote_a_champion() -> None:
+    config = settings.config()
+    models = Registry(config.registry, "flights_delay", config.audit_home)
+    models.promote(register_version(models, passed=True), who="ann", why="first model")
+
+
+def test_status_of_a_home_where_nothing_serves(run_ct: RunCt, home: Path) -> None:
+    ran = run_ct("deploy", "status")
+    assert ran.code == 0, ran.err
+    report = json.loads(ran.out)
+    assert report["state"] == {
+        "active": None,
+        "slots": {},
+        "previous": None,
+        "pending": None,
+        "proxy_supervisor_pid": None,
+    }
+    assert report["health"]["proxy"]["up"] is False and report["health"]["proxy"]["starts"] == 0
+    assert "the proxy on port 3700 is down" in report["health"]["proxy"]["error"]
+    assert report["health"]["slots"] == {
+        slot: {"bento": None, "process": None, "proxy_status": None, "weight": None, "last_check": None}
+        for slot in ("blue", "green")
+    }
+    assert report["audit"] == []
+
+
+@pytest.mark.parametrize(
+    ("action", "message"),
+    [
+        ("approve", "ct: no rollout is waiting for approval"),
+        ("rollback", "ct: no previous deployment to roll back to"),
+        ("start", "ct: flights_delay has no champion to deploy: train and promote a model first"),
+    ],
+)
+def test_an_action_with_nothing_deployed(run_ct: RunCt, home: Path, action: str, message: str) -> None:
+    ran = run_ct("deploy", action, "--why", "operator test")
+    assert one_line_error(ran) == message
+    assert ran.code == 1
+    assert home_log(home).entries() == []
+
+
+def test_start_with_a_champion_but_no_features(run_ct: RunCt, home: Path) -> None:
+    _promote_a_champion()
+    open_connection(home / "warehouse.duckdb").close()
+    ran = run_ct("deploy", "start")
+    assert one_line_error(ran) == "ct: the warehouse holds no features for flights_delay: ingest data first"
+    assert not (home / "online").exists() and not (home / "deploy" / "flights_delay" / "state.json").exists()
+
+
+def test_approving_a_canary_while_the_proxy_is_down(run_ct: RunCt, home: Path) -> None:
+    deployment = deploy_steps.deployment(load_spec(FLIGHTS_SPEC), settings.config())
+    deployment.record.save(DeployState(pending=SlotBento(slot="green", bento=CANARY)))
+    ran = run_ct("deploy", "approve", "--why", "healthy canary")
+    assert one_line_error(ran).startswith("ct: the proxy on port 3700 is down (no answer on ")
+    state = json.loads(run_ct("deploy", "status").out)["state"]
+    assert state["active"] is None and state["pending"] == {"slot": "green", "bento": CANARY}
+
+
+def test_stop_with_nothing_running(run_ct: RunCt, home: Path) -> None:
+    ran = run_ct("deploy", "stop")
+    assert (ran.code, ran.out, ran.err) == (0, "stopped the proxy and both slots\n", "")
+    assert json.loads(run_ct("deploy", "status").out)["state"]["slots"] == {}
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["deploy"], "ct deploy: the following arguments are required: action (see ct deploy --help)"),
+        (
+            ["deploy", "restart"],
+            "ct deploy: argument action: invalid choice: 'restart' "
+            "(choose from 'start', 'status', 'rollback', 'approve', 'stop', 'ops') (see ct deploy --help)",
+        ),
+        (
+            ["deploy", "ops", "--port", "http"],
+            "ct deploy: argument --port: invalid int value: 'http' (see ct deploy --help)",
+        ),
+    ],
+)
+def test_arguments_a_user_gets_wrong(run_ct: RunCt, argv: list[str], message: str) -> None:
+    ran = run_ct(*argv)
+    assert ran.code == 2
+    assert one_line_error(ran) == message
+
+
+def test_deploy_of_an_unknown_pipeline(run_ct: RunCt, home: Path) -> None:
+    ran = run_ct("deploy", "status", "--pipeline", "no_such_pipeline")
+    assert one_line_error(ran).startswith("ct: no pipeline 'no_such_pipeline' in ")
+    assert not (home / "deploy").exists()
