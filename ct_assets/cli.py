@@ -15,6 +15,7 @@ from typing import NoReturn
 from ct_assets.app.cli import demo, governance, history, instance, models, serving, specs, status
 from ct_assets.app.cli.common import CliError, prepared_dagster_home
 from ct_assets.lib.core.spec import SpecError
+from ct_assets.lib.core.warehouse import WarehouseMissing
 
 GROUPS = (demo, history, specs, status, models, serving, governance, instance)
 
@@ -37,7 +38,9 @@ def parser() -> argparse.ArgumentParser:
 
 def _one_line(err: BaseException) -> str:
     text = " ".join(str(err).split()) or type(err).__name__
-    return text if isinstance(err, (CliError, SpecError)) else f"{type(err).__name__}: {text}"
+    return (
+        text if isinstance(err, (CliError, SpecError, WarehouseMissing)) else f"{type(err).__name__}: {text}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,7 +13,7 @@ from ct_assets.defs.resources import AlertSink, LandingZone, ModelRegistry, Snap
 from ct_assets.defs.shared import asset_key, run_statuses
 from ct_assets.lib.core import names, runs
 from ct_assets.lib.core.spec import PipelineSpec
-from ct_assets.lib.core.warehouse import open_connection
+from ct_assets.lib.core.warehouse import WarehouseMissing, open_connection
 from ct_assets.lib.data import landing_state
 from ct_assets.lib.data.landing import LandingError
 from ct_assets.lib.data.online_snapshot import published_as_of
@@ -87,6 +87,8 @@ def evaluate_retrain(
         con = open_connection(warehouse.path, read_only=True, retries=12)  # ~15 s between writers
     except duckdb.IOException:
         return dg.SkipReason(sensor_rules.WAREHOUSE_BUSY)
+    except WarehouseMissing as missing:
+        return dg.SkipReason(str(missing))
     try:
         if record is None:
             decided = sensor_rules.first_model(

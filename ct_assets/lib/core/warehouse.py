@@ -39,12 +39,21 @@ def table_name(schema: str, table: str) -> str:
     return f"{quote(schema)}.{quote(table)}"
 
 
+class WarehouseMissing(FileNotFoundError):
+    """A reader asked for a warehouse that no ingest has created yet."""
+
+
 def open_connection(
     path: Path | str, *, threads: int | None = None, retries: int = 60, read_only: bool = False
 ) -> duckdb.DuckDBPyConnection:
-    """Open the warehouse in UTC, waiting while another process holds the file's write lock."""
+    """Open the warehouse in UTC, waiting while another process holds the file's write lock. A
+    read-only open of a warehouse that does not exist yet is a `WarehouseMissing` that says so."""
     import duckdb  # 0.3 s to load: the code location loads without it
 
+    if read_only and not Path(path).is_file():
+        raise WarehouseMissing(
+            f"no warehouse at {path} yet: nothing has been ingested (land files and ingest first)"
+        )
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     delay = 0.1
     for attempt in range(retries):

@@ -198,6 +198,7 @@ class Deployment:
         pending = self.state().pending
         if pending is None or pending.slot is None or pending.bento is None:
             raise RuntimeError("no rollout is waiting for approval")
+        self.traffic.all_to(pending.slot)  # first: a proxy that does not answer leaves no approval on record
         self.audit("approved", who, why, slot=pending.slot, bento=pending.bento)
         return self._switched(pending.slot, pending.bento, who, None)
 

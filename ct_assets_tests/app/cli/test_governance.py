@@ -197,6 +197,14 @@ def test_retention_deletes_what_is_past_retention_but_the_champions_data(
     assert entry["who"] == "carol" and entry["details"]["partitions"] == FIRST_DAYS[:1]
 
 
+def test_a_retention_dry_run_before_any_ingest_says_so(run_ct: RunCt, home: Path, landed: Registry) -> None:
+    ran = run_ct("retention", "--dry-run")
+    assert ran.code == 1 and one_line_error(ran).startswith(
+        f"ct: no warehouse at {home / 'warehouse.duckdb'} yet"
+    )
+    assert (home / "landing" / "delays_b" / f"{FIRST_DAYS[0]}.csv").exists()
+
+
 def test_a_retention_dry_run_deletes_nothing(run_ct: RunCt, home: Path, landed: Registry) -> None:
     open_connection(home / "warehouse.duckdb").close()  # a dry run opens the warehouse read-only
     ran = run_ct("retention", "--dry-run")

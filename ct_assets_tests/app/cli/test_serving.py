@@ -78,6 +78,17 @@ def test_approving_a_canary_while_the_proxy_is_down(run_ct: RunCt, home: Path) -
     assert one_line_error(ran).startswith("ct: the proxy on port 3700 is down (no answer on ")
     state = json.loads(run_ct("deploy", "status").out)["state"]
     assert state["active"] is None and state["pending"] == {"slot": "green", "bento": CANARY}
+    assert [e for e in home_log(home).entries() if e["action"] == "approved"] == [], "no switch, no approval"
+
+
+def test_start_with_a_champion_and_no_warehouse_yet(run_ct: RunCt, home: Path) -> None:
+    _promote_a_champion()
+    ran = run_ct("deploy", "start")
+    assert one_line_error(ran) == (
+        f"ct: no warehouse at {home / 'warehouse.duckdb'} yet: nothing has been ingested "
+        "(land files and ingest first)"
+    )
+    assert ran.code == 1 and not (home / "warehouse.duckdb").exists()
 
 
 def test_stop_with_nothing_running(run_ct: RunCt, home: Path) -> None:
