@@ -132,6 +132,23 @@ def test_every_lib_module_belongs_to_a_layer() -> None:
     assert not strays, f"lib modules outside the layers {LIB_LAYERS}: {sorted(strays)}"
 
 
+@pytest.mark.parametrize("package", ["lib", "app"])
+def test_every_module_has_its_own_test_module_at_the_mirrored_path(package: str) -> None:
+    """`ct_assets/<package>/<layer>/<m>.py` is tested by `ct_assets_tests/<package>/<layer>/test_<m>.py`."""
+    untested = [
+        str(expected.relative_to(REPO))
+        for source in sorted((REPO / "ct_assets" / package).rglob("*.py"))
+        if source.name != "__init__.py"
+        and not (
+            expected := REPO
+            / "ct_assets_tests"
+            / source.parent.relative_to(REPO / "ct_assets")
+            / f"test_{source.name}"
+        ).is_file()
+    ]
+    assert not untested, f"modules without their test module: {untested}"
+
+
 def test_lib_never_imports_dagster_nor_the_wiring_nor_the_application(imports: list[Import]) -> None:
     offenders = [i for i in imports if matches(i.module, "ct_assets.lib") and within(i.target, LIB_FORBIDDEN)]
     assert not offenders, report(offenders, f"lib/ imports one of {LIB_FORBIDDEN}")

@@ -1,4 +1,7 @@
-"""The default demo's first minutes on a fresh home, as `bash scripts/demo.sh` runs them: the
+"""The demo's drivers: landing the demo source's days like a user's files, the pipeline's data layer
+taken from the code location, and a partition run that reports a failure in its counts (fast).
+
+The default demo's first minutes on a fresh home, as `bash scripts/demo.sh` runs them: the
 history lands and the first champion is trained and rolled out by the loop itself, replayed
 requests are answered by a champion, and a retrain that the loop's own rule requests goes through
 its gate and, promoted, through a canary to a switch or an automatic rollback. The spec is the
@@ -17,10 +20,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
+import pandas as pd
 import pytest
 
-from ct_assets.lib.core import settings
+from ct_assets.app.demo import PartitionCounts, data_assets, land_days, materialize_partition
+from ct_assets.lib.core import names, settings
 from ct_assets.lib.core.audit import flat
+from ct_assets.lib.core.spec import PipelineSpec, load_spec
+from ct_assets.lib.data.features import groups
 from ct_assets_tests.app.test_live import _listening, _processes_mentioning
 from ct_assets_tests.app.ui_story import CHROMIUM, walk_the_story
 from ct_assets_tests.conftest import free_ports, write_flights_variant
@@ -40,8 +48,6 @@ def _audit(path: Path) -> list[dict[str, Any]]:
 
 def _rule_retrains(home: Path) -> list[dict[str, str]]:
     """Retrain runs the loop's rules requested (tags of the runs in the instance)."""
-    import dagster as dg
-
     instance = dg.DagsterInstance.from_config(str(home / "dagster"))
     try:
         found = instance.get_runs(filters=dg.RunsFilter(job_name="flights_delay_retrain"))
@@ -54,6 +60,82 @@ def _decided_canaries(audit: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Rollout decisions (switch or automatic rollback) taken after a canary of the same bento."""
     canaried = {e["bento"] for e in audit if e.get("action") == "canary" and e.get("bento")}
     return [e for e in audit if e.get("action") in DECISIONS and e.get("bento") in canaried]
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "home"
+    monkeypatch.setenv("CT_HOME", str(home))
+    for variable in ("CT_PIPELINES_DIR", "CT_BUILTIN_PIPELINES", "CT_WAREHOUSE", "CT_LANDING"):
+        monkeypatch.delenv(variable, raising=False)
+    return home
+
+
+def test_landing_days_writes_each_day_s_flights_and_the_context_tables(
+    tmp_path: Path, flights_spec: PipelineSpec
+) -> None:
+    landing = tmp_path / "landing"
+    days = ["2013-01-02", "2013-01-01"]
+
+    written = land_days(flights_spec, days, landing)
+
+    assert written == [landing / flights_spec.name / f"{day}.csv" for day in days]
+    for day, path in zip(days, written, strict=True):
+        flight_ids = pd.read_csv(path, usecols=["flight_id"])["flight_id"]
+        assert len(flight_ids) > 500 and flight_ids.str.startswith(f"{day}/").all(), path
+    context = landing / flights_spec.name / "_context"
+    assert sorted(p.stem for p in context.iterdir()) == sorted(flights_spec.context_tables)
+
+
+def test_a_day_already_landed_is_kept_and_a_day_outside_the_data_is_refused(
+    tmp_path: Path, flights_spec: PipelineSpec
+) -> None:
+    landing = tmp_path / "landing"
+    users_file = landing / flights_spec.name / "2013-01-01.csv"
+    users_file.parent.mkdir(parents=True)
+    users_file.write_text("flight_id\nmine\n")
+    assert land_days(flights_spec, ["2013-01-01"], landing) == [users_file]
+    assert users_file.read_text() == "flight_id\nmine\n"
+    with pytest.raises(ValueError, match="no flights on 2014-01-01"):
+        land_days(flights_spec, ["2014-01-01"], landing)
+
+
+def test_only_a_demo_source_can_be_landed(tmp_path: Path) -> None:
+    files_spec = load_spec(
+        write_flights_variant(tmp_path / "own", {"source.kind": "files", "source.demo_dataset": None})
+    )
+    with pytest.raises(ValueError) as refused:
+        land_days(files_spec, ["2013-01-01"], tmp_path / "landing")
+    assert str(refused.value) == (
+        "pipeline flights_delay reads its own files; only demo sources can be landed"
+    )
+    assert not (tmp_path / "landing").exists(), "nothing written"
+
+
+def test_the_data_layer_is_the_partitioned_path_to_features_and_the_unpartitioned_context(
+    home: Path, flights_spec: PipelineSpec
+) -> None:
+    assets = data_assets(flights_spec)
+    by_name = {key.path[-1]: asset for asset in assets for key in asset.keys}
+
+    context = {names.context_asset(table) for table in flights_spec.context_tables}
+    feature_groups = {names.group_asset(group.name) for group in groups(flights_spec)}
+    assert set(by_name) == {"raw", "validated", "quarantine", "features"} | context | feature_groups
+    assert all(key.path[0] == flights_spec.name for asset in assets for key in asset.keys)
+    unpartitioned = {name for name, asset in by_name.items() if asset.partitions_def is None}
+    assert unpartitioned == context, "the context tables alone are materialized without a partition"
+
+
+def test_a_partition_with_no_landing_file_is_reported_as_failed_not_raised(
+    home: Path, flights_spec: PipelineSpec
+) -> None:
+    with dg.DagsterInstance.ephemeral() as instance:
+        counts = materialize_partition(flights_spec, "2013-01-05", instance)
+        runs = instance.get_runs()
+    assert counts == PartitionCounts(
+        "2013-01-05", rows=0, valid=0, quarantined=0, features=0, succeeded=False
+    )
+    assert [run.status for run in runs] == [dg.DagsterRunStatus.FAILURE]
 
 
 @pytest.mark.slow

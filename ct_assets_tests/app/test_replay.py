@@ -1,0 +1,168 @@
+"""The replay's own steps on real files: which partitions of a file source have not landed, the
+champion's AUC on one partition of a real DuckDB warehouse with a real CatBoost model, the root
+cause a failed retrain reports, and the table and plot written at the end. Replaying partitions
+through the whole asset graph is the demo's and `ct replay`'s own (slow) tests."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+
+from ct_assets.app.replay import ReplayDay, _root_cause, champion_auc_on, missing_landing, write_outputs
+from ct_assets.lib.core.settings import Config
+from ct_assets.lib.core.spec import PipelineSpec, load_spec
+from ct_assets.lib.core.warehouse import PARTITION_COLUMN, open_connection, table_name
+from ct_assets.lib.model.model_store import save_model
+from ct_assets.lib.model.model_training import FeatureLayout
+from ct_assets.lib.model.registry import Registry
+from ct_assets_tests.conftest import trained_model, write_flights_variant
+
+LAYOUT = FeatureLayout(categorical=["carrier"], numeric=["distance"])
+
+
+def _files_spec(folder: Path) -> PipelineSpec:
+    return load_spec(write_flights_variant(folder, {"source.kind": "files", "source.demo_dataset": None}))
+
+
+def test_a_file_source_misses_the_partitions_with_nothing_landed(tmp_path: Path) -> None:
+    spec = _files_spec(tmp_path / "spec")
+    landing = tmp_path / "landing"
+    keys = ["2013-01-01", "2013-01-02", "2013-01-03", "2013-01-04"]
+    assert missing_landing(spec, keys, landing) == keys, "no landing folder at all"
+
+    folder = landing / spec.name
+    (folder / "2013-01-03").mkdir(parents=True)
+    (folder / "2013-01-03" / "part-1.parquet").write_bytes(b"PAR1")
+    (folder / "2013-01-01.csv").write_text("flight_id\n1\n")
+    (folder / "_context").mkdir()
+    assert missing_landing(spec, keys, landing) == ["2013-01-02", "2013-01-04"], "in the order asked"
+
+
+def test_a_demo_source_never_misses_a_partition(tmp_path: Path, flights_spec: PipelineSpec) -> None:
+    assert missing_landing(flights_spec, ["2013-01-01", "2013-01-02"], tmp_path / "empty") == []
+
+
+def _features(partition: str, rows: int, seed: int, positive_rate: float = 0.3) -> pd.DataFrame:
+    """Rows where a longer distance and carrier "B" make a late flight more likely."""
+    generator = np.random.default_rng(seed)
+    distance = generator.uniform(100, 2000, rows)
+    carrier = generator.choice(["A", "B"], rows)
+    odds = (distance / 2000) + (carrier == "B") * 0.5 + generator.normal(0, 0.3, rows)
+    late = odds > np.quantile(odds, 1 - positive_rate) if positive_rate > 0 else np.zeros(rows, bool)
+    return pd.DataFrame({PARTITION_COLUMN: partition, "carrier": carrier, "distance": distance, "late": late})
+
+
+def _promote_a_model(registry: Registry, spec: PipelineSpec, training: pd.DataFrame):
+    from catboost import CatBoostClassifier
+
+    model = CatBoostClassifier(
+        iterations=20, depth=3, random_seed=0, verbose=False, allow_writing_files=False, thread_count=1
+    )
+    model.fit(training[LAYOUT.columns], training["late"].astype(int), cat_features=LAYOUT.categorical)
+    sha = save_model(registry.models, model)
+    version = registry.register(trained_model(pipeline=spec.name, model_sha256=sha, layout=LAYOUT))
+    registry.update(version, verdict={"passed": True, "reasons": []})
+    registry.promote(version, who="test", why="first model")
+    return model
+
+
+def test_the_champion_is_scored_on_the_partition_asked_for_only(
+    tmp_path: Path, flights_spec: PipelineSpec
+) -> None:
+    from sklearn.metrics import roc_auc_score
+
+    config = Config.under(tmp_path / "home")
+    registry = Registry(config.registry, flights_spec.name, config.audit_home)
+    con = open_connection(config.warehouse)
+    first, second = _features("2013-01-01", 300, seed=1), _features("2013-01-02", 300, seed=2)
+    one_class = _features("2013-01-03", 50, seed=3, positive_rate=0)
+    con.register("partitions", pd.concat([first, second, one_class], ignore_index=True))
+    con.execute(f"CREATE SCHEMA {flights_spec.name}")
+    con.execute(f"CREATE TABLE {table_name(flights_spec.name, 'features')} AS SELECT * FROM partitions")
+    con.close()
+    assert champion_auc_on(flights_spec, registry, "2013-01-01", config) is None, "no champion yet"
+
+    model = _promote_a_model(registry, flights_spec, _features("training", 500, seed=0))
+
+    aucs = [champion_auc_on(flights_spec, registry, day, config) for day in ("2013-01-01", "2013-01-02")]
+    expected = [
+        roc_auc_score(day["late"], model.predict_proba(day[LAYOUT.columns])[:, 1]) for day in (first, second)
+    ]
+    assert aucs == pytest.approx(expected) and aucs[0] != aucs[1], "each day's own rows"
+    assert min(expected) > 0.7, "the model learned the rule"
+    assert champion_auc_on(flights_spec, registry, "2013-01-03", config) is None, "one class: no AUC"
+
+
+def test_a_failed_step_is_reported_by_its_innermost_error() -> None:
+    @dg.asset
+    def training_set() -> None:
+        try:
+            raise ValueError("the window holds 0 labelled rows")
+        except ValueError as error:
+            raise RuntimeError("could not build the training set") from error
+
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = dg.materialize([training_set], instance=instance, raise_on_error=False)
+    failures = [event.step_failure_data.error for event in result.all_events if event.is_step_failure]
+    assert len(failures) == 1
+    assert _root_cause(failures[0]) == "ValueError: the window holds 0 labelled rows"
+    assert _root_cause("plain text\nlast line") == "last line"
+
+
+def _day(partition: str, **fields: object) -> ReplayDay:
+    defaults: dict[str, object] = {
+        "rows": 900,
+        "quarantined": 1,
+        "champion": "v0001",
+        "champion_auc": 0.71,
+        "retrained": False,
+        "promoted": False,
+        "note": "",
+    }
+    return ReplayDay(partition, **(defaults | fields))  # type: ignore[arg-type]
+
+
+def test_the_outputs_are_the_table_as_csv_and_a_png_plot(tmp_path: Path) -> None:
+    results = [
+        _day("2013-01-01", champion="-", champion_auc=None),
+        _day("2013-01-02", retrained=True, promoted=True, note="promoted"),
+        _day("2013-01-03", retrained=True, note="gate refused: AUC 0.61 < 0.66"),
+    ]
+    folder = tmp_path / "reports" / "nested"
+
+    csv_path, png_path = write_outputs(results, folder, "replay_p_2013-01-01_2013-01-03")
+
+    assert (csv_path, png_path) == (
+        folder / "replay_p_2013-01-01_2013-01-03.csv",
+        folder / "replay_p_2013-01-01_2013-01-03.png",
+    )
+    with csv_path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == [
+        "partition",
+        "rows",
+        "quarantined",
+        "champion",
+        "champion_auc",
+        "retrained",
+        "promoted",
+        "note",
+    ]
+    assert [row["partition"] for row in rows] == ["2013-01-01", "2013-01-02", "2013-01-03"]
+    assert rows[0]["champion_auc"] == "" and rows[0]["champion"] == "-"
+    assert rows[2] == {
+        "partition": "2013-01-03",
+        "rows": "900",
+        "quarantined": "1",
+        "champion": "v0001",
+        "champion_auc": "0.71",
+        "retrained": "True",
+        "promoted": "False",
+        "note": "gate refused: AUC 0.61 < 0.66",
+    }
+    assert png_path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") and png_path.stat().st_size > 5000
