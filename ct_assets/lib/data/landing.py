@@ -67,11 +67,19 @@ def context_file(landing_root: Path, pipeline: str, table: str) -> Path:
 
 
 def landed_partition_keys(landing_root: Path, pipeline: str) -> list[str]:
-    """Partition keys that have at least one landing file or folder."""
+    """Partition keys that `partition_files` finds files for: a `<key>.csv` or `<key>.parquet`
+    file, or a `<key>/` folder holding at least one file."""
     folder = pipeline_folder(landing_root, pipeline)
     if not folder.is_dir():
         return []
-    keys = {p.stem if p.is_file() else p.name for p in folder.iterdir() if not p.name.startswith(("_", "."))}
+    keys = set()
+    for path in folder.iterdir():
+        if path.name.startswith(("_", ".")):
+            continue
+        if path.is_file() and path.suffix in FORMATS:
+            keys.add(path.stem)
+        elif path.is_dir() and any(f.is_file() and not f.name.startswith(".") for f in path.iterdir()):
+            keys.add(path.name)
     return sorted(keys)
 
 

@@ -95,6 +95,20 @@ def test_landed_partition_keys_skip_context_and_hidden_entries(tmp_path: Path) -
     assert landed_partition_keys(tmp_path, "flights") == ["2013-01-01", "2013-01-02", "2013-01-03"]
 
 
+def test_a_key_is_landed_only_where_partition_files_finds_its_files(tmp_path: Path) -> None:
+    folder = tmp_path / "flights"
+    _write(folder / "2013-01-05.txt", "a\n")  # not a landing format
+    _write(folder / "2013-01-06.csv.gz", "a\n")
+    (folder / "2013-01-07").mkdir()  # an empty folder
+    _write(folder / "2013-01-08" / ".part.csv.tmp", "a\n")  # only a hidden file
+    _write(folder / "2013-01-09" / "part.csv", "a\n")
+    assert landed_partition_keys(tmp_path, "flights") == ["2013-01-09"]
+    for key in ["2013-01-05", "2013-01-06", "2013-01-07", "2013-01-08"]:
+        with pytest.raises(LandingError, match=f"no landing file for partition {key}"):
+            partition_files(tmp_path, "flights", key)
+    assert partition_files(tmp_path, "flights", "2013-01-09") == [folder / "2013-01-09" / "part.csv"]
+
+
 def test_sha256_of_matches_hashlib_across_blocks(tmp_path: Path) -> None:
     data = bytes(range(256)) * 5000  # over one 1 MiB read block
     path = _write(tmp_path / "big.bin", data)
