@@ -2,12 +2,16 @@
 
 With a champion, the candidate passes when it is not worse than the champion beyond the spec's
 allowances on AUC, log-loss and calibration error (ECE), overall and on every segment large
-enough to judge. The absolute floors (AUC at least `min_auc`; log-loss below the base-rate
-predictor's, plus `log_loss_floor_margin`) judge the first model only,
-and decide between the two models when the champion itself has fallen below them: a candidate
-that meets the floors then replaces it, and when both miss them the better one serves (higher
-AUC, then lower log-loss) and the verdict carries an alert. Every verdict lists both models'
-figures side by side.
+enough to judge. Given both models' scores on the holdout rows (`PairedScores`), a figure beyond
+its allowance counts against the candidate only when the candidate is the worse model on at least
+95 % of paired resamples of those rows (`ct_assets.lib.model.paired_evidence`); a smaller
+difference is day-to-day noise of a small holdout, and the verdict notes it as such.
+
+The absolute floors (AUC at least `min_auc`; log-loss below the base-rate predictor's, plus
+`log_loss_floor_margin`) judge the first model only, and decide between the two models when the
+champion itself has fallen below them: a candidate that meets the floors then replaces it, and
+when both miss them the better one serves (higher AUC, then lower log-loss) and the verdict
+carries an alert. Every verdict lists both models' figures side by side.
 
 The base-rate predictor is the constant model that could have been served instead: it predicts
 the label rate of the labelled rows before the holdout (training and validation) for every
@@ -24,6 +28,7 @@ from typing import Any
 
 from ct_assets.lib.core.spec import GateSpec
 from ct_assets.lib.model.metrics import Metrics
+from ct_assets.lib.model.paired_evidence import CONFIDENCE, RESAMPLES, PairedScores, worse_share
 
 JUDGED = ("auc", "log_loss", "ece")  # the figures the gate compares; AUC is the only higher-is-better
 
@@ -102,18 +107,34 @@ def _figures(
     return table
 
 
-def _regressions(ours: Metrics, theirs: Metrics, allowed: dict[str, float], where: str) -> list[str]:
-    """Each judged figure on which `ours` is worse than `theirs` by more than its allowance."""
-    found = []
+def _regressions(
+    ours: Metrics, theirs: Metrics, allowed: dict[str, float], where: str, paired: PairedScores | None
+) -> tuple[list[str], list[str]]:
+    """Each judged figure on which `ours` is worse than `theirs` by more than its allowance: a reason
+    against the candidate, or, when the paired resamples do not show the candidate worse, a note."""
+    reasons, notes = [], []
     for name, label in (("auc", "AUC"), ("log_loss", "log-loss"), ("ece", "calibration error")):
         mine, champ = getattr(ours, name), getattr(theirs, name)
         if mine is None or champ is None:
             continue
         if name == "auc" and mine < champ - allowed[name]:
-            found.append(f"{label} {mine:.3f} < champion {champ:.3f} - {allowed[name]:.3f}{where}")
+            found = f"{label} {mine:.3f} < champion {champ:.3f} - {allowed[name]:.3f}{where}"
         elif name != "auc" and mine > champ + allowed[name]:
-            found.append(f"{label} {mine:.3f} > champion {champ:.3f} + {allowed[name]:.3f}{where}")
-    return found
+            found = f"{label} {mine:.3f} > champion {champ:.3f} + {allowed[name]:.3f}{where}"
+        else:
+            continue
+        if paired is None:
+            reasons.append(found)
+            continue
+        share = worse_share(paired, name)
+        evidence = (
+            f"the candidate is worse on {share:.0%} of {RESAMPLES} paired resamples of the holdout rows"
+        )
+        if share >= CONFIDENCE:
+            reasons.append(f"{found} ({evidence})")
+        else:
+            notes.append(f"{found}: within noise ({evidence}, under {CONFIDENCE:.0%})")
+    return reasons, notes
 
 
 def _better(candidate: Metrics, champion: Metrics) -> bool:
@@ -153,10 +174,15 @@ def _auc(metrics: Metrics) -> str:
 
 
 def decide(
-    candidate: Evaluation, champion: Evaluation | None, gate: GateSpec, prior_rate: float | None = None
+    candidate: Evaluation,
+    champion: Evaluation | None,
+    gate: GateSpec,
+    prior_rate: float | None = None,
+    paired: PairedScores | None = None,
 ) -> Verdict:
     """The verdict on a candidate, against the champion on the same holdout when there is one;
-    `prior_rate` is the label rate of the rows before the holdout (see the module)."""
+    `prior_rate` is the label rate of the rows before the holdout, `paired` both models' scores on
+    its rows (see the module)."""
     ours = candidate.overall
     if champion is None:
         misses, holds = floor_misses(ours, gate, prior_rate)
@@ -175,21 +201,24 @@ def decide(
         "log_loss": gate.max_segment_log_loss_regression,
         "ece": gate.max_segment_calibration_regression,
     }
-    reasons = _regressions(ours, champion.overall, overall, "")
+    reasons, noise = _regressions(ours, champion.overall, overall, "", paired)
     notes = (
         []
-        if reasons
+        if reasons or noise
         else [
             f"not worse than the champion beyond the allowances (AUC {overall['auc']:.3f}, "
             f"log-loss {overall['log_loss']:.3f}, calibration error {overall['ece']:.3f})"
         ]
-    )
+    ) + noise
     judged = 0
     for segment, metrics in candidate.segments.items():
         theirs = champion.segments.get(segment)
         if theirs is None or metrics.rows < gate.min_segment_rows:
             continue
         judged += 1
-        reasons += _regressions(metrics, theirs, per_segment, f" on segment {segment}")
+        rows = paired.segment(segment) if paired else None
+        found, noise = _regressions(metrics, theirs, per_segment, f" on segment {segment}", rows)
+        reasons += found
+        notes += noise
     notes.append(f"{judged} segments with at least {gate.min_segment_rows} rows compared with the champion")
     return Verdict(not reasons, reasons, notes, _figures(ours, champion.overall, prior_rate))

@@ -18,6 +18,7 @@ from ct_assets.lib.data.features import definition_version, groups
 from ct_assets.lib.model import calibration, gate, metrics, model_training, records
 from ct_assets.lib.model.model_store import load_model, save_model
 from ct_assets.lib.model.model_training import FeatureLayout
+from ct_assets.lib.model.paired_evidence import paired_scores
 from ct_assets.lib.model.records import TrainedModel
 from ct_assets.lib.model.registry import Registry
 from ct_assets.lib.model.training_set import build_training_set
@@ -243,7 +244,7 @@ def evaluate_candidate(
     curves[f"candidate {candidate.version}"] = metrics.calibration_curve(y, p)
     notes: list[str] = []
     champion_record = judged_champion(registry, notes)
-    theirs = None
+    theirs, paired = None, None
     if champion_record is not None:
         try:
             champion_model = load_model(registry.models, champion_record.model_sha256)
@@ -252,8 +253,9 @@ def evaluate_candidate(
             notes.append(f"champion {champion_record.version} cannot score this holdout: {err}")
         else:
             theirs = _evaluate(holdout, y, q, spec, champion_record.threshold)
+            paired = paired_scores(holdout, y, p, q, spec.segments)
             curves[f"champion {champion_record.version}"] = metrics.calibration_curve(y, q)
-    verdict = gate.decide(ours, theirs, spec.gate, prior_label_rate(ref, spec))
+    verdict = gate.decide(ours, theirs, spec.gate, prior_label_rate(ref, spec), paired)
     if verdict.alert and send_alert is not None:
         send_alert(
             Alert(

@@ -36,6 +36,7 @@ from ct_assets.lib.data.landing import context_file, partition_files
 from ct_assets.lib.model import gate, metrics, model_training
 from ct_assets.lib.model.calibration import Calibration, fit_calibrated
 from ct_assets.lib.model.model_training import FeatureLayout
+from ct_assets.lib.model.paired_evidence import paired_scores
 from ct_assets.lib.model.refit import SPLIT_COLUMN, refit_window
 from ct_assets.lib.model.steps import feature_importance
 from ct_assets.lib.model.training_set import assign_splits, available_partitions
@@ -50,6 +51,7 @@ from ct_assets.lib.monitor.retrain_policy import (
 
 if TYPE_CHECKING:
     import duckdb
+    import numpy as np
     import pandas as pd
 
 POLICIES = ("static", "periodic", "scheduled", "triggered")
@@ -159,13 +161,17 @@ class Backtest:
         rows = sum(len(self.frames[k]) for k in keys)
         return sum(float(self.frames[k][column].astype(float).sum()) for k in keys) / max(rows, 1)
 
-    def _evaluation(self, model: Any, holdout: pd.DataFrame, threshold: float) -> gate.Evaluation:
+    def _evaluation(
+        self, model: Any, holdout: pd.DataFrame, threshold: float
+    ) -> tuple[gate.Evaluation, np.ndarray]:
+        """The model's evaluation on the holdout, and its scores there."""
         y = model_training.labels(holdout, self.spec)
         p = model_training.score(model, holdout, self.layout)
-        return gate.Evaluation(
+        evaluation = gate.Evaluation(
             metrics.compute(y, p, threshold),
             metrics.by_segment(holdout, y, p, self.spec.segments, threshold, SEGMENT_MIN_ROWS),
         )
+        return evaluation, p
 
     def candidate(
         self, key: str, serving: Served | None, run: PolicyRun, with_reference: bool
@@ -185,13 +191,16 @@ class Backtest:
         threshold = metrics.best_f1_threshold(
             model_training.labels(validation, self.spec), model_training.score(model, validation, self.layout)
         )
-        ours = self._evaluation(model, part["holdout"], threshold)
-        theirs = None
+        holdout = part["holdout"]
+        ours, p = self._evaluation(model, holdout, threshold)
+        theirs, paired = None, None
         if serving:
             judged = serving.judged if serving.judged is not None else serving.model
-            theirs = self._evaluation(judged, part["holdout"], serving.threshold)
+            theirs, q = self._evaluation(judged, holdout, serving.threshold)
+            y = model_training.labels(holdout, self.spec)
+            paired = paired_scores(holdout, y, p, q, self.spec.segments)
         prior = self._label_rate(splits["train"] + splits["validation"])
-        verdict = gate.decide(ours, theirs, self.spec.gate, prior)
+        verdict = gate.decide(ours, theirs, self.spec.gate, prior, paired)
         run.cpu_seconds += time.process_time() - started
         reference = None
         if with_reference:
