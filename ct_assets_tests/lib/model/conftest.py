@@ -16,12 +16,23 @@ from ct_assets_tests.defs.data import loans_pipeline
 DAYS = [f"2024-03-{d:02d}" for d in range(1, 11)]
 
 
-def _features(day: str, seed: int, rows: int = 300) -> pd.DataFrame:
-    """A day of loan features whose default depends on grade and debt ratio, not on region."""
+GRADE_RISK = {"A": 0.05, "B": 0.1, "C": 0.2, "D": 0.4, "E": 0.6}
+
+
+def loan_features(
+    day: str,
+    seed: int,
+    rows: int = 300,
+    grade_risk: dict[str, float] = GRADE_RISK,
+    ratio_weight: float = 0.3,
+    shift: float = 0.0,
+) -> pd.DataFrame:
+    """A day of loan features whose default probability is the grade's risk plus `ratio_weight`
+    times the debt ratio plus `shift`; region carries no signal."""
     rng = np.random.default_rng(seed)
-    grade = rng.choice(list("ABCDE"), rows)
+    grade = rng.choice(list(grade_risk), rows)
     ratio = rng.uniform(0, 1, rows)
-    risk = pd.Series(grade).map({"A": 0.05, "B": 0.1, "C": 0.2, "D": 0.4, "E": 0.6}).to_numpy() + 0.3 * ratio
+    risk = pd.Series(grade).map(grade_risk).to_numpy() + ratio_weight * ratio + shift
     return pd.DataFrame(
         {
             "loan_id": [f"{day}-{i}" for i in range(rows)],
@@ -43,7 +54,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     spec = load_spec(loans_pipeline.write_pipeline(root / "pipelines"))
     con = open_connection(root / "warehouse.duckdb")
     for index, day in enumerate(DAYS):
-        con.register("_f", _features(day, index))
+        con.register("_f", loan_features(day, index))
         with transaction(con):
             replace_partition(con, spec.name, "features", day, "SELECT * FROM _f")
         con.unregister("_f")

@@ -6,7 +6,6 @@ artifact, and the serving Scorer gives the evaluation's probabilities."""
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pytest
 
@@ -20,31 +19,11 @@ from ct_assets.lib.model.registry import Registry
 from ct_assets.lib.serving.feature_engine import FeatureRows
 from ct_assets.lib.serving.scoring import Scorer
 from ct_assets_tests.defs.data import loans_pipeline
+from ct_assets_tests.lib.model.conftest import loan_features
 
 DAYS = [f"2024-03-{d:02d}" for d in range(1, 11)]  # train 1-6, validation 7-8, holdout 9-10
 SHIFTED = DAYS[6:]  # validation and holdout share a higher default rate than the training days
 RISK = {"A": 0.03, "B": 0.06, "C": 0.12, "D": 0.25, "E": 0.4}
-
-
-def _features(day: str, seed: int, shift: float, rows: int = 1500) -> pd.DataFrame:
-    """A day of loan features; `shift` adds to every applicant's default probability."""
-    rng = np.random.default_rng(seed)
-    grade = rng.choice(list(RISK), rows)
-    ratio = rng.uniform(0, 1, rows)
-    risk = pd.Series(grade).map(RISK).to_numpy() + 0.2 * ratio + shift
-    return pd.DataFrame(
-        {
-            "loan_id": [f"{day}-{i}" for i in range(rows)],
-            "applied_at": pd.Timestamp(day, tz="UTC")
-            + pd.to_timedelta(rng.integers(0, 1440, rows), unit="min"),
-            "amount": rng.uniform(100, 1000, rows),
-            "debt_ratio": ratio,
-            "grade": grade,
-            "region": rng.choice(["north", "south", "east"], rows),
-            "region_unemployment": 4.0,
-            "defaulted": rng.uniform(0, 1, rows) < risk,
-        }
-    )
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +32,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
     spec = load_spec(loans_pipeline.write_pipeline(root / "pipelines"))
     con = open_connection(root / "warehouse.duckdb")
     for index, day in enumerate(DAYS):
-        con.register("_f", _features(day, index, 0.2 if day in SHIFTED else 0.0))
+        con.register("_f", loan_features(day, index, 1500, RISK, 0.2, 0.2 if day in SHIFTED else 0.0))
         with transaction(con):
             replace_partition(con, spec.name, "features", day, "SELECT * FROM _f")
         con.unregister("_f")
