@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 
 from ct_assets.lib.core import processes
+from ct_assets.lib.core.spec import PipelineSpec
 from ct_assets.lib.serving import proxy
 from ct_assets.lib.serving.proxy import ProxyLayout
+from ct_assets.lib.serving.request_rules import RequestRules
 from ct_assets_tests.conftest import free_ports
 
 
@@ -80,3 +82,9 @@ def logged_batch(request_id: str, distance: float | None, odd: str = "b") -> dic
         "feature_names": ["flight_id", "distance"],
         "feature_rows": [("a", distance), (odd, None)],
     }
+
+
+@pytest.fixture(scope="module")
+def rules(flights_spec: PipelineSpec) -> RequestRules:
+    """The request rules of the flights spec."""
+    return RequestRules(flights_spec)

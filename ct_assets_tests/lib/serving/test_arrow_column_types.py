@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from ct_assets.lib.core.spec import PipelineSpec, load_spec
+from ct_assets.lib.core.spec import load_spec
 from ct_assets.lib.serving.arrow_column_types import _EXPECTED
 from ct_assets.lib.serving.request_rules import RequestRules
 from ct_assets_tests.conftest import write_flights_variant
@@ -36,11 +36,6 @@ from ct_assets_tests.lib.serving.test_request_rules import CHANGES, GOOD
 
 TYPED_CASES = [(f, v) for f, v in CHANGES if expressible(f, v)]
 TYPE_ERROR_CASES = [(f, v) for f, v in CHANGES if not expressible(f, v)]
-
-
-@pytest.fixture(scope="module")
-def rules(flights_spec: PipelineSpec) -> RequestRules:
-    return RequestRules(flights_spec)
 
 
 @pytest.mark.parametrize(("field", "value"), [(None, None), *TYPED_CASES], ids=repr)

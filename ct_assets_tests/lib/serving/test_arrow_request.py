@@ -19,11 +19,6 @@ from ct_assets_tests.lib.serving.arrow_vs_json import (
 )
 
 
-@pytest.fixture(scope="module")
-def rules(flights_spec: PipelineSpec) -> RequestRules:
-    return RequestRules(flights_spec)
-
-
 def stream_bytes(table: pa.Table, batch_rows: int | None = None) -> bytes:
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from ct_assets.lib.core.spec import PipelineSpec
 from ct_assets.lib.serving.arrow_request import BodyTooLarge
 from ct_assets.lib.serving.arrow_request_check import check_table
 from ct_assets.lib.serving.request_rules import MAX_PROBLEMS, RequestRules
@@ -18,11 +17,6 @@ from ct_assets_tests.lib.serving.arrow_vs_json import (
     rows_named,
     table_of,
 )
-
-
-@pytest.fixture(scope="module")
-def rules(flights_spec: PipelineSpec) -> RequestRules:
-    return RequestRules(flights_spec)
 
 
 def test_a_thousand_good_rows_pass(rules: RequestRules) -> None:

@@ -6,9 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pyarrow as pa
-import pytest
 
-from ct_assets.lib.core.spec import PipelineSpec
 from ct_assets.lib.serving.request_rules import MAX_PROBLEMS, RequestRules
 from ct_assets_tests.lib.serving.arrow_vs_json import (
     by_arrow,
@@ -18,11 +16,6 @@ from ct_assets_tests.lib.serving.arrow_vs_json import (
     table_of,
 )
 from ct_assets_tests.lib.serving.test_request_rules import GOOD
-
-
-@pytest.fixture(scope="module")
-def rules(flights_spec: PipelineSpec) -> RequestRules:
-    return RequestRules(flights_spec)
 
 
 def test_other_timestamp_fields_past_the_window(rules: RequestRules) -> None:
