@@ -16,30 +16,32 @@ def _cmd_models(args: argparse.Namespace) -> int:
         verdict, auc = record.verdict, record.holdout_auc
         status = "not evaluated" if verdict is None else "PASSED" if verdict.passed else "FAILED"
         mark = "*" if record.version == champion else " "
-        reasons = "; ".join(verdict.reasons) if verdict else ""
         shown = "-" if auc is None else f"{auc:.4f}"
-        print(
-            f"{mark} {record.version}  dataset {record.dataset_version}  auc {shown}  gate {status}",
-            reasons,
-        )
+        line = f"{mark} {record.version}  dataset {record.dataset_version}  auc {shown}  gate {status}"
+        if record.refit_of:
+            line += f" (refit of {record.refit_of})"
+        if verdict and verdict.reasons:
+            line += " " + "; ".join(verdict.reasons)
+        print(line)
     for move in reg.history():
-        print(f"  {move.at}  {move.action:8s} {move.previous} -> {move.version}  by {move.who}: {move.why}")
+        print(
+            f"  {move.at}  {move.action:8s} {move.previous or 'none'} -> {move.version}  "
+            f"by {move.who}: {move.why}"
+        )
     return 0
 
 
 def _cmd_promote(args: argparse.Namespace) -> int:
-
     reg = registry(args.pipeline)
     try:
         move = reg.promote(args.version, who=who(args), why=args.why)
     except RegistryError as err:
         raise CliError(str(err)) from err
-    print(f"champion of {reg.pipeline}: {move.previous} -> {move.version}")
+    print(f"champion of {reg.pipeline}: {move.previous or 'none'} -> {move.version}")
     return 0
 
 
 def _cmd_rollback(args: argparse.Namespace) -> int:
-
     reg = registry(args.pipeline)
     try:
         move = reg.rollback(who=who(args), why=args.why)

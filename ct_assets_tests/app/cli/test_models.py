@@ -44,20 +44,26 @@ def test_models_lists_each_version_with_its_gate_and_the_champion(run_ct: RunCt,
     registry.promote("v0001", who="ann", why="first model")
     ran = run_ct("models")
     assert ran.code == 0, ran.err
-    lines = [line.rstrip() for line in ran.out.splitlines()]
+    lines = ran.out.splitlines()  # no trailing spaces: a line without reasons ends at its gate
     assert lines[0] == "* v0001  dataset d  auc 0.7123  gate PASSED"
     assert lines[1] == f"  v0002  dataset d  auc 0.6100  gate FAILED {REFUSED}; log-loss rose"
     assert lines[2] == "  v0003  dataset d  auc -  gate not evaluated"
     assert lines[3] == "  v0004  dataset d  auc 0.7300  gate PASSED"
-    assert lines[4].endswith("promote  None -> v0001  by ann: first model")
+    assert lines[4].endswith("promote  none -> v0001  by ann: first model")
     assert len(lines) == 5
+
+
+def test_a_refit_says_which_candidate_it_refits(run_ct: RunCt, registry: Registry) -> None:
+    refit = register_version(registry, passed=True, auc=0.7123, refit_of="v0001")
+    line = run_ct("models").out.splitlines()[-1]
+    assert line == f"  {refit}  dataset d  auc 0.7123  gate PASSED (refit of v0001)"
 
 
 def test_promote_moves_the_champion_and_records_who_and_why(
     run_ct: RunCt, registry: Registry, home: Path
 ) -> None:
     first = run_ct("promote", "--version", "v0001", "--why", "first model", "--who", "ann")
-    assert (first.code, first.out) == (0, "champion of flights_delay: None -> v0001\n")
+    assert (first.code, first.out) == (0, "champion of flights_delay: none -> v0001\n")
     ran = run_ct("promote", "--version", "v0004", "--why", "better AUC")
     assert (ran.code, ran.out) == (0, "champion of flights_delay: v0001 -> v0004\n")
     assert _champion_file(home)["version"] == "v0004"
