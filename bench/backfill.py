@@ -9,12 +9,16 @@ Then, on the same files, each in a fresh warehouse:
 
 * library: one Python process calls `load_context`, then for every partition `ingest_raw` ->
   `validate_partition` -> `materialize_group` for every group -> `build_features`, as the assets do;
-* Dagster CLI: a fresh `DAGSTER_HOME` with the project's `dagster.yaml`, then the real `dagster`
-  command: `dagster asset materialize` of the context table, then of the data-layer assets over
-  `--partition-range first...last` (one run: the assets' BackfillPolicy is single-run).
+* Dagster CLI: a fresh `DAGSTER_HOME`, then the real `dagster` command: `dagster asset materialize`
+  of the context table, then of the data-layer assets over `--partition-range first...last` (one
+  run: the assets' BackfillPolicy is single-run). `--instance` picks the instance storage: `sqlite`
+  (default) installs the project's `dagster.yaml` (SQLite files in `DAGSTER_HOME`); `postgres`
+  installs `dagster.postgres.yaml` and points its CT_PG_* variables at a throwaway PostgreSQL
+  cluster (`postgres_cluster.py`, fsync off), started before the timed commands and removed after.
 
-Prints both wall times, the CLI's over the library's, and the row counts each path left in the
-warehouse (they must agree). Run: `uv run python bench/backfill.py --partitions 600`.
+Prints the instance storage, both wall times, the CLI's over the library's, and the row counts each
+path left in the warehouse (they must agree).
+Run: `uv run python bench/backfill.py --partitions 600 --instance sqlite`.
 """
 
 from __future__ import annotations
@@ -27,11 +31,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from postgres_cluster import postgres_cluster
 
 ROOT = Path(__file__).resolve().parents[1]
 PIPELINE = "loans_monthly"
@@ -81,6 +88,7 @@ SELECT v.loan_id, v.amount, v.amount / nullif(v.income, 0) AS debt_ratio, v.grad
 FROM validated AS v LEFT JOIN regions AS r USING (region)
 """
 LABEL_SQL = "SELECT loan_id, coalesce(days_late > 90, FALSE) AS defaulted FROM validated"
+INSTANCE_FILES = {"sqlite": "dagster.yaml", "postgres": "dagster.postgres.yaml"}
 DATA_ASSETS = ["raw", "validated", "quarantine", "features_application", "labels", "features"]
 
 
@@ -154,29 +162,44 @@ def library_path(pipelines: Path, landing: Path, warehouse: Path, keys: list[str
     return time.perf_counter() - started
 
 
-def cli_path(work: Path, pipelines: Path, landing: Path, warehouse: Path, keys: list[str]) -> float:
-    home = work / "dagster_home"
+@contextmanager
+def instance_storage(instance: str, home: Path) -> Iterator[dict[str, str]]:
+    """Install the instance file for `instance` as `home`/dagster.yaml; yield the environment
+    variables it reads (for postgres, those of a running throwaway cluster)."""
     home.mkdir()
-    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "CT_HOME": str(work / "ct_home"),
-        "CT_PIPELINES_DIR": str(pipelines),
-        "CT_LANDING": str(landing),
-        "CT_WAREHOUSE": str(warehouse),
-    }
-    base = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "ct_assets.definitions"]
-    selection = ",".join(f"{PIPELINE}/{a}" for a in DATA_ASSETS)
-    started = time.perf_counter()
-    for extra in (
-        ["--select", f"{PIPELINE}/context_regions"],
-        ["--select", selection, "--partition-range", f"{keys[0]}...{keys[-1]}"],
-    ):
-        done = subprocess.run([*base, *extra], env=env, cwd=ROOT, capture_output=True, text=True)
-        if done.returncode:
-            sys.exit(f"dagster failed ({' '.join(extra)}):\n{done.stderr[-3000:]}")
-    return time.perf_counter() - started
+    shutil.copy(ROOT / INSTANCE_FILES[instance], home / "dagster.yaml")
+    if instance == "postgres":
+        with postgres_cluster() as postgres_env:
+            yield postgres_env
+    else:
+        yield {}
+
+
+def cli_path(
+    work: Path, pipelines: Path, landing: Path, warehouse: Path, keys: list[str], instance: str
+) -> float:
+    home = work / "dagster_home"
+    with instance_storage(instance, home) as storage_env:
+        env = {
+            **os.environ,
+            **storage_env,
+            "DAGSTER_HOME": str(home),
+            "CT_HOME": str(work / "ct_home"),
+            "CT_PIPELINES_DIR": str(pipelines),
+            "CT_LANDING": str(landing),
+            "CT_WAREHOUSE": str(warehouse),
+        }
+        base = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "ct_assets.definitions"]
+        selection = ",".join(f"{PIPELINE}/{a}" for a in DATA_ASSETS)
+        started = time.perf_counter()
+        for extra in (
+            ["--select", f"{PIPELINE}/context_regions"],
+            ["--select", selection, "--partition-range", f"{keys[0]}...{keys[-1]}"],
+        ):
+            done = subprocess.run([*base, *extra], env=env, cwd=ROOT, capture_output=True, text=True)
+            if done.returncode:
+                sys.exit(f"dagster failed ({' '.join(extra)}):\n{done.stderr[-3000:]}")
+        return time.perf_counter() - started
 
 
 def counts(warehouse: Path) -> dict[str, int]:
@@ -193,6 +216,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--partitions", type=int, default=600)
     parser.add_argument("--rows", type=int, default=600, help="applications per monthly file")
+    parser.add_argument(
+        "--instance",
+        choices=sorted(INSTANCE_FILES),
+        default="sqlite",
+        help="Dagster instance storage for the CLI run",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ct_bench_backfill_") as tmp:
         work = Path(tmp)
@@ -200,11 +229,12 @@ def main() -> None:
         write_pipeline(work / "pipelines", args.partitions)
         write_landing(work / "landing", keys, args.rows)
         library = library_path(work / "pipelines", work / "landing", work / "library.duckdb", keys)
-        cli = cli_path(work, work / "pipelines", work / "landing", work / "cli.duckdb", keys)
+        cli = cli_path(work, work / "pipelines", work / "landing", work / "cli.duckdb", keys, args.instance)
         ours, theirs = counts(work / "library.duckdb"), counts(work / "cli.duckdb")
     print(
         f"{platform.python_version()} on {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}; "
-        f"{args.partitions} monthly partitions {keys[0]}...{keys[-1]}, {args.rows} rows each"
+        f"{args.partitions} monthly partitions {keys[0]}...{keys[-1]}, {args.rows} rows each; "
+        f"Dagster instance storage: {args.instance} ({INSTANCE_FILES[args.instance]})"
     )
     print("| path | seconds | raw | validated | quarantine | features |")
     print("|---|---|---|---|---|---|")

@@ -7,22 +7,17 @@ pool, and their runs and materializations are checked in Postgres with SQL, then
 
 from __future__ import annotations
 
-import glob
 import itertools
 import json
 import os
-import secrets
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from contextlib import closing, contextmanager, suppress
+from contextlib import AbstractContextManager, closing, suppress
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +26,7 @@ import duckdb
 import pytest
 from dagster_postgres import PostgresRunStorage
 
+from bench.postgres_cluster import PostgresUnavailable, postgres_bin, postgres_cluster
 from ct_assets.app.instance_home import prepare_dagster_home
 from ct_assets.lib.core import settings
 from ct_assets.lib.core.spec import PipelineSpec
@@ -53,67 +49,13 @@ mutation Launch($params: LaunchBackfillParams!) {
 """
 
 
-def _postgres_bin() -> Path:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not found:
-        pytest.skip("no initdb under /usr/lib/postgresql/*/bin: install Debian's postgresql package")
-    return Path(found[-1]).parent
-
-
-@contextmanager
-def _postgres_cluster() -> Iterator[dict[str, str]]:
-    """initdb a cluster in a temp folder, start it on a free loopback port, create a login role and a
-    database for Dagster; yield the CT_PG_* variables. Postgres refuses to run as root, so as root the
-    cluster belongs to the `postgres` user."""
-    import psycopg2
-
-    pg_bin = _postgres_bin()
-    as_owner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    root = Path(tempfile.mkdtemp(prefix="ct-pg-"))
-    data = root / "data"
-    admin_password, password = secrets.token_hex(16), secrets.token_hex(16)
-    (root / "pwfile").write_text(admin_password + "\n")
-    if as_owner:
-        for path in (root, root / "pwfile"):
-            shutil.chown(path, "postgres", "postgres")
-    port = free_ports(1)[0]
-
-    def pg(*command: str) -> None:
-        result = subprocess.run(
-            [*as_owner, *command], cwd=root, capture_output=True, text=True, timeout=60,
-            stdin=subprocess.DEVNULL,
-        )  # fmt: skip
-        assert result.returncode == 0, f"{command[0]} failed: {result.stdout[-2000:]}{result.stderr[-2000:]}"
-
-    started = False
+def _postgres_cluster() -> AbstractContextManager[dict[str, str]]:
+    """The throwaway cluster of `bench/postgres_cluster.py`; the test is skipped without PostgreSQL."""
     try:
-        pg(
-            str(pg_bin / "initdb"), "-D", str(data), "-U", "ct_admin", f"--pwfile={root / 'pwfile'}",
-            "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--no-locale", "--no-sync",
-        )  # fmt: skip
-        pg(
-            str(pg_bin / "pg_ctl"), "-D", str(data), "-l", str(root / "postgres.log"), "-w", "-t", "30",
-            "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off", "start",
-        )  # fmt: skip
-        started = True
-        admin = psycopg2.connect(
-            host="127.0.0.1", port=port, user="ct_admin", password=admin_password, dbname="postgres"
-        )
-        admin.autocommit = True
-        with closing(admin), admin.cursor() as cur:
-            cur.execute("CREATE ROLE ct_dagster LOGIN PASSWORD %s", (password,))
-            cur.execute("CREATE DATABASE ct_dagster OWNER ct_dagster")
-        yield {
-            "CT_PG_HOST": "127.0.0.1",
-            "CT_PG_PORT": str(port),
-            "CT_PG_USER": "ct_dagster",
-            "CT_PG_PASSWORD": password,
-            "CT_PG_DB": "ct_dagster",
-        }
-    finally:
-        if started:
-            pg(str(pg_bin / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "-t", "30", "stop")
-        shutil.rmtree(root, ignore_errors=True)
+        postgres_bin()
+    except PostgresUnavailable as missing:
+        pytest.skip(str(missing))
+    return postgres_cluster()
 
 
 def _start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
