@@ -56,13 +56,25 @@ def paired_scores(
     return PairedScores(labels, candidate, champion, masks)
 
 
+def rank_auc(y: np.ndarray, p: np.ndarray) -> float | None:
+    """AUC by the rank-sum (Mann-Whitney) formula, ties sharing their average rank: equal to
+    scikit-learn's `roc_auc_score` and cheap enough to repeat per resample. None with one class."""
+    from scipy.stats import rankdata
+
+    positives = int(y.sum())
+    negatives = len(y) - positives
+    if positives == 0 or negatives == 0:
+        return None
+    ranks = rankdata(p)
+    return float((ranks[y == 1].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+
+
 def figure(name: str, y: np.ndarray, p: np.ndarray) -> float | None:
     """AUC (None with one class), log-loss or calibration error of scores `p` on labels `y`."""
     import numpy as np
-    from sklearn.metrics import roc_auc_score
 
     if name == "auc":
-        return float(roc_auc_score(y, p)) if len(np.unique(y)) == 2 else None
+        return rank_auc(y, p)
     if name == "log_loss":
         q = np.clip(p, 1e-7, 1 - 1e-7)
         return float(-np.mean(y * np.log(q) + (1 - y) * np.log(1 - q)))

@@ -53,6 +53,8 @@ def test_figures_match_the_evaluation_s() -> None:
     assert figure("auc", y, risk) == pytest.approx(computed.auc)
     assert figure("log_loss", y, risk) == pytest.approx(computed.log_loss)
     assert figure("ece", y, risk) == pytest.approx(computed.ece)
+    tied = np.round(risk, 1)  # many ties: each shares its average rank, as scikit-learn counts them
+    assert figure("auc", y, tied) == pytest.approx(metrics.compute(y, tied, 0.5).auc, abs=1e-12)
     assert figure("auc", np.zeros(5, dtype=int), risk[:5]) is None
     with pytest.raises(ValueError, match="no paired figure 'f1'"):
         figure("f1", y, risk)
