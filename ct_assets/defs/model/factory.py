@@ -179,7 +179,6 @@ def build_model_defs(spec: PipelineSpec) -> dg.Definitions:
     )
     def champion(
         context: dg.AssetExecutionContext,
-        training_set: TrainingSetRef,
         candidate: CandidateRef,
         evaluation: EvaluationResult,
         registry: ModelRegistry,
@@ -190,7 +189,7 @@ def build_model_defs(spec: PipelineSpec) -> dg.Definitions:
             raise dg.Failure(description=f"{candidate.version} cannot be promoted: {reasons}")
         served = candidate
         if spec.training.refit:
-            served = refit.refit_candidate(spec, store, candidate, training_set)
+            served = refit.refit_candidate(spec, store, candidate)
             context.log.info(f"{served.version} is {candidate.version} refitted on its whole window")
         try:
             move = model_steps.promote(spec, store, served, who=f"dagster run {context.run_id}")

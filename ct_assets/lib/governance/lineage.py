@@ -151,6 +151,7 @@ def model_lineage(registry: Registry, version: str, con: duckdb.DuckDBPyConnecti
             artifact_exists=artifact_now is not None,
             artifact_matches=artifact_now == record.model_sha256,
             verdict_passed=record.verdict.passed if record.verdict else None,
+            refit_of=record.refit_of,
             feature_version=record.feature_version,
             code_version=record.environment.code_version,
             is_champion=registry.champion_version() == version,
@@ -238,7 +239,9 @@ def render(lineage: Lineage) -> str:
     model, dataset = lineage.model, lineage.dataset
     lines.append(
         f"   └─ model {model.version}  sha256 {model.model_sha256[:16]}  "
-        f"artifact {_mark(model.artifact_matches)}" + ("  (champion)" if model.is_champion else "")
+        f"artifact {_mark(model.artifact_matches)}"
+        + (f"  (refit of {model.refit_of})" if model.refit_of else "")
+        + ("  (champion)" if model.is_champion else "")
     )
     rows = ", ".join(f"{k} {v}" for k, v in dataset.rows.items())
     lines.append(f"      └─ dataset {dataset.version}  ({rows})  content hash {_mark(dataset.matches)}")

@@ -65,7 +65,8 @@ class ModelLink(_Link):
     artifact: str
     artifact_exists: bool
     artifact_matches: bool
-    verdict_passed: bool | None
+    verdict_passed: bool | None  # a refit carries the verdict of the candidate it refits
+    refit_of: str | None = None
     feature_version: str
     code_version: str
     is_champion: bool

@@ -153,13 +153,57 @@ def calibrate_with(
     partitions: np.ndarray,
     fitted_on: list[str] | None = None,
 ) -> Calibration:
-    """Fit the Platt map on `logits` and labels `y` (rows of `partitions`, weighed by the map's
-    forward-checked trust) and write it into `model`'s scale and bias (in place). The logits are
-    the model's own, or those of a model on the same logit scale that had not trained on the rows
-    (see `ct_assets.lib.model.refit`)."""
+    """Fit the Platt map on the model's `logits` and labels `y` (rows of `partitions`, weighed by
+    the map's forward-checked trust) and write it into `model`'s scale and bias (in place)."""
     trust, checked_on = forward_trust(logits, y, partitions)
     platt_slope, platt_intercept = fit_platt(logits, y)
     slope, intercept = 1 - trust + trust * platt_slope, trust * platt_intercept
+    return _apply(model, logits, y, slope, intercept, trust, checked_on, fitted_on)
+
+
+def fit_intercept(logits: np.ndarray, y: np.ndarray, slope: float, iterations: int = 50) -> float:
+    """The intercept `b` of `P(y=1) = sigmoid(slope * logit + b)` by maximum likelihood with the
+    slope held (Newton's method; Platt's smoothed targets keep it finite for one class)."""
+    import numpy as np
+
+    positives = float(y.sum())
+    negatives = float(len(y) - positives)
+    target = np.where(y > 0, (positives + 1) / (positives + 2), 1 / (negatives + 2))
+    scaled = slope * logits.astype(float)
+    intercept = 0.0
+    for _ in range(iterations):
+        p = 1 / (1 + np.exp(-np.clip(scaled + intercept, -35, 35)))
+        step = float(np.sum(p - target)) / (float(np.sum(p * (1 - p))) + 1e-9)
+        intercept -= step
+        if abs(step) < 1e-10:
+            break
+    return intercept
+
+
+def calibrate_level(
+    model: CatBoostClassifier,
+    logits: np.ndarray,
+    y: np.ndarray,
+    slope: float,
+    trust: float,
+    fitted_on: list[str] | None = None,
+) -> Calibration:
+    """Write into `model` a map with the given `slope` (another fit's, weighed by its `trust`) and
+    the intercept that fits the model's own `logits` to the labels `y` (see `fit_intercept`)."""
+    return _apply(model, logits, y, slope, fit_intercept(logits, y, slope), trust, None, fitted_on)
+
+
+def _apply(
+    model: CatBoostClassifier,
+    logits: np.ndarray,
+    y: np.ndarray,
+    slope: float,
+    intercept: float,
+    trust: float,
+    checked_on: str | None,
+    fitted_on: list[str] | None,
+) -> Calibration:
+    """Write `slope * logit + intercept` into the model's scale and bias and record it."""
     scale, bias = model.get_scale_and_bias()
     bias = float(bias[0]) if isinstance(bias, list) else float(bias)
     model.set_scale_and_bias(slope * float(scale), slope * bias + intercept)

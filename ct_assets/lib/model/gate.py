@@ -4,8 +4,9 @@ With a champion, the candidate passes when it is not worse than the champion bey
 allowances on AUC, log-loss and calibration error (ECE), overall and on every segment large
 enough to judge. Given both models' scores on the holdout rows (`PairedScores`), a figure beyond
 its allowance counts against the candidate only when the candidate is the worse model on at least
-95 % of paired resamples of those rows (`ct_assets.lib.model.paired_evidence`); a smaller
-difference is day-to-day noise of a small holdout, and the verdict notes it as such.
+`paired_evidence.CONFIDENCE` of paired resamples of those rows: otherwise the candidate is not
+shown worse (the row-sampling noise of the holdout could give that difference), and the verdict
+notes the figure with its evidence.
 
 The absolute floors (AUC at least `min_auc`; log-loss below the base-rate predictor's, plus
 `log_loss_floor_margin`) judge the first model only, and decide between the two models when the
@@ -133,7 +134,7 @@ def _regressions(
         if share >= CONFIDENCE:
             reasons.append(f"{found} ({evidence})")
         else:
-            notes.append(f"{found}: within noise ({evidence}, under {CONFIDENCE:.0%})")
+            notes.append(f"{found}: not shown worse ({evidence}, under {CONFIDENCE:.0%})")
     return reasons, notes
 
 

@@ -5,9 +5,12 @@ calibration error) can be judged pairwise: the rows are resampled with replaceme
 bootstrap, RESAMPLES times, fixed seed, so a verdict is repeatable) and each resample's figure is
 computed for both models. The share of resamples in which the candidate is the worse of the two is
 the evidence: the gate counts a regression beyond the allowance against a candidate only when
-that share reaches CONFIDENCE. On a holdout of a few days, day-to-day noise moves AUC by a few
-hundredths; a candidate trained on newer data that differs from the champion by that much is not
-shown to be worse, while a model that is worse on most resamples is refused.
+that share reaches CONFIDENCE. The bootstrap measures the row-sampling noise of this holdout:
+on a few thousand rows it moves AUC by a hundredth or more, so a candidate trained on newer data
+that looks that much worse is not shown worse, while one worse on nearly every resample is
+refused. The burden of proof is on the regression: on a small segment (near the spec's
+`min_segment_rows`) only a large one is shown. Rows are resampled, not partitions: a holdout of
+three partitions has too few to resample, so a difference between days is not part of the noise.
 """
 
 from __future__ import annotations

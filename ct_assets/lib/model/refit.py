@@ -3,12 +3,14 @@ its whole window (train, validation and holdout partitions) before it serves.
 
 - **Trees:** the candidate's parameters and seed, for the candidate's early-stopped tree count;
   the window has no split left to stop on.
-- **Calibration:** the Platt map (`calibration.calibrate_with`, with its forward-checked trust) is
-  fitted on the candidate's uncalibrated logits on the validation and holdout partitions, the
-  newest labelled rows, which the candidate did not train on, and written into the refit's scale
-  and bias. The refit's own logits on those rows would be in-sample and overconfident; the
-  candidate's are out-of-sample and on the same logit scale (same parameters and tree count), so
-  they stand for what the refit will score on rows it has not seen.
+- **Calibration:** the refit keeps the candidate's slope (its Platt map's, weighed by its
+  forward-checked trust), fitted where the candidate had not trained: it corrects the logit
+  scale, which the refit shares (same parameters and tree count). The intercept is fitted by
+  maximum likelihood on the refit's own logits of the validation and holdout partitions
+  (`calibration.calibrate_level`), so the served rate is the newest labels' rate, which the refit
+  has learned. The candidate's intercept would correct a label-rate shift a second time; a whole
+  Platt map on rows the refit trained on would take on their in-sample overconfidence. The
+  validation rows picked the candidate's tree count; the threshold stays the candidate's.
 - **Judging:** the refit trained on every row the gate could judge it on, so the gate judges the
   candidate it came from (`ModelVersion.refit_of`): a later candidate is compared with that model,
   re-scored on the later candidate's holdout, never with the refit that has seen those rows.
@@ -25,7 +27,7 @@ from ct_assets.lib.model.model_store import load_model, save_model
 from ct_assets.lib.model.model_training import FeatureLayout
 from ct_assets.lib.model.records import GateVerdict, TrainedModel
 from ct_assets.lib.model.registry import Registry
-from ct_assets.lib.model.steps import CandidateRef, TrainingSetRef, feature_importance
+from ct_assets.lib.model.steps import CandidateRef, feature_importance
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -45,37 +47,43 @@ def refit_window(
     layout: FeatureLayout,
 ) -> tuple[CatBoostClassifier, calibration.Calibration]:
     """The candidate refitted on every row of `window` (its `_split` column names each row's split)
-    for as many trees as the candidate has, calibrated on the candidate's out-of-sample logits
-    (see the module)."""
-    newest = window[window[SPLIT_COLUMN].isin(CALIBRATION_SPLITS)].sort_values(
-        PARTITION_COLUMN, kind="stable"
-    )
-    base = calibration.uncalibrated(candidate, candidate_calibration) if candidate_calibration else candidate
-    logits = calibration.raw_logits(base, newest, layout)
+    for as many trees as the candidate has, with the candidate's calibration slope and an
+    intercept fitted to the newest partitions (see the module)."""
+    newest = window[window[SPLIT_COLUMN].isin(CALIBRATION_SPLITS)]
     model = model_training.train_fixed(window, spec, layout, spec.training.params, candidate.tree_count_)
-    partitions = newest[PARTITION_COLUMN].astype(str).to_numpy()
-    fitted = calibration.calibrate_with(
-        model, logits, model_training.labels(newest, spec), partitions, sorted(set(partitions.tolist()))
+    slope, trust = (
+        (candidate_calibration.slope, candidate_calibration.trust) if candidate_calibration else (1.0, 1.0)
+    )
+    fitted = calibration.calibrate_level(
+        model,
+        calibration.raw_logits(model, newest, layout),
+        model_training.labels(newest, spec),
+        slope,
+        trust,
+        sorted(set(newest[PARTITION_COLUMN].astype(str))),
     )
     return model, fitted
 
 
-def refit_candidate(
-    spec: PipelineSpec, registry: Registry, candidate: CandidateRef, ref: TrainingSetRef
-) -> CandidateRef:
-    """Refit a candidate whose gate passed on its whole frozen training set and register the refit
-    as its own version (`refit_of` the candidate), with the candidate's evaluation and verdict."""
+def refit_candidate(spec: PipelineSpec, registry: Registry, candidate: CandidateRef) -> CandidateRef:
+    """The candidate, whose gate passed, refitted on its whole frozen training set (the dataset its
+    record names) and registered as its own version (`refit_of` the candidate) with the
+    candidate's evaluation and verdict. A refit already registered for the candidate is returned
+    as it is, so a rerun of the step promotes the same model."""
     import pandas as pd
 
     record = registry.get(candidate.version)
     verdict = record.verdict
     if verdict is None or not verdict.passed:
         raise ValueError(f"{spec.name} {candidate.version} did not pass the gate: it is not refitted")
+    done = [v for v in registry.versions() if v.refit_of == candidate.version]
+    if done:
+        return CandidateRef(spec.name, done[0].version, done[0].model_sha256, done[0].threshold)
     started = time.process_time()
     model, fitted = refit_window(
         load_model(registry.models, candidate.model_sha256),
         record.calibration,
-        pd.read_parquet(ref.path),
+        pd.read_parquet(record.dataset_path),
         spec,
         record.layout,
     )

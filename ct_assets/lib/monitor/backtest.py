@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     import duckdb
     import numpy as np
     import pandas as pd
+    from catboost import CatBoostClassifier
 
 POLICIES = ("static", "periodic", "scheduled", "triggered")
 # segments smaller than this are left out of the gate's per-segment figures (as in the evaluation)
@@ -112,7 +113,9 @@ class Served:
     threshold: float = 0.5
     reference: monitoring.Reference | None = None
     calibration: Calibration | None = None
-    judged: Any = None  # the model the gate compares later candidates with (`model` when None)
+    judged: CatBoostClassifier | None = (
+        None  # what the gate compares later candidates with (`model` when None)
+    )
 
 
 @dataclass

@@ -39,9 +39,14 @@ FEATURES, PREDICTIONS, REFERENCE = "features", "predictions", "reference"
 REFERENCE_PREDICTIONS = "reference_predictions"
 
 
-def _holdout_prediction_profile(record: ModelVersion, registry: Registry) -> DatasetProfileView:
-    """The profile of the model's scores on its own holdout: the reference for its predictions."""
+def holdout_prediction_profile(record: ModelVersion, registry: Registry) -> DatasetProfileView:
+    """The profile of the model's scores on its own holdout: the reference for its predictions. A
+    refit trained on its holdout, so its reference is the scores of the candidate it refits there,
+    which had not seen those rows."""
     import pandas as pd
+
+    if record.refit_of:
+        record = registry.get(record.refit_of)
 
     frame = pd.read_parquet(record.dataset_path)
     holdout = frame[frame["_split"] == "holdout"]
@@ -102,7 +107,7 @@ def champion_reference(
     rate = record.window_label_rate()
     ref = monitoring.reference(views, spec, rate)
     store.write(REFERENCE, version, ref.view)
-    store.write(REFERENCE_PREDICTIONS, version, _holdout_prediction_profile(record, registry))
+    store.write(REFERENCE_PREDICTIONS, version, holdout_prediction_profile(record, registry))
     sidecar.write_text(
         json.dumps({"thresholds": ref.thresholds, "label_rate": ref.label_rate, "partitions": keys}, indent=2)
     )

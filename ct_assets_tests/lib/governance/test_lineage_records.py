@@ -80,6 +80,13 @@ def test_each_broken_link_is_named_once() -> None:
     assert "BROKEN LINKS" in render(broken)
 
 
+def test_a_refit_says_which_candidate_it_refits() -> None:
+    lineage = _lineage(_file())
+    refit = lineage.model_copy(update={"model": lineage.model.model_copy(update={"refit_of": "v0001"})})
+    assert "model v0001  sha256 aaaaaaaaaaaaaaaa  artifact ok  (refit of v0001)  (champion)" in render(refit)
+    assert Lineage.model_validate(refit.model_dump(mode="json")).model.refit_of == "v0001"
+
+
 def test_an_uncompared_warehouse_is_no_problem_and_is_said() -> None:
     lineage = _lineage(_file(in_raw_tags_now=None, raw_rows_now=None))
     assert lineage.problems() == []

@@ -81,7 +81,7 @@ def test_the_gate_notes_a_regression_within_noise_and_refuses_a_shown_one() -> N
     ours, theirs = _evaluation(y, close), _evaluation(y, champion)
     assert not gate.decide(ours, theirs, rules).passed, "without the paired scores every breach counts"
     verdict = gate.decide(ours, theirs, rules, paired=PairedScores(y, close, champion))
-    assert verdict.passed and any("within noise" in note for note in verdict.notes), verdict
+    assert verdict.passed and any("not shown worse" in note for note in verdict.notes), verdict
     bad = _noisy(risk, 0.3, 1)
     refused = gate.decide(_evaluation(y, bad), theirs, rules, paired=PairedScores(y, bad, champion))
     assert not refused.passed and refused.reasons[0].startswith("AUC ")
