@@ -15,16 +15,18 @@ three partitions has too few to resample, so a difference between days is not pa
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ct_assets.lib.model.metrics import expected_calibration_error
+from ct_assets.lib.model.metrics import CALIBRATION_BINS
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
 RESAMPLES = 400
+CHUNK = 50  # resamples computed together
 CONFIDENCE = 0.95
 SEED = 0
 HIGHER_IS_BETTER = {"auc": True, "log_loss": False, "ece": False}
@@ -59,31 +61,76 @@ def paired_scores(
     return PairedScores(labels, candidate, champion, masks)
 
 
-def rank_auc(y: np.ndarray, p: np.ndarray) -> float | None:
-    """AUC by the rank-sum (Mann-Whitney) formula, ties sharing their average rank: equal to
-    scikit-learn's `roc_auc_score` and cheap enough to repeat per resample. None with one class."""
-    from scipy.stats import rankdata
+def _resample_weights(rows: int, generator: np.random.Generator) -> Iterator[np.ndarray]:
+    """RESAMPLES resamples of `rows` rows with replacement, CHUNK at a time, each as the number of
+    times every row was drawn (a matrix of chunk by rows: memory stays CHUNK times the rows)."""
+    import numpy as np
 
-    positives = int(y.sum())
-    negatives = len(y) - positives
-    if positives == 0 or negatives == 0:
-        return None
-    ranks = rankdata(p)
-    return float((ranks[y == 1].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+    for start in range(0, RESAMPLES, CHUNK):
+        size = min(CHUNK, RESAMPLES - start)
+        drawn = generator.integers(0, rows, (size, rows)) + np.arange(size)[:, None] * rows
+        yield np.bincount(drawn.ravel(), minlength=size * rows).reshape(size, rows).astype(float)
+
+
+def _per_resample(weights: np.ndarray, groups: np.ndarray, values: np.ndarray, count: int) -> np.ndarray:
+    """For each resample (a row of `weights`), the weighted sum of `values` in each of `count` groups."""
+    import numpy as np
+
+    size = weights.shape[0]
+    flat = (groups[None, :] + np.arange(size)[:, None] * count).ravel()
+    summed = np.bincount(flat, weights=(weights * values[None, :]).ravel(), minlength=size * count)
+    return summed.reshape(size, count)
+
+
+def _auc(weights: np.ndarray, y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """AUC of each resample (NaN with one class): every positive's weight times the weight of the
+    negatives scored below it, ties counting half, as scikit-learn's `roc_auc_score` counts them."""
+    import numpy as np
+
+    levels, level = np.unique(p, return_inverse=True)
+    positives = _per_resample(weights, level, (y == 1).astype(float), len(levels))
+    negatives = _per_resample(weights, level, (y != 1).astype(float), len(levels))
+    below = np.cumsum(negatives, axis=1) - negatives
+    pairs = positives.sum(axis=1) * negatives.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(pairs > 0, (positives * (below + 0.5 * negatives)).sum(axis=1) / pairs, np.nan)
+
+
+def _log_loss(weights: np.ndarray, y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    import numpy as np
+
+    q = np.clip(p, 1e-7, 1 - 1e-7)
+    losses = -(y * np.log(q) + (1 - y) * np.log(1 - q))
+    return weights @ losses / weights.sum(axis=1)
+
+
+def _ece(weights: np.ndarray, y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Calibration error of each resample: per probability bin, |labels' sum - predictions' sum|,
+    summed and divided by the rows (`metrics.expected_calibration_error`'s figure)."""
+    import numpy as np
+
+    bins = np.minimum((p * CALIBRATION_BINS).astype(int), CALIBRATION_BINS - 1)
+    labels = _per_resample(weights, bins, y.astype(float), CALIBRATION_BINS)
+    predicted = _per_resample(weights, bins, p.astype(float), CALIBRATION_BINS)
+    return np.abs(labels - predicted).sum(axis=1) / weights.sum(axis=1)
+
+
+FIGURES: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]] = {
+    "auc": _auc,
+    "log_loss": _log_loss,
+    "ece": _ece,
+}
 
 
 def figure(name: str, y: np.ndarray, p: np.ndarray) -> float | None:
-    """AUC (None with one class), log-loss or calibration error of scores `p` on labels `y`."""
+    """AUC (None with one class), log-loss or calibration error of scores `p` on labels `y`, by the
+    code the resamples use."""
     import numpy as np
 
-    if name == "auc":
-        return rank_auc(y, p)
-    if name == "log_loss":
-        q = np.clip(p, 1e-7, 1 - 1e-7)
-        return float(-np.mean(y * np.log(q) + (1 - y) * np.log(1 - q)))
-    if name == "ece":
-        return expected_calibration_error(y, p)
-    raise ValueError(f"no paired figure {name!r}: one of {sorted(HIGHER_IS_BETTER)}")
+    if name not in FIGURES:
+        raise ValueError(f"no paired figure {name!r}: one of {sorted(FIGURES)}")
+    value = float(FIGURES[name](np.ones((1, len(y))), y, p)[0])
+    return None if np.isnan(value) else value
 
 
 def worse_share(paired: PairedScores, name: str) -> float:
@@ -94,14 +141,12 @@ def worse_share(paired: PairedScores, name: str) -> float:
     rows = len(paired.labels)
     if rows == 0:
         return 0.0
-    generator = np.random.default_rng(SEED)
+    compute, higher_is_better = FIGURES[name], HIGHER_IS_BETTER[name]
     worse = counted = 0
-    for _ in range(RESAMPLES):
-        index = generator.integers(0, rows, rows)
-        y = paired.labels[index]
-        mine, theirs = figure(name, y, paired.candidate[index]), figure(name, y, paired.champion[index])
-        if mine is None or theirs is None:
-            continue
-        counted += 1
-        worse += mine < theirs if HIGHER_IS_BETTER[name] else mine > theirs
+    for weights in _resample_weights(rows, np.random.default_rng(SEED)):
+        mine = compute(weights, paired.labels, paired.candidate)
+        theirs = compute(weights, paired.labels, paired.champion)
+        defined = ~(np.isnan(mine) | np.isnan(theirs))
+        counted += int(defined.sum())
+        worse += int(((mine < theirs) if higher_is_better else (mine > theirs))[defined].sum())
     return worse / counted if counted else 0.0
