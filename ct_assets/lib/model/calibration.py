@@ -142,20 +142,8 @@ def calibrate(
 ) -> Calibration:
     """Fit Platt scaling on the model's own logits on `rows`, weigh it by its forward-checked trust,
     and write it into the model's scale and bias (in place)."""
-    partitions = rows[PARTITION_COLUMN].astype(str).to_numpy()
-    return calibrate_with(model, raw_logits(model, rows, layout), labels(rows, spec), partitions, fitted_on)
-
-
-def calibrate_with(
-    model: CatBoostClassifier,
-    logits: np.ndarray,
-    y: np.ndarray,
-    partitions: np.ndarray,
-    fitted_on: list[str] | None = None,
-) -> Calibration:
-    """Fit the Platt map on the model's `logits` and labels `y` (rows of `partitions`, weighed by
-    the map's forward-checked trust) and write it into `model`'s scale and bias (in place)."""
-    trust, checked_on = forward_trust(logits, y, partitions)
+    logits, y = raw_logits(model, rows, layout), labels(rows, spec)
+    trust, checked_on = forward_trust(logits, y, rows[PARTITION_COLUMN].astype(str).to_numpy())
     platt_slope, platt_intercept = fit_platt(logits, y)
     slope, intercept = 1 - trust + trust * platt_slope, trust * platt_intercept
     return _apply(model, logits, y, slope, intercept, trust, checked_on, fitted_on)

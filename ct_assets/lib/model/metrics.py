@@ -86,15 +86,22 @@ def best_f1_threshold(y: np.ndarray, p: np.ndarray) -> float:
     return float(thresholds[int(np.argmax(f1[:-1]))])
 
 
+def segment_masks(frame: pd.DataFrame, segments: list[str]) -> dict[str, np.ndarray]:
+    """A boolean row mask for each value of each segment column, named `column=value`."""
+    masks = {}
+    for column in segments:
+        values = frame[column].astype(str).to_numpy()
+        for value in sorted(set(values)):
+            masks[f"{column}={value}"] = values == value
+    return masks
+
+
 def by_segment(
     frame: pd.DataFrame, y: np.ndarray, p: np.ndarray, segments: list[str], threshold: float, min_rows: int
 ) -> dict[str, Metrics]:
     """Metrics for each value of each segment column with at least `min_rows` rows."""
-    result = {}
-    for column in segments:
-        values = frame[column].astype(str).to_numpy()
-        for value in sorted(set(values)):
-            mask = values == value
-            if mask.sum() >= min_rows:
-                result[f"{column}={value}"] = compute(y[mask], p[mask], threshold)
-    return result
+    return {
+        name: compute(y[mask], p[mask], threshold)
+        for name, mask in segment_masks(frame, segments).items()
+        if mask.sum() >= min_rows
+    }

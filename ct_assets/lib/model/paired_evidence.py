@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ct_assets.lib.model.metrics import CALIBRATION_BINS
+from ct_assets.lib.model.metrics import CALIBRATION_BINS, segment_masks
 
 if TYPE_CHECKING:
     import numpy as np
@@ -52,13 +52,8 @@ def paired_scores(
     frame: pd.DataFrame, labels: np.ndarray, candidate: np.ndarray, champion: np.ndarray, segments: list[str]
 ) -> PairedScores:
     """The paired scores of one holdout, with a row mask for each value of each segment column
-    (named `column=value`, as `metrics.by_segment` names them)."""
-    masks = {}
-    for column in segments:
-        values = frame[column].astype(str).to_numpy()
-        for value in sorted(set(values)):
-            masks[f"{column}={value}"] = values == value
-    return PairedScores(labels, candidate, champion, masks)
+    (`metrics.segment_masks`, named as `metrics.by_segment` names its figures)."""
+    return PairedScores(labels, candidate, champion, segment_masks(frame, segments))
 
 
 def _resample_weights(rows: int, generator: np.random.Generator) -> Iterator[np.ndarray]:

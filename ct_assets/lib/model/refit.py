@@ -28,6 +28,7 @@ from ct_assets.lib.model.model_training import FeatureLayout
 from ct_assets.lib.model.records import GateVerdict, TrainedModel
 from ct_assets.lib.model.registry import Registry
 from ct_assets.lib.model.steps import CandidateRef, feature_importance
+from ct_assets.lib.model.training_set import SPLIT_COLUMN
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
 
     from ct_assets.lib.core.spec import PipelineSpec
 
-SPLIT_COLUMN = "_split"
 CALIBRATION_SPLITS = ("validation", "holdout")
 
 

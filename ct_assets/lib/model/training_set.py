@@ -20,6 +20,9 @@ if TYPE_CHECKING:
 SPLITS = ("train", "validation", "holdout")
 
 
+SPLIT_COLUMN = "_split"  # each frozen row's split: train, validation or holdout
+
+
 class TrainingDataError(ValueError):
     """A training window that cannot give a trustworthy model; says what is wrong."""
 
@@ -33,7 +36,7 @@ class TrainingSet:
     version: str
 
     def split(self, name: str) -> pd.DataFrame:
-        return self.frame[self.frame["_split"] == name]
+        return self.frame[self.frame[SPLIT_COLUMN] == name]
 
 
 def available_partitions(con: duckdb.DuckDBPyConnection, spec: PipelineSpec) -> list[str]:
@@ -94,7 +97,7 @@ def build_training_set(
         for name, split_keys in splits.items()
     )
     frame = con.execute(
-        f"SELECT CASE {cases} END AS _split, * FROM {table_name(spec.name, 'features')} "
+        f"SELECT CASE {cases} END AS {SPLIT_COLUMN}, * FROM {table_name(spec.name, 'features')} "
         f"WHERE {PARTITION_COLUMN} IN ({', '.join(key_literal(k) for k in keys)}) "
         f"ORDER BY {quote(spec.timestamp_column)}, {quote(spec.entity_id)}"
     ).df()
@@ -107,7 +110,7 @@ def check_trainable(spec: PipelineSpec, frame: pd.DataFrame) -> None:
     label = spec.label.column
     problems = []
     for name in SPLITS:
-        part = frame[frame["_split"] == name]
+        part = frame[frame[SPLIT_COLUMN] == name]
         if part.empty:
             problems.append(f"the {name} split is empty")
             continue
@@ -116,7 +119,7 @@ def check_trainable(spec: PipelineSpec, frame: pd.DataFrame) -> None:
             problems.append(
                 f"the {name} split has one class only ({label}={classes[0] if len(classes) else 'none'})"
             )
-    train_rows = int((frame["_split"] == "train").sum())
+    train_rows = int((frame[SPLIT_COLUMN] == "train").sum())
     if train_rows < spec.training.min_rows:
         problems.append(
             f"the train split has {train_rows} rows, fewer than min_rows {spec.training.min_rows}"

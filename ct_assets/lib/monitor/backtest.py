@@ -37,9 +37,9 @@ from ct_assets.lib.model import gate, metrics, model_training
 from ct_assets.lib.model.calibration import Calibration, fit_calibrated
 from ct_assets.lib.model.model_training import FeatureLayout
 from ct_assets.lib.model.paired_evidence import paired_scores
-from ct_assets.lib.model.refit import SPLIT_COLUMN, refit_window
+from ct_assets.lib.model.refit import refit_window
 from ct_assets.lib.model.steps import feature_importance
-from ct_assets.lib.model.training_set import assign_splits, available_partitions
+from ct_assets.lib.model.training_set import SPLIT_COLUMN, assign_splits, available_partitions
 from ct_assets.lib.monitor import measures as monitoring
 from ct_assets.lib.monitor.retrain_policy import (
     Decision,
@@ -105,7 +105,10 @@ def build_features(
 class Served:
     """A model and what it promised on its own holdout."""
 
-    model: Any
+    model: CatBoostClassifier
+    judged: (
+        CatBoostClassifier  # what the gate compares later candidates with: the model, or a refit's candidate
+    )
     trained_on: str
     window: list[str]
     importance: dict[str, float]
@@ -113,9 +116,6 @@ class Served:
     threshold: float = 0.5
     reference: monitoring.Reference | None = None
     calibration: Calibration | None = None
-    judged: CatBoostClassifier | None = (
-        None  # what the gate compares later candidates with (`model` when None)
-    )
 
 
 @dataclass
@@ -198,8 +198,7 @@ class Backtest:
         ours, p = self._evaluation(model, holdout, threshold)
         theirs, paired = None, None
         if serving:
-            judged = serving.judged if serving.judged is not None else serving.model
-            theirs, q = self._evaluation(judged, holdout, serving.threshold)
+            theirs, q = self._evaluation(serving.judged, holdout, serving.threshold)
             y = model_training.labels(holdout, self.spec)
             paired = paired_scores(holdout, y, p, q, self.spec.segments)
         prior = self._label_rate(splits["train"] + splits["validation"])
@@ -213,7 +212,8 @@ class Backtest:
             ours.overall.auc, ours.overall.rows, ours.overall.positive_rate, self._label_rate(keys)
         )
         importance = feature_importance(model, self.layout)
-        return Served(model, key, keys, importance, expectation, threshold, reference, fitted), verdict
+        served = Served(model, model, key, keys, importance, expectation, threshold, reference, fitted)
+        return served, verdict
 
     def serve(self, candidate: Served, run: PolicyRun) -> Served:
         """The model that serves once a candidate has passed the gate: with `training.refit`, the
