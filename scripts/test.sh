@@ -3,4 +3,6 @@
 set -euo pipefail
 source "$(dirname "$0")/bootstrap.sh"
 uv run ruff check ct_assets ct_assets_tests bench bentos examples
-exec uv run pytest --durations=15 "$@"
+# Two workers (pytest-xdist): the slow tests mostly wait on servers and sensors, so two at a time
+# fit on two cores; `worksteal` evens out their lengths.
+exec uv run pytest -n 2 --dist worksteal --durations=15 "$@"
