@@ -93,7 +93,7 @@ FLIGHTS = Story(
             "docs/operations.md",
             "uv run dagster job execute -m ct_assets.definitions -j flights_delay_retrain   #",
             900,
-            says="champion of flights_delay: v0001 -> v0003",
+            says="champion of flights_delay: v0002 -> v0005",
         ),
     ],
 )

@@ -174,8 +174,8 @@ def build_model_defs(spec: PipelineSpec) -> dg.Definitions:
         key=champion_key,
         group_name=spec.name,
         kinds={"catboost"},
-        description="The registry's champion alias; it moves only to a candidate whose gate passed (with "
-        "`training.refit`, to that candidate refitted on its whole window).",
+        description="The registry's champion alias; it moves only to a candidate whose gate passed, "
+        "refitted on its whole window (the candidate itself with `training.refit: false`).",
     )
     def champion(
         context: dg.AssetExecutionContext,

@@ -157,8 +157,9 @@ class TrainingSpec(_Strict):
     retrain_cron: str | None = None
     params: ModelParams = ModelParams()
     features: list[str] | None = None  # the model's inputs: a subset of the features (default all)
-    # serve a passed candidate refitted on its whole window (`ct_assets.lib.model.refit`)
-    refit: bool = False
+    # serve a passed candidate refitted on its whole window (`ct_assets.lib.model.refit`); false
+    # serves the candidate itself, which never trained on its validation and holdout partitions
+    refit: bool = True
 
     @field_validator("retrain_cron")
     @classmethod

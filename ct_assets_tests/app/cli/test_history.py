@@ -254,4 +254,4 @@ def test_replay_walks_a_monthly_file_source_through_the_asset_graph(tmp_path: Pa
     assert [r["partition"] for r in rows] == KEYS["monthly"][:5]
     assert all(int(r["rows"]) == 150 for r in rows)
     assert rows[2]["retrained"] == "True"  # three months: one to train, one to validate, one to judge
-    assert rows[-1]["champion"] == "v0001" and rows[-1]["champion_auc"]
+    assert rows[-1]["champion"] == "v0002" and rows[-1]["champion_auc"]  # v0001 refitted

@@ -1,6 +1,8 @@
 """The model layer on real flights: a first champion through the absolute gate, a worse candidate
 refused with a readable reason (in the run and when the champion is materialized by hand),
-reproducible training, and a rollback recorded in the audit log."""
+reproducible training, and a rollback recorded in the audit log, with `training.refit: false`
+(the candidate itself serves); and, by default, the passed candidate refitted on its whole window
+as the champion."""
 
 from __future__ import annotations
 
@@ -79,6 +81,10 @@ def _train(
     )
 
 
+def _without_refit(spec: PipelineSpec) -> PipelineSpec:
+    return spec.model_copy(update={"training": spec.training.model_copy(update={"refit": False})})
+
+
 def _checks(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
     return {e.check_name: e for e in result.get_asset_check_evaluations()}
 
@@ -86,7 +92,7 @@ def _checks(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluat
 def test_champion_gate_reproducibility_and_rollback(
     data: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    spec: PipelineSpec = data["spec"]
+    spec = _without_refit(data["spec"])
     resources = {
         **data["resources"],
         "registry": ModelRegistry(root=str(tmp_path / "registry")),
@@ -109,9 +115,11 @@ def test_champion_gate_reproducibility_and_rollback(
         assert set(record.environment.libraries) >= {"catboost", "pandas", "duckdb"}
 
         # 2. a deliberately worse candidate (one feature) is refused with a readable reason
-        worse = load_spec(
-            write_flights_variant(
-                tmp_path / "worse" / "flights_delay", {**LENIENT, "training.features": ["distance"]}
+        worse = _without_refit(
+            load_spec(
+                write_flights_variant(
+                    tmp_path / "worse" / "flights_delay", {**LENIENT, "training.features": ["distance"]}
+                )
             )
         )
         refused = _train(worse, resources, instance, as_of="2013-01-21")
@@ -195,11 +203,10 @@ def test_too_little_data_is_a_clear_error_and_promotes_nothing(data: dict, tmp_p
     assert Registry(tmp_path / "registry", spec.name).champion_version() is None
 
 
-def test_with_refit_the_champion_is_the_passed_candidate_refitted_on_its_whole_window(
+def test_the_champion_is_the_passed_candidate_refitted_on_its_whole_window(
     data: dict, tmp_path: Path
 ) -> None:
-    plain: PipelineSpec = data["spec"]
-    spec = plain.model_copy(update={"training": plain.training.model_copy(update={"refit": True})})
+    spec: PipelineSpec = data["spec"]
     resources = {
         **data["resources"],
         "registry": ModelRegistry(root=str(tmp_path / "registry")),

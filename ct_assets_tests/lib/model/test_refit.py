@@ -103,12 +103,13 @@ def test_the_gate_judges_a_later_candidate_against_the_candidate_a_refit_came_fr
     assert any(note.endswith("which did not train on this holdout") for note in result.notes), result.notes
 
 
-def test_the_backtest_serves_refits_when_the_spec_asks(small_spec, five_days) -> None:
-    refitting = small_spec.model_copy(
-        update={"training": small_spec.training.model_copy(update={"refit": True})}
+def test_the_backtest_serves_refits_unless_the_spec_says_not(small_spec, five_days) -> None:
+    assert small_spec.training.refit, "the default"
+    plain_spec = small_spec.model_copy(
+        update={"training": small_spec.training.model_copy(update={"refit": False})}
     )
-    run = backtest.Backtest(refitting, five_days).run("periodic", FLIGHT_DAYS[2])
-    plain = backtest.Backtest(small_spec, five_days).run("static", FLIGHT_DAYS[2])
+    run = backtest.Backtest(small_spec, five_days).run("periodic", FLIGHT_DAYS[2])
+    plain = backtest.Backtest(plain_spec, five_days).run("static", FLIGHT_DAYS[2])
     assert [d["partition"] for d in run.scored] == FLIGHT_DAYS[3:] and run.retrains == 2
     assert run.scored[0]["auc"] != plain.scored[0]["auc"], "the first model served is the refit"
     assert run.cpu_seconds > 0
