@@ -206,17 +206,18 @@ def _evaluate(
     )
 
 
-def judged_champion(registry: Registry, notes: list[str]) -> records.ModelVersion | None:
-    """The model the gate compares a candidate with: the champion, or, when the champion is a refit
-    on its whole window (which has seen rows of later holdouts), the candidate it was refitted from."""
+def judged_champion(registry: Registry) -> tuple[records.ModelVersion | None, list[str]]:
+    """The model the gate compares a candidate with, and the verdict's notes on that choice: the
+    champion, or, when the champion is a refit on its whole window (which has seen rows of later
+    holdouts), the candidate it was refitted from."""
     champion = registry.champion()
     if champion is None or champion.refit_of is None:
-        return champion
-    notes.append(
+        return champion, []
+    note = (
         f"champion {champion.version} is a refit of {champion.refit_of}: the gate compares with "
         f"{champion.refit_of}, which did not train on this holdout"
     )
-    return registry.get(champion.refit_of)
+    return registry.get(champion.refit_of), [note]
 
 
 def evaluate_candidate(
@@ -242,8 +243,7 @@ def evaluate_candidate(
         before = metrics.compute(y, raw, candidate.threshold)
         curves[f"candidate {candidate.version} before calibration"] = metrics.calibration_curve(y, raw)
     curves[f"candidate {candidate.version}"] = metrics.calibration_curve(y, p)
-    notes: list[str] = []
-    champion_record = judged_champion(registry, notes)
+    champion_record, notes = judged_champion(registry)
     theirs, paired = None, None
     if champion_record is not None:
         try:
