@@ -139,6 +139,7 @@ def test_a_partition_with_no_landing_file_is_reported_as_failed_not_raised(
 
 
 @pytest.mark.slow
+@pytest.mark.alone
 @pytest.mark.timeout(BUDGET_SECONDS + 600)
 def test_the_default_demo_serves_a_champion_and_a_rule_retrain_reaches_a_canary_decision(
     tmp_path: Path,
