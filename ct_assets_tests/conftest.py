@@ -165,6 +165,11 @@ def model_version(version: str = "v0001", **fields: object) -> ModelVersion:
     )
 
 
+def without_refit(spec: PipelineSpec) -> PipelineSpec:
+    """`spec` with `training.refit: false`: the passed candidate itself serves."""
+    return spec.model_copy(update={"training": spec.training.model_copy(update={"refit": False})})
+
+
 def write_flights_variant(folder: Path, change: dict, keep_order: bool = False) -> Path:
     """A copy of the flights pipeline (spec and SQL) in `folder`, with dotted spec keys changed
     (a value of None deletes the key); returns the spec path."""

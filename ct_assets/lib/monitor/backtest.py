@@ -106,9 +106,8 @@ class Served:
     """A model and what it promised on its own holdout."""
 
     model: CatBoostClassifier
-    judged: (
-        CatBoostClassifier  # what the gate compares later candidates with: the model, or a refit's candidate
-    )
+    # what the gate compares later candidates with: the model itself, or a refit's candidate
+    judged: CatBoostClassifier
     trained_on: str
     window: list[str]
     importance: dict[str, float]

@@ -19,7 +19,7 @@ from ct_assets.lib.core.spec import PipelineSpec, load_spec
 from ct_assets.lib.data import demo_source
 from ct_assets.lib.model.model_store import ArtifactError, load_model
 from ct_assets.lib.model.registry import Registry
-from ct_assets_tests.conftest import write_flights_variant
+from ct_assets_tests.conftest import without_refit, write_flights_variant
 
 pytestmark = pytest.mark.slow
 DAYS = day_keys("2013-01-08", "2013-01-21")
@@ -81,10 +81,6 @@ def _train(
     )
 
 
-def _without_refit(spec: PipelineSpec) -> PipelineSpec:
-    return spec.model_copy(update={"training": spec.training.model_copy(update={"refit": False})})
-
-
 def _checks(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
     return {e.check_name: e for e in result.get_asset_check_evaluations()}
 
@@ -92,7 +88,7 @@ def _checks(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluat
 def test_champion_gate_reproducibility_and_rollback(
     data: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    spec = _without_refit(data["spec"])
+    spec = without_refit(data["spec"])
     resources = {
         **data["resources"],
         "registry": ModelRegistry(root=str(tmp_path / "registry")),
@@ -115,7 +111,7 @@ def test_champion_gate_reproducibility_and_rollback(
         assert set(record.environment.libraries) >= {"catboost", "pandas", "duckdb"}
 
         # 2. a deliberately worse candidate (one feature) is refused with a readable reason
-        worse = _without_refit(
+        worse = without_refit(
             load_spec(
                 write_flights_variant(
                     tmp_path / "worse" / "flights_delay", {**LENIENT, "training.features": ["distance"]}

@@ -16,6 +16,7 @@ from ct_assets.lib.model.model_store import load_model
 from ct_assets.lib.model.registry import Registry
 from ct_assets.lib.monitor import backtest
 from ct_assets.lib.monitor import steps as monitor_steps
+from ct_assets_tests.conftest import without_refit
 from ct_assets_tests.lib.conftest import DAYS as FLIGHT_DAYS
 from ct_assets_tests.lib.model.conftest import DAYS
 
@@ -105,11 +106,8 @@ def test_the_gate_judges_a_later_candidate_against_the_candidate_a_refit_came_fr
 
 def test_the_backtest_serves_refits_unless_the_spec_says_not(small_spec, five_days) -> None:
     assert small_spec.training.refit, "the default"
-    plain_spec = small_spec.model_copy(
-        update={"training": small_spec.training.model_copy(update={"refit": False})}
-    )
     run = backtest.Backtest(small_spec, five_days).run("periodic", FLIGHT_DAYS[2])
-    plain = backtest.Backtest(plain_spec, five_days).run("static", FLIGHT_DAYS[2])
+    plain = backtest.Backtest(without_refit(small_spec), five_days).run("static", FLIGHT_DAYS[2])
     assert [d["partition"] for d in run.scored] == FLIGHT_DAYS[3:] and run.retrains == 2
     assert run.scored[0]["auc"] != plain.scored[0]["auc"], "the first model served is the refit"
     assert run.cpu_seconds > 0
