@@ -7,9 +7,12 @@ identical to the active model always passes and only a real difference fails.
   slot's (an identical model gives identical scores: no noise to allow for). With fewer such pairs
   the two slots' score distributions over the window are compared, and the Hellinger distance
   two random halves of the pooled scores would show (its 99th percentile over permutations) is
-  subtracted: only the excess is a shift. The window's requests are not re-sent to the active slot
-  (shadow scoring): the log holds the computed features, not the request, and a re-sent request
-  would be logged as a second prediction, which live performance and lineage would count.
+  subtracted: only the excess is a shift. Scores are judged only on enough of them: the pairs, or
+  a window whose sampling noise is at most the allowed shift (so that a shift twice the allowed
+  one cannot hide in the noise); with fewer the canary fails. The window's requests are not
+  re-sent to the active slot (shadow scoring): the log holds the computed features, not the
+  request, and a re-sent request would be logged as a second prediction, which live performance
+  and lineage would count.
 - Errors: the candidate fails when its error rate exceeds the active slot's plus the allowance and
   that many errors would be unlikely (binomial tail under 1 %) at the allowed rate.
 - Latency: the candidate fails when its p99 is over the ceiling and its median is also well over
@@ -95,6 +98,7 @@ def compare_scores(
         distance = score_hellinger(mine, theirs)
         return ScoreComparison(
             basis="same inputs",
+            scored=sum(len(r["score"]) for r in candidate),
             pairs=len(pairs),
             hellinger=distance,
             noise=0.0,
@@ -109,7 +113,26 @@ def compare_scores(
     distance = score_hellinger(mine, theirs)
     noise = sampling_noise(mine, theirs)
     return ScoreComparison(
-        basis=basis, pairs=len(pairs), hellinger=distance, noise=noise, shift=max(0.0, distance - noise)
+        basis=basis,
+        scored=len(mine),
+        pairs=len(pairs),
+        hellinger=distance,
+        noise=noise,
+        shift=max(0.0, distance - noise),
+    )
+
+
+def too_few_scores(scores: ScoreComparison, max_shift: float) -> str | None:
+    """Why the window's scores cannot show a shift of `max_shift` (None when they can): fewer than
+    MIN_PAIRS same-input pairs and a sampling noise above `max_shift`, or no score at all."""
+    if scores.basis == "same inputs":
+        return None
+    if scores.scored and scores.noise <= max_shift:
+        return None
+    return (
+        f"too few canary scores to judge a score shift: {scores.scored} scores, {scores.pairs} of them "
+        f"on inputs the active slot also scored (needs {MIN_PAIRS}), sampling noise {scores.noise:.2f} "
+        f"> {max_shift:.2f}"
     )
 
 

@@ -7,6 +7,7 @@ decide whether it may take all traffic."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +20,7 @@ from ct_assets.lib.serving.canary_compare import (
     error_problem,
     latency_problem,
     score_hellinger,
+    too_few_scores,
 )
 from ct_assets.lib.serving.canary_records import CanaryHealth, SlotDown, SlotWindow
 from ct_assets.lib.serving.prediction_log import log_files, read_requests
@@ -81,6 +83,7 @@ def verdict(health: CanaryHealth, policy: HealthPolicy) -> list[str]:
     problems = [
         error_problem(canary, health.active, policy.max_error_rate),
         latency_problem(canary, health.active, policy.max_p99_ms),
+        None if reasons else too_few_scores(scores, policy.max_score_shift),
     ]
     reasons += [p for p in problems if p]
     if scores.shift > policy.max_score_shift:
@@ -114,11 +117,18 @@ class CanaryJudge:
         before = proxy.server_stats(self.layout)
         started = datetime.now(UTC).isoformat()
         began = time.monotonic()
-        down = self.wait_window(slot, pid, policy, int(before.get(slot, {}).get("stot") or 0))
-        ended = datetime.now(UTC).isoformat()
+
+        def logged() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+            until = datetime.now(UTC).isoformat()
+            theirs = self.logged_since(active, started, until) if active else []
+            return self.logged_since(slot, started, until), theirs
+
+        def judgeable() -> bool:
+            return too_few_scores(compare_scores(*logged(), reference), policy.max_score_shift) is None
+
+        down = self.wait_window(slot, pid, policy, int(before.get(slot, {}).get("stot") or 0), judgeable)
+        mine, theirs = logged()
         after = proxy.server_stats(self.layout)
-        mine = self.logged_since(slot, started, ended)
-        theirs = self.logged_since(active, started, ended) if active else []
         health = CanaryHealth(
             window_seconds=round(time.monotonic() - began, 1),
             canary=_traffic(before.get(slot, {}), after.get(slot, {}), mine),
@@ -131,13 +141,20 @@ class CanaryJudge:
         return health, verdict(health, policy)
 
     def wait_window(
-        self, slot: str, pid: int | None, policy: HealthPolicy, requests_before: int = 0
+        self,
+        slot: str,
+        pid: int | None,
+        policy: HealthPolicy,
+        requests_before: int = 0,
+        judgeable: Callable[[], bool] | None = None,
     ) -> SlotDown | None:
         """Sleep through the health window: `policy.window_seconds`, then on until the slot's request
-        count has grown by `policy.min_requests` since `requests_before`, for at most
-        `policy.max_window_seconds` in all. End it early when the slot dies: HAProxy marks it DOWN
-        (health check, or refused connections on live traffic) or its server process exits."""
+        count has grown by `policy.min_requests` since `requests_before` and `judgeable()` holds
+        (asked at most once a second: it reads the logs), for at most `policy.max_window_seconds` in
+        all. End it early when the slot dies: HAProxy marks it DOWN (health check, or refused
+        connections on live traffic) or its server process exits."""
         began = time.monotonic()
+        asked = -1.0
         longest = max(policy.window_seconds, policy.max_window_seconds)
         while True:
             stats = proxy.server_stats(self.layout).get(slot, {})
@@ -153,8 +170,15 @@ class CanaryJudge:
                 return SlotDown(detected_at=time.time(), reason=reason)
             elapsed = time.monotonic() - began
             seen = int(stats.get("stot") or 0) - requests_before
-            if elapsed >= longest or (elapsed >= policy.window_seconds and seen >= policy.min_requests):
+            if elapsed >= longest:
                 return None
+            if elapsed >= policy.window_seconds and seen >= policy.min_requests:
+                if judgeable is None:
+                    return None
+                if elapsed - asked >= 1.0:
+                    asked = elapsed
+                    if judgeable():
+                        return None
             time.sleep(0.1)
 
     def logged_since(self, slot: str, since: str, until: str | None = None) -> list[dict[str, Any]]:

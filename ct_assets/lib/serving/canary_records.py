@@ -32,6 +32,7 @@ class ScoreComparison(_Record):
     slots), `same window` (both slots' score distributions) or `holdout`."""
 
     basis: ScoreBasis
+    scored: int  # the candidate's scores in the window
     pairs: int
     hellinger: float
     noise: float

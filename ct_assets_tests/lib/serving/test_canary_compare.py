@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import random
 
-from ct_assets.lib.serving.canary_compare import MIN_PAIRS, binomial_tail, compare_scores, paired_scores
+from ct_assets.lib.serving.canary_compare import (
+    MIN_PAIRS,
+    binomial_tail,
+    compare_scores,
+    paired_scores,
+    too_few_scores,
+)
 
 
 def _requests(scores: list[float], ids: list[int]) -> list[dict]:
@@ -44,6 +50,22 @@ def test_without_shared_inputs_only_the_shift_beyond_sampling_noise_counts() -> 
     canary_ids = [10_000 + generator.randrange(10_000) for _ in range(100)]
     shifted = _requests([_model(i, 0.5) for i in canary_ids], canary_ids)
     assert compare_scores(shifted, _requests([_model(i) for i in active_ids], active_ids), []).shift > 0.3
+
+
+def test_a_shift_twice_the_allowed_one_cannot_hide_in_the_noise_of_a_judgeable_window() -> None:
+    generator = random.Random(2)
+    active_ids = [generator.randrange(10_000) for _ in range(900)]
+    active = _requests([_model(i) for i in active_ids], active_ids)
+    verdicts = {}
+    for size in (6, 20, 100, 300):
+        canary_ids = [10_000 + generator.randrange(10_000) for _ in range(size)]
+        shifted = compare_scores(_requests([_model(i, 0.5) for i in canary_ids], canary_ids), active, [])
+        problem = too_few_scores(shifted, 0.25)
+        verdicts[size] = problem
+        assert problem is not None or shifted.shift > 0.25, (size, shifted)
+    assert verdicts[6] and "6 scores" in verdicts[6] and verdicts[300] is None, verdicts
+    paired = compare_scores(active[:MIN_PAIRS], active, [])
+    assert paired.basis == "same inputs" and too_few_scores(paired, 0.25) is None
 
 
 def test_the_holdout_is_the_basis_only_when_the_active_slot_logged_nothing() -> None:

@@ -1,6 +1,6 @@
 """The canary's verdict and score shift, on figures (the watch itself runs against real slots in
-test_rollout.py), and its window on a real HAProxy: extended while too few requests reached the
-canary, never past its bound."""
+test_rollout.py), and its window on a real HAProxy: extended while too few requests or too few
+scores to judge reached the canary, never past its bound."""
 
 from __future__ import annotations
 
@@ -24,12 +24,16 @@ POLICY = HealthPolicy(min_requests=20, max_error_rate=0.01, max_p99_ms=250.0, ma
 QUIET = {"requests": 100, "errors": 0, "error_rate": 0.0, "p50_ms": None, "p99_ms": 40.0}
 
 
-def _health(shift: float = 0.05, active: dict | None = None, **canary: object) -> CanaryHealth:
+def _health(
+    shift: float = 0.05, active: dict | None = None, scored: int = 100, noise: float = 0.1, **canary: object
+) -> CanaryHealth:
     """A window's figures: the canary's (and the active slot's) change what they name from QUIET."""
     return CanaryHealth(
         window_seconds=20.0,
         canary=SlotWindow(**{**QUIET, **canary}),
-        scores=ScoreComparison(basis="same window", pairs=0, hellinger=shift, noise=0.0, shift=shift),
+        scores=ScoreComparison(
+            basis="same window", scored=scored, pairs=0, hellinger=shift + noise, noise=noise, shift=shift
+        ),
         active=SlotWindow(**{**QUIET, **active}) if active is not None else None,
     )
 
@@ -45,6 +49,17 @@ def test_each_breached_threshold_gives_its_reason() -> None:
     assert reasons[1] == "error rate 60.0% > 1.0% (the active slot's 0.0% + 1.0%)"
     assert reasons[2] == "p99 latency 900 ms > 250 ms"
     assert "score distribution moved 0.60" in reasons[3]
+
+
+def test_too_few_scores_to_see_a_shift_fail_the_canary_unless_another_reason_already_does() -> None:
+    (reason,) = verdict(_health(shift=0.0, scored=6, noise=0.65), POLICY)
+    assert reason == (
+        "too few canary scores to judge a score shift: 6 scores, 0 of them on inputs the active slot "
+        "also scored (needs 20), sampling noise 0.65 > 0.25"
+    )
+    assert verdict(_health(shift=0.0, scored=0, noise=0.0), POLICY)[0].startswith("too few canary scores")
+    (only,) = verdict(_health(shift=0.0, scored=6, noise=0.65, requests=6), POLICY)
+    assert only.startswith("only 6 requests reached the canary")
 
 
 def test_no_latency_logged_is_no_latency_breach() -> None:
@@ -83,7 +98,7 @@ def _green_requests(layout: ProxyLayout) -> int:
 
 @pytest.mark.slow
 @requires_haproxy
-def test_the_window_goes_on_until_enough_requests_reached_the_canary_and_no_longer_than_its_bound(
+def test_the_window_goes_on_until_enough_requests_and_scores_reached_the_canary_and_no_longer_than_its_bound(
     running: ProxyLayout, tmp_path: Path
 ) -> None:
     wait_all_up(running)
@@ -106,6 +121,15 @@ def test_the_window_goes_on_until_enough_requests_reached_the_canary_and_no_long
     finally:
         stop.set()
         sender.join(timeout=5)
+    asked: list[float] = []
+
+    def judgeable_at_the_third_look() -> bool:
+        asked.append(time.monotonic())
+        return len(asked) >= 3
+
+    few = HealthPolicy(window_seconds=0.2, min_requests=0, max_window_seconds=30)
+    assert judge.wait_window("green", None, few, 0, judgeable_at_the_third_look) is None
+    assert len(asked) == 3 and asked[-1] - asked[0] >= 2.0, "asked once a second until it could judge"
     quiet = HealthPolicy(window_seconds=0.2, min_requests=6, max_window_seconds=1.0)
     before, began = _green_requests(running), time.monotonic()
     assert judge.wait_window("green", None, quiet, before) is None

@@ -19,7 +19,7 @@ def test_the_figures_are_stored_as_json_and_read_back_whole() -> None:
         window_seconds=21.3,
         canary=_window(40, 12.0),
         scores=ScoreComparison(
-            basis="same inputs", pairs=31, hellinger=0.0, noise=0.0, shift=0.0, max_difference=0.0
+            basis="same inputs", scored=40, pairs=31, hellinger=0.0, noise=0.0, shift=0.0, max_difference=0.0
         ),
         active=_window(360, None),
         down=SlotDown(detected_at=1_765_000_000.5, reason="slot green died"),
@@ -34,7 +34,7 @@ def test_a_window_without_an_active_slot_or_a_death_stores_them_as_null() -> Non
     health = CanaryHealth(
         window_seconds=3.0,
         canary=_window(3, None),
-        scores=ScoreComparison(basis="holdout", pairs=0, hellinger=0.2, noise=0.15, shift=0.05),
+        scores=ScoreComparison(basis="holdout", scored=3, pairs=0, hellinger=0.2, noise=0.15, shift=0.05),
     )
     assert health.stored()["active"] is None and health.stored()["down"] is None
     assert health.scores.max_difference is None
@@ -42,6 +42,6 @@ def test_a_window_without_an_active_slot_or_a_death_stores_them_as_null() -> Non
 
 def test_a_wrong_basis_or_an_unknown_field_is_refused() -> None:
     with pytest.raises(ValueError, match="basis"):
-        ScoreComparison(basis="guess", pairs=0, hellinger=0.0, noise=0.0, shift=0.0)
+        ScoreComparison(basis="guess", scored=0, pairs=0, hellinger=0.0, noise=0.0, shift=0.0)
     with pytest.raises(ValueError, match="latency"):
         SlotWindow(requests=1, errors=0, error_rate=0.0, p50_ms=None, p99_ms=None, latency=3)

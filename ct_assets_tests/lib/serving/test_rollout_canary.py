@@ -1,7 +1,8 @@
 """The canary judged on the same traffic as the active slot, behind a real HAProxy and real
 `bentoml serve` slots: a bento identical to the active one passes the canary 20 times out of 20
-(its window shortened through the spec's `serving.health_window_seconds`) and is promoted; a planted
-model whose scores are shifted is rolled back on its scores."""
+(its window shortened through the spec's `serving.health_window_seconds`, half the traffic its
+share) and is promoted; a planted model whose scores are shifted is rolled back on its scores, on
+however many requests the machine's load lets through."""
 
 from __future__ import annotations
 
@@ -41,7 +42,8 @@ def test_an_identical_bento_always_passes_and_a_shifted_one_is_rolled_back(serve
     short = spec.model_copy(
         update={
             "serving": spec.serving.model_copy(
-                update={"health_window_seconds": 2.0, "min_canary_requests": 5}
+                # half the traffic to the canary: its window holds enough scores to judge in seconds
+                update={"health_window_seconds": 2.0, "min_canary_requests": 5, "canary_share": 0.5}
             )
         }
     )
@@ -77,7 +79,8 @@ def test_an_identical_bento_always_passes_and_a_shifted_one_is_rolled_back(serve
             deploy.rollout(bentos["first"], (rows_first, expected), expected, policy, "test").status
             == "switched"
         )
-        with Traffic(f"http://127.0.0.1:{stable}", rows) as traffic:
+        # 20 rows cycled: both slots score each of them within a second or two (same-input pairs)
+        with Traffic(f"http://127.0.0.1:{stable}", rows[:20]) as traffic:
             # the identical bento in the idle slot, judged 20 times on a canary share of live traffic
             active = deploy.state().active
             idle = "green" if active == "blue" else "blue"
