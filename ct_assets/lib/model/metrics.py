@@ -96,6 +96,14 @@ def segment_masks(frame: pd.DataFrame, segments: list[str]) -> dict[str, np.ndar
     return masks
 
 
+def by_partition(frame: pd.DataFrame, y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, Metrics]:
+    """Metrics for each partition of the rows (their `PARTITION_COLUMN`)."""
+    from ct_assets.lib.core.warehouse import PARTITION_COLUMN
+
+    keys = frame[PARTITION_COLUMN].astype(str).to_numpy()
+    return {key: compute(y[keys == key], p[keys == key], threshold) for key in sorted(set(keys.tolist()))}
+
+
 def by_segment(
     frame: pd.DataFrame, y: np.ndarray, p: np.ndarray, segments: list[str], threshold: float, min_rows: int
 ) -> dict[str, Metrics]:

@@ -54,6 +54,7 @@ class RecordedEvaluation(Record):
     champion: Metrics | None
     candidate_uncalibrated: Metrics | None = None
     segments: dict[str, Metrics] = {}
+    partitions: dict[str, Metrics] = {}  # the candidate on each holdout partition
     notes: list[str] = []
     figures: dict[str, dict[str, float | None]] = {}
 

@@ -286,6 +286,7 @@ def evaluate_candidate(
             champion=theirs.overall if theirs else None,
             candidate_uncalibrated=before,
             segments=ours.segments,
+            partitions=metrics.by_partition(holdout, y, p, candidate.threshold),
             notes=notes,
             figures=verdict.figures,
         ),

@@ -46,6 +46,7 @@ from ct_assets.lib.monitor.retrain_policy import (
     Expectation,
     PartitionSignal,
     drift_decision,
+    holdout_partitions,
     performance_decision,
 )
 
@@ -207,8 +208,13 @@ class Backtest:
         if with_reference:
             views = [self.view(k) for k in keys]
             reference = monitoring.reference(views, self.spec, self._label_rate(keys))
+        by_partition = metrics.by_partition(holdout, model_training.labels(holdout, self.spec), p, threshold)
         expectation = Expectation(
-            ours.overall.auc, ours.overall.rows, ours.overall.positive_rate, self._label_rate(keys)
+            ours.overall.auc,
+            ours.overall.rows,
+            ours.overall.positive_rate,
+            self._label_rate(keys),
+            holdout_partitions({k: (m.auc, m.rows, m.positive_rate) for k, m in by_partition.items()}),
         )
         importance = feature_importance(model, self.layout)
         served = Served(model, model, key, keys, importance, expectation, threshold, reference, fitted)

@@ -3,13 +3,16 @@
 Most drift does not hurt a model, and on large partitions every drift test says "drift". So a
 retrain is asked for only on evidence of harm, measured against what the model itself promised:
 
-- **Performance.** The serving model's AUC on newly labelled partitions is compared with its own
-  holdout AUC by a one-sided z-test. The standard error comes from the data: Hanley & McNeil's
-  formula for each AUC from its partition's positives and negatives (and for the holdout AUC from
-  the holdout's), widened to the spread the window's partition AUCs actually show when that is
-  larger (day-to-day variation beyond sampling). The window is the last `performance_window`
-  partitions, widened until it holds `MIN_WINDOW_ROWS` labelled rows, so small partitions (a
-  month of daily rows) are judged on enough rows and large ones on recent rows only.
+- **Performance.** The serving model's mean AUC over newly labelled partitions is compared with
+  its own mean AUC over its holdout's partitions (each AUC within one partition on both sides, so
+  that a pooled holdout's separation between partitions, a season say, is not counted as a promise)
+  by a one-sided z-test. The standard error comes from the data: Hanley & McNeil's formula for each
+  AUC from its partition's positives and negatives, widened to the spread the partition AUCs
+  actually show when that is larger (variation between partitions beyond sampling), on each side.
+  A record with no per-partition figures is compared on its pooled holdout AUC. The window is the
+  last `performance_window` partitions, widened until it holds `MIN_WINDOW_ROWS` labelled rows,
+  so small partitions (a month of daily rows) are judged on enough rows and large ones on recent
+  rows only.
 - **Label rate.** The window's positives are compared with the registry's reference label rate
   (the training window's) by a binomial z-test; a shift retrains only when the model's own
   predictions did not follow it (the mean predicted probability is also significantly off), since
@@ -54,12 +57,14 @@ class PartitionSignal:
 @dataclass(frozen=True)
 class Expectation:
     """What the serving model promised: its holdout AUC (on `holdout_rows` rows with positive rate
-    `holdout_positive_rate`) and the label rate of its training window."""
+    `holdout_positive_rate`), its AUC within each holdout partition, and the label rate of its
+    training window."""
 
     auc: float | None
     holdout_rows: int | None = None
     holdout_positive_rate: float | None = None
     label_rate: float | None = None
+    partitions: tuple[PartitionSignal, ...] = ()  # holdout partitions holding both classes
 
     @classmethod
     def of(cls, record: ModelVersion) -> Expectation:
@@ -68,7 +73,21 @@ class Expectation:
         holdout = record.evaluation.candidate if record.evaluation else None
         if holdout is None:
             return cls(None, label_rate=record.window_label_rate())
-        return cls(holdout.auc, holdout.rows, holdout.positive_rate, record.window_label_rate())
+        partitions = holdout_partitions(
+            {key: (m.auc, m.rows, m.positive_rate) for key, m in record.evaluation.partitions.items()}
+        )
+        return cls(holdout.auc, holdout.rows, holdout.positive_rate, record.window_label_rate(), partitions)
+
+
+def holdout_partitions(
+    figures: dict[str, tuple[float | None, int, float]],
+) -> tuple[PartitionSignal, ...]:
+    """The holdout partitions (AUC, rows, positive rate) that have an AUC, as signals."""
+    return tuple(
+        PartitionSignal(key, None, auc=auc, rows=rows, label_rate=rate)
+        for key, (auc, rows, rate) in sorted(figures.items())
+        if auc is not None
+    )
 
 
 @dataclass(frozen=True)
@@ -117,6 +136,7 @@ class AucTest:
     se: float
     partitions: list[str]
     rows: int
+    holdout_partitions: int = 0  # 0: the expectation is the pooled holdout AUC
 
     @property
     def z(self) -> float:
@@ -128,17 +148,21 @@ class AucTest:
             if len(self.partitions) == 1
             else f"{self.partitions[0]}..{self.partitions[-1]}"
         )
+        holdout = (
+            f"holdout {self.expected:.3f} (mean of {self.holdout_partitions} partitions)"
+            if self.holdout_partitions
+            else f"holdout {self.expected:.3f}"
+        )
         return (
             f"AUC {self.observed:.3f} on {span} ({len(self.partitions)} partitions, {self.rows} rows) "
-            f"vs holdout {self.expected:.3f}: z {self.z:.2f}"
+            f"vs {holdout}: z {self.z:.2f}"
         )
 
 
-def auc_test(window: list[PartitionSignal], expected: Expectation) -> AucTest | None:
-    """The window's mean AUC against the holdout AUC, with a standard error from both samples."""
-    if not window or expected.auc is None:
-        return None
-    aucs = [s.auc or 0.0 for s in window]
+def mean_auc_variance(signals: list[PartitionSignal] | tuple[PartitionSignal, ...]) -> float:
+    """The variance of the mean of these partitions' AUCs: from sampling (Hanley & McNeil per
+    partition), or from the spread the AUCs show when that is larger."""
+    aucs = [s.auc or 0.0 for s in signals]
     sampling = (
         sum(
             auc_variance(
@@ -146,19 +170,36 @@ def auc_test(window: list[PartitionSignal], expected: Expectation) -> AucTest | 
                 (s.rows or 0) * (s.label_rate or 0.0),
                 (s.rows or 0) * (1 - (s.label_rate or 0.0)),
             )
-            for s in window
+            for s in signals
         )
-        / len(window) ** 2
+        / len(signals) ** 2
     )
     spread = pvariance(aucs) / (len(aucs) - 1) if len(aucs) >= 3 else 0.0
-    live = max(sampling, spread)
-    holdout = 0.0
-    if expected.holdout_rows and expected.holdout_positive_rate is not None:
-        n, p = expected.holdout_rows, expected.holdout_positive_rate
-        holdout = auc_variance(expected.auc, n * p, n * (1 - p))
+    return max(sampling, spread)
+
+
+def auc_test(window: list[PartitionSignal], expected: Expectation) -> AucTest | None:
+    """The window's mean AUC against the holdout's mean AUC per partition (its pooled AUC when the
+    record has no per-partition figures), with a standard error from both samples."""
+    if not window or expected.auc is None:
+        return None
+    live = mean_auc_variance(window)
+    if expected.partitions:
+        promised = mean(s.auc or 0.0 for s in expected.partitions)
+        holdout = mean_auc_variance(expected.partitions)
+    else:
+        promised, holdout = expected.auc, 0.0
+        if expected.holdout_rows and expected.holdout_positive_rate is not None:
+            n, p = expected.holdout_rows, expected.holdout_positive_rate
+            holdout = auc_variance(expected.auc, n * p, n * (1 - p))
     se = math.sqrt(live + holdout) if math.isfinite(live + holdout) else math.inf
     return AucTest(
-        mean(aucs), expected.auc, se, [s.partition for s in window], sum(s.rows or 0 for s in window)
+        mean(s.auc or 0.0 for s in window),
+        promised,
+        se,
+        [s.partition for s in window],
+        sum(s.rows or 0 for s in window),
+        len(expected.partitions),
     )
 
 

@@ -1,7 +1,7 @@
 """The gate through the real model steps on real CatBoost models: the champion is re-scored on
-the candidate's holdout; a first model meets the floors or is refused; a planted bad champion is
-replaced by a better candidate even when that candidate misses a floor (with an alert); a worse
-candidate is still refused by a sound champion."""
+the candidate's holdout; a first model meets the floors or is refused (its figures recorded per
+holdout partition); a planted bad champion is replaced by a better candidate even when that
+candidate misses a floor (with an alert); a worse candidate is still refused by a sound champion."""
 
 from __future__ import annotations
 
@@ -64,9 +64,12 @@ def test_the_first_model_meets_the_floors_or_is_refused(world: dict) -> None:
     candidate, sound = _train(world, world["spec"], registry)
     assert sound.verdict.passed, sound.verdict.reasons
     assert sound.champion is None and "base_rate" in sound.verdict.figures["log_loss"]
-    assert registry.get(candidate.version).label_rate["holdout"] == pytest.approx(
-        sound.candidate.overall.positive_rate
-    )
+    record = registry.get(candidate.version)
+    assert record.label_rate["holdout"] == pytest.approx(sound.candidate.overall.positive_rate)
+    # the figures on each holdout partition, which the retrain trigger holds the model to
+    by_day = record.evaluation.partitions
+    assert sorted(by_day) == record.partitions["holdout"]
+    assert sum(m.rows for m in by_day.values()) == sound.candidate.overall.rows
 
 
 def test_a_planted_bad_champion_is_replaced_by_a_better_candidate_below_a_floor(world: dict) -> None:

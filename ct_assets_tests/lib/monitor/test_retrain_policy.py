@@ -1,5 +1,6 @@
-"""Retrain rules on constructed signals: a significant AUC drop against the holdout's, a label-rate
-shift the model does not follow, and drift that retrains only when confirmed and harmful."""
+"""Retrain rules on constructed signals: a significant AUC drop against the holdout's (per
+partition when the record has it), a label-rate shift the model does not follow, and drift that
+retrains only when confirmed and harmful."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ from ct_assets.lib.monitor.retrain_policy import (
     auc_variance,
     drift_decision,
     first_model_decision,
+    holdout_partitions,
     performance_decision,
     performance_window,
     weighted_share,
 )
-from ct_assets_tests.conftest import evaluation, model_version
+from ct_assets_tests.conftest import evaluation, holdout_metrics, model_version
 
 RULES = MonitoringSpec()  # the defaults every pipeline gets
 # a model that promised AUC 0.75 on a holdout of 3,000 rows with 20% positives
@@ -116,6 +118,28 @@ def test_expectation_from_a_registry_record() -> None:
     assert (expected.auc, expected.holdout_rows, expected.holdout_positive_rate) == (0.7, 500, 0.25)
     assert expected.label_rate == pytest.approx((0.2 * 800 + 0.3 * 100 + 0.25 * 100) / 1000)
     assert Expectation.of(model_version()) == Expectation(None)
+    by_month = evaluation(
+        0.7, partitions={"2013-01": holdout_metrics(0.66), "2013-02": holdout_metrics(None)}
+    )
+    (january,) = Expectation.of(model_version(evaluation=by_month)).partitions
+    assert (january.partition, january.auc) == ("2013-01", 0.66)
+
+
+def test_the_promise_is_the_holdouts_auc_within_a_partition_not_across_them() -> None:
+    """A seasonal series: the pooled holdout AUC (0.95) counts the summer/winter separation, each
+    month's own AUC is 0.80. Months at 0.80 keep their promise; months at 0.66 break it."""
+    months = {f"2012-{m:02d}": (0.80 + (0.01 if m % 2 else -0.01), 100, 0.4) for m in range(5, 10)}
+    months["2012-01"] = (None, 100, 0.0)  # no hot day: no AUC, left out of the promise
+    seasonal = Expectation(0.95, 1200, 0.15, 0.15, holdout_partitions(months))
+    assert [s.partition for s in seasonal.partitions] == [f"2012-{m:02d}" for m in range(5, 10)]
+    summer = [_s(d, 0.80, rows=100, rate=0.4, score=0.4) for d in (1, 2, 3)]
+    assert not performance_decision(summer, seasonal, RULES).retrain
+    pooled = Expectation(0.95, 1200, 0.15, 0.15)
+    assert performance_decision(summer, pooled, RULES).retrain  # what the pooled promise would do
+    worse = performance_decision(
+        [_s(d, 0.66, rows=100, rate=0.4, score=0.4) for d in (1, 2, 3)], seasonal, RULES
+    )
+    assert worse.retrain and "mean of 5 partitions" in worse.evidence["auc"], worse
 
 
 def test_first_model_waits_for_enough_data() -> None:
