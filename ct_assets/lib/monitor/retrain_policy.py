@@ -14,9 +14,10 @@ retrain is asked for only on evidence of harm, measured against what the model i
   so small partitions (a month of daily rows) are judged on enough rows and large ones on recent
   rows only.
 - **Label rate.** The window's positives are compared with the registry's reference label rate
-  (the training window's) by a binomial z-test; a shift retrains only when the model's own
-  predictions did not follow it (the mean predicted probability is also significantly off), since
-  a shift the features explain (a season) needs no new model.
+  (the training window's) by a z-test; a shift retrains only when the model's own predictions did
+  not follow it (the mean predicted probability is also significantly off), since a shift the
+  features explain (a season) needs no new model. Both tests allow, like the AUC test, for the
+  variation between partitions beyond binomial sampling.
 - **Drift.** Importance-weighted drift confirmed in `confirm_partitions` of the last
   `confirm_window` partitions is a reason to expect harm, so it lowers the bar of the performance
   test to `Z_WITH_DRIFT`; confirmed drift with no measurable harm does not retrain.
@@ -203,14 +204,41 @@ def auc_test(window: list[PartitionSignal], expected: Expectation) -> AucTest | 
     )
 
 
+def mean_difference_z(
+    window: list[PartitionSignal], differences: list[float], variances: list[float]
+) -> float:
+    """z of the row-weighted mean of per-partition differences (a rate minus what was expected of
+    it), its variance from sampling (`variances`: each partition's binomial variance per row), or
+    from the spread of the differences between partitions when that is larger (variation beyond
+    sampling: a season, a week's weather), as for the AUC test."""
+    rows = [s.rows or 0 for s in window]
+    total = sum(rows)
+    weights = [n / total for n in rows]
+    difference = sum(w * d for w, d in zip(weights, differences, strict=True))
+    sampling = sum(n * v for n, v in zip(rows, variances, strict=True)) / total**2
+    spread = 0.0
+    if len(window) >= 3:
+        k = len(window)
+        spread = (
+            k
+            / (k - 1)
+            * sum(w * w * (d - difference) ** 2 for w, d in zip(weights, differences, strict=True))
+        )
+    variance = max(sampling, spread)
+    return difference / math.sqrt(variance) if variance > 0 else 0.0
+
+
 def label_shift(window: list[PartitionSignal], expected: Expectation) -> tuple[bool, str] | None:
-    """Did the label rate move significantly from the reference, without the model following?"""
+    """Did the label rate move significantly from the reference, without the model following?
+    Both tests weigh the window's partitions by their rows and allow for the variation between
+    partitions (`mean_difference_z`)."""
     if not window or expected.label_rate is None:
         return None
     rows = sum(s.rows or 0 for s in window)
     positives = sum((s.rows or 0) * (s.label_rate or 0.0) for s in window)
     p0 = min(max(expected.label_rate, 1e-6), 1 - 1e-6)
-    z = (positives - rows * p0) / math.sqrt(rows * p0 * (1 - p0))
+    rates = [s.label_rate or 0.0 for s in window]
+    z = mean_difference_z(window, [r - p0 for r in rates], [p0 * (1 - p0)] * len(window))
     text = f"label rate {positives / rows:.3f} vs reference {p0:.3f} over {rows} rows: z {z:.2f}"
     if abs(z) < Z_LABEL:
         return False, text
@@ -218,10 +246,10 @@ def label_shift(window: list[PartitionSignal], expected: Expectation) -> tuple[b
     if len(scored) < len(window):
         return True, f"{text}; the model's mean prediction is not known"
     predicted = sum((s.rows or 0) * (s.mean_score or 0.0) for s in window)
-    spread = math.sqrt(
-        sum((s.rows or 0) * (s.mean_score or 0.0) * (1 - (s.mean_score or 0.0)) for s in window)
+    scores = [s.mean_score or 0.0 for s in window]
+    followed_z = mean_difference_z(
+        window, [r - m for r, m in zip(rates, scores, strict=True)], [m * (1 - m) for m in scores]
     )
-    followed_z = (positives - predicted) / spread if spread > 0 else 0.0
     missed = abs(followed_z) >= Z_FOLLOWED and followed_z * z > 0
     verdict = "not followed" if missed else "followed"
     return missed, f"{text}; mean prediction {predicted / rows:.3f} ({verdict}, z {followed_z:.2f})"

@@ -85,6 +85,19 @@ def test_label_shift_retrains_only_when_the_model_does_not_follow() -> None:
     assert not small_shift.retrain
 
 
+def test_a_miss_that_varies_between_partitions_is_not_evidence_but_a_steady_one_is() -> None:
+    """Summer months (100 rows each): the rate is far above the year-round reference, and the
+    model's mean prediction misses it by 0.15, -0.03 and 0.06 (a hot and a cool month): binomial
+    sampling alone would call the 0.06 mean miss significant (z 2.1); the spread between months
+    does not (z 1.2)."""
+    varying = [_s(1, rows=100, rate=0.55, score=0.40), _s(2, rows=100, rate=0.37, score=0.40)]
+    varying.append(_s(3, rows=100, rate=0.46, score=0.40))
+    decision = performance_decision(varying, EXPECTED, RULES)
+    assert not decision.retrain and "(followed" in decision.evidence["label_rate"], decision.evidence
+    steady = [_s(d, rows=100, rate=0.46 + 0.01 * (d - 2), score=0.40) for d in (1, 2, 3)]
+    assert performance_decision(steady, EXPECTED, RULES).reason.startswith("label-rate shift")
+
+
 def test_drift_not_confirmed_does_not_retrain_even_with_a_drop() -> None:
     signals = [_s(1, 0.72, share=0.1), _s(2, 0.72, share=0.1), _s(3, 0.72, share=0.8, drifted=("dest",))]
     decision = drift_decision(signals, EXPECTED, RULES)
