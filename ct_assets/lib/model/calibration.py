@@ -73,25 +73,27 @@ class Calibration:
         return asdict(self)
 
 
-def fit_platt(logits: np.ndarray, y: np.ndarray, iterations: int = 100) -> tuple[float, float]:
+def fit_platt(logits: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """Slope and intercept of `P(y=1) = sigmoid(slope * logit + intercept)` by maximum likelihood
-    (Newton's method), with Platt's smoothed targets so that a separable split stays finite."""
+    (L-BFGS on the convex log-loss, so every step lowers it), with Platt's smoothed targets so that
+    a separable split stays finite."""
     import numpy as np
+    from scipy.optimize import minimize
+    from scipy.special import expit, log_expit
 
     positives = float(y.sum())
     negatives = float(len(y) - positives)
     target = np.where(y > 0, (positives + 1) / (positives + 2), 1 / (negatives + 2))
-    design = np.column_stack([logits.astype(float), np.ones(len(logits))])
-    weights = np.array([1.0, 0.0])
-    for _ in range(iterations):
-        p = 1 / (1 + np.exp(-np.clip(design @ weights, -35, 35)))
-        gradient = design.T @ (p - target)
-        hessian = design.T @ (design * (p * (1 - p))[:, None]) + 1e-9 * np.eye(2)
-        step = np.linalg.solve(hessian, gradient)
-        weights -= step
-        if float(np.max(np.abs(step))) < 1e-10:
-            break
-    return float(weights[0]), float(weights[1])
+    x = logits.astype(float)
+
+    def loss(weights: np.ndarray) -> tuple[float, np.ndarray]:
+        z = weights[0] * x + weights[1]
+        value = -float(np.sum(target * log_expit(z) + (1 - target) * log_expit(-z)))
+        residual = expit(z) - target
+        return value, np.array([float(residual @ x), float(residual.sum())])
+
+    found = minimize(loss, np.array([1.0, 0.0]), jac=True, method="L-BFGS-B", options={"gtol": 1e-9})
+    return float(found.x[0]), float(found.x[1])
 
 
 TRUST_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -149,23 +151,28 @@ def calibrate(
     return _apply(model, logits, y, slope, intercept, trust, checked_on, fitted_on)
 
 
-def fit_intercept(logits: np.ndarray, y: np.ndarray, slope: float, iterations: int = 50) -> float:
+def fit_intercept(logits: np.ndarray, y: np.ndarray, slope: float) -> float:
     """The intercept `b` of `P(y=1) = sigmoid(slope * logit + b)` by maximum likelihood with the
-    slope held (Newton's method; Platt's smoothed targets keep it finite for one class)."""
+    slope held (Platt's smoothed targets keep it finite for one class). The likelihood's gradient
+    in `b` rises monotonically, so its root is bracketed and found by Brent's method: Newton's
+    steps diverge when the scaled logits start far out where the sigmoid is flat."""
     import numpy as np
+    from scipy.optimize import brentq
+    from scipy.special import expit
 
+    if len(y) == 0:
+        return 0.0
     positives = float(y.sum())
     negatives = float(len(y) - positives)
     target = np.where(y > 0, (positives + 1) / (positives + 2), 1 / (negatives + 2))
     scaled = slope * logits.astype(float)
-    intercept = 0.0
-    for _ in range(iterations):
-        p = 1 / (1 + np.exp(-np.clip(scaled + intercept, -35, 35)))
-        step = float(np.sum(p - target)) / (float(np.sum(p * (1 - p))) + 1e-9)
-        intercept -= step
-        if abs(step) < 1e-10:
-            break
-    return intercept
+
+    def gradient(intercept: float) -> float:
+        return float(np.sum(expit(scaled + intercept) - target))
+
+    # beyond these every probability is within 1e-17 of 0 or 1, past every smoothed target
+    reach = float(np.max(np.abs(scaled))) + 40.0
+    return float(brentq(gradient, -reach, reach, xtol=1e-12))
 
 
 def calibrate_level(

@@ -52,6 +52,20 @@ def test_platt_recovers_a_known_slope_and_intercept() -> None:
     assert slope == pytest.approx(1.7, abs=0.06) and intercept == pytest.approx(-0.8, abs=0.05)
 
 
+def test_the_intercept_is_found_even_where_the_sigmoid_starts_flat() -> None:
+    """Scaled logits far out (30 here, every probability ~1 at intercept 0) sent Newton's steps off
+    to 1e10 on real data (a refit's level on bird strikes); the bracketed root is the rate's logit."""
+    rng = np.random.default_rng(5)
+    logits = rng.normal(12.0, 0.01, 2_000)
+    y = (rng.uniform(0, 1, len(logits)) < 0.09).astype(int)
+    intercept = calibration.fit_intercept(logits, y, slope=2.5)
+    mean = float(np.mean(1 / (1 + np.exp(-(2.5 * logits + intercept)))))
+    assert mean == pytest.approx(y.mean(), abs=0.002) and abs(intercept) < 40, intercept
+    assert calibration.fit_intercept(np.array([-3.0, 3.0]), np.array([0, 1]), 1.0) == pytest.approx(
+        0.0, abs=1e-9
+    )
+
+
 def test_calibrated_probabilities_follow_a_shifted_label_rate(trained: dict) -> None:
     spec, ref, result = trained["spec"], trained["ref"], trained["result"]
     assert ref.label_rate["holdout"] - ref.label_rate["train"] > 0.15  # the rate moved after training
