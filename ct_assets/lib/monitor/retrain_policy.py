@@ -12,7 +12,7 @@ retrain is asked for only on evidence of harm, measured against what the model i
   A record with no per-partition figures is compared on its pooled holdout AUC. The window is the
   last `performance_window` partitions, widened until it holds `MIN_WINDOW_ROWS` labelled rows,
   so small partitions (a month of daily rows) are judged on enough rows and large ones on recent
-  rows only.
+  rows only; until the model has served that many labelled rows, nothing is judged.
 - **Label rate.** The window's positives are compared with the registry's reference label rate
   (the training window's) by a z-test; a shift retrains only when the model's own predictions did
   not follow it (the mean predicted probability is also significantly off), since a shift the
@@ -267,10 +267,26 @@ def drift_confirmed(signals: list[PartitionSignal], rules: MonitoringSpec) -> tu
     return True, f"{text}; up to {worst.drift_share:.0%} of importance ({', '.join(features[:4])})"
 
 
+def too_few_rows(window: list[PartitionSignal]) -> str | None:
+    """Why the window is not yet judged (None when it is): fewer than `MIN_WINDOW_ROWS` labelled
+    rows since the model served, as right after a retrain on small partitions."""
+    rows = sum(s.rows or 0 for s in window)
+    if rows >= MIN_WINDOW_ROWS:
+        return None
+    return (
+        f"waiting for {MIN_WINDOW_ROWS} labelled rows: {rows} in {len(window)} scored partitions "
+        "since the model served"
+    )
+
+
 def _auc_evidence(
     signals: list[PartitionSignal], expected: Expectation, rules: MonitoringSpec
 ) -> tuple[AucTest | None, dict[str, str]]:
-    test = auc_test(performance_window(signals, rules), expected)
+    window = performance_window(signals, rules)
+    waiting = too_few_rows(window)
+    if waiting:
+        return None, {"auc": waiting}
+    test = auc_test(window, expected)
     evidence = {"auc": test.describe()} if test else {"auc": "no labelled partitions with row counts yet"}
     return test, evidence
 
@@ -281,7 +297,8 @@ def performance_decision(
     """Retrain when the AUC fell significantly below the holdout's, or below the floor, or when the
     label rate moved and the model did not follow."""
     test, evidence = _auc_evidence(signals, expected, rules)
-    shift = label_shift(performance_window(signals, rules), expected)
+    window = performance_window(signals, rules)
+    shift = None if too_few_rows(window) else label_shift(window, expected)
     if shift is not None:
         evidence["label_rate"] = shift[1]
     if test is not None and test.z >= Z_HARM:

@@ -98,6 +98,17 @@ def test_a_miss_that_varies_between_partitions_is_not_evidence_but_a_steady_one_
     assert performance_decision(steady, EXPECTED, RULES).reason.startswith("label-rate shift")
 
 
+def test_nothing_is_judged_before_the_model_has_served_200_labelled_rows() -> None:
+    """Right after a retrain on monthly partitions: one month of 30 rows, every rule silent."""
+    month = [_s(1, 0.3, rows=30, rate=0.9, score=0.2)]
+    decision = performance_decision(month, EXPECTED, RULES)
+    assert not decision.retrain and decision.evidence == {
+        "auc": "waiting for 200 labelled rows: 30 in 1 scored partitions since the model served"
+    }
+    assert not drift_decision([_s(1, 0.3, rows=30, share=0.9)] * 3, EXPECTED, RULES).retrain
+    assert performance_decision(month * 7, EXPECTED, RULES).retrain  # 210 rows: judged
+
+
 def test_drift_not_confirmed_does_not_retrain_even_with_a_drop() -> None:
     signals = [_s(1, 0.72, share=0.1), _s(2, 0.72, share=0.1), _s(3, 0.72, share=0.8, drifted=("dest",))]
     decision = drift_decision(signals, EXPECTED, RULES)
