@@ -7,10 +7,11 @@ retrain is asked for only on evidence of harm, measured against what the model i
   its own mean AUC over its holdout's partitions (each AUC within one partition on both sides, so
   that a pooled holdout's separation between partitions, a season say, is not counted as a promise)
   by a one-sided z-test. The standard error comes from the data: Hanley & McNeil's formula for each
-  AUC from its partition's positives and negatives, widened to the spread the partition AUCs
-  actually show when that is larger (variation between partitions beyond sampling), on each side.
-  A record with no per-partition figures is compared on its pooled holdout AUC. The window is the
-  last `performance_window` partitions, widened until it holds `MIN_WINDOW_ROWS` labelled rows,
+  AUC from its partition's positives and negatives, plus the variation between partitions that the
+  model showed on its holdout (a drop that starts inside the window spreads the window's AUCs, and
+  is not the model's ordinary variation). A record with fewer than 3 holdout partitions with an AUC
+  is compared on its pooled holdout AUC, the window's own spread widening the error. The window is
+  the last `performance_window` partitions, widened until it holds `MIN_WINDOW_ROWS` labelled rows,
   so small partitions (a month of daily rows) are judged on enough rows and large ones on recent
   rows only; until the model has served that many labelled rows, nothing is judged.
 - **Label rate.** The window's positives are compared with the registry's reference label rate
@@ -30,7 +31,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from statistics import mean, pvariance
+from statistics import mean, pvariance, variance
 
 from ct_assets.lib.core.spec import MonitoringSpec, TrainingSpec
 from ct_assets.lib.model.records import ModelVersion
@@ -40,6 +41,7 @@ Z_WITH_DRIFT = 1.645  # one-sided 5% level: the bar when confirmed drift explain
 Z_LABEL = 3.291  # two-sided 0.1% level: a label rate this far from the reference
 Z_FOLLOWED = 1.960  # two-sided 5% level: the model's mean prediction missed the observed rate
 MIN_WINDOW_ROWS = 200  # the performance window widens until it holds this many labelled rows
+MIN_HOLDOUT_AUCS = 3  # holdout partitions with an AUC needed to judge per partition
 
 
 @dataclass(frozen=True)
@@ -160,36 +162,53 @@ class AucTest:
         )
 
 
-def mean_auc_variance(signals: list[PartitionSignal] | tuple[PartitionSignal, ...]) -> float:
-    """The variance of the mean of these partitions' AUCs: from sampling (Hanley & McNeil per
-    partition), or from the spread the AUCs show when that is larger."""
-    aucs = [s.auc or 0.0 for s in signals]
-    sampling = (
-        sum(
-            auc_variance(
-                s.auc or 0.0,
-                (s.rows or 0) * (s.label_rate or 0.0),
-                (s.rows or 0) * (1 - (s.label_rate or 0.0)),
-            )
-            for s in signals
+def sampling_variances(signals: list[PartitionSignal] | tuple[PartitionSignal, ...]) -> list[float]:
+    """Each partition AUC's sampling variance (Hanley & McNeil from its class counts)."""
+    return [
+        auc_variance(
+            s.auc or 0.0,
+            (s.rows or 0) * (s.label_rate or 0.0),
+            (s.rows or 0) * (1 - (s.label_rate or 0.0)),
         )
-        / len(signals) ** 2
-    )
+        for s in signals
+    ]
+
+
+def mean_auc_variance(signals: list[PartitionSignal]) -> float:
+    """The variance of the mean of these partitions' AUCs: from sampling, or from the spread the
+    AUCs show when that is larger (3 partitions or more)."""
+    aucs = [s.auc or 0.0 for s in signals]
+    sampling = sum(sampling_variances(signals)) / len(signals) ** 2
     spread = pvariance(aucs) / (len(aucs) - 1) if len(aucs) >= 3 else 0.0
     return max(sampling, spread)
 
 
+def between_partitions(holdout: tuple[PartitionSignal, ...]) -> float:
+    """How much a healthy model's AUC varies from partition to partition beyond sampling: the
+    variance of its holdout partitions' AUCs less their mean sampling variance (at least 0)."""
+    aucs = [s.auc or 0.0 for s in holdout]
+    return max(0.0, variance(aucs) - mean(sampling_variances(holdout)))
+
+
 def auc_test(window: list[PartitionSignal], expected: Expectation) -> AucTest | None:
     """The window's mean AUC against the holdout's mean AUC per partition (its pooled AUC when the
-    record has no per-partition figures), with a standard error from both samples."""
+    record has fewer than `MIN_HOLDOUT_AUCS` partition AUCs), with a standard error from both
+    samples. Per partition, each AUC's variance is its sampling variance plus the variation
+    between partitions the model showed on its holdout, so a drop that starts inside the window
+    (which spreads the window's AUCs) is not taken for the model's ordinary variation."""
     if not window or expected.auc is None:
         return None
-    live = mean_auc_variance(window)
-    if expected.partitions:
+    if len(expected.partitions) >= MIN_HOLDOUT_AUCS:
         promised = mean(s.auc or 0.0 for s in expected.partitions)
-        holdout = mean_auc_variance(expected.partitions)
+        between = between_partitions(expected.partitions)
+        live = sum(v + between for v in sampling_variances(window)) / len(window) ** 2
+        holdout = (
+            sum(v + between for v in sampling_variances(expected.partitions)) / len(expected.partitions) ** 2
+        )
+        holdout_partitions = len(expected.partitions)
     else:
-        promised, holdout = expected.auc, 0.0
+        live = mean_auc_variance(window)
+        promised, holdout, holdout_partitions = expected.auc, 0.0, 0
         if expected.holdout_rows and expected.holdout_positive_rate is not None:
             n, p = expected.holdout_rows, expected.holdout_positive_rate
             holdout = auc_variance(expected.auc, n * p, n * (1 - p))
@@ -200,7 +219,7 @@ def auc_test(window: list[PartitionSignal], expected: Expectation) -> AucTest | 
         se,
         [s.partition for s in window],
         sum(s.rows or 0 for s in window),
-        len(expected.partitions),
+        holdout_partitions,
     )
 
 

@@ -43,7 +43,8 @@ from ct_assets_tests.conftest import write_flights_variant
 pytestmark = pytest.mark.slow
 TRAIN_DAYS = day_keys("2013-01-01", "2013-01-14")
 ORDINARY = day_keys("2013-01-15", "2013-01-17")
-DRIFTED = day_keys("2013-01-18", "2013-01-19")
+# Three drifted days: the AUC test holds the whole window to the model's own day-to-day range
+DRIFTED = day_keys("2013-01-18", "2013-01-20")
 SETTINGS = {
     "gate.min_auc": 0.55,
     "training.min_rows": 1000,
@@ -162,10 +163,10 @@ def test_drift_sensor_quiet_on_ordinary_days_then_retrains_on_injected_drift(loo
     assert len(fired.run_requests) == 1, fired.skip_message
     request = fired.run_requests[0]
     assert loop["defs"].resolve_sensor_def(f"{spec.name}_drift_sensor").job_name == f"{spec.name}_retrain"
-    assert request.tags["ct/trigger"] == "drift" and request.tags["ct/partition"] == "2013-01-19"
+    assert request.tags["ct/trigger"] == "drift" and request.tags["ct/partition"] == "2013-01-20"
     reason = request.tags["ct/reason"]
-    assert "drift in 2 of the last 3 partitions (needs 2)" in reason and "it costs accuracy" in reason
-    assert request.run_config["ops"][f"{spec.name}__training_set"]["config"]["as_of"] == "2013-01-19"
+    assert "drift in 3 of the last 3 partitions (needs 2)" in reason and "it costs accuracy" in reason
+    assert request.run_config["ops"][f"{spec.name}__training_set"]["config"]["as_of"] == "2013-01-20"
 
     again = _tick(loop, f"{spec.name}_drift_sensor", cursor=fired.cursor)
     assert not again.run_requests and "cooling down (0 of 7 partitions" in again.skip_message
@@ -196,7 +197,7 @@ def test_drift_sensor_quiet_on_ordinary_days_then_retrains_on_injected_drift(loo
 def test_performance_sensor_says_why(loop: dict) -> None:
     result = _tick(loop, f"{loop['spec'].name}_performance_sensor")
     message = result.skip_message or result.run_requests[0].tags["ct/reason"]
-    assert "2013-01-19" in message and " vs holdout " in message and "label rate" in message
+    assert "2013-01-20" in message and " vs holdout " in message and "label rate" in message
 
 
 def _days(request: dg.RunRequest) -> list[str]:
@@ -236,7 +237,7 @@ def test_landing_sensor_asks_again_for_a_lost_ingest_then_gives_up(loop: dict, t
     new run key, at most LOST_RUN_RETRIES times; ingested days are never requested twice."""
     spec = loop["spec"]
     loop = _own_landing(loop, tmp_path)
-    late = "2013-01-20"
+    late = "2013-01-21"  # the day after the last ingested one
     demo_source.land_day(Path(loop["resources"]["landing"].root), spec.name, late)
     cursor = None
     keys = []

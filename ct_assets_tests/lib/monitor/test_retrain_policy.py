@@ -166,6 +166,22 @@ def test_the_promise_is_the_holdouts_auc_within_a_partition_not_across_them() ->
     assert worse.retrain and "mean of 5 partitions" in worse.evidence["auc"], worse
 
 
+def test_a_drop_that_starts_inside_the_window_is_held_to_the_models_own_day_to_day_range() -> None:
+    """A steady model (holdout days 0.74-0.76) whose last two days fall to 0.62: the window's own
+    spread would hide the drop (z 1.9 < 2.326); the holdout's range does not."""
+    steady = holdout_partitions(
+        {f"2013-01-{d:02d}": (0.74 + 0.01 * (d - 11), 1000, 0.2) for d in (10, 11, 12)}
+    )
+    expected = Expectation(0.76, 3000, 0.2, 0.2, steady)
+    window = [_s(1, 0.75), _s(2, 0.62), _s(3, 0.62)]
+    decision = performance_decision(window, expected, RULES)
+    assert decision.retrain and decision.reason.startswith("significant AUC drop"), decision.reason
+    wobbly = holdout_partitions(
+        {"2013-01-10": (0.66, 1000, 0.2), "2013-01-11": (0.84, 1000, 0.2), "2013-01-12": (0.75, 1000, 0.2)}
+    )
+    assert not performance_decision(window, Expectation(0.76, 3000, 0.2, 0.2, wobbly), RULES).retrain
+
+
 def test_first_model_waits_for_enough_data() -> None:
     training = TrainingSpec(window_partitions=5, validation_partitions=1, holdout_partitions=1, min_rows=100)
     assert not first_model_decision([("a", 50), ("b", 50)], training).retrain
