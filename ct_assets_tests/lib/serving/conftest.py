@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from ct_assets.lib.core import processes
 from ct_assets.lib.core.spec import PipelineSpec
 from ct_assets.lib.serving import proxy
 from ct_assets.lib.serving.proxy import ProxyLayout
 from ct_assets.lib.serving.request_rules import RequestRules
+from ct_assets.lib.serving.slots import terminate_group
 from ct_assets_tests.conftest import free_ports
 
 
@@ -54,7 +54,7 @@ def running(tmp_path: Path) -> Iterator[ProxyLayout]:
     try:
         yield layout
     finally:
-        processes.signal_tree(process.pid, 15)
+        terminate_group(process.pid, timeout=10)  # SIGTERM, then SIGKILL if HAProxy is still there
         process.wait(timeout=10)
         for server in slots:
             server.shutdown()

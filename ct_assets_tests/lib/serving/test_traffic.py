@@ -14,9 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ct_assets.lib.core import processes
 from ct_assets.lib.serving import proxy
 from ct_assets.lib.serving.proxy import ProxyLayout, Routing
+from ct_assets.lib.serving.slots import terminate_group
 from ct_assets.lib.serving.traffic import WEIGHT_SCALE, Traffic, weights
 from ct_assets_tests.conftest import free_ports, requires_haproxy
 from ct_assets_tests.lib.serving.admin_socket import AdminSocket
@@ -175,7 +175,7 @@ def test_a_real_proxy_is_drained_of_a_request_in_flight(tmp_path: Path) -> None:
         request.join(timeout=10)
         assert answers == ["ok"]
     finally:
-        processes.signal_tree(process.pid, 15)
+        terminate_group(process.pid, timeout=10)  # SIGTERM, then SIGKILL if HAProxy is still there
         process.wait(timeout=10)
         for server in servers:
             server.shutdown()
