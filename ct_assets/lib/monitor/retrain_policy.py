@@ -17,8 +17,8 @@ retrain is asked for only on evidence of harm, measured against what the model i
 - **Label rate.** The window's positives are compared with the registry's reference label rate
   (the training window's) by a z-test; a shift retrains only when the model's own predictions did
   not follow it (the mean predicted probability is also significantly off), since a shift the
-  features explain (a season) needs no new model. Both tests allow, like the AUC test, for the
-  variation between partitions beyond binomial sampling.
+  features explain (a season) needs no new model. Both tests widen their error to the spread of
+  the window's partitions when that is larger than binomial sampling (a hot and a cool month).
 - **Drift.** Importance-weighted drift confirmed in `confirm_partitions` of the last
   `confirm_window` partitions is a reason to expect harm, so it lowers the bar of the performance
   test to `Z_WITH_DRIFT`; confirmed drift with no measurable harm does not retrain.
