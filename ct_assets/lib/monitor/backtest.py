@@ -195,11 +195,11 @@ class Backtest:
             model_training.labels(validation, self.spec), model_training.score(model, validation, self.layout)
         )
         holdout = part["holdout"]
+        y = model_training.labels(holdout, self.spec)
         ours, p = self._evaluation(model, holdout, threshold)
         theirs, paired = None, None
         if serving:
             theirs, q = self._evaluation(serving.judged, holdout, serving.threshold)
-            y = model_training.labels(holdout, self.spec)
             paired = paired_scores(holdout, y, p, q, self.spec.segments)
         prior = self._label_rate(splits["train"] + splits["validation"])
         verdict = gate.decide(ours, theirs, self.spec.gate, prior, paired)
@@ -208,13 +208,12 @@ class Backtest:
         if with_reference:
             views = [self.view(k) for k in keys]
             reference = monitoring.reference(views, self.spec, self._label_rate(keys))
-        by_partition = metrics.by_partition(holdout, model_training.labels(holdout, self.spec), p, threshold)
         expectation = Expectation(
             ours.overall.auc,
             ours.overall.rows,
             ours.overall.positive_rate,
             self._label_rate(keys),
-            holdout_partitions({k: (m.auc, m.rows, m.positive_rate) for k, m in by_partition.items()}),
+            holdout_partitions(metrics.by_partition(holdout, y, p, threshold)),
         )
         importance = feature_importance(model, self.layout)
         served = Served(model, model, key, keys, importance, expectation, threshold, reference, fitted)

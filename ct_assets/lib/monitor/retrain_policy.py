@@ -30,10 +30,12 @@ uses them. Each decision carries its evidence as short lines for the run's tags 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from statistics import mean, pvariance, variance
 
 from ct_assets.lib.core.spec import MonitoringSpec, TrainingSpec
+from ct_assets.lib.model.metrics import Metrics
 from ct_assets.lib.model.records import ModelVersion
 
 Z_HARM = 2.326  # one-sided 1% level: an AUC drop this many standard errors below the holdout's
@@ -76,20 +78,16 @@ class Expectation:
         holdout = record.evaluation.candidate if record.evaluation else None
         if holdout is None:
             return cls(None, label_rate=record.window_label_rate())
-        partitions = holdout_partitions(
-            {key: (m.auc, m.rows, m.positive_rate) for key, m in record.evaluation.partitions.items()}
-        )
+        partitions = holdout_partitions(record.evaluation.partitions)
         return cls(holdout.auc, holdout.rows, holdout.positive_rate, record.window_label_rate(), partitions)
 
 
-def holdout_partitions(
-    figures: dict[str, tuple[float | None, int, float]],
-) -> tuple[PartitionSignal, ...]:
-    """The holdout partitions (AUC, rows, positive rate) that have an AUC, as signals."""
+def holdout_partitions(figures: Mapping[str, Metrics]) -> tuple[PartitionSignal, ...]:
+    """The holdout partitions' figures (by partition key) that have an AUC, as signals."""
     return tuple(
-        PartitionSignal(key, None, auc=auc, rows=rows, label_rate=rate)
-        for key, (auc, rows, rate) in sorted(figures.items())
-        if auc is not None
+        PartitionSignal(key, None, auc=m.auc, rows=m.rows, label_rate=m.positive_rate)
+        for key, m in sorted(figures.items())
+        if m.auc is not None
     )
 
 
@@ -205,10 +203,10 @@ def auc_test(window: list[PartitionSignal], expected: Expectation) -> AucTest | 
         holdout = (
             sum(v + between for v in sampling_variances(expected.partitions)) / len(expected.partitions) ** 2
         )
-        holdout_partitions = len(expected.partitions)
+        judged_partitions = len(expected.partitions)
     else:
         live = mean_auc_variance(window)
-        promised, holdout, holdout_partitions = expected.auc, 0.0, 0
+        promised, holdout, judged_partitions = expected.auc, 0.0, 0
         if expected.holdout_rows and expected.holdout_positive_rate is not None:
             n, p = expected.holdout_rows, expected.holdout_positive_rate
             holdout = auc_variance(expected.auc, n * p, n * (1 - p))
@@ -219,7 +217,7 @@ def auc_test(window: list[PartitionSignal], expected: Expectation) -> AucTest | 
         se,
         [s.partition for s in window],
         sum(s.rows or 0 for s in window),
-        holdout_partitions,
+        judged_partitions,
     )
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from ct_assets.lib.core.spec import MonitoringSpec, TrainingSpec
+from ct_assets.lib.model.metrics import Metrics
 from ct_assets.lib.monitor.retrain_policy import (
     Expectation,
     PartitionSignal,
@@ -23,6 +24,11 @@ from ct_assets_tests.conftest import evaluation, holdout_metrics, model_version
 RULES = MonitoringSpec()  # the defaults every pipeline gets
 # a model that promised AUC 0.75 on a holdout of 3,000 rows with 20% positives
 EXPECTED = Expectation(auc=0.75, holdout_rows=3000, holdout_positive_rate=0.2, label_rate=0.2)
+
+
+def _holdout(figures: dict[str, tuple[float | None, int, float]]) -> tuple[PartitionSignal, ...]:
+    """Holdout partitions from (AUC, rows, positive rate) per partition key."""
+    return holdout_partitions({k: Metrics(**holdout_metrics(*f)) for k, f in figures.items()})
 
 
 def _s(
@@ -154,7 +160,7 @@ def test_the_promise_is_the_holdouts_auc_within_a_partition_not_across_them() ->
     month's own AUC is 0.80. Months at 0.80 keep their promise; months at 0.66 break it."""
     months = {f"2012-{m:02d}": (0.80 + (0.01 if m % 2 else -0.01), 100, 0.4) for m in range(5, 10)}
     months["2012-01"] = (None, 100, 0.0)  # no hot day: no AUC, left out of the promise
-    seasonal = Expectation(0.95, 1200, 0.15, 0.15, holdout_partitions(months))
+    seasonal = Expectation(0.95, 1200, 0.15, 0.15, _holdout(months))
     assert [s.partition for s in seasonal.partitions] == [f"2012-{m:02d}" for m in range(5, 10)]
     summer = [_s(d, 0.80, rows=100, rate=0.4, score=0.4) for d in (1, 2, 3)]
     assert not performance_decision(summer, seasonal, RULES).retrain
@@ -169,14 +175,12 @@ def test_the_promise_is_the_holdouts_auc_within_a_partition_not_across_them() ->
 def test_a_drop_that_starts_inside_the_window_is_held_to_the_models_own_day_to_day_range() -> None:
     """A steady model (holdout days 0.74-0.76) whose last two days fall to 0.62: the window's own
     spread would hide the drop (z 1.9 < 2.326); the holdout's range does not."""
-    steady = holdout_partitions(
-        {f"2013-01-{d:02d}": (0.74 + 0.01 * (d - 11), 1000, 0.2) for d in (10, 11, 12)}
-    )
+    steady = _holdout({f"2013-01-{d:02d}": (0.74 + 0.01 * (d - 11), 1000, 0.2) for d in (10, 11, 12)})
     expected = Expectation(0.76, 3000, 0.2, 0.2, steady)
     window = [_s(1, 0.75), _s(2, 0.62), _s(3, 0.62)]
     decision = performance_decision(window, expected, RULES)
     assert decision.retrain and decision.reason.startswith("significant AUC drop"), decision.reason
-    wobbly = holdout_partitions(
+    wobbly = _holdout(
         {"2013-01-10": (0.66, 1000, 0.2), "2013-01-11": (0.84, 1000, 0.2), "2013-01-12": (0.75, 1000, 0.2)}
     )
     assert not performance_decision(window, Expectation(0.76, 3000, 0.2, 0.2, wobbly), RULES).retrain
