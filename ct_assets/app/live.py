@@ -342,21 +342,20 @@ def watch(
     events: EventLog,
 ) -> None:
     """Show the loop's status until interrupted, or (with `exit_when_done`) until every day is
-    played and no run has been in flight for a while."""
+    played and no run has been in flight for the last 45 s (sensors tick every 15-30 s): the quiet
+    spell that ends the replay's traffic counts, so an idle loop exits as the player stops."""
 
     with Live(console=console, refresh_per_second=1, transient=not console.is_terminal) as live:
-        idle_since = None
+        last_active = time.monotonic()
         while not interrupted.is_set():
             status = loop_status(spec, instance, deploy, driver.progress, waiting.is_set())
             events.update(status)
             events.report_failures(instance, spec.name)
             live.update(render(status, options, stable_url))
-            if options.exit_when_done and not player.is_alive():
-                idle_since = idle_since or time.monotonic()
-                if status.runs_in_flight:
-                    idle_since = time.monotonic()
-                elif time.monotonic() - idle_since > 45:  # sensors tick every 15-30 s
-                    break
+            if status.runs_in_flight:
+                last_active = time.monotonic()
+            elif options.exit_when_done and not player.is_alive() and time.monotonic() - last_active > 45:
+                break
             interrupted.wait(3)
 
 

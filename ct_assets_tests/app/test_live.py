@@ -77,6 +77,7 @@ def _wait(predicate, timeout: float, what: str, process: subprocess.Popen, log: 
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # two sessions, each paced by sensor ticks and quiet spells; slower under load
 def test_live_loop_stops_cleanly_and_resumes_without_losing_or_repeating_a_day(tmp_path: Path) -> None:
     home = tmp_path / "home"
     ui, proxy_port, blue, green = free_ports(4)
