@@ -13,6 +13,9 @@ Measured on 300 request rows (latest first), each figure the median over `--repe
 - the same statement run as plain SQL with the row inlined (no prepared statement);
 - a parameterless `EXECUTE` of the same query over a one-row temporary table that does not change
   between runs (what a cached plan would cost if DuckDB kept it);
+- a parameterless `EXECUTE` reading a one-row table, and one of a constant expression: DuckDB
+  binds and plans a prepared statement that reads any table on every `EXECUTE`, and keeps the
+  plan of one that reads none;
 - `SELECT 1` (DuckDB's floor per statement from Python);
 - DuckDB's own profile of one `EXECUTE` (`profiling_mode = 'detailed'`): binding, planning,
   optimizing, physical planning and execution, in ms.
@@ -116,6 +119,17 @@ def measure(engine: Any, rows: list[dict], repeats: int) -> None:
     cursor.execute(f"PREPARE _cached AS WITH validated AS (SELECT * FROM _row){engine._one_row_tail}")
     figures["parameterless EXECUTE, nothing changed between runs"] = timed(
         lambda: cursor.execute("EXECUTE _cached").fetchall(), len(requests), repeats
+    )
+    # DuckDB's plan reuse: a prepared statement that reads a table is bound and planned again on
+    # every EXECUTE; one over constants keeps its plan
+    cursor.execute("CREATE TEMP TABLE _tiny AS SELECT 5 AS k")
+    cursor.execute("PREPARE _reads_table AS SELECT k + 1 FROM _tiny")
+    figures["parameterless EXECUTE reading a one-row table"] = timed(
+        lambda: cursor.execute("EXECUTE _reads_table").fetchall(), len(requests), repeats
+    )
+    cursor.execute("PREPARE _constant AS SELECT 5 + 1")
+    figures["parameterless EXECUTE of a constant"] = timed(
+        lambda: cursor.execute("EXECUTE _constant").fetchall(), len(requests), repeats
     )
     figures["SELECT 1"] = timed(lambda: cursor.execute("SELECT 1").fetchall(), len(requests), repeats)
 

@@ -142,7 +142,9 @@ class ModelParams(_Strict):
     depth: int = Field(6, ge=1, le=16)
     learning_rate: float = Field(0.08, gt=0.0, le=1.0)
     l2_leaf_reg: float = Field(3.0, ge=0.0)
-    early_stopping_rounds: int = Field(30, ge=1)
+    # stop when the validation AUC has not improved for this many trees; null trains every tree
+    # (the validation split still calibrates and picks the threshold)
+    early_stopping_rounds: int | None = Field(30, ge=1)
     seed: int = 13
     thread_count: int = Field(2, ge=1)
 

@@ -87,10 +87,15 @@ def train(
     layout: FeatureLayout,
     params: ModelParams,
 ) -> CatBoostClassifier:
-    """Fit CatBoost with native categoricals and early stopping on the validation split."""
-    model = _classifier(params, params.iterations, early_stopping=True)
+    """Fit CatBoost with native categoricals, stopped early on the validation split when the
+    params ask for it (`early_stopping_rounds`; the best iteration's trees are kept), else for
+    every one of `iterations` trees."""
+    stopping = params.early_stopping_rounds is not None
+    model = _classifier(params, params.iterations, early_stopping=stopping)
     model.fit(
-        _pool(train_rows, spec, layout), eval_set=_pool(validation_rows, spec, layout), use_best_model=True
+        _pool(train_rows, spec, layout),
+        eval_set=_pool(validation_rows, spec, layout),
+        use_best_model=stopping,
     )
     return model
 
