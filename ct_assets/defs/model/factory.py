@@ -73,7 +73,8 @@ def build_model_defs(spec: PipelineSpec) -> dg.Definitions:
         group_name=spec.name,
         kinds={"catboost"},
         description="A CatBoost model trained on the training set (native categoricals, early stopping on "
-        "validation), stored immutable by sha256 and registered with its full lineage.",
+        "validation when the spec asks for it), stored immutable by sha256 and registered with its "
+        "full lineage.",
         check_specs=[
             dg.AssetCheckSpec(
                 "reproducible",

@@ -231,7 +231,7 @@ def fit_calibrated(
     layout: FeatureLayout,
     validation_partitions: list[str] | None = None,
 ) -> tuple[CatBoostClassifier, Calibration]:
-    """Train with early stopping on the validation rows, then calibrate on them: the model that
-    the evaluation, the backtest and serving all score."""
+    """Train (early-stopped on the validation rows when the params ask for it), then calibrate on
+    them: the model that the evaluation, the backtest and serving all score."""
     model = train(train_rows, validation_rows, spec, layout, spec.training.params)
     return model, calibrate(model, validation_rows, spec, layout, validation_partitions)

@@ -1,8 +1,8 @@
 """The served model learns up to the latest label: a candidate that passed the gate is refitted on
 its whole window (train, validation and holdout partitions) before it serves.
 
-- **Trees:** the candidate's parameters and seed, for the candidate's early-stopped tree count;
-  the window has no split left to stop on.
+- **Trees:** the candidate's parameters and seed, for the candidate's tree count (early-stopped
+  when the params ask for it); the window has no split left to stop on.
 - **Calibration:** the refit keeps the candidate's slope (its Platt map's, weighed by its
   forward-checked trust), fitted where the candidate had not trained: it corrects the logit
   scale, which the refit shares (same parameters and tree count). The intercept is fitted by
