@@ -57,3 +57,13 @@ def test_code_version_outside_a_git_checkout_is_unknown(monkeypatch, tmp_path: P
     monkeypatch.setattr(model_training, "REPO_ROOT", tmp_path)
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
     assert model_training.code_version() == "unknown"
+
+
+def test_early_stopping_keeps_the_best_iteration_and_null_trains_every_tree(small_spec, five_days) -> None:
+    layout = FeatureLayout.of(small_spec)
+    train, validation = five_days[DAYS[0]], five_days[DAYS[1]]
+    params = small_spec.training.params.model_copy(update={"iterations": 300, "early_stopping_rounds": 5})
+    stopped = model_training.train(train, validation, small_spec, layout, params)
+    assert stopped.tree_count_ == stopped.get_best_iteration() + 1 < 300
+    every = params.model_copy(update={"early_stopping_rounds": None})
+    assert model_training.train(train, validation, small_spec, layout, every).tree_count_ == 300
