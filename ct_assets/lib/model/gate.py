@@ -3,10 +3,11 @@
 With a champion, the candidate passes when it is not worse than the champion beyond the spec's
 allowances on AUC, log-loss and calibration error (ECE), overall and on every segment large
 enough to judge. Given both models' scores on the holdout rows (`PairedScores`), a figure beyond
-its allowance counts against the candidate only when the candidate is the worse model on at least
-`paired_evidence.CONFIDENCE` of paired resamples of those rows: otherwise the candidate is not
-shown worse (the row-sampling noise of the holdout could give that difference), and the verdict
-notes the figure with its evidence.
+its allowance counts against the candidate only when the candidate is the worse model on enough
+paired resamples of those rows: `paired_evidence.CONFIDENCE` holds for all the compared figures
+together (Holm's step-down over them, `_shown`), since one verdict compares three figures overall
+and three on every segment. Otherwise the candidate is not shown worse (the row-sampling noise of
+the holdout could give that difference), and the verdict notes the figure with its evidence.
 
 The absolute floors (AUC at least `min_auc`; log-loss below the base-rate predictor's, plus
 `log_loss_floor_margin`) judge the first model only, and decide between the two models when the
@@ -108,33 +109,61 @@ def _figures(
     return table
 
 
-def _regressions(
+@dataclass(frozen=True)
+class _Breach:
+    """A judged figure on which the candidate is worse than the champion beyond its allowance."""
+
+    text: str
+    share: float | None  # share of paired resamples with the candidate worse; None without them
+
+
+def _breaches(
     ours: Metrics, theirs: Metrics, allowed: dict[str, float], where: str, paired: PairedScores | None
-) -> tuple[list[str], list[str]]:
-    """Each judged figure on which `ours` is worse than `theirs` by more than its allowance: a reason
-    against the candidate, or, when the paired resamples do not show the candidate worse, a note."""
-    reasons, notes = [], []
+) -> tuple[list[_Breach], int]:
+    """Each judged figure on which `ours` is worse than `theirs` by more than its allowance, with its
+    paired evidence, and how many figures were compared (both defined)."""
+    found, compared = [], 0
     for name, label in (("auc", "AUC"), ("log_loss", "log-loss"), ("ece", "calibration error")):
         mine, champ = getattr(ours, name), getattr(theirs, name)
         if mine is None or champ is None:
             continue
+        compared += 1
         if name == "auc" and mine < champ - allowed[name]:
-            found = f"{label} {mine:.3f} < champion {champ:.3f} - {allowed[name]:.3f}{where}"
+            text = f"{label} {mine:.3f} < champion {champ:.3f} - {allowed[name]:.3f}{where}"
         elif name != "auc" and mine > champ + allowed[name]:
-            found = f"{label} {mine:.3f} > champion {champ:.3f} + {allowed[name]:.3f}{where}"
+            text = f"{label} {mine:.3f} > champion {champ:.3f} + {allowed[name]:.3f}{where}"
         else:
             continue
-        if paired is None:
-            reasons.append(found)
+        found.append(_Breach(text, None if paired is None else worse_share(paired, name)))
+    return found, compared
+
+
+def _shown(breaches: list[_Breach], compared: int) -> tuple[list[str], list[str]]:
+    """The breaches that count against the candidate (reasons) and those noted as not shown.
+
+    Without paired scores every breach counts. With them, the family of all `compared` figures is
+    held to CONFIDENCE together by Holm's step-down: the breaches in order of their evidence, the
+    k-th (from 0) counts when the candidate is worse on at least `1 - (1 - CONFIDENCE) / (compared
+    - k)` of the resamples, and the first that falls short ends the counting. Judging some forty
+    figures (three per segment) each at CONFIDENCE alone would refuse a candidate no worse than
+    the champion most of the time."""
+    reasons, notes = [], []
+    ordered = sorted(breaches, key=lambda b: -(b.share if b.share is not None else 2.0))
+    shown = True
+    for rank, breach in enumerate(ordered):
+        if breach.share is None:
+            reasons.append(breach.text)
             continue
-        share = worse_share(paired, name)
+        needed = 1 - (1 - CONFIDENCE) / max(compared - rank, 1)
         evidence = (
-            f"the candidate is worse on {share:.0%} of {RESAMPLES} paired resamples of the holdout rows"
+            f"the candidate is worse on {breach.share:.1%} of {RESAMPLES} paired resamples of the holdout "
+            f"rows; {compared} figures compared, this one needs {needed:.2%}"
         )
-        if share >= CONFIDENCE:
-            reasons.append(f"{found} ({evidence})")
+        shown = shown and breach.share >= needed
+        if shown:
+            reasons.append(f"{breach.text} ({evidence})")
         else:
-            notes.append(f"{found}: not shown worse ({evidence}, under {CONFIDENCE:.0%})")
+            notes.append(f"{breach.text}: not shown worse ({evidence})")
     return reasons, notes
 
 
@@ -202,15 +231,7 @@ def decide(
         "log_loss": gate.max_segment_log_loss_regression,
         "ece": gate.max_segment_calibration_regression,
     }
-    reasons, noise = _regressions(ours, champion.overall, overall, "", paired)
-    notes = (
-        []
-        if reasons or noise
-        else [
-            f"not worse than the champion beyond the allowances (AUC {overall['auc']:.3f}, "
-            f"log-loss {overall['log_loss']:.3f}, calibration error {overall['ece']:.3f})"
-        ]
-    ) + noise
+    breaches, compared = _breaches(ours, champion.overall, overall, "", paired)
     judged = 0
     for segment, metrics in candidate.segments.items():
         theirs = champion.segments.get(segment)
@@ -218,8 +239,14 @@ def decide(
             continue
         judged += 1
         rows = paired.segment(segment) if paired else None
-        found, noise = _regressions(metrics, theirs, per_segment, f" on segment {segment}", rows)
-        reasons += found
-        notes += noise
+        found, count = _breaches(metrics, theirs, per_segment, f" on segment {segment}", rows)
+        breaches += found
+        compared += count
+    reasons, notes = _shown(breaches, compared)
+    if not breaches:
+        notes.append(
+            f"not worse than the champion beyond the allowances (AUC {overall['auc']:.3f}, "
+            f"log-loss {overall['log_loss']:.3f}, calibration error {overall['ece']:.3f})"
+        )
     notes.append(f"{judged} segments with at least {gate.min_segment_rows} rows compared with the champion")
     return Verdict(not reasons, reasons, notes, _figures(ours, champion.overall, prior_rate))

@@ -5,7 +5,8 @@ calibration error) can be judged pairwise: the rows are resampled with replaceme
 bootstrap, RESAMPLES times, fixed seed, so a verdict is repeatable) and each resample's figure is
 computed for both models. The share of resamples in which the candidate is the worse of the two is
 the evidence: the gate counts a regression beyond the allowance against a candidate only when
-that share reaches CONFIDENCE. The bootstrap measures the row-sampling noise of this holdout:
+that share is high enough for all the figures it compares to hold CONFIDENCE together (Holm's
+step-down, `gate._shown`). The bootstrap measures the row-sampling noise of this holdout:
 on a few thousand rows it moves AUC by a hundredth or more, so a candidate trained on newer data
 that looks that much worse is not shown worse, while one worse on nearly every resample is
 refused. The burden of proof is on the regression: on a small segment (near the spec's

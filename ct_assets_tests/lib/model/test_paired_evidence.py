@@ -86,3 +86,43 @@ def test_the_gate_notes_a_regression_within_noise_and_refuses_a_shown_one() -> N
     refused = gate.decide(_evaluation(y, bad), theirs, rules, paired=PairedScores(y, bad, champion))
     assert not refused.passed and refused.reasons[0].startswith("AUC ")
     assert "paired resamples of the holdout rows" in refused.reasons[0]
+
+
+def test_the_compared_figures_are_held_to_the_confidence_together() -> None:
+    breaches = [gate._Breach("log-loss", 0.98), gate._Breach("AUC on segment s", 0.995)]
+    reasons, notes = gate._shown(breaches, compared=3)  # needs 98.3 %, then 97.5 %
+    assert [r.split(" (")[0] for r in reasons] == ["AUC on segment s", "log-loss"] and not notes
+    reasons, notes = gate._shown(breaches, compared=40)  # needs 99.875 %: neither is shown
+    assert not reasons and len(notes) == 2 and "40 figures compared" in notes[0]
+    reasons, _ = gate._shown([gate._Breach("AUC", 1.0), gate._Breach("ECE", 0.99)], compared=40)
+    assert len(reasons) == 1 and reasons[0].startswith("AUC (the candidate is worse on 100.0%")
+    assert gate._shown([gate._Breach("AUC", None)], compared=40) == (["AUC"], [])  # no paired scores
+
+
+def test_an_equally_good_candidate_with_many_segments_passes_and_a_worse_one_does_not() -> None:
+    y, risk = _world()
+    frame = pd.DataFrame({"carrier": [f"c{i % 6}" for i in range(ROWS)]})  # six segments of 250 rows
+    rules = GateSpec(
+        max_auc_regression=0.0,
+        max_log_loss_regression=0.0,
+        max_calibration_regression=0.0,
+        max_segment_auc_regression=0.0,
+        max_segment_log_loss_regression=0.0,
+        max_segment_calibration_regression=0.0,
+    )
+
+    def verdict(candidate: np.ndarray, champion: np.ndarray) -> gate.Verdict:
+        def evaluation(p: np.ndarray) -> gate.Evaluation:
+            return gate.Evaluation(
+                metrics.compute(y, p, 0.5), metrics.by_segment(frame, y, p, ["carrier"], 0.5, 30)
+            )
+
+        paired = paired_scores(frame, y, candidate, champion, ["carrier"])
+        return gate.decide(evaluation(candidate), evaluation(champion), rules, paired=paired)
+
+    refused = [
+        not verdict(_noisy(risk, 0.05, 2 * s + 1), _noisy(risk, 0.05, 2 * s)).passed for s in range(10)
+    ]
+    assert sum(refused) <= 1, "two draws of the same model: 21 figures each, held to 95 % together"
+    worse = verdict(_noisy(risk, 0.3, 1), _noisy(risk, 0.05, 0))
+    assert not worse.passed and worse.reasons[0].split(" ")[0] in {"AUC", "log-loss", "calibration"}
