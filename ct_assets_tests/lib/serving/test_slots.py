@@ -11,7 +11,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -38,6 +38,22 @@ def _children(pid: int, count: int) -> list[int]:
     return found
 
 
+def _until(condition: Callable[[], bool], what: str) -> None:
+    """Wait (up to 10 s) for a started process to reach the state the test is about: a child is
+    visible before it has run `setsid` or exec'd with its own environment."""
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
+
+
+def _environ(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return b""
+
+
 def _gone(*pids: int) -> bool:
     return all(processes.wait_gone(p, 5) for p in pids)
 
@@ -55,7 +71,7 @@ def test_a_worker_in_its_own_session_is_stopped_with_its_server() -> None:
     """A SIGTERM to the server's group does not reach it (BentoML's workers): it is killed too."""
     leader = _group("setsid sleep 300 & wait")
     (worker,) = _children(leader.pid, 1)
-    assert os.getsid(worker) != os.getsid(leader.pid)
+    _until(lambda: os.getsid(worker) != os.getsid(leader.pid), "the worker left its server's session")
     terminate_group(leader.pid, timeout=1)
     assert _gone(leader.pid, worker)
 
@@ -66,6 +82,9 @@ def test_workers_of_the_slots_instance_are_stopped_even_after_their_server_died(
     server = _group("sleep 300", **{INSTANCE_VARIABLE: "slot-a"})
     orphan = _group("sleep 300", **{INSTANCE_VARIABLE: "slot-a"})
     other = _group("sleep 300", **{INSTANCE_VARIABLE: "slot-b"})
+    for process, instance in ((server, "slot-a"), (orphan, "slot-a"), (other, "slot-b")):
+        marker = f"{INSTANCE_VARIABLE}={instance}".encode()
+        _until(lambda m=marker, p=process.pid: m in _environ(p), f"{process.pid} runs with {instance}")
     try:
         started = time.monotonic()
         terminate_group(server.pid, timeout=20, instance="slot-a")
