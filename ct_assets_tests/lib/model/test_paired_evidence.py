@@ -102,14 +102,7 @@ def test_the_compared_figures_are_held_to_the_confidence_together() -> None:
 def test_an_equally_good_candidate_with_many_segments_passes_and_a_worse_one_does_not() -> None:
     y, risk = _world()
     frame = pd.DataFrame({"carrier": [f"c{i % 6}" for i in range(ROWS)]})  # six segments of 250 rows
-    rules = GateSpec(
-        max_auc_regression=0.0,
-        max_log_loss_regression=0.0,
-        max_calibration_regression=0.0,
-        max_segment_auc_regression=0.0,
-        max_segment_log_loss_regression=0.0,
-        max_segment_calibration_regression=0.0,
-    )
+    rules = GateSpec(**{name: 0.0 for name in GateSpec.model_fields if name.endswith("_regression")})
 
     def verdict(candidate: np.ndarray, champion: np.ndarray) -> gate.Verdict:
         def evaluation(p: np.ndarray) -> gate.Evaluation:

@@ -31,11 +31,8 @@ def _group(command: str, **env: str) -> subprocess.Popen:
 
 
 def _children(pid: int, count: int) -> list[int]:
-    deadline = time.monotonic() + 10
-    while len(found := processes.descendants(pid)) < count:
-        assert time.monotonic() < deadline, f"{pid} started {found}"
-        time.sleep(0.02)
-    return found
+    _until(lambda: len(processes.descendants(pid)) >= count, f"{pid} started {count} children")
+    return processes.descendants(pid)
 
 
 def _until(condition: Callable[[], bool], what: str) -> None:
@@ -45,13 +42,6 @@ def _until(condition: Callable[[], bool], what: str) -> None:
     while not condition():
         assert time.monotonic() < deadline, what
         time.sleep(0.02)
-
-
-def _environ(pid: int) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:
-        return b""
 
 
 def _gone(*pids: int) -> bool:
@@ -83,8 +73,10 @@ def test_workers_of_the_slots_instance_are_stopped_even_after_their_server_died(
     orphan = _group("sleep 300", **{INSTANCE_VARIABLE: "slot-a"})
     other = _group("sleep 300", **{INSTANCE_VARIABLE: "slot-b"})
     for process, instance in ((server, "slot-a"), (orphan, "slot-a"), (other, "slot-b")):
-        marker = f"{INSTANCE_VARIABLE}={instance}".encode()
-        _until(lambda m=marker, p=process.pid: m in _environ(p), f"{process.pid} runs with {instance}")
+        _until(
+            lambda p=process.pid, i=instance: p in processes.with_environment(INSTANCE_VARIABLE, i),
+            f"{process.pid} runs with {instance}",
+        )
     try:
         started = time.monotonic()
         terminate_group(server.pid, timeout=20, instance="slot-a")
