@@ -13,12 +13,16 @@ retrain is asked for only on evidence of harm, measured against what the model i
   is compared on its pooled holdout AUC, the window's own spread widening the error. The window is
   the last `performance_window` partitions, widened until it holds `MIN_WINDOW_ROWS` labelled rows,
   so small partitions (a month of daily rows) are judged on enough rows and large ones on recent
-  rows only; until the model has served that many labelled rows, nothing is judged.
+  rows only; until the model has served that many labelled rows, nothing is judged. A second test
+  takes every partition since the model served, so that a slow decay, too small for a few
+  partitions to show, adds up; the two tests share the level (Bonferroni).
 - **Label rate.** The window's positives are compared with the registry's reference label rate
   (the training window's) by a z-test; a shift retrains only when the model's own predictions did
   not follow it (the mean predicted probability is also significantly off), since a shift the
   features explain (a season) needs no new model. Both tests widen their error to the spread of
-  the window's partitions when that is larger than binomial sampling (a hot and a cool month).
+  the window's partitions when that is larger than binomial sampling (a hot and a cool month);
+  the second also allows for the model's ordinary miss, how far its mean prediction missed its
+  holdout partitions' rates beyond sampling. The window counts partitions with one class too.
 - **Drift.** Importance-weighted drift confirmed in `confirm_partitions` of the last
   `confirm_window` partitions is a reason to expect harm, so it lowers the bar of the performance
   test to `Z_WITH_DRIFT`; confirmed drift with no measurable harm does not retrain.
@@ -32,14 +36,23 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from statistics import mean, pvariance, variance
+from statistics import NormalDist, mean, pvariance, variance
 
 from ct_assets.lib.core.spec import MonitoringSpec, TrainingSpec
 from ct_assets.lib.model.metrics import Metrics
 from ct_assets.lib.model.records import ModelVersion
 
-Z_HARM = 2.326  # one-sided 1% level: an AUC drop this many standard errors below the holdout's
-Z_WITH_DRIFT = 1.645  # one-sided 5% level: the bar when confirmed drift explains why harm is likely
+HARM_LEVEL = 0.01  # one-sided: an AUC drop this unlikely under the model's own holdout figures
+DRIFT_LEVEL = 0.05  # one-sided: the level when confirmed drift explains why harm is likely
+
+
+def z_bar(level: float, tests: int = 1) -> float:
+    """The z that a one-sided test must reach at `level` when `tests` tests share it (Bonferroni)."""
+    return NormalDist().inv_cdf(1 - level / tests)
+
+
+Z_HARM = z_bar(HARM_LEVEL)  # 2.326
+Z_WITH_DRIFT = z_bar(DRIFT_LEVEL)  # 1.645
 Z_LABEL = 3.291  # two-sided 0.1% level: a label rate this far from the reference
 Z_FOLLOWED = 1.960  # two-sided 5% level: the model's mean prediction missed the observed rate
 MIN_WINDOW_ROWS = 200  # the performance window widens until it holds this many labelled rows
@@ -85,7 +98,9 @@ class Expectation:
 def holdout_partitions(figures: Mapping[str, Metrics]) -> tuple[PartitionSignal, ...]:
     """The holdout partitions' figures (by partition key) that have an AUC, as signals."""
     return tuple(
-        PartitionSignal(key, None, auc=m.auc, rows=m.rows, label_rate=m.positive_rate)
+        PartitionSignal(
+            key, None, auc=m.auc, rows=m.rows, label_rate=m.positive_rate, mean_score=m.mean_score
+        )
         for key, m in sorted(figures.items())
         if m.auc is not None
     )
@@ -115,13 +130,20 @@ def auc_variance(auc: float, positives: float, negatives: float) -> float:
     )
 
 
-def _labelled(signals: list[PartitionSignal]) -> list[PartitionSignal]:
-    return [s for s in signals if s.auc is not None and s.rows and s.label_rate is not None]
+def _labelled(signals: list[PartitionSignal], both_classes: bool) -> list[PartitionSignal]:
+    return [
+        s for s in signals if s.rows and s.label_rate is not None and (s.auc is not None or not both_classes)
+    ]
 
 
-def performance_window(signals: list[PartitionSignal], rules: MonitoringSpec) -> list[PartitionSignal]:
-    """The last `performance_window` scored partitions, widened to `MIN_WINDOW_ROWS` rows."""
-    scored = _labelled(signals)
+def performance_window(
+    signals: list[PartitionSignal], rules: MonitoringSpec, both_classes: bool = True
+) -> list[PartitionSignal]:
+    """The last `performance_window` labelled partitions, widened to `MIN_WINDOW_ROWS` rows: those
+    with an AUC (both classes) for the AUC test; with `both_classes=False`, every labelled one, as
+    the label-rate test needs (a winter month without a hot day has a rate, 0, and leaving it out
+    would raise the window's rate above the training window's, which counts it)."""
+    scored = _labelled(signals, both_classes)
     window: list[PartitionSignal] = []
     for signal in reversed(scored):
         if len(window) >= rules.performance_window and sum(s.rows or 0 for s in window) >= MIN_WINDOW_ROWS:
@@ -222,17 +244,19 @@ def auc_test(window: list[PartitionSignal], expected: Expectation) -> AucTest | 
 
 
 def mean_difference_z(
-    window: list[PartitionSignal], differences: list[float], variances: list[float]
+    window: list[PartitionSignal], differences: list[float], variances: list[float], between: float = 0.0
 ) -> float:
     """z of the row-weighted mean of per-partition differences (a rate minus what was expected of
-    it), its variance from sampling (`variances`: each partition's binomial variance per row), or
-    from the spread of the differences between partitions when that is larger (variation beyond
-    sampling: a season, a week's weather), as for the AUC test."""
+    it), its variance from sampling (`variances`: each partition's binomial variance per row) plus
+    `between` (a partition's ordinary variation beyond sampling, known from elsewhere), or from the
+    spread of the differences between partitions when that is larger (variation beyond sampling
+    inside the window: a season, a week's weather), as for the AUC test."""
     rows = [s.rows or 0 for s in window]
     total = sum(rows)
     weights = [n / total for n in rows]
     difference = sum(w * d for w, d in zip(weights, differences, strict=True))
     sampling = sum(n * v for n, v in zip(rows, variances, strict=True)) / total**2
+    sampling += between * sum(w * w for w in weights)
     spread = 0.0
     if len(window) >= 3:
         k = len(window)
@@ -245,10 +269,33 @@ def mean_difference_z(
     return difference / math.sqrt(variance) if variance > 0 else 0.0
 
 
+def missed_rate(signals: list[PartitionSignal] | tuple[PartitionSignal, ...]) -> list[float]:
+    """Each partition's label rate minus the model's mean prediction on it."""
+    return [(s.label_rate or 0.0) - (s.mean_score or 0.0) for s in signals]
+
+
+def rate_variances(signals: list[PartitionSignal] | tuple[PartitionSignal, ...]) -> list[float]:
+    """Each partition's binomial variance per row, at the model's mean prediction."""
+    return [(s.mean_score or 0.0) * (1 - (s.mean_score or 0.0)) for s in signals]
+
+
+def ordinary_miss(holdout: tuple[PartitionSignal, ...]) -> float:
+    """How much a healthy model's mean prediction misses a partition's label rate beyond sampling:
+    the variance of its holdout partitions' misses less their mean sampling variance (at least 0;
+    0 with fewer than `MIN_HOLDOUT_AUCS` holdout partitions that know their mean prediction)."""
+    known = [s for s in holdout if s.mean_score is not None and s.rows]
+    if len(known) < MIN_HOLDOUT_AUCS:
+        return 0.0
+    sampling = [v / (s.rows or 1) for v, s in zip(rate_variances(known), known, strict=True)]
+    return max(0.0, variance(missed_rate(known)) - mean(sampling))
+
+
 def label_shift(window: list[PartitionSignal], expected: Expectation) -> tuple[bool, str] | None:
     """Did the label rate move significantly from the reference, without the model following?
     Both tests weigh the window's partitions by their rows and allow for the variation between
-    partitions (`mean_difference_z`)."""
+    partitions (`mean_difference_z`); the second also for how much the model's mean prediction
+    missed its holdout partitions' rates beyond sampling (`ordinary_miss`): a day's weather that
+    the features cannot see is no sign that the model has gone stale."""
     if not window or expected.label_rate is None:
         return None
     rows = sum(s.rows or 0 for s in window)
@@ -263,9 +310,8 @@ def label_shift(window: list[PartitionSignal], expected: Expectation) -> tuple[b
     if len(scored) < len(window):
         return True, f"{text}; the model's mean prediction is not known"
     predicted = sum((s.rows or 0) * (s.mean_score or 0.0) for s in window)
-    scores = [s.mean_score or 0.0 for s in window]
     followed_z = mean_difference_z(
-        window, [r - m for r, m in zip(rates, scores, strict=True)], [m * (1 - m) for m in scores]
+        window, missed_rate(window), rate_variances(window), ordinary_miss(expected.partitions)
     )
     missed = abs(followed_z) >= Z_FOLLOWED and followed_z * z > 0
     verdict = "not followed" if missed else "followed"
@@ -298,14 +344,34 @@ def too_few_rows(window: list[PartitionSignal]) -> str | None:
 
 def _auc_evidence(
     signals: list[PartitionSignal], expected: Expectation, rules: MonitoringSpec
-) -> tuple[AucTest | None, dict[str, str]]:
+) -> tuple[list[AucTest], dict[str, str]]:
+    """The AUC tests: on the recent window, and on every partition since the model served when
+    that span is longer (a slow decay, too small for a few partitions to show, adds up over it)."""
     window = performance_window(signals, rules)
     waiting = too_few_rows(window)
     if waiting:
-        return None, {"auc": waiting}
-    test = auc_test(window, expected)
-    evidence = {"auc": test.describe()} if test else {"auc": "no labelled partitions with row counts yet"}
-    return test, evidence
+        return [], {"auc": waiting}
+    recent = auc_test(window, expected)
+    if recent is None:
+        return [], {"auc": "no labelled partitions with row counts yet"}
+    tests, evidence = [recent], {"auc": recent.describe()}
+    served = _labelled(signals, both_classes=True)
+    if len(served) > len(window):
+        span = auc_test(served, expected)
+        if span is not None:
+            tests.append(span)
+            evidence["auc_since_served"] = span.describe()
+    return tests, evidence
+
+
+def significant_drop(tests: list[AucTest], level: float) -> tuple[AucTest, float] | None:
+    """The test with the largest z, with its bar, when it reaches the bar that `level` sets for
+    this many tests; None otherwise."""
+    if not tests:
+        return None
+    bar = z_bar(level, len(tests))
+    worst = max(tests, key=lambda t: t.z)
+    return (worst, bar) if worst.z >= bar else None
 
 
 def performance_decision(
@@ -313,13 +379,17 @@ def performance_decision(
 ) -> Decision:
     """Retrain when the AUC fell significantly below the holdout's, or below the floor, or when the
     label rate moved and the model did not follow."""
-    test, evidence = _auc_evidence(signals, expected, rules)
-    window = performance_window(signals, rules)
+    tests, evidence = _auc_evidence(signals, expected, rules)
+    window = performance_window(signals, rules, both_classes=False)
     shift = None if too_few_rows(window) else label_shift(window, expected)
     if shift is not None:
         evidence["label_rate"] = shift[1]
-    if test is not None and test.z >= Z_HARM:
-        return Decision(True, "performance", f"significant AUC drop: {evidence['auc']} >= {Z_HARM}", evidence)
+    drop = significant_drop(tests, HARM_LEVEL)
+    if drop is not None:
+        return Decision(
+            True, "performance", f"significant AUC drop: {drop[0].describe()} >= {drop[1]:.3f}", evidence
+        )
+    test = tests[0] if tests else None
     if (
         test is not None
         and math.isfinite(test.se)
@@ -339,12 +409,13 @@ def performance_decision(
 def drift_decision(signals: list[PartitionSignal], expected: Expectation, rules: MonitoringSpec) -> Decision:
     """Retrain when drift is confirmed and the AUC dropped at the drift-lowered bar."""
     confirmed, drift_text = drift_confirmed(signals, rules)
-    test, evidence = _auc_evidence(signals, expected, rules)
+    tests, evidence = _auc_evidence(signals, expected, rules)
     evidence = {"drift": drift_text, **evidence}
     if not confirmed:
         return Decision(False, None, drift_text, evidence)
-    if test is not None and test.z >= Z_WITH_DRIFT:
-        return Decision(True, "drift", f"{drift_text}; it costs accuracy: {evidence['auc']}", evidence)
+    drop = significant_drop(tests, DRIFT_LEVEL)
+    if drop is not None:
+        return Decision(True, "drift", f"{drift_text}; it costs accuracy: {drop[0].describe()}", evidence)
     return Decision(False, None, f"{drift_text}, but no significant harm: {evidence['auc']}", evidence)
 
 

@@ -4,6 +4,8 @@ retrains only when confirmed and harmful."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from ct_assets.lib.core.spec import MonitoringSpec, TrainingSpec
@@ -190,3 +192,53 @@ def test_first_model_waits_for_enough_data() -> None:
     training = TrainingSpec(window_partitions=5, validation_partitions=1, holdout_partitions=1, min_rows=100)
     assert not first_model_decision([("a", 50), ("b", 50)], training).retrain
     assert first_model_decision([("a", 60), ("b", 60), ("c", 10), ("d", 10)], training).retrain
+
+
+def test_a_miss_within_the_models_ordinary_miss_on_its_holdout_is_not_evidence() -> None:
+    """One stormy day (1,000 rows) at rate 0.45 that the model predicted at 0.35: binomial sampling
+    calls the miss significant; a model whose mean prediction missed its holdout days' rates by
+    -0.12 to +0.12 shows that such a day is its ordinary miss, not staleness."""
+    stormy = [_s(1, rate=0.45, score=0.35)]
+    assert performance_decision(stormy, EXPECTED, RULES).reason.startswith("label-rate shift")
+    weather = {f"2013-01-{d:02d}": (0.75, 1000, rate) for d, rate in ((1, 0.08), (2, 0.32), (3, 0.2))}
+    scores = {"2013-01-01": 0.2, "2013-01-02": 0.2, "2013-01-03": 0.2}
+    holdout = tuple(replace(s, mean_score=scores[s.partition]) for s in _holdout(weather))
+    decision = performance_decision(stormy, replace(EXPECTED, partitions=holdout), RULES)
+    assert not decision.retrain and "(followed" in decision.evidence["label_rate"], decision.evidence
+    steady = {f"2013-01-{d:02d}": (0.75, 1000, rate) for d, rate in ((1, 0.19), (2, 0.21), (3, 0.2))}
+    holdout = tuple(replace(s, mean_score=scores[s.partition]) for s in _holdout(steady))
+    assert performance_decision(stormy, replace(EXPECTED, partitions=holdout), RULES).retrain
+
+
+def test_holdout_partitions_carry_the_models_mean_prediction() -> None:
+    figures = {"2013-01-01": Metrics(**holdout_metrics(0.7, 400, 0.3), mean_score=0.28)}
+    assert holdout_partitions(figures)[0].mean_score == 0.28
+
+
+def test_the_label_rate_counts_partitions_with_one_class() -> None:
+    """Two months without a positive and one at 0.45 whose mean prediction was 0.3 (80 rows each):
+    over the three the rate is 0.15, the reference's. Left out, the one-class months would leave a
+    window of one hot month, far above the reference."""
+    cold = [_s(d, auc=None, rows=80, rate=0.0, score=0.0) for d in (1, 2)]  # type: ignore[arg-type]
+    hot = _s(3, rows=80, rate=0.45, score=0.30)
+    expected = replace(EXPECTED, label_rate=0.15)
+    rules = RULES.model_copy(update={"performance_window": 1})
+    assert [s.partition for s in performance_window([*cold, hot], rules)] == ["2013-02-03"]
+    window = performance_window([*cold, hot], rules, both_classes=False)
+    assert [s.partition for s in window] == ["2013-02-01", "2013-02-02", "2013-02-03"]
+    decision = performance_decision([*cold, hot], expected, rules)
+    assert "label rate 0.150 vs reference 0.150" in decision.evidence["label_rate"], decision.evidence
+    assert not decision.retrain
+
+
+def test_a_slow_decay_adds_up_over_the_partitions_since_the_model_served() -> None:
+    """A model that promised 0.75 on each of three holdout days delivers 0.71 every day: the last
+    three days alone fall short of the bar; twelve days since it served reach the bar that the
+    two tests share."""
+    holdout = _holdout({f"2013-01-{d:02d}": (0.75, 1000, 0.2) for d in (1, 2, 3)})
+    expected = replace(EXPECTED, partitions=holdout)
+    recent = performance_decision([_s(d, 0.71) for d in (1, 2, 3)], expected, RULES)
+    assert not recent.retrain and "auc_since_served" not in recent.evidence, recent.evidence
+    served = performance_decision([_s(d, 0.71) for d in range(1, 13)], expected, RULES)
+    assert served.retrain and "on 2013-02-01..2013-02-12 (12 partitions" in served.reason, served.reason
+    assert served.reason.endswith(">= 2.576"), served.reason
