@@ -21,7 +21,6 @@ class Metrics:
     log_loss: float
     brier: float
     ece: float
-    mean_score: float | None = None  # the mean predicted probability
 
     def as_dict(self) -> dict[str, float | int | None]:
         return asdict(self)
@@ -72,7 +71,6 @@ def compute(y: np.ndarray, p: np.ndarray, threshold: float) -> Metrics:
         log_loss=float(log_loss(y, clipped, labels=[0, 1])),
         brier=float(brier_score_loss(y, p)),
         ece=expected_calibration_error(y, p),
-        mean_score=float(p.mean()),
     )
 
 

@@ -20,9 +20,8 @@ retrain is asked for only on evidence of harm, measured against what the model i
   (the training window's) by a z-test; a shift retrains only when the model's own predictions did
   not follow it (the mean predicted probability is also significantly off), since a shift the
   features explain (a season) needs no new model. Both tests widen their error to the spread of
-  the window's partitions when that is larger than binomial sampling (a hot and a cool month);
-  the second also allows for the model's ordinary miss, how far its mean prediction missed its
-  holdout partitions' rates beyond sampling. The window counts partitions with one class too.
+  the window's partitions when that is larger than binomial sampling (a hot and a cool month).
+  The window counts partitions with one class too.
 - **Drift.** Importance-weighted drift confirmed in `confirm_partitions` of the last
   `confirm_window` partitions is a reason to expect harm, so it lowers the bar of the performance
   test to `Z_WITH_DRIFT`; confirmed drift with no measurable harm does not retrain.
@@ -98,9 +97,7 @@ class Expectation:
 def holdout_partitions(figures: Mapping[str, Metrics]) -> tuple[PartitionSignal, ...]:
     """The holdout partitions' figures (by partition key) that have an AUC, as signals."""
     return tuple(
-        PartitionSignal(
-            key, None, auc=m.auc, rows=m.rows, label_rate=m.positive_rate, mean_score=m.mean_score
-        )
+        PartitionSignal(key, None, auc=m.auc, rows=m.rows, label_rate=m.positive_rate)
         for key, m in sorted(figures.items())
         if m.auc is not None
     )
@@ -244,19 +241,17 @@ def auc_test(window: list[PartitionSignal], expected: Expectation) -> AucTest | 
 
 
 def mean_difference_z(
-    window: list[PartitionSignal], differences: list[float], variances: list[float], between: float = 0.0
+    window: list[PartitionSignal], differences: list[float], variances: list[float]
 ) -> float:
     """z of the row-weighted mean of per-partition differences (a rate minus what was expected of
-    it), its variance from sampling (`variances`: each partition's binomial variance per row) plus
-    `between` (a partition's ordinary variation beyond sampling, known from elsewhere), or from the
-    spread of the differences between partitions when that is larger (variation beyond sampling
-    inside the window: a season, a week's weather), as for the AUC test."""
+    it), its variance from sampling (`variances`: each partition's binomial variance per row), or
+    from the spread of the differences between partitions when that is larger (variation beyond
+    sampling: a season, a week's weather), as for the AUC test."""
     rows = [s.rows or 0 for s in window]
     total = sum(rows)
     weights = [n / total for n in rows]
     difference = sum(w * d for w, d in zip(weights, differences, strict=True))
     sampling = sum(n * v for n, v in zip(rows, variances, strict=True)) / total**2
-    sampling += between * sum(w * w for w in weights)
     spread = 0.0
     if len(window) >= 3:
         k = len(window)
@@ -269,33 +264,10 @@ def mean_difference_z(
     return difference / math.sqrt(variance) if variance > 0 else 0.0
 
 
-def missed_rate(signals: list[PartitionSignal] | tuple[PartitionSignal, ...]) -> list[float]:
-    """Each partition's label rate minus the model's mean prediction on it."""
-    return [(s.label_rate or 0.0) - (s.mean_score or 0.0) for s in signals]
-
-
-def rate_variances(signals: list[PartitionSignal] | tuple[PartitionSignal, ...]) -> list[float]:
-    """Each partition's binomial variance per row, at the model's mean prediction."""
-    return [(s.mean_score or 0.0) * (1 - (s.mean_score or 0.0)) for s in signals]
-
-
-def ordinary_miss(holdout: tuple[PartitionSignal, ...]) -> float:
-    """How much a healthy model's mean prediction misses a partition's label rate beyond sampling:
-    the variance of its holdout partitions' misses less their mean sampling variance (at least 0;
-    0 with fewer than `MIN_HOLDOUT_AUCS` holdout partitions that know their mean prediction)."""
-    known = [s for s in holdout if s.mean_score is not None and s.rows]
-    if len(known) < MIN_HOLDOUT_AUCS:
-        return 0.0
-    sampling = [v / (s.rows or 1) for v, s in zip(rate_variances(known), known, strict=True)]
-    return max(0.0, variance(missed_rate(known)) - mean(sampling))
-
-
 def label_shift(window: list[PartitionSignal], expected: Expectation) -> tuple[bool, str] | None:
     """Did the label rate move significantly from the reference, without the model following?
     Both tests weigh the window's partitions by their rows and allow for the variation between
-    partitions (`mean_difference_z`); the second also for how much the model's mean prediction
-    missed its holdout partitions' rates beyond sampling (`ordinary_miss`): a day's weather that
-    the features cannot see is no sign that the model has gone stale."""
+    partitions (`mean_difference_z`)."""
     if not window or expected.label_rate is None:
         return None
     rows = sum(s.rows or 0 for s in window)
@@ -310,8 +282,9 @@ def label_shift(window: list[PartitionSignal], expected: Expectation) -> tuple[b
     if len(scored) < len(window):
         return True, f"{text}; the model's mean prediction is not known"
     predicted = sum((s.rows or 0) * (s.mean_score or 0.0) for s in window)
+    scores = [s.mean_score or 0.0 for s in window]
     followed_z = mean_difference_z(
-        window, missed_rate(window), rate_variances(window), ordinary_miss(expected.partitions)
+        window, [r - m for r, m in zip(rates, scores, strict=True)], [m * (1 - m) for m in scores]
     )
     missed = abs(followed_z) >= Z_FOLLOWED and followed_z * z > 0
     verdict = "not followed" if missed else "followed"

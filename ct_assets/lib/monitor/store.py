@@ -64,7 +64,6 @@ LIVE_PERFORMANCE: Schema = {
     "log_loss": "DOUBLE",
     "brier": "DOUBLE",
     "ece": "DOUBLE",
-    "mean_score": "DOUBLE",
 }
 
 PREDICTIONS: Schema = {

@@ -194,27 +194,6 @@ def test_first_model_waits_for_enough_data() -> None:
     assert first_model_decision([("a", 60), ("b", 60), ("c", 10), ("d", 10)], training).retrain
 
 
-def test_a_miss_within_the_models_ordinary_miss_on_its_holdout_is_not_evidence() -> None:
-    """One stormy day (1,000 rows) at rate 0.45 that the model predicted at 0.35: binomial sampling
-    calls the miss significant; a model whose mean prediction missed its holdout days' rates by
-    -0.12 to +0.12 shows that such a day is its ordinary miss, not staleness."""
-    stormy = [_s(1, rate=0.45, score=0.35)]
-    assert performance_decision(stormy, EXPECTED, RULES).reason.startswith("label-rate shift")
-    weather = {f"2013-01-{d:02d}": (0.75, 1000, rate) for d, rate in ((1, 0.08), (2, 0.32), (3, 0.2))}
-    scores = {"2013-01-01": 0.2, "2013-01-02": 0.2, "2013-01-03": 0.2}
-    holdout = tuple(replace(s, mean_score=scores[s.partition]) for s in _holdout(weather))
-    decision = performance_decision(stormy, replace(EXPECTED, partitions=holdout), RULES)
-    assert not decision.retrain and "(followed" in decision.evidence["label_rate"], decision.evidence
-    steady = {f"2013-01-{d:02d}": (0.75, 1000, rate) for d, rate in ((1, 0.19), (2, 0.21), (3, 0.2))}
-    holdout = tuple(replace(s, mean_score=scores[s.partition]) for s in _holdout(steady))
-    assert performance_decision(stormy, replace(EXPECTED, partitions=holdout), RULES).retrain
-
-
-def test_holdout_partitions_carry_the_models_mean_prediction() -> None:
-    figures = {"2013-01-01": Metrics(**holdout_metrics(0.7, 400, 0.3), mean_score=0.28)}
-    assert holdout_partitions(figures)[0].mean_score == 0.28
-
-
 def test_the_label_rate_counts_partitions_with_one_class() -> None:
     """Two months without a positive and one at 0.45 whose mean prediction was 0.3 (80 rows each):
     over the three the rate is 0.15, the reference's. Left out, the one-class months would leave a
