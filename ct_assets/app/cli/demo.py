@@ -118,7 +118,7 @@ def register(commands: Any) -> None:
         "--history-days",
         type=int,
         help="live, fresh home: days landed at once before the replay, for the first model "
-        "(default: the spec's training window)",
+        "(default: the demo dataset's four weeks, else the spec's training window)",
     )
     demo.add_argument(
         "--seconds-per-day",
