@@ -114,7 +114,7 @@ def test_backtest_compares_policies_over_a_few_weeks(tmp_path: Path) -> None:
             "--start",
             "2013-01-01",
             "--end",
-            "2013-02-07",
+            "2013-02-21",
             "--policies",
             "static,scheduled,triggered",
             "--json",
@@ -124,8 +124,8 @@ def test_backtest_compares_policies_over_a_few_weeks(tmp_path: Path) -> None:
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert list(summary["policies"]) == ["static", "scheduled", "triggered"]
     assert summary["policies"]["static"]["retrains"] == 0
-    daily = (home / "reports" / "backtest_flights_delay_2013-01-01_2013-02-07.csv").read_text().splitlines()
+    daily = (home / "reports" / "backtest_flights_delay_2013-01-01_2013-02-21.csv").read_text().splitlines()
     assert daily[0] == "policy,partition,rows,auc,log_loss,ece,label_rate,mean_score,model_trained_on"
-    assert len(daily) == 1 + 3 * 10  # first model on 2013-01-28, then 10 scored days per policy
-    assert sum(1 for line in daily if line.startswith("static,") and line.endswith(",2013-01-28")) == 10
-    assert (home / "reports" / "backtest_flights_delay_2013-01-01_2013-02-07.png").stat().st_size > 10_000
+    assert len(daily) == 1 + 3 * 10  # first model on 2013-02-11, then 10 scored days per policy
+    assert sum(1 for line in daily if line.startswith("static,") and line.endswith(",2013-02-11")) == 10
+    assert (home / "reports" / "backtest_flights_delay_2013-01-01_2013-02-21.png").stat().st_size > 10_000
