@@ -270,7 +270,9 @@ def render(status: LoopStatus, options: LiveOptions, stable_url: str) -> Any:
     )
     table.add_row("serving", serving_text(system))
     table.add_row("champion", f"{system.champion or 'none yet'} (registry)")
-    table.add_row("last gate", gate_text(system.last_gate))
+    gate = system.last_gate
+    refit = f"; serves as its refit {gate.refit}" if gate and gate.refit else ""
+    table.add_row("last gate", gate_text(gate) + refit)
     table.add_row("last retrain", retrain_text(system.last_retrain))
     table.add_row("last rollout", rollout_text(system.last_rollout))
     table.add_row("runs in flight", ", ".join(status.runs_in_flight) or "none")
@@ -312,6 +314,12 @@ class EventLog:
         gate = status.system.last_gate
         if gate:
             self.say(f"gate: {gate_text(gate)}", key=f"gate:{gate.version}")
+            if gate.refit:
+                self.say(
+                    f"refit: {gate.refit} is {gate.version} trained again on its whole window "
+                    "(validation and holdout days too), with its verdict; it serves in its place",
+                    key=f"refit:{gate.refit}",
+                )
         for entry in status.rollout_steps[self.rollouts :]:
             self.say(f"rollout: {rollout_text(entry)}")
             self.rollouts += 1

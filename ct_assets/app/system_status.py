@@ -51,12 +51,14 @@ class SlotStatus(_Status):
 
 
 class GateSummary(_Status):
-    """The newest judged candidate: passed or refused, why, and its holdout AUC."""
+    """The newest judged candidate: passed or refused, why, its holdout AUC, and the version that
+    serves in its place when it passed (`refit`: the candidate trained again on its whole window)."""
 
     version: str
     passed: bool
     reasons: list[str]
     auc: float | None
+    refit: str | None = None
 
 
 class RetrainSummary(_Status):
@@ -160,8 +162,9 @@ def _rows_in(path: Path, size: int, modified_ns: int) -> int:
 
 
 def last_gate(versions: list[ModelVersion]) -> GateSummary | None:
-    """The newest version the gate judged, from the registry's versions (oldest first)."""
-    evaluated = [r for r in versions if r.verdict is not None]
+    """The newest candidate the gate judged, from the registry's versions (oldest first); a refit
+    carries its candidate's verdict, so it is named as the candidate's refit, not as judged."""
+    evaluated = [r for r in versions if r.verdict is not None and r.refit_of is None]
     if not evaluated:
         return None
     record = evaluated[-1]
@@ -171,6 +174,7 @@ def last_gate(versions: list[ModelVersion]) -> GateSummary | None:
         passed=record.passed,
         reasons=list(record.verdict.reasons) if record.verdict else [],
         auc=None if auc is None else round(auc, 4),
+        refit=next((r.version for r in versions if r.refit_of == record.version), None),
     )
 
 

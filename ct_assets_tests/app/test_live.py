@@ -253,8 +253,24 @@ def test_the_event_log_tells_each_step_once() -> None:
     assert printed.count("first replayed requests answered by v0001, v0002") == 1
     assert printed.count("retrain requested by the performance rule as of 2013-02-13: AUC fell") == 1
     assert printed.count("gate: v0002 passed") == 1
+    assert "refit:" not in printed, "no refit of v0002 yet"
     assert printed.count("rollout: 10:00:00 rollout_started v0002-b") == 1
     assert printed.count("rollout: 10:00:05 canary v0002-b") == 1
+
+
+def test_the_event_log_and_the_live_view_tell_a_passed_candidate_s_refit_apart_from_it() -> None:
+    console = Console(record=True, width=300)
+    events = EventLog(console, time.monotonic())
+    judged = GateSummary(version="v0002", passed=True, reasons=[], auc=0.71)
+    refitted = judged.model_copy(update={"refit": "v0003"})
+    events.update(_loop_status(last_gate=judged))
+    for _ in range(2):
+        events.update(_loop_status(last_gate=refitted))
+    console.print(render(_loop_status(last_gate=refitted), LiveOptions(), "u"))
+    printed = console.export_text()
+    assert printed.count("gate: v0002 passed") == 1 and "gate: v0003" not in printed
+    assert printed.count("refit: v0003 is v0002 trained again on its whole window") == 1
+    assert "v0002 passed (holdout AUC 0.710); serves as its refit v0003" in printed
 
 
 def test_the_flights_demo_lands_four_weeks_of_history_and_other_specs_their_window() -> None:

@@ -47,6 +47,7 @@ def test_a_home_with_a_champion_a_refused_candidate_and_a_rollout(
     )
     assert [s.action for s in rollout_steps(deploy)] == ["rollout_started", "switch"]
     assert not any(status.health.model_dump().values()), "nothing runs in this home"
+    assert status.last_gate.refit is None
     assert set(status.serving) == {"blue", "green"} and not any(s.serving for s in status.serving.values())
     dumped = status.model_dump(mode="json")
     assert dumped["last_gate"]["passed"] is False and dumped["last_rollout"]["why"] == "first deployment"
@@ -94,3 +95,22 @@ def test_rows_served_counts_a_log_file_again_once_it_grows(
     assert rows_served(flights_spec) == 8
     PredictionLogWriter(log_root, flights_spec, "green").close()  # a slot that logged nothing
     assert rows_served(flights_spec) == 8
+
+
+def test_the_last_gate_names_the_judged_candidate_and_the_refit_that_serves_in_its_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flights_spec
+) -> None:
+    """A refit carries its candidate's verdict; the gate judged the candidate, not the refit."""
+    monkeypatch.setenv("CT_HOME", str(tmp_path))
+    config = settings.config()
+    registry = Registry(config.registry, flights_spec.name, config.audit_home)
+    candidate = registry.register(trained_model(pipeline=flights_spec.name, model_sha256="a"))
+    verdict = {"passed": True, "reasons": []}
+    registry.update(candidate, verdict=verdict)
+    assert collect(flights_spec).last_gate.refit is None, "no refit registered yet"
+    refit = registry.register(trained_model(pipeline=flights_spec.name, model_sha256="b", refit_of=candidate))
+    registry.update(refit, verdict=verdict)
+
+    gate = collect(flights_spec).last_gate
+
+    assert gate is not None and (gate.version, gate.refit, gate.passed) == (candidate, refit, True)

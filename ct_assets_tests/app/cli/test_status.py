@@ -98,6 +98,22 @@ def test_the_summary_of_a_canary_after_a_refused_candidate() -> None:
     ]
 
 
+def test_the_summary_names_the_refit_that_serves_for_a_passed_candidate() -> None:
+    idle = SlotStatus(bento=None, share=0.0, up=False, active=False)
+    status = SystemStatus(
+        pipeline="flights_delay",
+        serving={"blue": idle, "green": idle},
+        champion="v0003",
+        rows_served=0,
+        last_gate=GateSummary(version="v0002", passed=True, reasons=[], auc=0.7, refit="v0003"),
+        last_retrain=None,
+        last_rollout=None,
+        health=Health(proxy=False, proxy_supervised=False, daemon=False, webserver=False),
+        proxy_restarts=0,
+    )
+    assert "last gate     v0002 PASSED; serves as its refit v0003" in render(status).splitlines()
+
+
 def test_the_summary_of_a_home_with_nothing_yet() -> None:
     idle = SlotStatus(bento=None, share=0.0, up=False, active=False)
     status = SystemStatus(
