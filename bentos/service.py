@@ -6,7 +6,8 @@ online snapshot (the same code the training path runs), and answers probability,
 model version. Requests that arrive while the worker is busy are featurized and scored together
 (`adaptive_batch`); each still gets its own answer. Malformed requests get a 400 with a readable
 message, never a 500. Every prediction is appended to the prediction log by a background writer
-(off the request path; drained on shutdown); the service never opens the warehouse.
+(off the request path; drained on shutdown), except a rollout's compatibility check
+(`request_gate.ROLLOUT_CHECK`); the service never opens the warehouse.
 
 Endpoints: POST /predict (rows as JSON objects), /predict_columns (one JSON list per field) and
 /predict_arrow (an Arrow IPC stream in and out: the cheapest form for large batches); GET /version;
@@ -55,7 +56,7 @@ from ct_assets.lib.serving.body_limit import BodyLimit, max_body_bytes
 from ct_assets.lib.serving.liveness import Liveness
 from ct_assets.lib.serving.prediction_log_writer import PredictionLogWriter
 from ct_assets.lib.serving.predictor import Predictor, default_workers
-from ct_assets.lib.serving.request_gate import RequestGate
+from ct_assets.lib.serving.request_gate import ROLLOUT_CHECK, RequestGate
 from ct_assets.lib.serving.request_parsing import RequestError
 from ct_assets.lib.serving.scoring import answer, answer_arrow, log_scored
 from ct_assets.lib.serving.slot_metrics import SlotMetrics
@@ -199,7 +200,8 @@ class TabularModelService:
         gate_id = quiet_log.REQUEST_ID.get()  # the caller's X-Request-ID or the gate's, in the header
         if gate_id:  # one id in the header, the answer and the prediction log (for `ct lineage`)
             scored = dataclasses.replace(scored, request_id=gate_id)
-        log_scored(self.log, scored, self.version)
+        if not ROLLOUT_CHECK.get():  # a rollout's compatibility check is not served traffic
+            log_scored(self.log, scored, self.version)
         self.metrics.observe(len(scored.probabilities))
         return scored
 

@@ -25,6 +25,7 @@ from ct_assets.lib.serving.canary_compare import (
 from ct_assets.lib.serving.canary_records import CanaryHealth, SlotDown, SlotWindow
 from ct_assets.lib.serving.prediction_log import log_files, read_requests
 from ct_assets.lib.serving.proxy import ProxyLayout
+from ct_assets.lib.serving.request_gate import ROLLOUT_CHECK_HEADER
 
 __all__ = [
     "CanaryHealth",
@@ -47,15 +48,22 @@ class HealthPolicy:
     max_score_shift: float = 0.25  # Hellinger distance of canary scores from the active slot's
 
 
-def compatibility_problem(port: int, rows: list[dict], expected: list[float]) -> str | None:
-    """Why the slot on `port` does not reproduce `expected` for `rows` (None when it does)."""
+def compatibility_problem(
+    port: int, rows: list[dict], expected: list[float], instance: str | None = None
+) -> str | None:
+    """Why the slot on `port` does not reproduce `expected` for `rows` (None when it does). With the
+    slot's `instance` id, the request is marked as a rollout check: the slot does not log it as
+    served traffic (`request_gate.ROLLOUT_CHECK`)."""
     import httpx  # 0.4 s to load: only a rollout's compatibility check calls a slot
     import numpy as np
 
     if not rows:
         return None
+    headers = {ROLLOUT_CHECK_HEADER: instance} if instance else {}
     try:
-        answer = httpx.post(f"http://127.0.0.1:{port}/predict", json={"rows": rows}, timeout=120)
+        answer = httpx.post(
+            f"http://127.0.0.1:{port}/predict", json={"rows": rows}, headers=headers, timeout=120
+        )
     except httpx.HTTPError as err:
         return f"inference compatibility: the new slot did not answer ({err})"
     if answer.status_code != 200:

@@ -15,13 +15,21 @@ Each request on a route it knows gets a request id (`quiet_log.REQUEST_ID`: the 
 `X-Request-ID`, or a new one), returned as the `x-request-id` response header; a refusal is logged
 as one INFO line with it (`quiet_log.log_refused`). Routes it does not know (health checks, metrics,
 the operator's routes) pass through untouched.
+
+A rollout's compatibility check (the holdout rows sent to a new slot before it takes traffic) marks
+its request with the slot's own instance id (`X-CT-Rollout-Check`, the `CT_SLOT_INSTANCE` the slot
+was started with, known only to the deployment): `ROLLOUT_CHECK` is then true, and the service
+answers without writing the prediction log, so checks never count as served traffic.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
+import os
 import zlib
 from collections.abc import Awaitable, Callable, MutableMapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
@@ -37,6 +45,12 @@ JSON = "application/json"
 ARROW = "application/vnd.apache.arrow.stream"
 # Longest piece of a caller's input quoted back in an error message.
 QUOTE_CHARS = 40
+# A slot's processes carry its instance id in this variable (`slots`: also how its processes are
+# found); the rollout's compatibility check sends the same id in this header.
+INSTANCE_VARIABLE = "CT_SLOT_INSTANCE"
+ROLLOUT_CHECK_HEADER = "x-ct-rollout-check"
+# True while a request is a rollout's compatibility check (see the module doc).
+ROLLOUT_CHECK: ContextVar[bool] = ContextVar("ct_rollout_check", default=False)
 
 
 def quote(value: object, limit: int = QUOTE_CHARS) -> str:
@@ -95,6 +109,7 @@ class RequestGate:
         headers = _headers(scope)
         request_id = new_request_id(headers.get("x-request-id"))
         REQUEST_ID.set(request_id)
+        ROLLOUT_CHECK.set(is_rollout_check(headers.get(ROLLOUT_CHECK_HEADER)))
         send = _with_request_id(send, request_id)
         try:
             self._check_query(rule, scope.get("query_string", b""))
@@ -159,6 +174,12 @@ class RequestGate:
         if not inflater.eof:
             raise Refused(400, "the body is not valid gzip: it ends before the gzip stream does")
         return b"".join(parts)
+
+
+def is_rollout_check(marker: str | None) -> bool:
+    """Does `marker` (the request's rollout-check header) name this slot's instance?"""
+    instance = os.environ.get(INSTANCE_VARIABLE)
+    return bool(marker and instance) and hmac.compare_digest(marker.encode(), instance.encode())
 
 
 def _headers(scope: Scope) -> dict[str, str]:

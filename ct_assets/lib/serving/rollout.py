@@ -124,7 +124,9 @@ class Deployment:
             self.slots.start(idle, bento, extra_env)
         except RuntimeError as err:
             return self._roll_back(idle, bento, [f"the new slot did not start: {err}"], who, None)
-        problem = compatibility_problem(self.layout.slot_ports[idle], *compatibility)
+        started = self.state().slots.get(idle)
+        instance = started.instance if started else None
+        problem = compatibility_problem(self.layout.slot_ports[idle], *compatibility, instance=instance)
         if problem:
             return self._roll_back(idle, bento, [problem], who, None)
         if active is None:  # first deployment: nothing to protect, all traffic at once

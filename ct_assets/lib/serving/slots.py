@@ -26,9 +26,8 @@ from ct_assets.lib.serving.deployment_state import DeploymentRecord, SlotProcess
 from ct_assets.lib.serving.log_pipe import BACKUPS as LOG_BACKUPS
 from ct_assets.lib.serving.log_pipe import MAX_BYTES as MAX_LOG_BYTES
 from ct_assets.lib.serving.proxy import ProxyLayout
+from ct_assets.lib.serving.request_gate import INSTANCE_VARIABLE
 from ct_assets.lib.serving.traffic import WEIGHT_SCALE, Traffic
-
-INSTANCE_VARIABLE = "CT_SLOT_INSTANCE"  # a slot process's environment marks every process it starts
 
 
 def terminate_group(pid: int, timeout: float, instance: str | None = None) -> None:

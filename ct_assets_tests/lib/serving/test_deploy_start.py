@@ -2,7 +2,8 @@
 champion (it publishes the online snapshot, builds the bento and the compatibility set itself):
 from nothing running, onto a running deployment (canary on live traffic, then switch), and again
 after `ct deploy stop`; a rollout that rolls back (a canary that gets no traffic) exits 1 with its
-reason, and the Dagster deployment asset fails its run in the same case. Real slots, real HAProxy."""
+reason, and the Dagster deployment asset fails its run in the same case; the rollout's compatibility
+check is not logged as served traffic. Real slots, real HAProxy."""
 
 from __future__ import annotations
 
@@ -89,6 +90,23 @@ def _start(home: dict) -> subprocess.CompletedProcess[str]:
     return _ct(home["env"], "deploy", "start", "--pipeline", home["spec"].name, "--who", "test")
 
 
+def _rows_served(home: dict, at_least: int) -> int:
+    """`ct status`'s rows served, once the slot's log writer has written `at_least` (and 1 s more
+    for anything written after them)."""
+    import json
+    import time
+
+    def served() -> int:
+        status = _ct(home["env"], "status", "--pipeline", home["spec"].name, "--json")
+        return json.loads(status.stdout)["rows_served"]
+
+    deadline = time.monotonic() + 30
+    while served() < at_least and time.monotonic() < deadline:
+        time.sleep(0.5)
+    time.sleep(1)
+    return served()
+
+
 def _traffic(home: dict, stop: threading.Event, statuses: list[int]) -> None:
     url = f"http://127.0.0.1:{home['spec'].serving.proxy_port}"
     with httpx.Client(base_url=url, timeout=30) as client:
@@ -107,6 +125,9 @@ def test_start_deploys_from_nothing_onto_a_running_deployment_and_after_stop(hom
     assert "online snapshot published" in first.stdout and "deployed:" in first.stdout
     url = f"http://127.0.0.1:{spec.serving.proxy_port}"
     assert httpx.post(f"{url}/predict", json={"rows": home["rows"]}, timeout=30).status_code == 200
+    # the rollout's compatibility check scored the holdout on the new slot, but only the caller's
+    # rows are served traffic in the prediction log
+    assert _rows_served(home, len(home["rows"])) == len(home["rows"])
     deploy = deploy_steps.deployment(spec, home["config"])
     active = deploy.state().active
 

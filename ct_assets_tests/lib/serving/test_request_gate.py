@@ -1,6 +1,7 @@
 """The request gate in front of a real ASGI app: unknown query parameters and pipelines are 400s,
 unsupported media types and encodings 415s, gzip bodies reach the app decoded and a gzip bomb is
-a 413 once its decoded size passes the limit; every answer carries a request id."""
+a 413 once its decoded size passes the limit; every answer carries a request id; only the slot's own
+instance id marks a request as a rollout's compatibility check."""
 
 from __future__ import annotations
 
@@ -10,7 +11,13 @@ import zlib
 
 import httpx
 
-from ct_assets.lib.serving.request_gate import RequestGate, quote
+from ct_assets.lib.serving.request_gate import (
+    INSTANCE_VARIABLE,
+    ROLLOUT_CHECK,
+    ROLLOUT_CHECK_HEADER,
+    RequestGate,
+    quote,
+)
 
 
 async def _echo(scope, receive, send) -> None:
@@ -75,3 +82,23 @@ def test_every_answer_carries_a_request_id_and_quotes_input_short() -> None:
     made = _post("/predict?" + "q" * 5000 + "=1", b"{}", JSON)
     assert len(made.headers["x-request-id"]) == 32 and len(made.text) < 300
     assert quote("7" * 4200) == "'" + "7" * 39 + "…"
+
+
+def test_only_the_slot_s_own_instance_id_marks_a_rollout_check(monkeypatch) -> None:
+    seen: list[bool] = []
+
+    async def app(scope, receive, send) -> None:
+        seen.append(ROLLOUT_CHECK.get())
+        await _echo(scope, receive, send)
+
+    async def post(headers: dict[str, str]) -> None:
+        gate = RequestGate(app, pipeline=lambda: "flights", max_bytes=1000)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=gate), base_url="http://t") as client:
+            await client.post("/predict", content=b"{}", headers={**JSON, **headers})
+
+    monkeypatch.setenv(INSTANCE_VARIABLE, "a1b2c3")
+    for marker in ({ROLLOUT_CHECK_HEADER: "a1b2c3"}, {ROLLOUT_CHECK_HEADER: "a1b2c4"}, {}):
+        asyncio.run(post(marker))
+    monkeypatch.delenv(INSTANCE_VARIABLE)
+    asyncio.run(post({ROLLOUT_CHECK_HEADER: ""}))
+    assert seen == [True, False, False, False]
