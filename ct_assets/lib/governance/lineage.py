@@ -218,13 +218,18 @@ def _request_lines(request: RequestLink) -> list[str]:
     return lines
 
 
-def _partition_lines(partitions: list[PartitionLink]) -> list[str]:
+def _partition_lines(partitions: list[PartitionLink], refit_of: str | None) -> list[str]:
+    """One branch per partition with its split in the dataset; a refit trained on every split of its
+    candidate's window, which the line says beside the candidate's split."""
     lines = []
     for i, partition in enumerate(partitions):
         last = i == len(partitions) - 1
         branch, pad = ("└─", "   ") if last else ("├─", "│  ")
         extra = f"  raw rows now {partition.raw_rows_now}" if partition.raw_rows_now is not None else ""
-        lines.append(f"         {branch} partition {partition.key} ({partition.split}){extra}")
+        split = partition.split
+        if refit_of and split != "train":
+            split = f"{refit_of}'s {split}, trained on by the refit"
+        lines.append(f"         {branch} partition {partition.key} ({split}){extra}")
         for item in partition.files:
             lines.append(
                 f"         {pad}  └─ {item.path}  sha256 {item.sha256[:16]}  rows {item.rows}  "
@@ -246,7 +251,7 @@ def render(lineage: Lineage) -> str:
     rows = ", ".join(f"{k} {v}" for k, v in dataset.rows.items())
     lines.append(f"      └─ dataset {dataset.version}  ({rows})  content hash {_mark(dataset.matches)}")
     lines.append(f"         │  {dataset.path}")
-    lines += _partition_lines(lineage.partitions)
+    lines += _partition_lines(lineage.partitions, model.refit_of)
     found = lineage.problems()
     if not lineage.warehouse_compared:
         lines.append("(warehouse not opened: raw rows and raw_tags were not compared)")

@@ -87,6 +87,17 @@ def test_a_refit_says_which_candidate_it_refits() -> None:
     assert Lineage.model_validate(refit.model_dump(mode="json")).model.refit_of == "v0001"
 
 
+def test_a_refit_s_tree_says_it_trained_on_its_candidate_s_holdout() -> None:
+    lineage = _lineage(_file())
+    holdout = lineage.partitions[0].model_copy(update={"key": "2013-01-03", "split": "holdout"})
+    lineage = lineage.model_copy(update={"partitions": [*lineage.partitions, holdout]})
+    assert "partition 2013-01-03 (holdout)" in render(lineage)
+    refit = lineage.model_copy(update={"model": lineage.model.model_copy(update={"refit_of": "v0001"})})
+    shown = render(refit)
+    assert "partition 2013-01-02 (train)" in shown
+    assert "partition 2013-01-03 (v0001's holdout, trained on by the refit)" in shown
+
+
 def test_an_uncompared_warehouse_is_no_problem_and_is_said() -> None:
     lineage = _lineage(_file(in_raw_tags_now=None, raw_rows_now=None))
     assert lineage.problems() == []
