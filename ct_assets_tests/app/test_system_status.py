@@ -16,12 +16,16 @@ from ct_assets_tests.conftest import trained_model
 from ct_assets_tests.lib.serving.conftest import logged_batch
 
 
-def test_a_home_with_a_champion_a_refused_candidate_and_a_rollout(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flights_spec
-) -> None:
+@pytest.fixture
+def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flights_spec) -> Registry:
+    """The flights pipeline's registry in a new home (CT_HOME)."""
     monkeypatch.setenv("CT_HOME", str(tmp_path))
     config = settings.config()
-    registry = Registry(config.registry, flights_spec.name, config.audit_home)
+    return Registry(config.registry, flights_spec.name, config.audit_home)
+
+
+def test_a_home_with_a_champion_a_refused_candidate_and_a_rollout(registry: Registry, flights_spec) -> None:
+    config = settings.config()
     first = registry.register(trained_model(pipeline=flights_spec.name, model_sha256="a"))
     registry.update(first, verdict={"passed": True, "reasons": []})
     registry.promote(first, who="test", why="first model")
@@ -98,12 +102,9 @@ def test_rows_served_counts_a_log_file_again_once_it_grows(
 
 
 def test_the_last_gate_names_the_judged_candidate_and_the_refit_that_serves_in_its_place(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flights_spec
+    registry: Registry, flights_spec
 ) -> None:
     """A refit carries its candidate's verdict; the gate judged the candidate, not the refit."""
-    monkeypatch.setenv("CT_HOME", str(tmp_path))
-    config = settings.config()
-    registry = Registry(config.registry, flights_spec.name, config.audit_home)
     candidate = registry.register(trained_model(pipeline=flights_spec.name, model_sha256="a"))
     verdict = {"passed": True, "reasons": []}
     registry.update(candidate, verdict=verdict)
