@@ -271,8 +271,7 @@ def render(status: LoopStatus, options: LiveOptions, stable_url: str) -> Any:
     table.add_row("serving", serving_text(system))
     table.add_row("champion", f"{system.champion or 'none yet'} (registry)")
     gate = system.last_gate
-    refit = f"; serves as its refit {gate.refit}" if gate and gate.refit else ""
-    table.add_row("last gate", gate_text(gate) + refit)
+    table.add_row("last gate", gate_text(gate) + (gate.refit_note() if gate else ""))
     table.add_row("last retrain", retrain_text(system.last_retrain))
     table.add_row("last rollout", rollout_text(system.last_rollout))
     table.add_row("runs in flight", ", ".join(status.runs_in_flight) or "none")

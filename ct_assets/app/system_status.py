@@ -60,6 +60,10 @@ class GateSummary(_Status):
     auc: float | None
     refit: str | None = None
 
+    def refit_note(self) -> str:
+        """ "; serves as its refit vN" when a refit serves in the candidate's place, else ""."""
+        return f"; serves as its refit {self.refit}" if self.refit else ""
+
 
 class RetrainSummary(_Status):
     """The newest retrain run: its status, what triggered it, as of which partition, and why."""

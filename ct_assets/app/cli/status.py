@@ -26,7 +26,7 @@ def render(status: SystemStatus) -> str:
     lines.append(
         f"last gate     {gate.version} {'PASSED' if gate.passed else 'FAILED'}"
         + (f": {'; '.join(gate.reasons)}" if gate.reasons else "")
-        + (f"; serves as its refit {gate.refit}" if gate.refit else "")
+        + gate.refit_note()
         if gate
         else "last gate     none yet"
     )

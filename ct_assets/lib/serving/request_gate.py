@@ -100,6 +100,7 @@ class RequestGate:
         self.pipeline = pipeline
         self.max_bytes = max_bytes
         self.routes = DEFAULT_ROUTES if routes is None else routes
+        self.instance = os.environ.get(INSTANCE_VARIABLE)  # this slot's; fixed for its life
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         rule = self.routes.get(scope.get("path", "")) if scope["type"] == "http" else None
@@ -109,7 +110,7 @@ class RequestGate:
         headers = _headers(scope)
         request_id = new_request_id(headers.get("x-request-id"))
         REQUEST_ID.set(request_id)
-        ROLLOUT_CHECK.set(is_rollout_check(headers.get(ROLLOUT_CHECK_HEADER)))
+        ROLLOUT_CHECK.set(is_rollout_check(headers.get(ROLLOUT_CHECK_HEADER), self.instance))
         send = _with_request_id(send, request_id)
         try:
             self._check_query(rule, scope.get("query_string", b""))
@@ -176,9 +177,8 @@ class RequestGate:
         return b"".join(parts)
 
 
-def is_rollout_check(marker: str | None) -> bool:
-    """Does `marker` (the request's rollout-check header) name this slot's instance?"""
-    instance = os.environ.get(INSTANCE_VARIABLE)
+def is_rollout_check(marker: str | None, instance: str | None) -> bool:
+    """Does `marker` (the request's rollout-check header) name this slot's `instance`?"""
     return bool(marker and instance) and hmac.compare_digest(marker.encode(), instance.encode())
 
 

@@ -121,11 +121,9 @@ class Deployment:
         idle = other_slot(active)
         self.audit("rollout_started", who, f"deploy {bento}", slot=idle, active=active)
         try:
-            self.slots.start(idle, bento, extra_env)
+            instance = self.slots.start(idle, bento, extra_env)
         except RuntimeError as err:
             return self._roll_back(idle, bento, [f"the new slot did not start: {err}"], who, None)
-        started = self.state().slots.get(idle)
-        instance = started.instance if started else None
         problem = compatibility_problem(self.layout.slot_ports[idle], *compatibility, instance=instance)
         if problem:
             return self._roll_back(idle, bento, [problem], who, None)

@@ -111,8 +111,9 @@ class SlotControl:
         state.proxy_supervisor_pid = pid
         self.record.save(state)
 
-    def start(self, slot: str, bento: str, extra_env: dict[str, str] | None = None) -> None:
-        """Serve `bento` in `slot` (stopping what ran there), and wait until the proxy sees it up."""
+    def start(self, slot: str, bento: str, extra_env: dict[str, str] | None = None) -> str:
+        """Serve `bento` in `slot` (stopping what ran there), and wait until the proxy sees it up;
+        returns the slot's instance id (`INSTANCE_VARIABLE`)."""
         self.stop(slot)
         Traffic(self.layout).no_standby(slot)
         port = self.layout.slot_ports[slot]
@@ -146,6 +147,7 @@ class SlotControl:
         self.record.save(state)
         wait_until_answers(f"http://127.0.0.1:{port}/readyz", process, f"slot on port {port}", timeout=120)
         self.wait_up(slot)
+        return instance
 
     def wait_up(self, slot: str, timeout: float = 20) -> None:
         """Wait until the proxy's own health check sees the slot UP (before it gets any traffic)."""

@@ -98,36 +98,33 @@ def test_the_summary_of_a_canary_after_a_refused_candidate() -> None:
     ]
 
 
-def test_the_summary_names_the_refit_that_serves_for_a_passed_candidate() -> None:
+def _idle_home(**fields: object) -> SystemStatus:
+    """The status of a home where nothing runs and nothing was judged, with `fields` changed."""
     idle = SlotStatus(bento=None, share=0.0, up=False, active=False)
-    status = SystemStatus(
-        pipeline="flights_delay",
-        serving={"blue": idle, "green": idle},
+    nothing = {
+        "pipeline": "flights_delay",
+        "serving": {"blue": idle, "green": idle},
+        "champion": None,
+        "rows_served": 0,
+        "last_gate": None,
+        "last_retrain": None,
+        "last_rollout": None,
+        "health": Health(proxy=False, proxy_supervised=False, daemon=False, webserver=False),
+        "proxy_restarts": 0,
+    }
+    return SystemStatus(**{**nothing, **fields})
+
+
+def test_the_summary_names_the_refit_that_serves_for_a_passed_candidate() -> None:
+    status = _idle_home(
         champion="v0003",
-        rows_served=0,
         last_gate=GateSummary(version="v0002", passed=True, reasons=[], auc=0.7, refit="v0003"),
-        last_retrain=None,
-        last_rollout=None,
-        health=Health(proxy=False, proxy_supervised=False, daemon=False, webserver=False),
-        proxy_restarts=0,
     )
     assert "last gate     v0002 PASSED; serves as its refit v0003" in render(status).splitlines()
 
 
 def test_the_summary_of_a_home_with_nothing_yet() -> None:
-    idle = SlotStatus(bento=None, share=0.0, up=False, active=False)
-    status = SystemStatus(
-        pipeline="flights_delay",
-        serving={"blue": idle, "green": idle},
-        champion=None,
-        rows_served=0,
-        last_gate=None,
-        last_retrain=None,
-        last_rollout=None,
-        health=Health(proxy=False, proxy_supervised=False, daemon=False, webserver=False),
-        proxy_restarts=0,
-    )
-    lines = render(status).splitlines()
+    lines = render(_idle_home()).splitlines()
     assert lines[1:3] == [
         "slot blue     nothing, 0% of traffic, down",
         "slot green    nothing, 0% of traffic, down",

@@ -7,10 +7,12 @@ check is not logged as served traffic. Real slots, real HAProxy."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -93,8 +95,6 @@ def _start(home: dict) -> subprocess.CompletedProcess[str]:
 def _rows_served(home: dict, at_least: int) -> int:
     """`ct status`'s rows served, once the slot's log writer has written `at_least` (and 1 s more
     for anything written after them)."""
-    import json
-    import time
 
     def served() -> int:
         status = _ct(home["env"], "status", "--pipeline", home["spec"].name, "--json")

@@ -250,8 +250,9 @@ def _free(port: int) -> bool:
 
 @pytest.mark.slow
 def test_a_started_slot_is_recorded_logged_and_replaced(control: SlotControl) -> None:
-    control.start("green", "flights_delay:v1", {"CT_EXTRA": "yes"})
+    instance = control.start("green", "flights_delay:v1", {"CT_EXTRA": "yes"})
     first = control.record.read().slots["green"]
+    assert first.instance == instance
     assert first.bento == "flights_delay:v1" and first.port == control.layout.slot_ports["green"]
     assert control.running("green") and first.pid == control.pid("green")
     env = json.loads(_log(control, "green", "env"))
