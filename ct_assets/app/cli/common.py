@@ -50,7 +50,7 @@ def pipeline_spec(name: str | None, source: str | None = None) -> PipelineSpec:
             raise CliError(f"no {what} in {_folders()}")
         raise CliError(f"more than one {what} is loaded: choose one with --pipeline ({', '.join(specs)})")
     if name not in specs:
-        have = ", ".join(s.name for s in loaded) or "none"
+        have = ", ".join(specs) or "none"
         raise CliError(f"no {what} {name!r} in {_folders()} (have: {have})")
     return specs[name]
 

@@ -42,9 +42,12 @@ def test_land_needs_a_demo_source_pipeline(
     monkeypatch.setenv("CT_PIPELINES_DIR", str(specs))
     named = run_ct(*LAND_ONE_DAY, "--pipeline", "files_b")
     assert one_line_error(named) == (
-        f"ct: no demo-source pipeline 'files_b' in {BUILT_IN}, {specs} (have: flights_delay, files_b)"
+        f"ct: no demo-source pipeline 'files_b' in {BUILT_IN}, {specs} (have: flights_delay)"
     )
     monkeypatch.setenv("CT_BUILTIN_PIPELINES", "0")
+    assert one_line_error(run_ct(*LAND_ONE_DAY, "--pipeline", "files_b")) == (
+        f"ct: no demo-source pipeline 'files_b' in {specs} (have: none)"
+    )
     assert one_line_error(run_ct(*LAND_ONE_DAY)) == f"ct: no demo-source pipeline in {specs}"
     assert not (home / "landing").exists()
 
