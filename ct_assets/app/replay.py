@@ -6,6 +6,7 @@ partitions already landed (`missing_landing` names the ones that are not)."""
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,6 +25,8 @@ from ct_assets.lib.model import model_training
 from ct_assets.lib.model.model_store import load_model
 from ct_assets.lib.model.registry import Registry
 from ct_assets.lib.model.training_set import available_partitions
+
+TRAINING_FAILED = "training failed"
 
 
 @dataclass(frozen=True)
@@ -79,14 +82,24 @@ def retrain(spec: PipelineSpec, partition_key: str, instance: dg.DagsterInstance
     if "gate" in checks and not checks["gate"].passed:
         return False, f"gate refused: {checks['gate'].description}"
     failures = [_root_cause(e.step_failure_data.error) for e in result.all_events if e.is_step_failure]
-    return False, f"training failed: {failures[0] if failures else 'see the run in the UI'}"
+    return False, f"{TRAINING_FAILED}: {failures[0] if failures else 'see the run in the UI'}"
 
 
 def _root_cause(error: object) -> str:
-    """The innermost error message of a serialized Dagster error."""
+    """The innermost error message of a serialized Dagster error, without its exception's class
+    path (`pkg.module.SomeError: ` says nothing to the reader of the table)."""
     while getattr(error, "cause", None) is not None:
         error = error.cause  # type: ignore[attr-defined]
-    return str(getattr(error, "message", error)).strip().splitlines()[-1]
+    line = str(getattr(error, "message", error)).strip().splitlines()[-1]
+    return re.sub(r"^[\w.]+(Error|Exception): ", "", line)
+
+
+def newest_learned(registry: Registry) -> str | None:
+    """The newest partition the champion learned from (any split: a refit trains on them all)."""
+    record = registry.champion()
+    if record is None:
+        return None
+    return max((key for keys in record.partitions.values() for key in keys), default=None)
 
 
 def missing_landing(spec: PipelineSpec, keys: list[str], landing_root: Path) -> list[str]:
@@ -128,8 +141,14 @@ def replay(
         bootstrap = registry.champion_version() is None and history >= needed
         retrained, promoted, note = False, False, "" if counts.succeeded else "data run failed"
         if counts.succeeded and (bootstrap or (retrain_due(spec, day) and history >= needed)):
-            retrained = True
-            promoted, note = retrain(spec, day, instance)
+            known = newest_learned(registry)
+            if known is not None and day <= known:
+                # A model as of an older partition knows less than the champion: replaying an
+                # older stretch must never move the champion back in time.
+                note = f"not retrained: champion {registry.champion_version()} learned up to {known}"
+            else:
+                promoted, note = retrain(spec, day, instance)
+                retrained = not note.startswith(TRAINING_FAILED)
         day_result = ReplayDay(
             day,
             counts.rows,
