@@ -22,7 +22,8 @@ from ct_assets.lib.governance import chain_check, lineage, retention
 
 def _cmd_lineage(args: argparse.Namespace) -> int:
     """Request id -> prediction -> model -> dataset -> partitions -> raw files, every hash recomputed."""
-
+    if args.pipeline is not None:
+        pipeline_spec(args.pipeline)  # an unknown pipeline is named as such, not as a missing request
     con = open_warehouse_read_only()
     try:
         tree = lineage.request_lineage(
@@ -42,22 +43,52 @@ def _cmd_lineage(args: argparse.Namespace) -> int:
     return 1 if broken else 0
 
 
+def _whole_number(text: str) -> int:
+    """An argparse type: a count of 0 or more."""
+    try:
+        number = int(text)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number of 0 or more, got {text!r}")
+    return number
+
+
+def _latest(entries: list[dict[str, Any]], last: int) -> list[dict[str, Any]]:
+    return entries[len(entries) - last :] if last else []
+
+
+def _audit_log(args: argparse.Namespace, log: audit.AuditLog) -> int:
+    """`ct audit log`: the latest `--last` entries (of one pipeline, with `--pipeline`)."""
+    if args.bento is not None:
+        raise CliError(
+            "--bento is for `ct audit verify` (the bento whose chain to check), not `ct audit log`", 2
+        )
+    if args.pipeline is not None:
+        pipeline_spec(args.pipeline)
+    shown = _latest(log.entries(pipeline=args.pipeline), args.last)
+    if args.json:
+        print(json.dumps(shown, indent=2))
+        return 0
+    for entry in shown:
+        print(
+            f"{entry['seq']:>5}  {entry['at'][:19]}  {entry['action']:<18} {entry['subject'] or '-':<28} "
+            f"by {entry['who']}: {entry['why']}"
+        )
+    return 0
+
+
 def _cmd_audit(args: argparse.Namespace) -> int:
     """`ct audit verify`: the serving chain of each pipeline and the audit log's own hash chain;
     `ct audit log`: the latest entries."""
+    config = settings.config()
+    log = audit.home_log(config.audit_home)
+    if args.action == "log":
+        return _audit_log(args, log)
     from ct_assets.lib.serving import (
         steps as deploy_steps,
     )  # pulls in numpy and pyarrow, which only this command needs
 
-    config = settings.config()
-    log = audit.home_log(config.audit_home)
-    if args.action == "log":
-        for entry in log.entries(pipeline=args.pipeline)[-args.last :]:
-            print(
-                f"{entry['seq']:>5}  {entry['at'][:19]}  {entry['action']:<18} {entry['subject'] or '-':<28} "
-                f"by {entry['who']}: {entry['why']}"
-            )
-        return 0
     specs = [pipeline_spec(args.pipeline)] if args.pipeline else all_specs()
     con = open_warehouse_read_only()
     results = []
@@ -119,9 +150,9 @@ def register(commands: Any) -> None:
     audit = commands.add_parser("audit", help="verify the serving model's hash chain, or show the audit log")
     audit.add_argument("action", choices=["verify", "log"])
     audit.add_argument("--pipeline", help="one pipeline (default: all)")
-    audit.add_argument("--bento", help="verify this bento tag instead of the one serving")
-    audit.add_argument("--last", type=int, default=20, help="entries to show (log)")
-    audit.add_argument("--json", action="store_true")
+    audit.add_argument("--bento", help="verify this bento tag instead of the one serving (verify)")
+    audit.add_argument("--last", type=_whole_number, default=20, help="entries to show (log; default 20)")
+    audit.add_argument("--json", action="store_true", help="machine-readable output")
     audit.set_defaults(run=_cmd_audit)
 
     retention = commands.add_parser("retention", help="delete raw data and prediction logs past retention")

@@ -25,6 +25,7 @@ from ct_assets.lib.serving.scoring import Prediction, log_predictions, new_reque
 from ct_assets_tests.app.cli.conftest import RunCt, one_line_error, register_version
 from ct_assets_tests.conftest import FIRST_DAYS, FLIGHTS_SPEC, write_flights_variant
 
+BUILT_IN = settings.REPO_ROOT / "pipelines"
 NO_PORTS = {"serving.proxy_port": None, "serving.blue_port": None, "serving.green_port": None}
 MODEL_BYTES = b"the champion's CatBoost file"
 
@@ -90,10 +91,32 @@ def test_lineage_traces_a_logged_request_to_its_model(run_ct: RunCt, home: Path,
     )
 
 
-def test_lineage_looks_only_in_the_pipeline_given(run_ct: RunCt, home: Path, registry: Registry) -> None:
+@pytest.fixture
+def second_pipeline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A second pipeline, `delays_b`, loaded beside the built-in one; returns its folder's parent."""
+    specs = tmp_path / "specs"
+    write_flights_variant(specs / "delays_b", {"name": "delays_b", **NO_PORTS})
+    monkeypatch.setenv("CT_PIPELINES_DIR", str(specs))
+    return specs
+
+
+def test_lineage_looks_only_in_the_pipeline_given(
+    run_ct: RunCt, home: Path, registry: Registry, second_pipeline: Path
+) -> None:
     request_id = _log_request(home, "v0001")
-    ran = run_ct("lineage", request_id, "--pipeline", "another_pipeline")
+    ran = run_ct("lineage", request_id, "--pipeline", "delays_b")
     assert one_line_error(ran).startswith(f"ct: no prediction with request id '{request_id}'")
+
+
+def test_lineage_in_an_unknown_pipeline(
+    run_ct: RunCt, home: Path, registry: Registry, second_pipeline: Path
+) -> None:
+    request_id = _log_request(home, "v0001")
+    ran = run_ct("lineage", request_id, "--pipeline", "nosuch")
+    assert one_line_error(ran) == (
+        f"ct: no pipeline 'nosuch' in {BUILT_IN}, {second_pipeline} (have: flights_delay, delays_b)"
+    )
+    assert ran.code == 1
 
 
 def test_lineage_of_a_request_whose_model_is_not_in_the_registry(run_ct: RunCt, home: Path) -> None:
@@ -151,7 +174,49 @@ def test_audit_log_shows_the_latest_entries(run_ct: RunCt, home: Path, registry:
     )
     assert entries[1].endswith("by bob: better AUC")
     assert run_ct("audit", "log", "--last", "1").out.splitlines() == entries[1:]
-    assert run_ct("audit", "log", "--pipeline", "another_pipeline").out == ""
+    assert run_ct("audit", "log", "--last", "5").out.splitlines() == entries
+    none = run_ct("audit", "log", "--last", "0")
+    assert none.code == 0 and none.out == ""
+
+
+def test_audit_log_of_one_pipeline(
+    run_ct: RunCt, home: Path, registry: Registry, second_pipeline: Path
+) -> None:
+    assert len(run_ct("audit", "log", "--pipeline", "flights_delay").out.splitlines()) == 1
+    assert run_ct("audit", "log", "--pipeline", "delays_b").out == ""
+    unknown = run_ct("audit", "log", "--pipeline", "nosuch")
+    assert one_line_error(unknown) == (
+        f"ct: no pipeline 'nosuch' in {BUILT_IN}, {second_pipeline} (have: flights_delay, delays_b)"
+    )
+
+
+def test_audit_log_as_json(run_ct: RunCt, home: Path, registry: Registry) -> None:
+    register_version(registry, passed=True)
+    registry.promote("v0002", who="bob", why="better AUC")
+    ran = run_ct("audit", "log", "--json", "--last", "1")
+    assert ran.code == 0, ran.err
+    (entry,) = json.loads(ran.out)
+    assert entry == home_log(home).entries()[-1]
+    assert entry["who"] == "bob" and entry["subject"] == "flights_delay/champion"
+    assert json.loads(run_ct("audit", "log", "--json", "--last", "0").out) == []
+
+
+@pytest.mark.parametrize("last", ["-3", "two"])
+def test_audit_log_refuses_a_count_below_zero(run_ct: RunCt, last: str) -> None:
+    ran = run_ct("audit", "log", "--last", last)
+    assert ran.code == 2
+    assert one_line_error(ran) == (
+        f"ct audit: argument --last: expected a whole number of 0 or more, got '{last}' (see ct audit --help)"
+    )
+
+
+def test_audit_log_refuses_bento(run_ct: RunCt, registry: Registry) -> None:
+    ran = run_ct("audit", "log", "--bento", "flights_delay_service:abc")
+    assert ran.code == 2
+    assert one_line_error(ran) == (
+        "ct: --bento is for `ct audit verify` (the bento whose chain to check), not `ct audit log`"
+    )
+    assert ran.out == ""
 
 
 def test_audit_with_an_unknown_action(run_ct: RunCt) -> None:
