@@ -43,17 +43,20 @@ def build_deploy_defs(spec: PipelineSpec) -> dg.Definitions:
         tags=INGEST_TAGS,
         kinds={"parquet"},
         description=f"The last {history:g} hours of each time-series context table "
-        "(and all reference tables) as of the partition's end, published for serving.",
+        "(and all reference tables) as of the partition's end, or of the published snapshot's when "
+        "that is newer, published for serving.",
     )
     def online_snapshot_asset(
         context: dg.AssetExecutionContext, warehouse: Warehouse, snapshots: SnapshotFolder
     ) -> dg.MaterializeResult:
         latest = max(context.partition_keys)
         with warehouse.connect() as con:
-            rows = online_snapshot.publish(con, spec, latest, snapshots.folder(spec.name), history)
+            as_of, rows = online_snapshot.publish_forward(
+                con, spec, latest, snapshots.folder(spec.name), history
+            )
         return dg.MaterializeResult(
             metadata={
-                "as_of": latest,
+                "as_of": as_of,
                 "rows": dg.MetadataValue.json(rows),
                 "folder": dg.MetadataValue.path(str(snapshots.folder(spec.name))),
             }

@@ -3,7 +3,8 @@
 Serving never opens the warehouse. After each partition an asset writes, per context table, the
 rows a request may need for its as-of lookups (the last `serving.context_history_hours` of a time
 series, all of a reference table) as Parquet files in one folder, swapped in atomically, which the
-service only reads.
+service only reads. A rerun of an older partition republishes as of the newest partition already
+published: the snapshot never goes back in time.
 """
 
 from __future__ import annotations
@@ -66,6 +67,17 @@ def publish(
     staging.rename(folder)
     shutil.rmtree(previous, ignore_errors=True)
     return rows
+
+
+def publish_forward(
+    con: duckdb.DuckDBPyConnection, spec: PipelineSpec, partition_key: str, folder: Path, history_hours: float
+) -> tuple[str, dict[str, int]]:
+    """Publish as of `partition_key`, or as of the published snapshot's partition when that one is
+    newer (a rerun of an older partition refreshes the tables but never moves serving and
+    monitoring back in time); returns the partition published as of and the rows per table."""
+    published = published_as_of(folder)
+    as_of = max(partition_key, published) if published is not None else partition_key
+    return as_of, publish(con, spec, as_of, folder, history_hours)
 
 
 def manifest(folder: Path) -> dict:

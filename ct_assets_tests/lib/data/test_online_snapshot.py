@@ -54,3 +54,16 @@ def test_a_new_snapshot_replaces_the_old_and_leaves_no_staging(context, flights_
     assert online_snapshot.published_as_of(folder) == "2013-01-03"
     assert not (folder / "stale.parquet").exists()
     assert sorted(p.name for p in folder.parent.iterdir()) == ["flights"]
+
+
+def test_an_older_partition_refreshes_the_snapshot_but_never_moves_it_back(
+    context, flights_spec, tmp_path
+) -> None:
+    folder = tmp_path / "online" / flights_spec.name
+    assert online_snapshot.publish_forward(context, flights_spec, "2013-01-02", folder, 24)[0] == "2013-01-02"
+    context.execute(f"DELETE FROM {flights_spec.name}.context_planes WHERE year < 2000")
+    as_of, rows = online_snapshot.publish_forward(context, flights_spec, "2013-01-01", folder, 24)
+    assert as_of == online_snapshot.published_as_of(folder) == "2013-01-02"
+    whole = context.execute(f"SELECT count(*) FROM {flights_spec.name}.context_planes").fetchone()[0]
+    assert rows["planes"] == whole, "republished from the current tables"
+    assert online_snapshot.publish_forward(context, flights_spec, "2013-01-03", folder, 24)[0] == "2013-01-03"
