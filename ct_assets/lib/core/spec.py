@@ -7,7 +7,7 @@ context tables, and its thresholds. The engine knows nothing of any particular d
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -89,6 +89,24 @@ class PartitionSpec(_Strict):
         except (ZoneInfoNotFoundError, ValueError) as err:
             raise ValueError(f"unknown timezone {value!r}") from err
         return value
+
+    @model_validator(mode="after")
+    def _start_begins_a_partition(self) -> PartitionSpec:
+        # Dagster keys a week by its Sunday and a month by its first day; any other start would
+        # silently drop the partial first partition.
+        start = self.start
+        if self.grain == "weekly" and start.isoweekday() != 7:
+            before = start - timedelta(days=start.isoweekday())
+            raise ValueError(
+                f"a weekly start must be a Sunday (weeks run Sunday to Saturday, keyed by their "
+                f"Sunday): {start} is a {start:%A}; use {before} or {before + timedelta(days=7)}"
+            )
+        if self.grain == "monthly" and start.day != 1:
+            raise ValueError(
+                f"a monthly start must be the first of a month (months are keyed by their first "
+                f"day): use {start.replace(day=1)} instead of {start}"
+            )
+        return self
 
 
 class LabelSpec(_Strict):

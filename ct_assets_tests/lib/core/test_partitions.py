@@ -34,7 +34,7 @@ def test_daily_window_over_a_daylight_saving_change_is_23_hours() -> None:
 
 
 def test_weekly_and_monthly_windows() -> None:
-    assert partition_window(_spec("weekly"), "2013-01-07")[1].date() == date(2013, 1, 14)
+    assert partition_window(_spec("weekly", "2012-12-30"), "2013-01-06")[1].date() == date(2013, 1, 13)
     assert partition_window(_spec("monthly"), "2013-01-01")[1].date() == date(2013, 2, 1)
     assert partition_window(_spec("monthly"), "2013-12-01")[1].date() == date(2014, 1, 1)
 
@@ -47,6 +47,15 @@ def test_previous_daily_keys_oldest_first_and_stop_at_the_spec_start() -> None:
 
 
 def test_previous_weekly_and_monthly_keys() -> None:
-    assert previous_keys(_spec("weekly"), "2013-01-15", 2) == ["2013-01-01", "2013-01-08"]
+    assert previous_keys(_spec("weekly", "2012-12-30"), "2013-01-13", 2) == ["2012-12-30", "2013-01-06"]
     monthly = _spec("monthly", start="2012-11-01")
     assert previous_keys(monthly, "2013-02-01", 5) == ["2012-11-01", "2012-12-01", "2013-01-01"]
+
+
+def test_a_start_must_begin_a_partition_of_its_grain() -> None:
+    with pytest.raises(ValueError, match="2017-01-02 is a Monday; use 2017-01-01 or 2017-01-08"):
+        _spec("weekly", "2017-01-02")
+    with pytest.raises(ValueError, match="use 2017-03-01 instead of 2017-03-15"):
+        _spec("monthly", "2017-03-15")
+    assert _spec("weekly", "2017-01-01").start == date(2017, 1, 1)
+    assert _spec("daily", "2017-01-02").start == date(2017, 1, 2)

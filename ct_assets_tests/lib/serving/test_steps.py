@@ -86,6 +86,7 @@ def test_the_snapshot_keeps_the_holdout_and_the_backlog_partitions(tmp_path: Pat
             tmp_path,
             {
                 "partitions.grain": grain,
+                "partitions.start": "2012-12-30" if grain == "weekly" else "2013-01-01",
                 "training.holdout_partitions": 2,
                 "serving.snapshot_history_partitions": 5,
             },
