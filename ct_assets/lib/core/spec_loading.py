@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from ct_assets.lib.core import settings
 from ct_assets.lib.core.ports import PORT_KEYS
 from ct_assets.lib.core.spec import PipelineSpec, SpecError, load_spec
@@ -85,9 +87,25 @@ class CheckReport:
         return not self.problems
 
 
-def _problems_of(err: SpecError) -> list[str]:
-    """A SpecError's message split into one message per key (each keeps the file's name)."""
-    text = str(err)
+def _at(mark: yaml.Mark) -> str:
+    return f"line {mark.line + 1}, column {mark.column + 1}"
+
+
+def _yaml_problem(file: Path, err: yaml.MarkedYAMLError) -> str:
+    """A YAML parser's error on one line: the file, where the parser stopped, what it expected,
+    and what it was parsing (from where)."""
+    what = f"{file}: not valid YAML at {_at(err.problem_mark)}: {err.problem}"
+    if err.context and err.context_mark is not None:
+        return f"{what} ({err.context} from {_at(err.context_mark)})"
+    return f"{what} ({err.context})" if err.context else what
+
+
+def _problems_of(file: Path, err: SpecError) -> list[str]:
+    """A SpecError's message split into one line per problem (each keeps the file's name)."""
+    cause = err.__cause__
+    if isinstance(cause, yaml.MarkedYAMLError) and cause.problem_mark is not None and cause.problem:
+        return [_yaml_problem(file, cause)]
+    text = " ".join(str(err).split())
     head, sep, rest = text.partition(": key '")
     if not sep:
         return [text]
@@ -119,7 +137,7 @@ def check_specs(path: Path | None = None) -> CheckReport:
         try:
             report.loaded.append(load_spec(file))
         except SpecError as err:
-            report.problems += _problems_of(err)
+            report.problems += _problems_of(file, err)
     report.problems += clashes(report.loaded)
     if path is not None and report.loaded:
         report.problems += _clashes_with_loaded(report.loaded)

@@ -127,3 +127,18 @@ def test_the_example_features_on_a_month_of_rows() -> None:
     assert first[5] == 2.0 and first[6] == "DJF"
     labels = con.sql((EXAMPLE / "features" / "label.sql").read_text()).fetchall()
     assert [wet for _, wet in labels] == [True, True, True]
+
+
+def test_a_spec_that_is_not_yaml_is_one_line(run_ct: RunCt, tmp_path: Path) -> None:
+    folder = tmp_path / "rain_yaml"
+    shutil.copytree(EXAMPLE, folder, ignore=shutil.ignore_patterns("fetch.py", "__pycache__"))
+    spec = folder / "spec.yaml"
+    lines = spec.read_text().splitlines()
+    at = lines.index("name: rain_ibk")
+    lines[at : at + 1] = ["name: [rain_ibk", "broken: true"]  # an unclosed list, then a key
+    spec.write_text("\n".join(lines))
+    ran = run_ct("spec", "check", str(folder))
+    assert one_line_error(ran) == (
+        f"error  {spec}: not valid YAML at line {at + 2}, column 7: expected ',' or ']', but got ':' "
+        f"(while parsing a flow sequence from line {at + 1}, column 7)"
+    )

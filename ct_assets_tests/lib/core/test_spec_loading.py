@@ -91,3 +91,30 @@ def test_check_specs_reports_every_problem_of_a_folder(
 def test_check_specs_names_a_path_that_does_not_exist(tmp_path: Path) -> None:
     report = check_specs(tmp_path / "nowhere")
     assert report.problems == [f"{tmp_path / 'nowhere'}: no such spec file or folder"]
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (
+            "name: x\ncolumns:\n  - a: [1, 2\n  b: 3\n",
+            "not valid YAML at line 4, column 4: expected ',' or ']', but got ':' "
+            "(while parsing a flow sequence from line 3, column 8)",
+        ),
+        (
+            "name: x\n\tlabel: y\n",
+            "not valid YAML at line 2, column 1: found character '\\t' that cannot start any token "
+            "(while scanning for the next token)",
+        ),
+        ("name: x\n label: y\n", "not valid YAML at line 2, column 7: mapping values are not allowed here"),
+        (
+            "name: \x07\n",
+            "cannot read spec: unacceptable character #x0007: special characters are not allowed "
+            'in "<unicode string>", position 6',
+        ),
+    ],
+)
+def test_check_specs_reports_unparseable_yaml_on_one_line(tmp_path: Path, text: str, problem: str) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(text)
+    assert check_specs(spec).problems == [f"{spec}: {problem}"]
