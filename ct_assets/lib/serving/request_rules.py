@@ -5,8 +5,10 @@ from the spec (types, nulls, min/max, allowed values, unique entity ids). A pred
 checked against the same spec fields (`ColumnSpec.type`, `nullable`, `min`, `max`, `allowed`), one
 column at a time with plain Python (`all`, `min`, `max`, set operations), so a single row costs
 microseconds instead of the milliseconds a pandera run costs. A test runs both on the same good and
-bad rows and checks that they accept and refuse the same ones. Failure messages are worded by
-`validation._describe_failure`, the function the quarantine uses.
+bad rows and checks that they accept and refuse the same ones. A broken rule is worded for a
+request (`describe_violation`): a timestamp outside the range the service accepts says so, a repeated
+entity id is repeated in the request; the other rules are worded by `validation._describe_failure`,
+the function the quarantine uses.
 
 What a caller may send for each column type (JSON values):
 - string: a string; integer: an integer in the 64-bit range, or a float with an integral value;
@@ -14,7 +16,7 @@ What a caller may send for each column type (JSON values):
 - boolean: true or false;
 - timestamp: an ISO 8601 string `YYYY-MM-DD[( |T)hh:mm[:ss[.f]]][Z|+hh[:mm]]` (no zone means UTC),
   the forms that both Python's `datetime.fromisoformat` and DuckDB's TIMESTAMPTZ cast read the same
-  way, inside the range of pandas timestamps (years 1677-2262, the window serving validated with);
+  way, inside the range of pandas timestamps (`TIMESTAMP_WINDOW`, 1677-09-21 to 2262-04-11);
 - date: `YYYY-MM-DD`;
 - null (JSON null) where the spec allows nulls.
 """
@@ -32,11 +34,13 @@ from ct_assets.lib.data.validation import _describe_failure as describe_failure
 from ct_assets.lib.serving.request_gate import QUOTE_CHARS, quote
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-# The window serving validated with (pandas' Timestamp.min/max): ge the first, lt the second.
+# The timestamps the service accepts (pandas' Timestamp.min/max): ge the first, lt the second.
 TIMESTAMP_WINDOW = (
     datetime(1677, 9, 21, 0, 12, 43, 145225, tzinfo=UTC),
     datetime(2262, 4, 11, 23, 47, 16, 854775, tzinfo=UTC),
 )
+ACCEPTED_TIMESTAMPS = "from 1677-09-21 00:12:43.145225 to before 2262-04-11 23:47:16.854775 UTC"
+_WINDOW_CHECKS = frozenset({"greater_than_or_equal_to", "less_than"})
 _TIMESTAMP = re.compile(
     r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?(?:Z|[+-]\d{2}(?::?\d{2}(?::?\d{2})?)?)?"
 )
@@ -235,6 +239,17 @@ class FieldRule:
         return found
 
 
+def describe_violation(spec: PipelineSpec, rule: FieldRule, check: str, value: Any) -> str:
+    """One broken rule of a request's field, in a request's words: a timestamp outside
+    `TIMESTAMP_WINDOW` is outside what the service accepts (not a partition's window), a repeated id
+    is repeated in the request; any other rule as the quarantine words it."""
+    if check == "field_uniqueness":
+        return f"{rule.name} {value!r} appears more than once in the request"
+    if rule.kind == "timestamp" and check in _WINDOW_CHECKS:
+        return f"{rule.name} {value} is outside the timestamps the service accepts, {ACCEPTED_TIMESTAMPS}"
+    return describe_failure(spec, rule.name, check, value, TIMESTAMP_WINDOW)
+
+
 class RequestRules:
     """The spec's request fields (every column but the post-event ones) and their rules."""
 
@@ -329,16 +344,13 @@ class RequestRules:
         return typed
 
     def check_rules(self, typed: dict[str, list[Any]]) -> None:
-        """The spec's rules on typed values (ranges, allowed values, unique ids), worded as the
-        quarantine words pandera's failures."""
+        """The spec's rules on typed values (ranges, allowed values, unique ids, the timestamps
+        the service accepts), worded by `describe_violation`."""
         reasons: dict[int, list[str]] = {}
-        window = TIMESTAMP_WINDOW
         for rule in self.fields:
             for row, check, value in rule.violations(typed[rule.name]):
                 shown = _Clipped(value) if type(value) is str and len(value) > QUOTE_CHARS else value
-                reasons.setdefault(row, []).append(
-                    describe_failure(self.spec, rule.name, check, shown, window)
-                )
+                reasons.setdefault(row, []).append(describe_violation(self.spec, rule, check, shown))
         if reasons:
             listed = sorted(reasons.items())[:MAX_PROBLEMS]
             raise RequestError("; ".join(f"row {row}: {'; '.join(dict.fromkeys(r))}" for row, r in listed))

@@ -19,7 +19,7 @@ from ct_assets_tests.lib.serving.test_request_rules import GOOD
 
 
 def test_other_timestamp_fields_past_the_window(rules: RequestRules) -> None:
-    """time_hour is not the spec's timestamp column: outside the range of representable timestamps
+    """time_hour is not the spec's timestamp column: outside the timestamps the service accepts
     (either end) it is refused with the same words both ways."""
     columns = {name: [v] for name, v in GOOD.items()}
     for text, when in (
@@ -27,7 +27,7 @@ def test_other_timestamp_fields_past_the_window(rules: RequestRules) -> None:
         ("1600-01-01T00:00:00Z", datetime(1600, 1, 1, tzinfo=UTC)),
     ):
         expected = by_json(rules, {**columns, "time_hour": [text]})
-        assert expected.startswith(f"row 0: time_hour {when} is outside the supported range [1677-09-21")
+        assert expected.startswith(f"row 0: time_hour {when} is outside the timestamps the service accepts")
         typed = pa.array([when], pa.timestamp("us", tz="UTC"))
         for array in (pa.array([text]), typed):
             assert by_arrow(rules, table_of(rules, columns, time_hour=array)) == expected
@@ -38,7 +38,7 @@ def test_repeated_ids_name_both_rows(rules: RequestRules) -> None:
     columns["flight_id"][1] = columns["flight_id"][0]
     expected = by_json(rules, columns, 1000)
     assert by_arrow(rules, pa.table(columns), 1000) == expected
-    assert rows_named(expected) == [0, 1] and "appears more than once" in expected
+    assert rows_named(expected) == [0, 1] and "appears more than once in the request" in expected
 
 
 def test_a_repeated_id_whose_twin_is_past_the_listed_rows(rules: RequestRules) -> None:

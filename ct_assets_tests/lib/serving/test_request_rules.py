@@ -216,15 +216,35 @@ def test_refusals_name_row_and_field(flights_spec: PipelineSpec) -> None:
         rules.check_rows(rows, 10)
 
 
-def test_other_timestamp_fields_outside_the_supported_range_are_refused(flights_spec: PipelineSpec) -> None:
-    """Not only the spec's timestamp column: time_hour before 1677 or after 2262 is a readable
-    refusal, not a TypeError while wording the message (which the service would answer with a 500)."""
+def test_timestamps_outside_the_accepted_range_are_refused_in_a_request_s_words(
+    flights_spec: PipelineSpec,
+) -> None:
+    """The spec's timestamp column and any other: before 1677 or after 2262 is a readable refusal
+    (not a TypeError while wording the message, which the service would answer with a 500) that names
+    the range the service accepts, not a partition window."""
     rules = RequestRules(flights_spec)
-    for value in ("1600-01-01T00:00:00Z", "2300-01-01T00:00:00Z"):
-        with pytest.raises(RequestError) as error:
-            rules.check_rows([dict(GOOD, time_hour=value)], 10)
-        assert str(error.value).startswith("row 0: time_hour ")
-        assert "is outside the supported range [1677-09-21" in str(error.value)
+    accepted = "the timestamps the service accepts, from 1677-09-21 00:12:43.145225 to before 2262-04-11"
+    for field in ("time_hour", "sched_dep_at"):
+        for value in ("0001-01-01T00:00:00", "1600-01-01T00:00:00Z", "2300-01-01T00:00:00Z"):
+            with pytest.raises(RequestError) as error:
+                rules.check_rows([dict(GOOD, **{field: value})], 10)
+            message = str(error.value)
+            assert message.startswith(f"row 0: {field} ") and accepted in message, message
+            assert "partition" not in message and "supported range" not in message
+    with pytest.raises(RequestError) as error:
+        rules.check_rows([dict(GOOD, sched_dep_at="0001-01-01T00:00:00")], 10)
+    assert str(error.value) == (
+        "row 0: sched_dep_at 0001-01-01 00:00:00+00:00 is outside the timestamps the service accepts, "
+        "from 1677-09-21 00:12:43.145225 to before 2262-04-11 23:47:16.854775 UTC"
+    )
+
+
+def test_a_repeated_entity_id_is_repeated_in_the_request(flights_spec: PipelineSpec) -> None:
+    rules = RequestRules(flights_spec)
+    with pytest.raises(RequestError) as error:
+        rules.check_rows([dict(GOOD), dict(GOOD)], 10)
+    repeated = f"flight_id {GOOD['flight_id']!r} appears more than once in the request"
+    assert str(error.value) == f"row 0: {repeated}; row 1: {repeated}"
 
 
 def test_columns_and_rows_give_the_same_values(flights_spec: PipelineSpec) -> None:
