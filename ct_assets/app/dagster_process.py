@@ -1,4 +1,4 @@
-"""Supervising `dagster dev` (webserver, daemon and code server) for the live demo.
+"""Supervising `dagster dev` (webserver, daemon and code server) for the live demo and `ct ui`.
 
 `dagster dev` shuts its children down on SIGINT; a process started from a non-interactive shell
 inherits an ignored SIGINT, so the child restores the default before exec. Stopping sends SIGINT
@@ -36,13 +36,14 @@ def _group_alive(pgid: int) -> bool:
 
 
 class DagsterDev:
-    """`dagster dev -w <workspace>` on loopback, with DAGSTER_HOME set, logging to a file."""
+    """`dagster dev -w <workspace>` on loopback, with DAGSTER_HOME set, logging to a file (or to
+    this process's terminal when `log_path` is None)."""
 
-    def __init__(self, workspace: Path, dagster_home: Path, port: int, log_path: Path) -> None:
+    def __init__(self, workspace: Path, dagster_home: Path, port: int, log_path: Path | None) -> None:
         self.workspace = Path(workspace)
         self.dagster_home = Path(dagster_home)
         self.port = port
-        self.log_path = Path(log_path)
+        self.log_path = Path(log_path) if log_path is not None else None
         self.process: subprocess.Popen | None = None
 
     @property
@@ -53,14 +54,16 @@ class DagsterDev:
         return {**os.environ, "DAGSTER_HOME": str(self.dagster_home)}
 
     def start(self) -> None:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = self.log_path.open("a")
+        log = None
+        if self.log_path is not None:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            log = self.log_path.open("a")
         command = [_executable("dagster"), "dev", "-w", str(self.workspace), "-h", "127.0.0.1"]
         self.process = subprocess.Popen(
             [*command, "-p", str(self.port)],
             env=self.environment(),
             stdout=log,
-            stderr=subprocess.STDOUT,
+            stderr=subprocess.STDOUT if log is not None else None,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
             preexec_fn=_restore_sigint,  # only resets a signal disposition

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import os
 import signal
-import subprocess
 import sys
 from typing import Any
 
 from ct_assets.app.cli.common import prepared_dagster_home, require_free_port, require_no_daemon
+from ct_assets.app.dagster_process import DagsterDev
 from ct_assets.lib.core import settings
 
 
@@ -19,28 +18,32 @@ def check_ui_can_start(port: int, what: str) -> None:
     require_no_daemon(prepared_dagster_home())
 
 
+class _Stopped(Exception):
+    """SIGTERM or SIGHUP reached `ct ui`."""
+
+
+def _raise_stopped(signum: int, _frame: object) -> None:
+    raise _Stopped(signal.Signals(signum).name)
+
+
 def serve_ui(port: int) -> int:
-    """Run `dagster dev` until Ctrl-C; it stops cleanly on SIGINT (not on SIGTERM)."""
+    """Run `dagster dev` (webserver, daemon, code server) until Ctrl-C, SIGTERM or SIGHUP, then
+    stop its whole process group, so no daemon is left ticking sensors on the home."""
     check_ui_can_start(port, "the Dagster UI")
     print(f"Dagster UI on http://127.0.0.1:{port} (Ctrl-C stops it)", flush=True)
-    command = [
-        sys.executable,
-        "-m",
-        "dagster",
-        "dev",
-        "-w",
-        str(settings.REPO_ROOT / "workspace.yaml"),
-        "-h",
-        "127.0.0.1",
-        "-p",
-        str(port),
-    ]
-    process = subprocess.Popen(command, cwd=settings.REPO_ROOT, env=os.environ.copy())
+    dev = DagsterDev(settings.REPO_ROOT / "workspace.yaml", prepared_dagster_home(), port, log_path=None)
+    previous = {sig: signal.signal(sig, _raise_stopped) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
-        return process.wait()
-    except KeyboardInterrupt:
-        process.send_signal(signal.SIGINT)
-        return process.wait()
+        dev.start()
+        assert dev.process is not None
+        return dev.process.wait()
+    except (KeyboardInterrupt, _Stopped):
+        print("stopping the Dagster UI and daemon", file=sys.stderr, flush=True)
+        dev.stop()
+        return 0
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _cmd_ui(args: argparse.Namespace) -> int:

@@ -1,11 +1,15 @@
 """`ct ui` and `ct recover` on a fresh home: the checks before the UI starts (a busy port, the Dagster
-home) and the commands' arguments. A recovery tick opens a Dagster instance (seconds on a fresh
-home) and `ct ui` starts `dagster dev`, so neither runs here; the UI refused while a daemon runs on
-the home is a slow test in `test_errors`."""
+home) and the commands' arguments, and (slow) `ct ui` stopped by SIGTERM or SIGHUP with its whole
+`dagster dev` behind it. A recovery tick opens a Dagster instance (seconds on a fresh home), so it
+does not run here; the UI refused while a daemon runs on the home is a slow test in `test_errors`."""
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +17,9 @@ import pytest
 from ct_assets.app.cli.common import CliError
 from ct_assets.app.cli.instance import check_ui_can_start
 from ct_assets.lib.core import settings
+from ct_assets.lib.core.processes import wait_until_answers
 from ct_assets_tests.app.cli.conftest import RunCt, one_line_error
+from ct_assets_tests.conftest import free_ports
 
 
 def test_the_ui_is_refused_a_busy_port_before_anything_is_prepared(home: Path) -> None:
@@ -58,3 +64,30 @@ def test_arguments_a_user_gets_wrong(run_ct: RunCt, argv: list[str], message: st
     ran = run_ct(*argv)
     assert ran.code == 2
     assert one_line_error(ran) == message
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGHUP])
+def test_the_ui_stops_its_webserver_and_daemon_on_a_stop_signal(home: Path, stop_signal: int) -> None:
+    """`ct ui` stopped by a service manager or a closed terminal leaves no Dagster process behind
+    (a daemon left ticking sensors would also refuse the next `ct ui`)."""
+    import psutil
+
+    (port,) = free_ports(1)
+    ui = subprocess.Popen(
+        [str(Path(sys.executable).parent / "ct"), "ui", "--port", str(port)],
+        env=dict(os.environ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until_answers(f"http://127.0.0.1:{port}/server_info", ui, "ct ui", timeout=240, interval=1)
+        dagster = psutil.Process(ui.pid).children(recursive=True)
+        assert dagster, "dagster dev runs under ct ui"
+        ui.send_signal(stop_signal)
+        assert ui.wait(timeout=120) == 0
+        _, alive = psutil.wait_procs(dagster, timeout=30)
+        assert not alive, [p.cmdline() for p in alive]
+    finally:
+        if ui.poll() is None:
+            ui.kill()
