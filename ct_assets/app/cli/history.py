@@ -24,26 +24,43 @@ from ct_assets.lib.monitor import backtest
 from ct_assets.lib.monitor.backtest import partition_keys
 
 
+def _default_last(spec: PipelineSpec) -> tuple[str, str] | None:
+    """The last partition a range runs to without `--end`, and what it is: the spec's last
+    partition, or a file source's last landed one (None: there is none)."""
+    if spec.partitions.end is not None:
+        stop = (spec.partitions.end - timedelta(days=1)).isoformat()
+        keys = partition_keys(spec.partitions, spec.partitions.start.isoformat(), stop)
+        return (keys[-1], "the last partition") if keys else None
+    if spec.source.kind != "demo":
+        landed = landed_partition_keys(settings.config().landing, spec.name)
+        return (landed[-1], "the last landed partition") if landed else None
+    return None
+
+
 def partition_range(spec: PipelineSpec, start: str | None, end: str | None) -> list[str]:
     """The spec's partition keys (at its grain) from `start` to `end`, both included; by default
     from the spec's start to its last partition (a file source: to its last landed partition)."""
 
     first = start or spec.partitions.start.isoformat()
-    if end is None and spec.partitions.end is not None:
-        end = (spec.partitions.end - timedelta(days=1)).isoformat()
-    if end is None and spec.source.kind != "demo":
-        landed = landed_partition_keys(settings.config().landing, spec.name)
-        end = landed[-1] if landed else None
-    if end is None:
-        raise CliError(f"--end is needed: {spec.name}'s partitions have no end")
-    if end < first:
+    if end is not None and end < first:
         raise CliError(f"--end {end} is before --start {first}")
+    if end is None:
+        default = _default_last(spec)
+        if default is None:
+            raise CliError(f"--end is needed: {spec.name}'s partitions have no end")
+        end, what = default
+        if end < first:
+            raise CliError(f"--start {first} is after {what} of {spec.name}, {end}")
     keys = partition_keys(spec.partitions, first, end)
     if not keys:
         raise CliError(
             f"no {spec.partitions.grain} partition of {spec.name} starts between {first} and {end}"
         )
     return keys
+
+
+def _partitions(count: int) -> str:
+    return f"{count} partition" if count == 1 else f"{count} partitions"
 
 
 def require_landed(spec: PipelineSpec, keys: list[str]) -> None:
@@ -155,7 +172,7 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     policies = _policies(args.policies)
     window = spec.training.window_partitions
     if len(keys) <= window:
-        raise CliError(f"{len(keys)} partitions: a backtest needs more than the training window ({window})")
+        raise CliError(f"{_partitions(len(keys))}: a backtest needs more than the training window ({window})")
     if spec.source.kind == "demo":
         land_days(spec, keys, settings.config().landing)
     require_landed(spec, keys)
@@ -195,15 +212,18 @@ def register(commands: Any) -> None:
     replay.add_argument("--out", type=Path, help="folder for the CSV and plot (default <home>/reports)")
     replay.set_defaults(run=_cmd_replay)
 
-    backtest = commands.add_parser(
-        "backtest", help="compare retraining policies over a stretch of partitions"
+    compare = commands.add_parser("backtest", help="compare retraining policies over a stretch of partitions")
+    add_pipeline_option(compare)
+    compare.add_argument("--start", type=iso_day, help="first partition (default: the spec's start)")
+    compare.add_argument("--end", type=iso_day, help="last partition (default: the spec's last)")
+    compare.add_argument(
+        "--policies",
+        default=",".join(backtest.POLICIES),
+        help=f"retraining policies to compare, comma-separated: any of {', '.join(backtest.POLICIES)} "
+        "(default: all of them)",
     )
-    add_pipeline_option(backtest)
-    backtest.add_argument("--start", type=iso_day, help="first partition (default: the spec's start)")
-    backtest.add_argument("--end", type=iso_day, help="last partition (default: the spec's last)")
-    backtest.add_argument("--policies", default="static,periodic,scheduled,triggered")
-    backtest.add_argument(
+    compare.add_argument(
         "--json", action="store_true", help="print the summary as JSON on the last stdout line"
     )
-    backtest.add_argument("--out", type=Path, help="folder for the CSV and plot (default <home>/reports)")
-    backtest.set_defaults(run=_cmd_backtest)
+    compare.add_argument("--out", type=Path, help="folder for the CSV and plot (default <home>/reports)")
+    compare.set_defaults(run=_cmd_backtest)

@@ -111,15 +111,13 @@ def test_partition_keys_follow_the_grain(tmp_path: Path) -> None:
     (folder / "sql").mkdir(parents=True)
     (folder / "sql" / "reading.sql").write_text("SELECT reading_id, level, site FROM validated")
     (folder / "sql" / "label.sql").write_text("SELECT reading_id, TRUE AS crossed FROM validated")
-    expected = {
-        # weeks start on Sunday (Dagster's weekly keys), months on the 1st, neither before the start
-        "weekly": [*KEYS["weekly"], "2024-02-25"],
-        "monthly": ["2024-02-01", "2024-03-01"],
-        "daily": ["2024-02-28", "2024-02-29", "2024-03-01"],
+    cases = {  # grain: (spec start, first asked for, keys): weeks keyed by Sunday, months by the 1st
+        "weekly": ("2024-01-07", "2024-01-01", [*KEYS["weekly"], "2024-02-25"]),
+        "monthly": ("2024-02-01", "2024-01-01", ["2024-02-01", "2024-03-01"]),
+        "daily": ("2024-01-03", "2024-02-28", ["2024-02-28", "2024-02-29", "2024-03-01"]),
     }
-    for grain, keys in expected.items():
-        (folder / "spec.yaml").write_text(SPEC.replace("GRAIN", grain).replace("START", "2024-01-03"))
-        first = "2024-02-28" if grain == "daily" else "2024-01-01"
+    for grain, (start, first, keys) in cases.items():
+        (folder / "spec.yaml").write_text(SPEC.replace("GRAIN", grain).replace("START", start))
         assert partition_keys(load_spec(folder / "spec.yaml").partitions, first, "2024-03-01") == keys
 
 
@@ -196,6 +194,29 @@ def test_a_range_that_ends_before_it_starts(run_ct: RunCt, grains: Callable[[str
     assert one_line_error(ran) == "ct: --end 2024-01-01 is before --start 2024-03-01"
 
 
+@pytest.mark.parametrize("command", ["replay", "backtest"])
+def test_a_start_after_the_last_landed_partition(
+    run_ct: RunCt, grains: Callable[[str, list[str]], Path], command: str
+) -> None:
+    grains("weekly", KEYS["weekly"])
+    ran = run_ct(command, "--pipeline", "grains", "--start", "2024-02-19")
+    assert (
+        one_line_error(ran)
+        == "ct: --start 2024-02-19 is after the last landed partition of grains, 2024-02-18"
+    )
+
+
+def test_a_start_after_the_last_partition_of_the_spec(
+    run_ct: RunCt, grains: Callable[[str, list[str]], Path], tmp_path: Path
+) -> None:
+    grains("weekly", KEYS["weekly"])
+    spec = tmp_path / "pipelines" / "grains" / "spec.yaml"
+    spec.write_text(spec.read_text().replace("timezone: UTC}", "timezone: UTC, end: 2024-02-21}"))
+    for start in ("2024-02-19", "2024-03-01"):  # the spec's end is exclusive: its last week starts 02-18
+        ran = run_ct("backtest", "--pipeline", "grains", "--start", start)
+        assert one_line_error(ran) == f"ct: --start {start} is after the last partition of grains, 2024-02-18"
+
+
 def test_replay_names_the_partitions_that_have_not_landed(
     run_ct: RunCt, grains: Callable[[str, list[str]], Path], home: Path
 ) -> None:
@@ -227,6 +248,23 @@ def test_backtest_needs_more_partitions_than_the_training_window(
     ran = run_ct("backtest", "--pipeline", "grains", "--end", "2024-02-04")
     assert one_line_error(ran) == "ct: 5 partitions: a backtest needs more than the training window (5)"
     assert not (home / "backtest").exists()
+
+
+def test_backtest_of_one_partition(
+    run_ct: RunCt, grains: Callable[[str, list[str]], Path], home: Path
+) -> None:
+    grains("weekly", KEYS["weekly"])
+    ran = run_ct("backtest", "--pipeline", "grains", "--start", "2024-02-18")
+    assert one_line_error(ran) == "ct: 1 partition: a backtest needs more than the training window (5)"
+
+
+def test_backtest_help_names_the_policies(run_ct: RunCt) -> None:
+    ran = run_ct("backtest", "--help")
+    assert ran.code == 0
+    assert (
+        "--policies POLICIES retraining policies to compare, comma-separated: "
+        "any of static, periodic, scheduled, triggered (default: all of them)"
+    ) in " ".join(ran.out.split())
 
 
 @pytest.mark.slow
