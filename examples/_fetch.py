@@ -34,7 +34,7 @@ def fetch(
 ) -> int:
     """Run a fetch script: `read(wheel, scratch)` gives the frame, `land(frame, landing, start,
     end)` writes the files and returns their paths."""
-    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser = argparse.ArgumentParser(description=doc.split("\n\n", 1)[0])  # the first paragraph
     parser.add_argument("landing", type=Path, help="the landing folder (e.g. $CT_HOME/landing)")
     parser.add_argument("--start", default=start.default, help=start.help)
     parser.add_argument("--end", default=end.default, help=end.help)
