@@ -11,8 +11,12 @@ from ct_assets.lib.model.registry import RegistryError
 
 def _cmd_models(args: argparse.Namespace) -> int:
     reg = registry(args.pipeline)
+    versions = reg.versions()
+    if not versions:
+        print(f"{reg.pipeline} has no model versions yet")
+        return 0
     champion = reg.champion_version()
-    for record in reg.versions():
+    for record in versions:
         verdict, auc = record.verdict, record.holdout_auc
         status = "not evaluated" if verdict is None else "PASSED" if verdict.passed else "FAILED"
         mark = "*" if record.version == champion else " "

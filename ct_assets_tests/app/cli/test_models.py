@@ -35,9 +35,9 @@ def _champion_file(home: Path) -> dict:
     return json.loads((home / "registry" / "flights_delay" / "champion.json").read_text())
 
 
-def test_a_fresh_home_lists_nothing(run_ct: RunCt) -> None:
+def test_a_fresh_home_says_there_are_no_models_yet(run_ct: RunCt) -> None:
     ran = run_ct("models")
-    assert (ran.code, ran.out, ran.err) == (0, "", "")
+    assert (ran.code, ran.out, ran.err) == (0, "flights_delay has no model versions yet\n", "")
 
 
 def test_models_lists_each_version_with_its_gate_and_the_champion(run_ct: RunCt, registry: Registry) -> None:
