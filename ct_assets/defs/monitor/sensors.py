@@ -177,13 +177,41 @@ def landing_sensor(spec: PipelineSpec, job: Any, context_job: Any) -> dg.SensorD
             for key in landing_state.in_order(landing.landed_keys(spec.name), ordered)
         ]
         ingested = context.instance.get_materialized_partitions(raw_key)
-        pending = landing_state.pending(cursor, landed, ingested, LOST_RUN_RETRIES)
+        unseen = [key for key, _ in landed if key in ingested and key not in cursor.get("seen", {})]
+        ingested_from = _ingested_fingerprints(context.instance, raw_key, unseen)
+        pending = landing_state.pending(cursor, landed, ingested, LOST_RUN_RETRIES, ingested_from)
         requests += [_ingest_request(job.name, run) for run in landing_state.partition_runs(pending, ordered)]
         if not requests:
             return dg.SkipReason("no new or changed landing files")
         return dg.SensorResult(run_requests=requests, cursor=landing_state.dump(cursor))
 
     return _sensor
+
+
+def _ingested_fingerprints(
+    instance: dg.DagsterInstance, raw_key: dg.AssetKey, keys: list[str]
+) -> dict[str, str]:
+    """The fingerprint of the files each partition's latest raw materialization read (its
+    `source_sha256` metadata), for partitions ingested before the sensor first looked at them."""
+    found: dict[str, str] = {}
+    wanted, cursor = set(keys), None
+    while wanted:
+        page = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=raw_key, asset_partitions=sorted(wanted)),
+            limit=500,
+            cursor=cursor,
+        )
+        for record in page.records:  # newest first: the first one seen per partition is its latest
+            key = record.partition_key
+            if key in wanted:
+                wanted.discard(key)
+                hashes = record.asset_materialization.metadata.get("source_sha256")
+                if hashes is not None and hashes.value:
+                    found[key] = landing_state.fingerprint_of(str(hashes.value).split(", "))
+        if not page.has_more:
+            break
+        cursor = page.cursor
+    return found
 
 
 def _waiting(requests: list[dg.RunRequest], cursor: dict[str, Any], reason: str) -> dg.SensorResult:

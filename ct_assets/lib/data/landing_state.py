@@ -41,7 +41,12 @@ def dump(cursor: dict[str, Any]) -> str:
 
 def fingerprint(paths: Iterable[Path]) -> str:
     """The files' content hashes, shortened: changes when any file changes."""
-    return ",".join(sha256_of(path)[:16] for path in paths)
+    return fingerprint_of(sha256_of(path) for path in paths)
+
+
+def fingerprint_of(sha256s: Iterable[str]) -> str:
+    """The fingerprint of files with these content hashes (in the same order)."""
+    return ",".join(digest[:16] for digest in sha256s)
 
 
 def context_changed(cursor: dict[str, Any], context_fingerprint: str) -> str | None:
@@ -64,13 +69,21 @@ def pending(
     landed: list[tuple[str, str]],
     ingested: set[str],
     max_retries: int,
+    ingested_from: dict[str, str] | None = None,
 ) -> list[tuple[str, str]]:
     """(key, run-key part) of each landed (key, fingerprint) to ingest now: new or changed files,
-    or a retry while the partition is landed but not ingested. Updates `seen` and `retries`."""
+    or a retry while the partition is landed but not ingested. Updates `seen` and `retries`.
+
+    `ingested_from` holds, for partitions the cursor has not seen yet, the fingerprint of the files
+    their last ingest read (by any run: the sensor's, a backfill's, the CLI's): the same files are
+    only marked seen, not ingested again."""
     seen: dict[str, str] = cursor.setdefault("seen", {})
     retries: dict[str, int] = cursor.setdefault("retries", {})
     found: list[tuple[str, str]] = []
     for key, files in landed:
+        if key not in seen and key in ingested and (ingested_from or {}).get(key) == files:
+            seen[key] = files
+            continue
         part = f"{key}:{files}"
         if seen.get(key) == files:
             if key in ingested or retries.get(key, 0) >= max_retries:

@@ -16,6 +16,19 @@ def test_new_then_unchanged_then_changed_files() -> None:
     assert landing_state.parse(landing_state.dump(cursor))["seen"] == {"d1": "c", "d2": "b"}
 
 
+def test_files_already_ingested_by_another_run_are_only_marked_seen() -> None:
+    cursor = landing_state.parse(None)
+    landed = [("d1", "a"), ("d2", "b"), ("d3", "c")]
+    ingested_from = {"d1": "a", "d2": "old"}  # d2's files changed since its ingest; d3 never ingested
+    found = landing_state.pending(cursor, landed, {"d1", "d2"}, 2, ingested_from)
+    assert found == [("d2", "d2:b"), ("d3", "d3:c")]
+    assert cursor["seen"] == {"d1": "a", "d2": "b", "d3": "c"}
+    assert (
+        landing_state.fingerprint_of(["0123456789abcdef" + "f" * 48, "a" * 64])
+        == "0123456789abcdef," + "a" * 16
+    )
+
+
 def test_a_lost_ingest_is_retried_up_to_the_limit() -> None:
     cursor: dict = {}
     landed = [("d1", "a")]
