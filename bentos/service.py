@@ -4,10 +4,11 @@ A request carries what a caller knows about each row (for flights, the flight's 
 fields); the service validates it, computes the features with the pipeline's own SQL against the
 online snapshot (the same code the training path runs), and answers probability, decision and the
 model version. Requests that arrive while the worker is busy are featurized and scored together
-(`adaptive_batch`); each still gets its own answer. Malformed requests get a 400 with a readable
-message, never a 500. Every prediction is appended to the prediction log by a background writer
-(off the request path; drained on shutdown), except a rollout's compatibility check
-(`request_gate.ROLLOUT_CHECK`); the service never opens the warehouse.
+(`adaptive_batch`); each still gets its own answer. Malformed requests get a 4xx, never a 500,
+answered as `{"error": "<one readable line>", "request_id": "<id>"}` (`request_gate`). Every
+prediction is appended to the prediction log by a background writer (off the request path; drained
+on shutdown), except a rollout's compatibility check (`request_gate.ROLLOUT_CHECK`); the service
+never opens the warehouse.
 
 Endpoints: POST /predict (rows as JSON objects), /predict_columns (one JSON list per field) and
 /predict_arrow (an Arrow IPC stream in and out: the cheapest form for large batches); GET /version;
@@ -271,8 +272,9 @@ def _pipeline_name() -> str:
 
 
 quiet_log.install()
-# Bodies over CT_MAX_BODY_BYTES get a 413 before anything reads them (the first middleware added is
-# the outermost); then query parameters, media type and content encoding are checked, and a gzip
-# body decoded within the same limit, before BentoML parses a body.
-TabularModelService.add_asgi_middleware(BodyLimit, max_bytes=max_body_bytes())
+# The first middleware added is the outermost. The gate checks query parameters, media type and
+# content encoding (a gzip body decoded within CT_MAX_BODY_BYTES), gives each request its id and
+# shapes every error answer inside it; then bodies over CT_MAX_BODY_BYTES get a 413 before anything
+# reads them; then BentoML parses a body.
 TabularModelService.add_asgi_middleware(RequestGate, pipeline=_pipeline_name, max_bytes=max_body_bytes())
+TabularModelService.add_asgi_middleware(BodyLimit, max_bytes=max_body_bytes())

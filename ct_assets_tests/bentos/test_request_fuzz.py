@@ -2,9 +2,10 @@
 near year 1 and 9999 with UTC offsets, Arrow view and dictionary strings, multipart with a bad
 boundary, unsupported media types and encodings, gzip bodies and a gzip bomb, a 4,200-digit
 integer, unknown query parameters, GET /version) and a bounded fuzz of generated bodies on the
-three routes. The slot logs each refusal as one INFO line with its request id, no traceback. Its
-workers' memory stays flat over 10,000 refused requests, and clients sending heavy bodies back to
-back neither starve single-row requests nor get the slot marked down by its health check."""
+three routes, every refusal answered as one object of one readable line and the request id. The
+slot logs each refusal as one INFO line with its request id, no traceback. Its workers' memory
+stays flat over 10,000 refused requests, and clients sending heavy bodies back to back neither
+starve single-row requests nor get the slot marked down by its health check."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from ct_assets.lib.serving.body_limit import max_body_bytes
 from ct_assets.lib.serving.proxy import ProxyLayout
 from ct_assets.lib.serving.rollout import Deployment, HealthPolicy
 from ct_assets.lib.serving.slots import INSTANCE_VARIABLE
-from ct_assets_tests.bentos.test_service import DAYS, served  # noqa: F401 - the shared fixture
+from ct_assets_tests.bentos.test_service import DAYS, assert_error_shape, served  # noqa: F401 - the shared fixture
 from ct_assets_tests.conftest import free_ports, requires_haproxy
 from ct_assets_tests.lib.serving.test_predictor import request_rows
 
@@ -85,7 +86,13 @@ def _retyped(spec, rows: list[dict], kind: pa.DataType) -> bytes:
 def test_named_bodies_get_the_right_4xx_or_an_answer(live) -> None:
     client, spec, rows = live["client"], live["spec"], live["rows"]
     good = rows[0]
-    for edge in ("0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00", "0001-01-01 00:30+01"):
+    edges = (
+        "0001-01-01T00:00:00+05:00",
+        "9999-12-31T23:59:59-05:00",
+        "0001-01-01 00:30+01",
+        "0001-01-01T00:00:00",
+    )
+    for edge in edges:
         bad = {**good, **dict.fromkeys(_timestamp_fields(spec), edge)}
         answers = [
             client.post("/predict", json={"rows": [bad]}),
@@ -98,6 +105,10 @@ def test_named_bodies_get_the_right_4xx_or_an_answer(live) -> None:
         ]
         for answer in answers:
             assert answer.status_code == 400, (edge, answer.status_code, answer.text[:300])
+            error = assert_error_shape(answer)
+            assert "partition" not in error and (
+                "outside the timestamps the service accepts" in error or "must be timestamp" in error
+            ), error
     by_json = client.post("/predict", json={"rows": rows[:3]})
     assert by_json.status_code == 200
     probabilities = [p["probability"] for p in by_json.json()["predictions"]]
@@ -115,6 +126,7 @@ def test_named_bodies_get_the_right_4xx_or_an_answer(live) -> None:
     huge = int("7" * 4200)
     answer = client.post("/predict", content=f'{{"rows": [{{"distance": {huge}}}]}}', headers=JSON)
     assert answer.status_code == 400 and "7" * 100 not in answer.text and len(answer.text) < 1000
+    assert_error_shape(answer)
 
     refused = {
         415: [
@@ -136,7 +148,7 @@ def test_named_bodies_get_the_right_4xx_or_an_answer(live) -> None:
         for path, body, headers in cases:
             answer = client.post(path, content=body, headers=headers)
             assert answer.status_code == status, (path, headers, answer.status_code, answer.text[:300])
-            assert answer.json()["error"] and answer.headers["x-request-id"]
+            assert_error_shape(answer)
 
     zipped = client.post(
         "/predict",
@@ -150,7 +162,7 @@ def test_named_bodies_get_the_right_4xx_or_an_answer(live) -> None:
     bomb = gzip.compress(b" " * (max_body_bytes() + 2**20), compresslevel=9)
     assert len(bomb) < max_body_bytes() // 100
     answer = client.post("/predict", content=bomb, headers={**JSON, "content-encoding": "gzip"})
-    assert answer.status_code == 413 and "gzip body decompresses" in answer.json()["error"]
+    assert answer.status_code == 413 and "gzip body decompresses" in assert_error_shape(answer)
 
     version = client.get("/version")
     assert version.status_code == 200 and version.json()["pipeline"] == spec.name
@@ -238,8 +250,10 @@ def test_fuzzed_bodies_on_every_route_never_get_a_5xx(live) -> None:
         if chaos.random() < 0.1:
             body, headers = gzip.compress(body), {**headers, "content-encoding": "gzip"}
         query = chaos.choice(["", "", "", f"?pipeline={spec.name}", "?pipeline=other", "?limit=1"])
-        status = client.post(route + query, content=body, headers=headers).status_code
-        statuses[(route, status)] = statuses.get((route, status), 0) + 1
+        answer = client.post(route + query, content=body, headers=headers)
+        if answer.status_code != 200:
+            assert_error_shape(answer)
+        statuses[(route, answer.status_code)] = statuses.get((route, answer.status_code), 0) + 1
     assert not [key for key in statuses if key[1] >= 500], statuses
     assert {route for route, status in statuses if status == 200} == {
         "/predict",

@@ -1,7 +1,7 @@
 """The BentoML service end to end: a real bento of a real champion, served by `bentoml serve` on
-loopback; answers match in-process CatBoost on the same features; malformed payloads get 4xx with a
-readable message (a fuzz of 1,000 of them never gets a 5xx and the server stays up); every
-prediction lands in the prediction log."""
+loopback; answers match in-process CatBoost on the same features; malformed payloads get a 4xx whose
+body is one object of one readable line and the request id (a fuzz of 1,000 of them never gets a 5xx
+and the server stays up); every prediction lands in the prediction log."""
 
 from __future__ import annotations
 
@@ -171,22 +171,49 @@ def test_answers_match_in_process_scoring(served) -> None:
     )
 
 
+def assert_error_shape(response: httpx.Response) -> str:
+    """A refusal: a 4xx whose body is one object, {"error": one line, "request_id": the header's}."""
+    assert 400 <= response.status_code < 500, (response.status_code, response.text[:300])
+    body = response.json()
+    assert isinstance(body, dict) and set(body) == {"error", "request_id"}, body
+    assert isinstance(body["error"], str) and body["error"] and "\n" not in body["error"], body
+    assert body["request_id"] == response.headers["x-request-id"], body
+    return body["error"]
+
+
 def test_malformed_payloads_get_4xx_with_a_message(served) -> None:
     url, spec, con = served["url"], served["spec"], served["con"]
     good = request_rows(con, spec, DAYS[-1], 1)[0]
+    wanted = 'the body must be a JSON object {"rows": [...]}'
     cases = [
-        (b"not json", "Invalid JSON"),
-        (json.dumps({"rowz": []}).encode(), "Field required"),
-        (json.dumps({"rows": [{**good, "distance": "far"}]}).encode(), "field 'distance' must be integer"),
+        (b"", f"the body is empty: {wanted}"),
+        (b"{}", f'{wanted}: it has no "rows" field'),
+        (json.dumps({"rowz": []}).encode(), f'{wanted}: it has no "rows" field'),
+        (b"[]", wanted),
+        (json.dumps([{"rows": [good]}]).encode(), wanted),
+        (b"not json", "the body is not valid JSON (expected ident at line 1 column 2)"),
+        ('{"rows": [{"origin": "\xe9"}]}'.encode("latin-1"), "the body is not valid UTF-8"),
+        (b'{"rows": 5}', "rows must be a non-empty list of objects"),
+        (
+            json.dumps({"rows": [{**good, "distance": "far"}]}).encode(),
+            "row 0: field 'distance' must be integer",
+        ),
         (json.dumps({"rows": [good], "pipeline": "loans"}).encode(), "unknown pipeline 'loans'"),
-        (json.dumps({"rows": [good] * 10_001}).encode(), "larger than the limit of 10000"),
+        (
+            json.dumps({"rows": [good] * 10_001}).encode(),
+            "batch of 10001 rows is larger than the limit of 10000",
+        ),
+        (json.dumps({"rows": [good, good]}).encode(), "appears more than once in the request"),
     ]
     for body, message in cases:
         response = httpx.post(
             f"{url}/predict", content=body, headers={"content-type": "application/json"}, timeout=60
         )
-        assert 400 <= response.status_code < 500, (body[:80], response.status_code, response.text[:300])
-        assert message in response.text
+        error = assert_error_shape(response)
+        assert message in error, (body[:80], error)
+        assert "pydantic" not in error and "validation error for" not in error, error
+    columns = httpx.post(f"{url}/predict_columns", json={"columns": [good]}, timeout=30)
+    assert assert_error_shape(columns) == "columns must be an object mapping each field to a list of values"
 
 
 def test_bodies_over_the_size_limit_get_413_before_parsing(served) -> None:
@@ -200,7 +227,7 @@ def test_bodies_over_the_size_limit_get_413_before_parsing(served) -> None:
         ):
             response = client.post(f"{url}{path}", content=too_big, headers={"content-type": media_type})
             assert response.status_code == 413, (path, response.status_code, response.text[:200])
-            assert "larger than the limit of" in response.json()["error"]
+            assert "larger than the limit of" in assert_error_shape(response)
 
         def chunked() -> Iterator[bytes]:  # no Content-Length: refused while it streams in
             for _ in range(max_body_bytes() // 2**20 + 2):
@@ -245,10 +272,10 @@ def test_fuzz_of_1000_malformed_payloads_never_gets_a_5xx(served) -> None:
             payload = {"rows": [row]} if shape < 3 else {"rows": row} if shape == 3 else {"columns": [row]}
             body = json.dumps(payload, allow_nan=True)
             path = "/predict_columns" if "columns" in payload else "/predict"
-            status = client.post(
-                f"{url}{path}", content=body, headers={"content-type": "application/json"}
-            ).status_code
-            statuses[status] = statuses.get(status, 0) + 1
+            response = client.post(f"{url}{path}", content=body, headers={"content-type": "application/json"})
+            if response.status_code != 200:
+                assert_error_shape(response)
+            statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
     assert not [s for s in statuses if s >= 500], statuses
     assert httpx.get(f"{url}/readyz", timeout=5).status_code == 200
 
@@ -303,6 +330,12 @@ def test_arrow_endpoint_refuses_bad_requests_with_a_message(served) -> None:
     good = arrow_request.encode_rows(spec, rows)
     cases = [
         (b"not arrow", arrow_request.MEDIA_TYPE, 400, "Arrow"),
+        (
+            arrow_request.encode_rows(spec, []),
+            None,
+            400,
+            "the Arrow table has no rows: send at least one row",
+        ),
         (good[: len(good) // 2], arrow_request.MEDIA_TYPE, 400, "Arrow"),
         (arrow_request.encode_rows(spec, [rows[0], {**rows[1], "distance": -5}]), None, 400, "row 1"),
         (arrow_request.encode_rows(spec, [rows[0], rows[0]]), None, 400, "row 1"),
@@ -316,7 +349,7 @@ def test_arrow_endpoint_refuses_bad_requests_with_a_message(served) -> None:
                 headers={"content-type": media_type or arrow_request.MEDIA_TYPE},
             )
             assert response.status_code == status, (status, response.status_code, response.text[:300])
-            assert message in response.json()["error"]
+            assert message in assert_error_shape(response)
         unknown = client.post(
             f"{url}/predict_arrow?pipeline=loans",
             content=good,
@@ -367,8 +400,10 @@ def test_fuzz_of_500_corrupted_arrow_requests_never_gets_a_5xx(served) -> None:
                 with pa.ipc.new_stream(sink, broken.schema) as writer:
                     writer.write_table(broken)
                 body = sink.getvalue().to_pybytes()
-            status = _post_arrow(client, url, body).status_code
-            statuses[status] = statuses.get(status, 0) + 1
+            response = _post_arrow(client, url, body)
+            if response.status_code != 200:
+                assert_error_shape(response)
+            statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
     assert not [s for s in statuses if s >= 500], statuses
     assert httpx.get(f"{url}/readyz", timeout=5).status_code == 200
 

@@ -1,6 +1,7 @@
 """The check of an Arrow request's table: `check_table` accepts and refuses what the JSON path does
-(`RequestRules.check_columns`), in the same words, vectorized with `pyarrow.compute`, and returns one
-column per request field in the spec's Arrow type.
+(`RequestRules.check_columns`), in the same words (a table without rows or columns in a table's),
+vectorized with `pyarrow.compute`, and returns one column per request field in the spec's Arrow
+type.
 
 It refuses a table of the wrong shape (no rows, too many, repeated, missing or unknown fields; post-
 event columns are tolerated and dropped, as in the JSON path) and dictionary-encoded fields too large
@@ -57,10 +58,10 @@ def check_table(
     anything is decoded: dictionary-encoded fields that would take more than `max_bytes` (default:
     the body limit) once decoded."""
     if table.num_columns == 0:
-        raise RequestError("columns must be an object mapping each field to a list of values")
+        raise RequestError("the Arrow table has no columns: send one column per request field")
     count = table.num_rows
     if count == 0:
-        raise RequestError("rows must be a non-empty list of objects")
+        raise RequestError("the Arrow table has no rows: send at least one row")
     if count > max_rows:
         raise RequestError(f"batch of {count} rows is larger than the limit of {max_rows}")
     names = table.column_names

@@ -13,8 +13,11 @@ own parsing):
 
 Each request on a route it knows gets a request id (`quiet_log.REQUEST_ID`: the caller's
 `X-Request-ID`, or a new one), returned as the `x-request-id` response header; a refusal is logged
-as one INFO line with it (`quiet_log.log_refused`). Routes it does not know (health checks, metrics,
-the operator's routes) pass through untouched.
+as one INFO line with it (`quiet_log.log_refused`). Every error answer on such a route, whoever
+wrote it (this gate, the body limit inside it, the service's checks, BentoML's parsing of the JSON
+body), leaves in one shape: `{"error": "<one readable line>", "request_id": "<id>"}`
+(`error_body`). Routes it does not know (health checks, metrics, the operator's routes) pass
+through untouched.
 
 A rollout's compatibility check (the holdout rows sent to a new slot before it takes traffic) marks
 its request with the slot's own instance id (`X-CT-Rollout-Check`, the `CT_SLOT_INSTANCE` the slot
@@ -25,7 +28,6 @@ answers without writing the prediction log, so checks never count as served traf
 from __future__ import annotations
 
 import hmac
-import json
 import os
 import zlib
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -34,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
+from ct_assets.lib.serving.error_body import error_json, reshaped
 from ct_assets.lib.serving.quiet_log import REQUEST_ID, log_refused, new_request_id
 
 Scope = MutableMapping[str, Any]
@@ -63,16 +66,17 @@ def quote(value: object, limit: int = QUOTE_CHARS) -> str:
 @dataclass(frozen=True)
 class RouteRule:
     """What one route accepts: its media types, whether a body without a Content-Type is read as
-    the first of them, and its query parameters."""
+    the first of them, its query parameters, and the field its JSON body holds (`envelope`)."""
 
     media_types: tuple[str, ...]
     untyped_ok: bool = False
     params: frozenset[str] = frozenset({"pipeline"})
+    envelope: str | None = None
 
 
 DEFAULT_ROUTES: dict[str, RouteRule] = {
-    "/predict": RouteRule((JSON,), untyped_ok=True),
-    "/predict_columns": RouteRule((JSON,), untyped_ok=True),
+    "/predict": RouteRule((JSON,), untyped_ok=True, envelope="rows"),
+    "/predict_columns": RouteRule((JSON,), untyped_ok=True, envelope="columns"),
     "/predict_arrow": RouteRule((ARROW,)),
 }
 
@@ -111,7 +115,7 @@ class RequestGate:
         request_id = new_request_id(headers.get("x-request-id"))
         REQUEST_ID.set(request_id)
         ROLLOUT_CHECK.set(is_rollout_check(headers.get(ROLLOUT_CHECK_HEADER), self.instance))
-        send = _with_request_id(send, request_id)
+        send = _answering(send, request_id, rule.envelope, _bodiless(headers))
         try:
             self._check_query(rule, scope.get("query_string", b""))
             _check_media_type(rule, headers.get("content-type"))
@@ -204,14 +208,45 @@ def _decoded_scope(scope: Scope, length: int) -> Scope:
     return {**scope, "headers": headers}
 
 
-def _with_request_id(send: Send, request_id: str) -> Send:
+def _bodiless(headers: dict[str, str]) -> bool:
+    """Does the request come without a body (a zero Content-Length, or neither it nor chunks)?"""
+    length = headers.get("content-length")
+    if length is None:
+        return "transfer-encoding" not in headers
+    return length.strip() == "0"
+
+
+def _answering(send: Send, request_id: str, envelope: str | None, bodiless: bool) -> Send:
+    """`send` with the request id in the headers and every error answer's body in the one shape
+    (`error_body.reshaped`; an error body is held until it is complete, then rewritten)."""
+    held: Message | None = None
+    parts: list[bytes] = []
+
     async def sending(message: Message) -> None:
+        nonlocal held
         if message["type"] == "http.response.start":
             headers = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
             message = {**message, "headers": headers}
+            if message["status"] >= 400:
+                held = message
+                return
+        elif held is not None and message["type"] == "http.response.body":
+            parts.append(message.get("body", b""))
+            if message.get("more_body", False):
+                return
+            body = reshaped(b"".join(parts), held["status"], envelope, bodiless, request_id)
+            await send({**held, "headers": _json_headers(held["headers"], len(body))})
+            await send({"type": "http.response.body", "body": body})
+            return
         await send(message)
 
     return sending
+
+
+def _json_headers(headers: list[tuple[bytes, bytes]], length: int) -> list[tuple[bytes, bytes]]:
+    dropped = (b"content-type", b"content-length")
+    kept = [(k, v) for k, v in headers if k.lower() not in dropped]
+    return [*kept, (b"content-type", b"application/json"), (b"content-length", str(length).encode())]
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
@@ -228,7 +263,7 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 
 async def _answer(send: Send, status: int, message: str) -> None:
-    body = json.dumps({"error": message}).encode()
+    body = error_json(message, None)  # `_answering` adds the request id
     await send(
         {
             "type": "http.response.start",

@@ -68,8 +68,9 @@ def test_row_count_limits(rules: RequestRules) -> None:
     assert by_arrow(rules, pa.table(columns), 10) == by_json(rules, columns, 10)
     assert by_arrow(rules, pa.table(columns), 10) == "batch of 11 rows is larger than the limit of 10"
     empty = pa.table(columns).slice(0, 0)
-    assert by_arrow(rules, empty) == by_json(rules, {n: [] for n in columns})
-    assert by_arrow(rules, empty) == "rows must be a non-empty list of objects"
+    assert by_arrow(rules, empty) == "the Arrow table has no rows: send at least one row"
+    no_columns = "the Arrow table has no columns: send one column per request field"
+    assert by_arrow(rules, pa.table({})) == no_columns
 
 
 def test_missing_unknown_and_post_event_fields(rules: RequestRules) -> None:

@@ -1,7 +1,8 @@
 """The request gate in front of a real ASGI app: unknown query parameters and pipelines are 400s,
 unsupported media types and encodings 415s, gzip bodies reach the app decoded and a gzip bomb is
-a 413 once its decoded size passes the limit; every answer carries a request id; only the slot's own
-instance id marks a request as a rollout's compatibility check."""
+a 413 once its decoded size passes the limit; every answer carries a request id, and every error
+answer, the gate's or the app's inside it, is one object of one readable line and that id; only the
+slot's own instance id marks a request as a rollout's compatibility check."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import gzip
 import zlib
 
 import httpx
+import orjson
 
+from ct_assets.lib.serving.body_limit import BodyLimit
 from ct_assets.lib.serving.request_gate import (
     INSTANCE_VARIABLE,
     ROLLOUT_CHECK,
@@ -32,9 +35,11 @@ async def _echo(scope, receive, send) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def _post(path: str, content: bytes, headers: dict[str, str], limit: int = 1000) -> httpx.Response:
+def _post(
+    path: str, content: bytes, headers: dict[str, str], limit: int = 1000, inner=_echo
+) -> httpx.Response:
     async def go() -> httpx.Response:
-        app = RequestGate(_echo, pipeline=lambda: "flights", max_bytes=limit)
+        app = RequestGate(inner, pipeline=lambda: "flights", max_bytes=limit)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             return await client.post(path, content=content, headers=headers)
@@ -102,3 +107,51 @@ def test_only_the_slot_s_own_instance_id_marks_a_rollout_check(monkeypatch) -> N
     monkeypatch.delenv(INSTANCE_VARIABLE)
     asyncio.run(post({ROLLOUT_CHECK_HEADER: ""}))
     assert seen == [True, False, False, False]
+
+
+def _refusing(status: int, body: bytes, pieces: int = 1):
+    """An app that reads the request and answers `status` with `body` (in `pieces` messages)."""
+
+    async def app(scope, receive, send) -> None:
+        while (await receive()).get("more_body"):
+            pass
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        size = -(-len(body) // pieces)
+        for start in range(0, len(body), size):
+            more = start + size < len(body)
+            await send({"type": "http.response.body", "body": body[start : start + size], "more_body": more})
+
+    return app
+
+
+def test_every_error_answer_is_one_object_with_the_request_id() -> None:
+    headers = {**JSON, "x-request-id": "shape-1"}
+    own = _post("/predict?x=1", b"{}", headers)
+    assert own.status_code == 400 and set(own.json()) == {"error", "request_id"}
+    assert own.json()["request_id"] == "shape-1"
+    listed = orjson.dumps([{"error": "row 0: missing fields ['license_number']"}])
+    inner = _post("/predict", b"{}", headers, inner=_refusing(400, listed, pieces=3))
+    assert inner.status_code == 400 and inner.headers["content-type"] == "application/json"
+    assert inner.json() == {"error": "row 0: missing fields ['license_number']", "request_id": "shape-1"}
+    assert int(inner.headers["content-length"]) == len(inner.content)
+    pydantic_body = orjson.dumps(
+        {
+            "error": "1 validation error for Input",
+            "detail": [{"type": "missing", "loc": ["rows"], "msg": "x"}],
+        }
+    )
+    empty = _post("/predict", b"", headers, inner=_refusing(400, pydantic_body))
+    assert empty.json()["error"] == 'the body is empty: the body must be a JSON object {"rows": [...]}'
+    columns = _post(
+        "/predict_columns", b"{}", headers, inner=_refusing(400, pydantic_body.replace(b"rows", b"columns"))
+    )
+    assert (
+        columns.json()["error"]
+        == 'the body must be a JSON object {"columns": {...}}: it has no "columns" field'
+    )
+    limited = _post("/predict", b"x" * 2000, headers, inner=BodyLimit(_echo, max_bytes=1000))
+    assert limited.status_code == 413 and limited.json()["request_id"] == "shape-1"
+    assert "larger than the limit of 1,000 bytes" in limited.json()["error"]
+    answered = _post("/predict", b"{}", headers)
+    assert answered.status_code == 200 and answered.content == b"{}"  # answers pass through untouched
