@@ -185,7 +185,13 @@ def request_lineage(
         bento=f"{name}_service:{bento_build.store_version(model.version, model.model_sha256)}",
         log_file=first["_log_file"],
         predictions=[
-            PredictionLink(entity_id=r.get("entity_id"), score=r.get("score"), decision=r.get("decision"))
+            PredictionLink(
+                entity_id=r.get("entity_id"),
+                score=r.get("score"),
+                decision=r.get("decision"),
+                time=r.get("time"),
+                model_version=r.get("model_version"),
+            )
             for r in records
         ],
     )
@@ -204,13 +210,20 @@ def _shown(value: object) -> str:
 
 def _request_lines(request: RequestLink) -> list[str]:
     predictions = request.predictions
+    calls = sorted({p.time for p in predictions if p.time is not None})
     lines = [
         f"request {request.request_id}  ({request.pipeline}, {request.time}, "
         f"slot {request.slot}, {len(predictions)} prediction(s))"
     ]
+    if len(calls) > 1:
+        lines[0] = (
+            f"request {request.request_id}  ({request.pipeline}: the id was sent with {len(calls)} "
+            f"calls, {calls[0]} to {calls[-1]}; {len(predictions)} prediction(s))"
+        )
     for p in predictions[:5]:
         score = f"{p.score:.4f}" if p.score is not None else "-"
-        lines.append(f"│   {_shown(p.entity_id)}: score {score} decision {p.decision}")
+        call = f"  ({p.time}, model {p.model_version})" if len(calls) > 1 else ""
+        lines.append(f"│   {_shown(p.entity_id)}: score {score} decision {p.decision}{call}")
     if len(predictions) > 5:
         lines.append(f"│   ... {len(predictions) - 5} more")
     lines.append(f"│   log {request.log_file}")

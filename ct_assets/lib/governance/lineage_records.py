@@ -107,6 +107,8 @@ class PredictionLink(_Link):
     entity_id: Any
     score: float | None
     decision: bool | None
+    time: str | None = None  # the call that answered it (a caller may reuse a request id)
+    model_version: str | None = None
 
 
 class RequestLink(_Link):
