@@ -187,11 +187,17 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
             frames = backtest.load_frames(con, spec, keys)
         runner = backtest.Backtest(spec, frames)
         first = keys[window - 1]
+        task = progress.add_task("warm-up (in no policy's CPU s)", total=1)
+        warm_up = runner.warm_up(first)
+        progress.advance(task)
         runs = []
         for policy in policies:
             task = progress.add_task(policy, total=len([k for k in keys if k > first]))
             runs.append(runner.run(policy, first, lambda _p, _k, t=task: progress.advance(t)))
     console.print(_summary_table(runs))
+    console.print(
+        f"warm-up before the policies (imports, first model, first retrain): {warm_up.cpu_seconds:.1f} CPU s"
+    )
     for run in runs:
         for reason in run.reasons:
             console.print(f"  {run.name} retrained {reason}")

@@ -62,6 +62,30 @@ def test_triggered_policy_records_its_reasons(small_spec, five_days) -> None:
     assert backtest.report(small_spec, [run])["policies"]["triggered"]["retrains"] == run.retrains
 
 
+def test_the_warm_up_runs_before_any_policys_clock_starts(small_spec, five_days) -> None:
+    """The process's one-time costs (imports, CatBoost's first fit) fall in the warm-up, which runs
+    the timed code paths once before any policy reads the clock; the clock here counts readings."""
+    readings: list[bool] = []  # at each reading of the clock: had the warm-up finished?
+
+    def clock() -> float:
+        readings.append(test.warm_up_run is not None)
+        return float(len(readings))
+
+    test = backtest.Backtest(small_spec, five_days, clock=clock)
+    static = test.run("static", DAYS[2])
+    warm_up = test.warm_up_run
+    assert warm_up is not None
+    before = readings.count(False)
+    assert before > 0 and readings == [False] * before + [True] * (len(readings) - before)
+    # the warm-up scored a partition and judged a candidate against the model serving it
+    assert len(warm_up.scored) == 1 and warm_up.retrains == 1
+    assert static.cpu_seconds == (len(readings) - before) / 2  # one unit per timed step: its own only
+    so_far = len(readings)
+    periodic = test.run("periodic", DAYS[2])
+    assert test.warm_up_run is warm_up and readings.count(False) == before  # once per backtest
+    assert periodic.cpu_seconds == (len(readings) - so_far) / 2
+
+
 def test_plot_draws_every_policy(small_spec, five_days, tmp_path: Path) -> None:
     test = backtest.Backtest(small_spec, five_days)
     assert test.window(DAYS[-1]) == DAYS[-3:]
