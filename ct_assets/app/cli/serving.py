@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 from typing import Any
 
 from ct_assets.app.cli.common import CliError, add_pipeline_option, pipeline_spec, registry, who
 from ct_assets.lib.core import alerts, settings
 from ct_assets.lib.core.warehouse import connection
-from ct_assets.lib.serving.operator_api import create_app
+from ct_assets.lib.serving.operator_api import TOKEN_VARIABLE, create_app
 from ct_assets.lib.serving.rollout import Deployment, RolloutResult
 from ct_assets.lib.serving.watchdog import Watchdog
 
@@ -91,8 +93,24 @@ def _serve_operator_api(args: argparse.Namespace, deploy: Deployment) -> int:
     alert_file = settings.config().alerts_file
     owner = spec.monitoring.owners.get("critical", spec.owner)
     with Watchdog(deploy, lambda a: alerts.write_jsonl(alert_file, a), spec.name, owner, interval=0.5):
+        _say_how_it_serves(args.port)
         uvicorn.run(create_app(deploy, rollout), host="127.0.0.1", port=args.port, log_level="warning")
     return 0
+
+
+def _say_how_it_serves(port: int) -> None:
+    """One line at start: where the API answers, or (on stderr) that it is disabled until the token
+    is set. The process serves either way, for its watchdog."""
+    url = f"http://127.0.0.1:{port}"
+    if os.environ.get(TOKEN_VARIABLE):
+        print(f"operator API on {url} (bearer token from {TOKEN_VARIABLE}), with the serving watchdog")
+    else:
+        print(
+            f"ct: the operator API on {url} is disabled until {TOKEN_VARIABLE} is set (every call "
+            "answers 503); the serving watchdog runs",
+            file=sys.stderr,
+        )
+    sys.stdout.flush()
 
 
 def register(commands: Any) -> None:

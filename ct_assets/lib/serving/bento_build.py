@@ -1,5 +1,6 @@
 """Building a Bento for a pipeline's champion: the model into BentoML's model store, then an
-immutable bento of the service, the library code and the pipeline's spec and SQL."""
+immutable bento of the service, the library code and the pipeline's spec and SQL; and
+`require_bento`, the check that a tag names a bento in the store before a slot is started on it."""
 
 from __future__ import annotations
 
@@ -29,6 +30,26 @@ def model_tag(spec: PipelineSpec, record: ModelVersion) -> str:
 
 def bento_tag(spec: PipelineSpec, record: ModelVersion) -> str:
     return f"{spec.name}_service:{store_version(record.version, record.model_sha256)}"
+
+
+class UnknownBento(RuntimeError):
+    """A tag that names no bento in the BentoML store (or is not a bento tag at all)."""
+
+
+def require_bento(tag: str) -> None:
+    """Raise `UnknownBento` unless `tag` names a bento in the BentoML store of this process
+    (`BENTOML_HOME`, which the slots it starts inherit)."""
+    import bentoml
+    from bentoml.exceptions import BentoMLException, NotFound
+
+    try:
+        bentoml.bentos.get(tag)
+    except NotFound:
+        raise UnknownBento(f"no bento {tag!r} in the bento store") from None
+    except (BentoMLException, ValueError):
+        raise UnknownBento(
+            f"{tag!r} is not a bento tag (name:version, of lowercase letters, digits, '_', '-' and '.')"
+        ) from None
 
 
 def _point_bentoml_at(bentoml_home: Path | None) -> None:

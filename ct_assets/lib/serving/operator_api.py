@@ -35,6 +35,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from ct_assets.lib.serving.bento_build import UnknownBento
 from ct_assets.lib.serving.rollout import Deployment
 
 TOKEN_VARIABLE = "CT_OPERATOR_TOKEN"
@@ -204,6 +205,8 @@ class _OperatorApi:
         who = str(data.get("who") or self.holder)
         try:
             result = await self._exclusive(lambda: rollout(bento, who))
+        except UnknownBento as err:  # refused before anything started
+            return _error(str(err), 422)
         except RuntimeError as err:
             return _error(str(err), 409)
         return JSONResponse({"status": result.status, "slot": result.slot, "reasons": result.reasons})

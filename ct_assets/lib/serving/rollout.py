@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ct_assets.lib.serving.bento_build import require_bento
 from ct_assets.lib.serving.canary_health import CanaryJudge, HealthPolicy, compatibility_problem
 from ct_assets.lib.serving.canary_records import CanaryHealth
 from ct_assets.lib.serving.deployment_state import (
@@ -113,7 +114,9 @@ class Deployment:
         auto_switch: bool = True,
         extra_env: dict[str, str] | None = None,
     ) -> RolloutResult:
-        """Start `bento` in the idle slot, check it, canary it, then switch or roll back."""
+        """Start `bento` in the idle slot, check it, canary it, then switch or roll back. A tag
+        that names no bento in the store raises `UnknownBento` before anything starts or is audited."""
+        require_bento(bento)
         self.slots.ensure_proxy()
         active = self.state().active
         if active is not None and not self.slots.running(active):

@@ -19,6 +19,7 @@ from ct_assets.lib.model import model_training
 from ct_assets.lib.model.model_store import load_model
 from ct_assets.lib.model.records import ModelVersion
 from ct_assets.lib.model.registry import Registry
+from ct_assets.lib.serving.bento_build import require_bento
 from ct_assets.lib.serving.proxy import ProxyLayout
 from ct_assets.lib.serving.request_parsing import request_columns
 from ct_assets.lib.serving.rollout import Deployment, HealthPolicy, RolloutResult
@@ -127,7 +128,8 @@ def publish_compatibility(
 def roll_out(
     spec: PipelineSpec, registry: Registry, bento_tag: str, who: str, config: Config
 ) -> RolloutResult:
-    """Roll the champion's bento out with the compatibility set its `bento` step published."""
+    """Roll the champion's bento out with the compatibility set its `bento` step published (a tag
+    that names no bento in the store raises `UnknownBento` before anything is waited for or started)."""
     record = registry.champion()
     if record is None:
         raise RuntimeError(f"{spec.name} has no champion to roll out")
@@ -138,6 +140,7 @@ def roll_out(
         )
     published = json.loads(path.read_text())
     rows, expected = published["rows"], published["scores"]
+    require_bento(bento_tag)
     wait_for_snapshot(spec, config, max(record.partitions["holdout"]))
     return deployment(spec, config).rollout(
         bento_tag,

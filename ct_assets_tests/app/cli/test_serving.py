@@ -5,8 +5,14 @@ slots and HAProxy are in `ct_assets_tests/lib/serving/` (marked slow)."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from ct_assets.lib.core import settings
@@ -17,7 +23,7 @@ from ct_assets.lib.model.registry import Registry
 from ct_assets.lib.serving import steps as deploy_steps
 from ct_assets.lib.serving.deployment_state import DeployState, SlotBento
 from ct_assets_tests.app.cli.conftest import RunCt, one_line_error, register_version
-from ct_assets_tests.conftest import FLIGHTS_SPEC
+from ct_assets_tests.conftest import FLIGHTS_SPEC, free_ports
 
 CANARY = "flights_delay_service:v0001-aaaaaaaaaaaa"
 
@@ -122,3 +128,50 @@ def test_deploy_of_an_unknown_pipeline(run_ct: RunCt, home: Path) -> None:
     ran = run_ct("deploy", "status", "--pipeline", "no_such_pipeline")
     assert one_line_error(ran).startswith("ct: no pipeline 'no_such_pipeline' in ")
     assert not (home / "deploy").exists()
+
+
+def _status_code(url: str, ops: subprocess.Popen, timeout: float = 30) -> int:
+    """The code `GET url` answers with once the server listens (any code)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and ops.poll() is None:
+        try:
+            return httpx.get(url, headers={"authorization": "Bearer t0ken"}, timeout=2).status_code
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise AssertionError(f"ct deploy ops did not answer on {url} (exit code {ops.poll()})")
+
+
+@pytest.mark.parametrize("token", [None, "t0ken"])
+def test_the_operator_api_says_at_start_whether_it_is_enabled(home: Path, token: str | None) -> None:
+    """Without CT_OPERATOR_TOKEN, `ct deploy ops` says on stderr that the API is disabled (every call
+    answers 503) and keeps serving for its watchdog; with it, it says where the API answers."""
+    (port,) = free_ports(1)
+    env = {k: v for k, v in os.environ.items() if k != "CT_OPERATOR_TOKEN"}
+    env.update({"CT_OPERATOR_TOKEN": token} if token else {})
+    ops = subprocess.Popen(
+        [str(Path(sys.executable).parent / "ct"), "deploy", "ops", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = (ops.stdout if token else ops.stderr).readline().strip()  # type: ignore[union-attr]
+        status = _status_code(f"http://127.0.0.1:{port}/status", ops)
+        ops.send_signal(signal.SIGINT)
+        ops.communicate(timeout=30)
+    finally:
+        if ops.poll() is None:
+            ops.kill()
+    url = f"http://127.0.0.1:{port}"
+    if token:
+        assert (
+            line == f"operator API on {url} (bearer token from CT_OPERATOR_TOKEN), with the serving watchdog"
+        )
+        assert status == 200
+    else:
+        assert line == (
+            f"ct: the operator API on {url} is disabled until CT_OPERATOR_TOKEN is set (every call answers "
+            "503); the serving watchdog runs"
+        )
+        assert status == 503

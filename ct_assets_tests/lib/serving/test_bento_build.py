@@ -73,6 +73,15 @@ def test_the_bento_bundles_service_library_spec_and_model_tag(champion) -> None:
     assert (source / "pipeline" / "spec.yaml").read_text() == (spec.spec_dir / "spec.yaml").read_text()
     assert [str(m.tag) for m in bento.info.models] == [bento_build.model_tag(spec, record)]
     assert bento_build.build(spec, record, artifact).tag == bento.tag  # found, not built again
+    bento_build.require_bento(str(bento.tag))  # in the store: no complaint
+
+
+def test_a_tag_that_names_no_bento_is_refused_in_one_line() -> None:
+    with pytest.raises(bento_build.UnknownBento) as error:
+        bento_build.require_bento("nosuch:tag")
+    assert str(error.value) == "no bento 'nosuch:tag' in the bento store"
+    with pytest.raises(bento_build.UnknownBento, match=r"^'a b:c' is not a bento tag \(name:version"):
+        bento_build.require_bento("a b:c")
 
 
 def test_the_uv_that_runs_us_is_put_on_path_for_bentomls_lock(

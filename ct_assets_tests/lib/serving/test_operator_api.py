@@ -1,6 +1,7 @@
 """The operator API over real HTTP on loopback: refuses without the token (RFC 6750's Bearer
 scheme), writes nothing for a refused request, caps bodies, rate-limits failed authentications,
-answers /status at once while a rollout runs, and keeps its audit log private (0600)."""
+refuses a rollout of a bento not in the store before anything starts, answers /status at once while
+a rollout runs, and keeps its audit log private (0600)."""
 
 from __future__ import annotations
 
@@ -17,9 +18,10 @@ import pytest
 import uvicorn
 from starlette.applications import Starlette
 
+from ct_assets.lib.serving import proxy_supervisor
 from ct_assets.lib.serving.operator_api import create_app
 from ct_assets.lib.serving.proxy import ProxyLayout
-from ct_assets.lib.serving.rollout import Deployment, RolloutResult
+from ct_assets.lib.serving.rollout import Deployment, HealthPolicy, RolloutResult
 
 
 def _serve(app: Starlette) -> tuple[str, uvicorn.Server]:
@@ -79,6 +81,31 @@ def test_token_is_required_and_checked(deployment: Deployment) -> None:
 def _audit_entries(deployment: Deployment) -> list[dict]:
     path = deployment.record.audit_trail().path
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_a_rollout_of_a_bento_not_in_the_store_is_refused_before_anything_starts(
+    deployment: Deployment,
+) -> None:
+    """The deployment's own rollout: nothing is started (no proxy, no slot, no state) and the audit
+    log holds the operator's request only, no rollout_started or rollback."""
+
+    def rollout(bento: str, who: str) -> RolloutResult:
+        return deployment.rollout(bento, ([], []), [], HealthPolicy(), who)
+
+    url, server = _serve(create_app(deployment, rollout=rollout, token="s3cret-token"))
+    try:
+        answer = httpx.post(
+            f"{url}/rollout", headers={"Authorization": "Bearer s3cret-token"}, json={"bento": "nosuch:tag"}
+        )
+        assert answer.status_code == 422, answer.text
+        assert answer.json() == {"error": "no bento 'nosuch:tag' in the bento store"}
+        assert [(e["action"], e["details"]["answer"]) for e in _audit_entries(deployment)] == [
+            ("operator_request", 422)
+        ]
+        assert not deployment.state_path.exists()
+        assert proxy_supervisor.supervisor_pid(deployment.layout) is None
+    finally:
+        server.should_exit = True
 
 
 def test_authorization_is_parsed_as_rfc_6750_says(deployment: Deployment) -> None:
