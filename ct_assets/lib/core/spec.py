@@ -373,9 +373,15 @@ class PipelineSpec(_Strict):
         unknown = [f for f in self.training.features or [] if f not in features]
         if unknown:
             raise ValueError(f"training.features {unknown} are not declared by any feature group")
-        for sql in [self.label.sql, *(g.sql for g in self.feature_groups.values())]:
-            if not (self.spec_dir / sql).is_file():
-                raise ValueError(f"SQL file {sql!r} does not exist beside the spec")
+        references = {"label.sql": self.label.sql}
+        references |= {f"feature_groups.{name}.sql": g.sql for name, g in self.feature_groups.items()}
+        missing = [
+            f"key '{key}': SQL file {sql!r} does not exist beside the spec"
+            for key, sql in references.items()
+            if not (self.spec_dir / sql).is_file()
+        ]
+        if missing:
+            raise ValueError("; ".join(missing))
         return self
 
     @property
@@ -442,7 +448,10 @@ def load_spec(path: Path) -> PipelineSpec:
             message = error["msg"].removeprefix("Value error, ")
             if error["type"] == "extra_forbidden":
                 message = "unknown key"
-            problems.append(f"key '{_key_path(error['loc'])}': {message}")
+            if not error["loc"] and message.startswith("key '"):
+                problems.append(message)  # a check across keys that names its own key
+            else:
+                problems.append(f"key '{_key_path(error['loc'])}': {message}")
         raise SpecError(f"{path}: " + "; ".join(problems)) from None
 
 

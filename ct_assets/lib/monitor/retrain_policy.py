@@ -173,7 +173,8 @@ class AucTest:
             else f"holdout {self.expected:.3f}"
         )
         return (
-            f"AUC {self.observed:.3f} on {span} ({len(self.partitions)} partitions, {self.rows} rows) "
+            f"AUC {self.observed:.3f} on {span} ({len(self.partitions)} "
+            f"partition{'' if len(self.partitions) == 1 else 's'}, {self.rows} rows) "
             f"vs {holdout}: z {self.z:.2f}"
         )
 

@@ -99,9 +99,19 @@ def test_a_missing_sql_file_is_named(tmp_path: Path) -> None:
     folder = tmp_path / "rain_sql"
     shutil.copytree(EXAMPLE, folder, ignore=shutil.ignore_patterns("fetch.py", "__pycache__"))
     (folder / "features" / "label.sql").unlink()
+    groups = sorted((folder / "features").glob("*.sql"))
+    groups[0].unlink()
     done = ct(tmp_path, "spec", "check", str(folder / "spec.yaml"))
     assert done.returncode == 1
-    assert "SQL file 'features/label.sql' does not exist beside the spec" in done.stderr
+    lines = done.stderr.splitlines()
+    assert any(
+        "key 'label.sql': SQL file 'features/label.sql' does not exist beside the spec" in line
+        for line in lines
+    )
+    group = f"SQL file 'features/{groups[0].name}' does not exist beside the spec"
+    assert any(
+        line.count("key '") == 1 and "key 'feature_groups." in line and group in line for line in lines
+    )
 
 
 def test_a_checked_spec_that_clashes_with_a_loaded_one(tmp_path: Path) -> None:

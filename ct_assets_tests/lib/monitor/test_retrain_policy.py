@@ -11,6 +11,7 @@ import pytest
 from ct_assets.lib.core.spec import MonitoringSpec, TrainingSpec
 from ct_assets.lib.model.metrics import Metrics
 from ct_assets.lib.monitor.retrain_policy import (
+    AucTest,
     Expectation,
     PartitionSignal,
     auc_variance,
@@ -221,3 +222,10 @@ def test_a_slow_decay_adds_up_over_the_partitions_since_the_model_served() -> No
     served = performance_decision([_s(d, 0.71) for d in range(1, 13)], expected, RULES)
     assert served.retrain and "on 2013-02-01..2013-02-12 (12 partitions" in served.reason, served.reason
     assert served.reason.endswith(">= 2.576"), served.reason
+
+
+def test_an_auc_test_names_its_span_and_counts_in_words() -> None:
+    one = AucTest(observed=0.6, expected=0.7, se=0.05, partitions=["2018-06-03"], rows=742)
+    assert one.describe().startswith("AUC 0.600 on 2018-06-03 (1 partition, 742 rows) vs holdout 0.700")
+    two = AucTest(observed=0.6, expected=0.7, se=0.05, partitions=["2018-06-03", "2018-06-10"], rows=900)
+    assert "on 2018-06-03..2018-06-10 (2 partitions, 900 rows)" in two.describe()
