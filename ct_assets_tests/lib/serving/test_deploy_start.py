@@ -26,6 +26,7 @@ from ct_assets.lib.data import demo_source
 from ct_assets.lib.model import steps as model_steps
 from ct_assets.lib.model.registry import Registry
 from ct_assets.lib.monitor.backtest import build_features
+from ct_assets.lib.serving import bento_build
 from ct_assets.lib.serving import steps as deploy_steps
 from ct_assets_tests.bentos.test_service import DAYS
 from ct_assets_tests.conftest import free_ports, requires_haproxy, write_flights_variant
@@ -161,6 +162,11 @@ def test_the_deployment_asset_fails_its_run_when_the_rollout_rolls_back(home: di
     deploy = deploy_steps.deployment(spec, config)
     if not deploy.slots.running(deploy.state().active or "blue"):
         assert _start(home).returncode == 0
+    # This process's BentoML store is the test session's (`ct` above built into the home's): the
+    # champion's bento goes there too, so the asset's rollout finds it and starts its canary.
+    registry = Registry(config.registry, spec.name, config.audit_home)
+    record = registry.champion()
+    bento_build.build(spec, record, registry.models / f"{record.model_sha256}.cbm")
     defs = build_deploy_defs(spec)
     deployment = next(a for a in defs.assets if "deployment" in a.key.path[-1])
     result = dg.materialize(
@@ -175,4 +181,5 @@ def test_the_deployment_asset_fails_its_run_when_the_rollout_rolls_back(home: di
     assert not result.success  # no traffic reached the canary: rolled back, and the run says so
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     assert "rolled back" in str(failure.event_specific_data.error)
+    assert "did not start" not in str(failure.event_specific_data.error)
     assert "rolled back" in config.alerts_file.read_text()
