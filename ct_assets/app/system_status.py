@@ -1,8 +1,10 @@
 """One pipeline's state across the system, as typed records: what serves in each slot and its
-share of traffic, the registry champion, the last gate verdict with its reasons, the last retrain
-with its trigger and reason, the rows served, the last rollout step and why, and whether the
-proxy, slots, daemon and webserver answer. `ct status` prints it and the live loop shows it; both
-read the deployment's own record, the registry, the prediction log and the Dagster instance."""
+share of traffic (or when `ct deploy stop` stopped the deployment), the registry champion, the last
+gate verdict with its reasons and what became of its refit, the last retrain (the newest run that
+set out to train the candidate, whatever launched it) with its trigger and reason, the rows served,
+the last rollout step and why, and whether the proxy, slots, daemon and webserver answer.
+`ct status` prints it and the live loop shows it; both read the deployment's own record, the
+registry, the prediction log and the Dagster instance."""
 
 from __future__ import annotations
 
@@ -49,20 +51,43 @@ class SlotStatus(_Status):
         """Up with a bento, and either active or given a share (a canary)."""
         return self.up and self.bento is not None and (self.active or self.share > 0)
 
+    @property
+    def model_version(self) -> str | None:
+        """The registry version of the model it serves (`v0003` of `svc:v0003-<sha>`)."""
+        return model_of(self.bento)
+
+
+def model_of(tag: str | None) -> str | None:
+    """The registry version a bento tag's model has: `<service>:v0003-<sha>` -> `v0003`."""
+    version = bento_version(tag)
+    return version.split("-")[0] if version else None
+
 
 class GateSummary(_Status):
-    """The newest judged candidate: passed or refused, why, its holdout AUC, and the version that
-    serves in its place when it passed (`refit`: the candidate trained again on its whole window)."""
+    """The newest judged candidate: passed or refused, why, its holdout AUC, the version that
+    replaces it when it passed (`refit`: the candidate trained again on its whole window), the model
+    versions that serve now (`serving`, as `collect` found them; None when not looked up), and
+    whether the refit's rollout was rolled back."""
 
     version: str
     passed: bool
     reasons: list[str]
     auc: float | None
     refit: str | None = None
+    serving: list[str] | None = None
+    refit_rolled_back: bool = False
 
     def refit_note(self) -> str:
-        """ "; serves as its refit vN" when a refit serves in the candidate's place, else ""."""
-        return f"; serves as its refit {self.refit}" if self.refit else ""
+        """What became of the refit: "; serves as its refit vN" when it serves (or when what serves
+        was not looked up); else that it does not (or was rolled back) and what serves; "" without
+        a refit."""
+        if not self.refit:
+            return ""
+        if self.serving is None or self.refit.lower() in (v.lower() for v in self.serving):
+            return f"; serves as its refit {self.refit}"
+        what = "rolled back" if self.refit_rolled_back else "not serving"
+        serving = ", ".join(self.serving) or "nothing"
+        return f"; refit {self.refit}, {what}; {serving} {'serve' if len(self.serving) > 1 else 'serves'}"
 
 
 class RetrainSummary(_Status):
@@ -103,10 +128,12 @@ class Health(_Status):
 
 
 class SystemStatus(_Status):
-    """Everything `ct status` reports; `model_dump(mode="json")` is `ct status --json`."""
+    """Everything `ct status` reports; `model_dump(mode="json")` is `ct status --json`.
+    `stopped_at`: when `ct deploy stop` stopped the deployment (None while it runs, or before one)."""
 
     pipeline: str
     serving: dict[str, SlotStatus]
+    stopped_at: str | None = None
     champion: str | None
     rows_served: int
     last_gate: GateSummary | None
@@ -140,7 +167,7 @@ def slots(spec: PipelineSpec, deploy: Deployment) -> dict[str, SlotStatus]:
             bento=bento,
             share=round(weight / total, 3) if total else 0.0,
             up=answers(port),
-            active=state.active == slot,
+            active=state.active == slot and bento is not None,
         )
     return found
 
@@ -183,27 +210,57 @@ def last_gate(versions: list[ModelVersion]) -> GateSummary | None:
 
 
 def last_retrain(spec: PipelineSpec, instance: Any = None) -> RetrainSummary | None:
-    """The newest retrain run in the Dagster instance (`instance`, else the home's, opened for
-    this call): its status, trigger, partition and reason."""
+    """The newest run that set out to train the pipeline's candidate, whatever launched it (the
+    retrain job, a sensor, `ct replay`, a materialization by hand), in the Dagster instance
+    (`instance`, else the home's, opened for this call): its status, trigger, the partition it
+    trained as of (when known) and reason."""
     import dagster as dg  # ct's light commands do not load Dagster
 
-    filters = dg.RunsFilter(job_name=names.job_name(spec.name, "retrain"))
     if instance is not None:
-        found = instance.get_runs(filters=filters, limit=1)
-    else:
-        prepared_dagster_home()
-        with dg.DagsterInstance.get() as opened:
-            found = opened.get_runs(filters=filters, limit=1)
-    if not found:
+        return _retrain_run(spec, instance)
+    prepared_dagster_home()
+    with dg.DagsterInstance.get() as opened:
+        return _retrain_run(spec, opened)
+
+
+def _retrain_run(spec: PipelineSpec, instance: Any) -> RetrainSummary | None:
+    import dagster as dg
+
+    candidate = dg.AssetKey(names.asset_path(spec.name, "candidate"))
+    planned = instance.get_latest_planned_materialization_info(candidate)
+    run = instance.get_run_by_id(planned.run_id) if planned else None
+    if run is None:
         return None
-    run = found[0]
     return RetrainSummary(
         run_id=run.run_id,
         status=run.status.value,
         trigger=run.tags.get("ct/trigger", "manual"),
-        partition=run.tags.get("ct/partition"),
+        partition=run.tags.get("ct/partition") or _trained_as_of(spec, run.run_config),
         reason=run.tags.get("ct/reason", ""),
     )
+
+
+def _trained_as_of(spec: PipelineSpec, run_config: Any) -> str | None:
+    """The `as_of` partition a run's config gave the training set (`names.training_run_config`)."""
+    op = (run_config or {}).get("ops", {}).get(names.op_name(spec.name, "training_set"), {})
+    as_of = (op.get("config") or {}).get("as_of") if isinstance(op, dict) else None
+    return as_of if isinstance(as_of, str) else None
+
+
+def with_serving(
+    gate: GateSummary | None, serving: dict[str, SlotStatus], rollouts: list[RolloutStep]
+) -> GateSummary | None:
+    """The gate's summary with what serves now, and whether its refit's rollout was rolled back
+    (an automatic rollback of the refit, or a rollback after the refit was switched in)."""
+    if gate is None:
+        return None
+    versions = sorted({s.model_version for s in serving.values() if s.serving and s.model_version})
+    refit = (gate.refit or "").lower()
+    touched = [
+        i for i, step in enumerate(rollouts) if refit and (model_of(step.bento) or "").lower() == refit
+    ]
+    rolled_back = bool(touched) and any(step.action == "rollback" for step in rollouts[touched[-1] :])
+    return gate.model_copy(update={"serving": versions, "refit_rolled_back": rolled_back})
 
 
 def rollout_steps(deploy: Deployment) -> list[RolloutStep]:
@@ -224,12 +281,14 @@ def collect(
     champion_version = models.champion_version()
     rollouts = rollout_steps(deploy) if rollouts is None else rollouts
     proxy_health = deploy.health()["proxy"]
+    serving = slots(spec, deploy)
     return SystemStatus(
         pipeline=spec.name,
-        serving=slots(spec, deploy),
+        serving=serving,
+        stopped_at=deploy.state().stopped_at,
         champion=champion_version,
         rows_served=rows_served(spec),
-        last_gate=last_gate(versions),
+        last_gate=with_serving(last_gate(versions), serving, rollouts),
         last_retrain=last_retrain(spec, instance),
         last_rollout=rollouts[-1] if rollouts else None,
         health=Health(

@@ -1,16 +1,28 @@
 """The system's status as typed records, read from a real home: registry, deployment audit log,
-prediction log and Dagster instance. `ct status` (its own tests) prints what these collect."""
+prediction log and Dagster instance (the last retrain is the newest run that set out to train the
+candidate, whatever launched it). `ct status` (its own tests) prints what these collect."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
-from ct_assets.app.system_status import RolloutStep, SlotStatus, collect, rollout_steps, rows_served
-from ct_assets.lib.core import settings
+from ct_assets.app.system_status import (
+    GateSummary,
+    RolloutStep,
+    SlotStatus,
+    collect,
+    last_retrain,
+    rollout_steps,
+    rows_served,
+    with_serving,
+)
+from ct_assets.lib.core import names, settings
 from ct_assets.lib.model.registry import Registry
 from ct_assets.lib.serving import steps as deploy_steps
+from ct_assets.lib.serving.deployment_state import DeployState
 from ct_assets.lib.serving.prediction_log_writer import PredictionLogWriter
 from ct_assets_tests.conftest import trained_model
 from ct_assets_tests.lib.serving.conftest import logged_batch
@@ -115,3 +127,100 @@ def test_the_last_gate_names_the_judged_candidate_and_the_refit_that_serves_in_i
     gate = collect(flights_spec).last_gate
 
     assert gate is not None and (gate.version, gate.refit, gate.passed) == (candidate, refit, True)
+
+
+def _retrain_assets(pipeline: str, fail: bool = False) -> list[dg.AssetsDefinition]:
+    """Stand-ins under the pipeline's real keys: a training set that takes the `as_of` config
+    (`names.training_run_config`) and a candidate after it (that fails when `fail`)."""
+
+    @dg.asset(
+        key=names.asset_path(pipeline, "training_set"),
+        config_schema={"as_of": dg.Field(str, is_required=False)},
+    )
+    def training_set() -> int:
+        return 1
+
+    @dg.asset(key=names.asset_path(pipeline, "candidate"), deps=[training_set])
+    def candidate() -> int:
+        if fail:
+            raise ValueError("training failed")
+        return 2
+
+    return [training_set, candidate]
+
+
+def test_the_last_retrain_is_the_newest_run_that_set_out_to_train_the_candidate(flights_spec) -> None:
+    """Whatever launched it: `ct replay` materializes the retrain assets as Dagster's implicit asset
+    job, not the retrain job; a run of other assets does not count; a failed one does."""
+    pipeline = flights_spec.name
+
+    @dg.asset(key=names.asset_path(pipeline, "raw"))
+    def raw() -> int:
+        return 0
+
+    with dg.instance_for_test() as instance:
+        assert last_retrain(flights_spec, instance) is None
+        replayed = dg.materialize(
+            _retrain_assets(pipeline),
+            instance=instance,
+            run_config=names.training_run_config(pipeline, "2013-01-05"),
+        )
+        dg.materialize([raw], instance=instance)
+        found = last_retrain(flights_spec, instance)
+        assert found is not None and found.run_id == replayed.run_id
+        assert (found.status, found.trigger, found.partition, found.reason) == (
+            "SUCCESS",
+            "manual",
+            "2013-01-05",
+            "",
+        )
+        tags = {"ct/trigger": "drift", "ct/partition": "2013-01-07", "ct/reason": "PSI 0.31 on dep_hour"}
+        failed = dg.materialize(
+            _retrain_assets(pipeline, fail=True), instance=instance, tags=tags, raise_on_error=False
+        )
+        found = last_retrain(flights_spec, instance)
+        assert found is not None and found.run_id == failed.run_id
+        assert (found.status, found.trigger, found.partition, found.reason) == (
+            "FAILURE",
+            "drift",
+            "2013-01-07",
+            "PSI 0.31 on dep_hour",
+        )
+
+
+def test_the_gate_knows_whether_its_refit_serves_and_whether_it_was_rolled_back() -> None:
+    gate = GateSummary(version="v0031", passed=True, reasons=[], auc=0.7, refit="v0032")
+
+    def slot(version: str, **fields: object) -> SlotStatus:
+        return SlotStatus(
+            **{"bento": f"svc:{version}-abc", "share": 1.0, "up": True, "active": True} | fields
+        )
+
+    def step(action: str, version: str) -> RolloutStep:
+        return RolloutStep(at="t", action=action, bento=f"svc:{version}-abc")
+
+    switched = [step("switch", "v0030"), step("rollout_started", "v0032"), step("switch", "v0032")]
+    serving = {"blue": slot("v0030", share=0.0, active=False), "green": slot("v0032")}
+    assert with_serving(gate, serving, switched).refit_note() == "; serves as its refit v0032"
+    # the operator rolled back: the audit names the bento restored, v0030
+    after = {"blue": slot("v0030"), "green": slot("v0032", share=0.0, active=False)}
+    rolled = with_serving(gate, after, [*switched, step("rollback", "v0030")])
+    assert rolled.serving == ["v0030"] and rolled.refit_rolled_back
+    assert rolled.refit_note() == "; refit v0032, rolled back; v0030 serves"
+    # the canary failed: the automatic rollback names the refit's bento
+    canary = [step("switch", "v0030"), step("rollout_started", "v0032"), step("rollback", "v0032")]
+    assert with_serving(gate, {"blue": slot("v0030")}, canary).refit_note() == (
+        "; refit v0032, rolled back; v0030 serves"
+    )
+    assert with_serving(gate, {"blue": slot("v0030")}, canary[:1]).refit_note() == (
+        "; refit v0032, not serving; v0030 serves"
+    )
+    assert with_serving(None, {}, []) is None
+
+
+def test_a_slot_with_nothing_in_it_is_not_active(registry: Registry, flights_spec) -> None:
+    """A state that still names an active slot whose process record is gone shows no active slot."""
+    deploy = deploy_steps.deployment(flights_spec, settings.config())
+    deploy.record.save(DeployState(active="green"))
+    status = collect(flights_spec)
+    assert not any(s.active for s in status.serving.values()) and status.stopped_at is None

@@ -42,11 +42,20 @@ def _cmd_deploy(args: argparse.Namespace) -> int:
             result = deploy.approve(who=who(args), why=args.why or "approved after a healthy canary")
             print(f"switched: {result.bento} serves all traffic from slot {result.slot}")
         else:
-            deploy.shutdown()
-            print("stopped the proxy and both slots")
+            print(_stopped_line(deploy.folder.name, deploy.shutdown()))
     except (RuntimeError, OSError) as err:  # the proxy or a slot is down: one line, no traceback
         raise CliError(str(err)) from err
     return 0
+
+
+def _stopped_line(pipeline: str, stopped: list[str]) -> str:
+    """What `ct deploy stop` stopped (`Deployment.shutdown`), or that nothing ran."""
+    if not stopped:
+        return f"the {pipeline} deployment was already stopped: nothing runs"
+    slots = [part for part in stopped if part != "proxy"]
+    named = {0: [], 1: [f"slot {slots[0]}"] if slots else [], 2: ["both slots"]}[len(slots)]
+    parts = (["the proxy"] if "proxy" in stopped else []) + named
+    return f"stopped {' and '.join(parts)}"
 
 
 def _start(args: argparse.Namespace) -> int:

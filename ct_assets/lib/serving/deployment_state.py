@@ -36,13 +36,21 @@ class SlotBento(_State):
 
 
 class DeployState(_State):
-    """Which slot takes the traffic, what each slot runs, what served before, what awaits approval."""
+    """Which slot takes the traffic, what each slot runs, what served before, what awaits approval,
+    and when the deployment was stopped (`ct deploy stop`; None once a slot starts again)."""
 
     active: str | None = None
     slots: dict[str, SlotProcess] = {}
     previous: SlotBento | None = None
     pending: SlotBento | None = None
     proxy_supervisor_pid: int | None = None
+    stopped_at: str | None = None
+
+    @property
+    def holds_a_deployment(self) -> bool:
+        """Does the record name anything deployed (a slot, the active one, a pending canary, the
+        proxy's supervisor)?"""
+        return bool(self.slots or self.active or self.pending or self.proxy_supervisor_pid)
 
     @property
     def active_bento(self) -> str | None:

@@ -97,8 +97,19 @@ class Deployment:
     def stop_slot(self, slot: str) -> None:
         self.slots.stop(slot)
 
-    def shutdown(self) -> None:
-        self.slots.shutdown()
+    def shutdown(self) -> list[str]:
+        """Stop both slots and the proxy (`SlotControl.shutdown`); what was running."""
+        return self.slots.shutdown()
+
+    def refuse_if_stopped(self, wanted: str) -> None:
+        """Raise (RuntimeError) when `ct deploy stop` stopped the deployment and nothing started since:
+        `wanted` (an approval, a rollback) has nothing to act on."""
+        stopped_at = self.state().stopped_at
+        if stopped_at is not None:
+            raise RuntimeError(
+                f"the {self.folder.name} deployment is stopped (since {stopped_at}): no {wanted} "
+                "(`ct deploy start` deploys the champion)"
+            )
 
     def route(self, shares: dict[str, float]) -> None:
         self.traffic.route(shares)
@@ -198,6 +209,7 @@ class Deployment:
         return RolloutResult("rolled_back", slot, bento, reasons, health)
 
     def approve(self, who: str, why: str) -> RolloutResult:
+        self.refuse_if_stopped("rollout waits for approval")
         pending = self.state().pending
         if pending is None or pending.slot is None or pending.bento is None:
             raise RuntimeError("no rollout is waiting for approval")
@@ -236,6 +248,7 @@ class Deployment:
 
     def rollback_to_previous(self, who: str, why: str) -> RolloutResult:
         """Operator rollback: the previous bento takes all traffic again (restarted if needed)."""
+        self.refuse_if_stopped("deployment to roll back")
         state = self.state()
         previous = state.previous
         if previous is None or previous.slot is None or previous.bento is None:

@@ -22,7 +22,7 @@ from ct_assets.lib.core.processes import wait_until_answers
 from ct_assets.lib.core.settings import REPO_ROOT
 from ct_assets.lib.serving import proxy, proxy_supervisor
 from ct_assets.lib.serving.allocator import allocator_env
-from ct_assets.lib.serving.deployment_state import DeploymentRecord, SlotProcess
+from ct_assets.lib.serving.deployment_state import DeploymentRecord, DeployState, SlotProcess
 from ct_assets.lib.serving.log_pipe import BACKUPS as LOG_BACKUPS
 from ct_assets.lib.serving.log_pipe import MAX_BYTES as MAX_LOG_BYTES
 from ct_assets.lib.serving.proxy import ProxyLayout
@@ -144,6 +144,7 @@ class SlotControl:
             started_at=datetime.now(UTC).isoformat(),
             instance=instance,
         )
+        state.stopped_at = None
         self.record.save(state)
         wait_until_answers(f"http://127.0.0.1:{port}/readyz", process, f"slot on port {port}", timeout=120)
         self.wait_up(slot)
@@ -154,22 +155,32 @@ class SlotControl:
         if self.layout.socket.exists():
             proxy.wait_until_up(self.layout, slot, timeout)
 
-    def stop(self, slot: str) -> None:
+    def stop(self, slot: str) -> bool:
+        """Stop `slot`'s processes and forget them; was its server running?"""
         state = self.record.read()
         info = state.slots.pop(slot, None)
         self.record.save(state)
-        if info:
-            terminate_group(info.pid, timeout=20, instance=info.instance)
+        if not info:
+            return False
+        running = processes.is_running(info.pid)
+        terminate_group(info.pid, timeout=20, instance=info.instance)
+        return running
 
-    def shutdown(self) -> None:
-        """Stop both slots and the proxy."""
-        for slot in proxy.SLOTS:
-            self.stop(slot)
+    def shutdown(self) -> list[str]:
+        """Stop both slots and the proxy; the record then names nothing deployed and when it was
+        stopped (when it named a deployment, or something ran). Returns what was running: the slots
+        by name, and `proxy`."""
+        held = self.record.read().holds_a_deployment
+        stopped = [slot for slot in proxy.SLOTS if self.stop(slot)]
         state = self.record.read()
         pid = proxy_supervisor.supervisor_pid(self.layout) or state.proxy_supervisor_pid
         if pid is not None and processes.is_running(pid):
             terminate_group(pid, timeout=5)
+            stopped.append("proxy")
         shutil.rmtree(self.layout.sockets, ignore_errors=True)
+        if held or stopped:
+            self.record.save(DeployState(stopped_at=datetime.now(UTC).isoformat(timespec="seconds")))
+        return stopped
 
     def health(self) -> dict[str, Any]:
         """The proxy's health (supervisor, HAProxy, restarts) and each slot's: its process, and the

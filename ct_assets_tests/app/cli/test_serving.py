@@ -15,13 +15,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ct_assets.lib.core import settings
+from ct_assets.app.cli.status import render
+from ct_assets.app.system_status import collect
+from ct_assets.lib.core import processes, settings
 from ct_assets.lib.core.audit import home_log
 from ct_assets.lib.core.spec import load_spec
 from ct_assets.lib.core.warehouse import open_connection
 from ct_assets.lib.model.registry import Registry
 from ct_assets.lib.serving import steps as deploy_steps
-from ct_assets.lib.serving.deployment_state import DeployState, SlotBento
+from ct_assets.lib.serving.deployment_state import DeployState, SlotBento, SlotProcess
 from ct_assets_tests.app.cli.conftest import RunCt, one_line_error, register_version
 from ct_assets_tests.conftest import FLIGHTS_SPEC, free_ports
 
@@ -44,6 +46,7 @@ def test_status_of_a_home_where_nothing_serves(run_ct: RunCt, home: Path) -> Non
         "previous": None,
         "pending": None,
         "proxy_supervisor_pid": None,
+        "stopped_at": None,
     }
     assert report["health"]["proxy"]["up"] is False and report["health"]["proxy"]["starts"] == 0
     assert "the proxy on port 3700 is down" in report["health"]["proxy"]["error"]
@@ -99,8 +102,69 @@ def test_start_with_a_champion_and_no_warehouse_yet(run_ct: RunCt, home: Path) -
 
 def test_stop_with_nothing_running(run_ct: RunCt, home: Path) -> None:
     ran = run_ct("deploy", "stop")
-    assert (ran.code, ran.out, ran.err) == (0, "stopped the proxy and both slots\n", "")
+    assert (ran.code, ran.out, ran.err) == (
+        0,
+        "the flights_delay deployment was already stopped: nothing runs\n",
+        "",
+    )
     assert json.loads(run_ct("deploy", "status").out)["state"]["slots"] == {}
+
+
+def _sleeping() -> subprocess.Popen:
+    """A real process in a session of its own, standing in for a slot's server or the proxy's
+    supervisor (`ct deploy stop` stops both the same way: a SIGTERM to the process group)."""
+    return subprocess.Popen(["sleep", "120"], start_new_session=True)
+
+
+def test_stop_clears_what_it_stopped_and_a_stopped_deployment_says_so(run_ct: RunCt, home: Path) -> None:
+    spec = load_spec(FLIGHTS_SPEC)
+    deployment = deploy_steps.deployment(spec, settings.config())
+    slot, supervisor = _sleeping(), _sleeping()
+    try:
+        serving = SlotProcess(bento=CANARY, pid=slot.pid, port=spec.serving.green_port, started_at="t")
+        deployment.record.save(
+            DeployState(
+                active="green",
+                slots={"green": serving},
+                previous=SlotBento(slot="blue", bento="flights_delay_service:v0000-bbbbbbbbbbbb"),
+                proxy_supervisor_pid=supervisor.pid,
+            )
+        )
+        ran = run_ct("deploy", "stop")
+        assert (ran.code, ran.out, ran.err) == (0, "stopped the proxy and slot green\n", "")
+        assert not processes.is_running(slot.pid) and not processes.is_running(supervisor.pid)
+    finally:
+        for process in (slot, supervisor):
+            if process.poll() is None:
+                process.kill()
+    report = json.loads(run_ct("deploy", "status").out)
+    stopped_at = report["state"]["stopped_at"]
+    assert stopped_at and report["state"] == {
+        "active": None,
+        "slots": {},
+        "previous": None,
+        "pending": None,
+        "proxy_supervisor_pid": None,
+        "stopped_at": stopped_at,
+    }
+    assert report["health"]["proxy"]["supervisor_pid"] is None
+
+    again = run_ct("deploy", "stop")
+    assert (again.code, again.out) == (0, "the flights_delay deployment was already stopped: nothing runs\n")
+    for action, what in (
+        ("approve", "no rollout waits for approval"),
+        ("rollback", "no deployment to roll back"),
+    ):
+        ran = run_ct("deploy", action, "--why", "operator test")
+        assert one_line_error(ran) == (
+            f"ct: the flights_delay deployment is stopped (since {stopped_at}): {what} "
+            "(`ct deploy start` deploys the champion)"
+        )
+    status = collect(spec)
+    assert status.stopped_at == stopped_at and not any(s.active or s.bento for s in status.serving.values())
+    assert render(status).splitlines()[1] == (
+        f"serving       stopped since {stopped_at[:19]} (ct deploy stop): no slot active"
+    )
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,7 @@
 """`ct status`: one summary of a pipeline, on a real home. A fresh home has every key and nothing
 to report; a prediction log written by serving's own writer is counted as rows served; the text
-view shows each slot's share, the gate's reasons, the last retrain and rollout; the pipeline is
+view shows each slot's share (or that the deployment is stopped), the gate's reasons and what
+became of its refit, the last retrain by what launched it, and the last rollout; the pipeline is
 checked before anything is read."""
 
 from __future__ import annotations
@@ -115,12 +116,37 @@ def _idle_home(**fields: object) -> SystemStatus:
     return SystemStatus(**{**nothing, **fields})
 
 
-def test_the_summary_names_the_refit_that_serves_for_a_passed_candidate() -> None:
-    status = _idle_home(
-        champion="v0003",
-        last_gate=GateSummary(version="v0002", passed=True, reasons=[], auc=0.7, refit="v0003"),
+def test_the_summary_says_what_became_of_a_passed_candidate_s_refit() -> None:
+    """The gate line claims the refit serves only when it does; otherwise it says so, and what
+    serves (after a rollback, the version the slot line shows)."""
+
+    def gate_line(**fields: object) -> str:
+        gate = GateSummary(version="v0031", passed=True, reasons=[], auc=0.7, refit="v0032", **fields)
+        lines = render(_idle_home(champion="v0032", last_gate=gate)).splitlines()
+        return next(line for line in lines if line.startswith("last gate"))
+
+    assert gate_line(serving=["v0032"]) == "last gate     v0031 PASSED; serves as its refit v0032"
+    assert gate_line(serving=["v0030"], refit_rolled_back=True) == (
+        "last gate     v0031 PASSED; refit v0032, rolled back; v0030 serves"
     )
-    assert "last gate     v0002 PASSED; serves as its refit v0003" in render(status).splitlines()
+    assert (
+        gate_line(serving=["v0030"]) == "last gate     v0031 PASSED; refit v0032, not serving; v0030 serves"
+    )
+    assert gate_line(serving=[]) == "last gate     v0031 PASSED; refit v0032, not serving; nothing serves"
+
+
+def test_the_summary_of_the_last_retrain_by_what_launched_it() -> None:
+    def retrain_line(**fields: object) -> str:
+        run = {"run_id": "r", "status": "SUCCESS", "trigger": "manual", "partition": None, "reason": ""}
+        lines = render(_idle_home(last_retrain=RetrainSummary(**{**run, **fields}))).splitlines()
+        return next(line for line in lines if line.startswith("last retrain"))
+
+    assert retrain_line() == "last retrain  SUCCESS, manual run"
+    assert retrain_line(partition="2017-05-07") == "last retrain  SUCCESS, manual run as of 2017-05-07"
+    assert retrain_line(trigger="drift", partition="2017-05-07", reason="PSI 0.3") == (
+        "last retrain  SUCCESS, drift on 2017-05-07: PSI 0.3"
+    )
+    assert retrain_line(trigger="schedule") == "last retrain  SUCCESS, schedule: no reason recorded"
 
 
 def test_the_summary_of_a_home_with_nothing_yet() -> None:
