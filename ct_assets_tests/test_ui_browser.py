@@ -109,7 +109,7 @@ def prepared(tmp_path_factory: pytest.TempPathFactory, flights_spec: PipelineSpe
                 },
             )
             assert data.success
-            _promoted, note = retrain(flights_spec, DAYS[-1], instance)
+            _promoted, note = retrain(flights_spec, DAYS[-1], instance, "first model")
             event = instance.get_latest_materialization_event(dg.AssetKey([flights_spec.name, "evaluation"]))
             assert event is not None and event.asset_materialization is not None, note
             metadata = event.asset_materialization.metadata

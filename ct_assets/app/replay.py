@@ -59,17 +59,22 @@ def champion_auc_on(
     return float(roc_auc_score(y, model_training.score(model, frame, record.layout)))
 
 
-def retrain(spec: PipelineSpec, partition_key: str, instance: dg.DagsterInstance) -> tuple[bool, str]:
-    """Run training_set -> candidate -> evaluation -> champion as of a partition; (promoted, note)."""
+def retrain(
+    spec: PipelineSpec, partition_key: str, instance: dg.DagsterInstance, reason: str
+) -> tuple[bool, str]:
+    """Run training_set -> candidate -> evaluation -> champion as of a partition, tagged as the
+    replay's with `reason` (as a sensor tags its retrain runs); (promoted, note)."""
     assets = code_location.pipeline_assets(spec.name, frozenset(names.RETRAIN_ASSETS))
     # a refused gate fails the run on purpose; the table says why, so keep the console quiet
     silent = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
     run_config = {**silent, **names.training_run_config(spec.name, partition_key)}
+    tags = {"ct/trigger": "replay", "ct/partition": partition_key, "ct/reason": reason}
     result = dg.materialize(
         assets,
         instance=instance,
         resources=code_location.resources(),
         run_config=run_config,
+        tags=tags,
         raise_on_error=False,
     )
     promoted = any(
@@ -147,7 +152,8 @@ def replay(
                 # older stretch must never move the champion back in time.
                 note = f"not retrained: champion {registry.champion_version()} learned up to {known}"
             else:
-                promoted, note = retrain(spec, day, instance)
+                reason = "first model" if bootstrap else f"retrain_cron {spec.training.retrain_cron}"
+                promoted, note = retrain(spec, day, instance, reason)
                 retrained = not note.startswith(TRAINING_FAILED)
         day_result = ReplayDay(
             day,

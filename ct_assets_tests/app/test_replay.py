@@ -7,6 +7,7 @@ runs it)."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -203,3 +204,9 @@ def test_replaying_an_older_stretch_never_moves_the_champion_back(tmp_path: Path
     assert all(r["note"].startswith(f"not retrained: champion {champion} learned up to ") for r in again)
     config = Config.under(tmp_path / "home")
     assert Registry(config.registry, "grains", config.audit_home).champion_version() == champion
+    ct = str(Path(sys.executable).parent / "ct")
+    command = [ct, "status", "--pipeline", "grains", "--json"]
+    status = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    last = json.loads(status.stdout)["last_retrain"]
+    assert (last["trigger"], last["partition"]) == ("replay", KEYS["monthly"][4]), last
+    assert last["reason"] == "retrain_cron 0 0 1 * *"
