@@ -105,7 +105,8 @@ def test_an_uncompared_warehouse_is_no_problem_and_is_said() -> None:
     assert "(warehouse not opened" in render(uncompared)
 
 
-def test_the_tree_escapes_control_characters_in_logged_entity_ids() -> None:
+def _rendered_request(predictions: list[PredictionLink]) -> str:
+    """The tree of a lineage led by a request of r1 that answered `predictions`."""
     request = RequestLink(
         request_id="r1",
         pipeline="p",
@@ -114,9 +115,13 @@ def test_the_tree_escapes_control_characters_in_logged_entity_ids() -> None:
         model_version="v0001",
         bento="p_service:v0001",
         log_file="/log/p/blue/1.arrow",
-        predictions=[PredictionLink(entity_id="evil\n\x1b[31mred", score=0.25, decision=False)],
+        predictions=predictions,
     )
-    text = render(_lineage(_file()).model_copy(update={"request": request}))
+    return render(_lineage(_file()).model_copy(update={"request": request}))
+
+
+def test_the_tree_escapes_control_characters_in_logged_entity_ids() -> None:
+    text = _rendered_request([PredictionLink(entity_id="evil\n\x1b[31mred", score=0.25, decision=False)])
     assert "\x1b" not in text and "evil\\n\\x1b[31mred: score 0.2500" in text
 
 
@@ -124,21 +129,11 @@ def test_a_request_id_sent_with_two_calls_names_each_call() -> None:
     def prediction(entity: str, time: str, version: str) -> PredictionLink:
         return PredictionLink(entity_id=entity, score=0.5, decision=True, time=time, model_version=version)
 
-    request = RequestLink(
-        request_id="my-req-001",
-        pipeline="p",
-        time="2013-01-03T00:00:00+00:00",
-        slot="blue",
-        model_version="v0001",
-        bento="p_service:v0001",
-        log_file="/log/p/blue/1.arrow",
-        predictions=[
-            prediction("Q1", "2013-01-03T00:00:00+00:00", "v0001"),
-            prediction("Q2", "2013-01-04T00:00:00+00:00", "v0002"),
-        ],
-    )
-    text = render(_lineage(_file()).model_copy(update={"request": request}))
+    calls = [
+        prediction("Q1", "2013-01-03T00:00:00+00:00", "v0001"),
+        prediction("Q2", "2013-01-04T00:00:00+00:00", "v0002"),
+    ]
+    text = _rendered_request(calls)
     assert "the id was sent with 2 calls, 2013-01-03T00:00:00+00:00 to 2013-01-04T00:00:00+00:00" in text
     assert "Q2: score 0.5000 decision True  (2013-01-04T00:00:00+00:00, model v0002)" in text
-    one_call = request.model_copy(update={"predictions": request.predictions[:1]})
-    assert "calls" not in render(_lineage(_file()).model_copy(update={"request": one_call}))
+    assert "calls" not in _rendered_request(calls[:1])
