@@ -5,6 +5,7 @@ candidate, whatever launched it). `ct status` (its own tests) prints what these 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
@@ -20,6 +21,7 @@ from ct_assets.app.system_status import (
     with_serving,
 )
 from ct_assets.lib.core import names, settings
+from ct_assets.lib.core.spec import PipelineSpec
 from ct_assets.lib.model.registry import Registry
 from ct_assets.lib.serving import steps as deploy_steps
 from ct_assets.lib.serving.deployment_state import DeployState
@@ -166,9 +168,7 @@ def test_the_last_retrain_is_the_newest_run_that_set_out_to_train_the_candidate(
             run_config=names.training_run_config(pipeline, "2013-01-05"),
         )
         dg.materialize([raw], instance=instance)
-        found = last_retrain(flights_spec, instance)
-        assert found is not None and found.run_id == replayed.run_id
-        assert (found.status, found.trigger, found.partition, found.reason) == (
+        assert _newest_retrain(flights_spec, instance, replayed.run_id) == (
             "SUCCESS",
             "manual",
             "2013-01-05",
@@ -178,14 +178,15 @@ def test_the_last_retrain_is_the_newest_run_that_set_out_to_train_the_candidate(
         failed = dg.materialize(
             _retrain_assets(pipeline, fail=True), instance=instance, tags=tags, raise_on_error=False
         )
-        found = last_retrain(flights_spec, instance)
-        assert found is not None and found.run_id == failed.run_id
-        assert (found.status, found.trigger, found.partition, found.reason) == (
-            "FAILURE",
-            "drift",
-            "2013-01-07",
-            "PSI 0.31 on dep_hour",
-        )
+        newest = _newest_retrain(flights_spec, instance, failed.run_id)
+        assert newest == ("FAILURE", "drift", "2013-01-07", "PSI 0.31 on dep_hour")
+
+
+def _newest_retrain(spec: PipelineSpec, instance: Any, run_id: str) -> tuple[str, str, str | None, str]:
+    """The newest retrain's status, trigger, partition and reason; it must be run `run_id`."""
+    found = last_retrain(spec, instance)
+    assert found is not None and found.run_id == run_id
+    return (found.status, found.trigger, found.partition, found.reason)
 
 
 def test_the_gate_knows_whether_its_refit_serves_and_whether_it_was_rolled_back() -> None:

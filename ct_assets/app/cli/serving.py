@@ -53,8 +53,9 @@ def _stopped_line(pipeline: str, stopped: list[str]) -> str:
     if not stopped:
         return f"the {pipeline} deployment was already stopped: nothing runs"
     slots = [part for part in stopped if part != "proxy"]
-    named = {0: [], 1: [f"slot {slots[0]}"] if slots else [], 2: ["both slots"]}[len(slots)]
-    parts = (["the proxy"] if "proxy" in stopped else []) + named
+    parts = ["the proxy"] if "proxy" in stopped else []
+    if slots:
+        parts.append("both slots" if len(slots) == 2 else f"slot {slots[0]}")
     return f"stopped {' and '.join(parts)}"
 
 

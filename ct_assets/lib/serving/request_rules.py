@@ -39,7 +39,9 @@ TIMESTAMP_WINDOW = (
     datetime(1677, 9, 21, 0, 12, 43, 145225, tzinfo=UTC),
     datetime(2262, 4, 11, 23, 47, 16, 854775, tzinfo=UTC),
 )
-ACCEPTED_TIMESTAMPS = "from 1677-09-21 00:12:43.145225 to before 2262-04-11 23:47:16.854775 UTC"
+ACCEPTED_TIMESTAMPS = "from {:%Y-%m-%d %H:%M:%S.%f} to before {:%Y-%m-%d %H:%M:%S.%f} UTC".format(
+    *TIMESTAMP_WINDOW
+)
 _WINDOW_CHECKS = frozenset({"greater_than_or_equal_to", "less_than"})
 _TIMESTAMP = re.compile(
     r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?(?:Z|[+-]\d{2}(?::?\d{2}(?::?\d{2})?)?)?"
