@@ -170,11 +170,12 @@ def request_lineage(
     pipeline: str | None = None,
 ) -> Lineage:
     """Request id -> prediction(s) -> model version -> dataset -> partitions -> raw files."""
-    records = find_request(log_root, request_id, pipeline)
+    records = sorted(find_request(log_root, request_id, pipeline), key=lambda r: str(r.get("time") or ""))
     first = records[0]
     name = first.get("pipeline") or Path(first["_log_file"]).parents[1].name
-    versions = sorted({str(r["model_version"]) for r in records})
-    lineage = model_lineage(Registry(registry_root, name), versions[0], con)
+    versions = list(dict.fromkeys(str(r["model_version"]) for r in records))
+    registry = Registry(registry_root, name)
+    lineage = model_lineage(registry, versions[0], con)
     model = lineage.model
     request = RequestLink(
         request_id=request_id,
@@ -195,7 +196,8 @@ def request_lineage(
             for r in records
         ],
     )
-    return lineage.model_copy(update={"request": request})
+    others = [model_lineage(registry, version, con) for version in versions[1:]]
+    return lineage.model_copy(update={"request": request, "other_models": others})
 
 
 def _mark(ok: bool | None) -> str:
@@ -252,21 +254,28 @@ def _partition_lines(partitions: list[PartitionLink], refit_of: str | None) -> l
 
 
 def render(lineage: Lineage) -> str:
-    """A readable tree."""
+    """A readable tree: the request, then each model that answered it down to its raw files."""
     lines = _request_lines(lineage.request) if lineage.request else []
-    model, dataset = lineage.model, lineage.dataset
-    lines.append(
-        f"   └─ model {model.version}  sha256 {model.model_sha256[:16]}  "
-        f"artifact {_mark(model.artifact_matches)}"
-        + (f"  (refit of {model.refit_of})" if model.refit_of else "")
-        + ("  (champion)" if model.is_champion else "")
-    )
-    rows = ", ".join(f"{k} {v}" for k, v in dataset.rows.items())
-    lines.append(f"      └─ dataset {dataset.version}  ({rows})  content hash {_mark(dataset.matches)}")
-    lines.append(f"         │  {dataset.path}")
-    lines += _partition_lines(lineage.partitions, model.refit_of)
+    for walked in [lineage, *lineage.other_models]:
+        if walked is not lineage:
+            lines.append(f"   the id's calls answered by model {walked.model.version}:")
+        lines += _model_lines(walked)
     found = lineage.problems()
     if not lineage.warehouse_compared:
         lines.append("(warehouse not opened: raw rows and raw_tags were not compared)")
     lines.append("every hash matches" if not found else "BROKEN LINKS:\n  " + "\n  ".join(found))
     return "\n".join(lines)
+
+
+def _model_lines(lineage: Lineage) -> list[str]:
+    model, dataset = lineage.model, lineage.dataset
+    rows = ", ".join(f"{k} {v}" for k, v in dataset.rows.items())
+    return [
+        f"   └─ model {model.version}  sha256 {model.model_sha256[:16]}  "
+        f"artifact {_mark(model.artifact_matches)}"
+        + (f"  (refit of {model.refit_of})" if model.refit_of else "")
+        + ("  (champion)" if model.is_champion else ""),
+        f"      └─ dataset {dataset.version}  ({rows})  content hash {_mark(dataset.matches)}",
+        f"         │  {dataset.path}",
+        *_partition_lines(lineage.partitions, model.refit_of),
+    ]

@@ -133,10 +133,14 @@ class Lineage(_Link):
     dataset: DatasetLink
     partitions: list[PartitionLink]
     warehouse_compared: bool
+    # The lineages of the other models that answered calls with the request's id (a caller may
+    # reuse one id across a rollout), in the order of their first call.
+    other_models: list[Lineage] = []
 
     def problems(self) -> list[str]:
         """Every broken link, as readable sentences (empty: every hash matched)."""
-        return self.model.problems() + self.dataset.problems() + self.partition_problems()
+        own = self.model.problems() + self.dataset.problems() + self.partition_problems()
+        return own + [problem for other in self.other_models for problem in other.problems()]
 
     def partition_problems(self) -> list[str]:
         return [problem for partition in self.partitions for problem in partition.problems()]

@@ -73,6 +73,7 @@ def build_home(root: Path, flights_landing: Path, name: str) -> dict:
         "bento": str(bento.tag),
         "request_id": request_id,
         "root": root,
+        "features": features,
     }
 
 
@@ -119,6 +120,46 @@ def test_lineage_walks_a_request_back_to_its_raw_files(env: dict, capsys: pytest
     text = capsys.readouterr().out
     assert f"request {env['request_id']}" in text and "model v0001" in text and "every hash matches" in text
     assert f"partition {FIRST_DAYS[0]} (train)" in text and f"{landing / FIRST_DAYS[0]}.csv" in text
+
+
+def test_a_request_id_reused_across_two_models_walks_both(
+    tmp_path: Path, flights_landing: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """A caller that sends one id before and after a rollout: each answering model is walked down to
+    its own raw files, in the order of the calls."""
+    monkeypatch.setenv("CT_HOME", str(tmp_path))
+    built = build_home(tmp_path, flights_landing, "reused_id_flights")
+    monkeypatch.setenv("CT_PIPELINES_DIR", str(tmp_path / "pipelines"))
+    monkeypatch.setenv("CT_BUILTIN_PIPELINES", "0")
+    spec, registry, features = built["spec"], built["registry"], built["features"]
+    con = open_connection(tmp_path / "warehouse.duckdb")
+    second = model_steps.train_candidate(
+        spec, registry, model_steps.freeze_training_set(con, spec, registry, None)
+    )
+    con.close()
+    record = registry.get(second.version)
+    scores = model_training.score(load_model(registry.models, record.model_sha256), features, record.layout)
+    predictions = [
+        Prediction(built["request_id"], str(e), float(p), bool(p >= record.threshold), record.version)
+        for e, p in zip(features[spec.entity_id], scores, strict=True)
+    ]
+    log_predictions(tmp_path / "prediction_log", spec, predictions, features, {}, "green", 3.0)
+
+    assert cli.main(["lineage", built["request_id"], "--json"]) == 0
+    tree = json.loads(capsys.readouterr().out)
+    assert tree["model"]["version"] == "v0001"
+    assert [other["model"]["version"] for other in tree["other_models"]] == [second.version]
+    assert tree["other_models"][0]["partitions"] and tree["problems"] == []
+
+    assert cli.main(["lineage", built["request_id"]]) == 0
+    text = capsys.readouterr().out
+    assert "the id was sent with 2 calls" in text and f"model {second.version}  sha256" in text
+    answered_later = f"the id's calls answered by model {second.version}:"
+    assert text.index("model v0001  sha256") < text.index(answered_later)
+
+    (tmp_path / "registry" / spec.name / "models" / f"{record.model_sha256}.cbm").unlink()
+    assert cli.main(["lineage", built["request_id"]]) == 1
+    assert f"model {second.version}: artifact" in capsys.readouterr().out
 
 
 def test_an_unknown_request_id_is_a_clear_error(env: dict, capsys: pytest.CaptureFixture) -> None:
