@@ -1,5 +1,9 @@
 """Supervising `dagster dev` (webserver, daemon and code server) for the live demo and `ct ui`.
 
+`dagster dev` runs in the Dagster home (it warns about a `dagster.yaml` in any other working
+folder, such as the project's own), with every path variable of the environment made absolute so
+that the code server finds the same home, pipelines and files as the caller.
+
 `dagster dev` shuts its children down on SIGINT; a process started from a non-interactive shell
 inherits an ignored SIGINT, so the child restores the default before exec. Stopping sends SIGINT
 to the whole process group, waits, then escalates to SIGTERM and SIGKILL, so nothing is left behind.
@@ -15,6 +19,17 @@ import time
 from pathlib import Path
 
 from ct_assets.lib.core.processes import wait_until_answers
+
+# The locations `settings` reads from the environment (CT_PIPELINES_DIR: several, joined by
+# os.pathsep); the Dagster home is prepared before `dagster dev` starts.
+PATH_VARIABLES = (
+    "CT_HOME",
+    "CT_PIPELINES_DIR",
+    "CT_LANDING",
+    "CT_WAREHOUSE",
+    "CT_REGISTRY",
+    "BENTOML_HOME",
+)
 
 
 def _executable(name: str) -> str:
@@ -51,17 +66,25 @@ class DagsterDev:
         return f"http://127.0.0.1:{self.port}"
 
     def environment(self) -> dict[str, str]:
-        return {**os.environ, "DAGSTER_HOME": str(self.dagster_home)}
+        """The caller's environment with DAGSTER_HOME set and every path variable absolute."""
+        found = {**os.environ, "DAGSTER_HOME": str(self.dagster_home.absolute())}
+        for name in PATH_VARIABLES:
+            if found.get(name):
+                parts = found[name].split(os.pathsep)
+                found[name] = os.pathsep.join(str(Path(p).expanduser().absolute()) if p else p for p in parts)
+        return found
 
     def start(self) -> None:
         log = None
         if self.log_path is not None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             log = self.log_path.open("a")
-        command = [_executable("dagster"), "dev", "-w", str(self.workspace), "-h", "127.0.0.1"]
+        self.dagster_home.mkdir(parents=True, exist_ok=True)
+        command = [_executable("dagster"), "dev", "-w", str(self.workspace.absolute()), "-h", "127.0.0.1"]
         self.process = subprocess.Popen(
             [*command, "-p", str(self.port)],
             env=self.environment(),
+            cwd=self.dagster_home,
             stdout=log,
             stderr=subprocess.STDOUT if log is not None else None,
             stdin=subprocess.DEVNULL,

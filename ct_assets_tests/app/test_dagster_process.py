@@ -76,6 +76,22 @@ def test_it_serves_on_loopback_with_its_own_dagster_home(
     assert isinstance(dev.workspace, Path) and isinstance(dev.log_path, Path)
 
 
+def test_relative_locations_reach_dagster_dev_as_absolute_paths(
+    dev: DagsterDev, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """dagster dev runs in the Dagster home, so a location relative to the caller's folder would
+    resolve elsewhere in its code server."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CT_HOME", "home")
+    monkeypatch.setenv("CT_PIPELINES_DIR", os.pathsep.join(["specs", str(tmp_path / "more")]))
+    monkeypatch.setenv("CT_WAREHOUSE", "")
+    environment = dev.environment()
+    assert environment["CT_HOME"] == str(tmp_path / "home")
+    folders = [str(tmp_path / "specs"), str(tmp_path / "more")]
+    assert environment["CT_PIPELINES_DIR"] == os.pathsep.join(folders)
+    assert environment["CT_WAREHOUSE"] == "", "an empty variable means the default, and stays empty"
+
+
 def test_stopping_before_starting_does_nothing(dev: DagsterDev) -> None:
     dev.stop(timeout=0.1)
     assert dev.process is None

@@ -68,17 +68,22 @@ def test_arguments_a_user_gets_wrong(run_ct: RunCt, argv: list[str], message: st
 
 @pytest.mark.slow
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGHUP])
-def test_the_ui_stops_its_webserver_and_daemon_on_a_stop_signal(home: Path, stop_signal: int) -> None:
+def test_the_ui_stops_its_webserver_and_daemon_on_a_stop_signal(
+    home: Path, stop_signal: int, tmp_path: Path
+) -> None:
     """`ct ui` stopped by a service manager or a closed terminal leaves no Dagster process behind
-    (a daemon left ticking sensors would also refuse the next `ct ui`)."""
+    (a daemon left ticking sensors would also refuse the next `ct ui`). Started from the project's
+    folder, whose own dagster.yaml is not the instance's, it starts without Dagster's warning."""
     import psutil
 
     (port,) = free_ports(1)
+    output = tmp_path / "ui.log"
     ui = subprocess.Popen(
         [str(Path(sys.executable).parent / "ct"), "ui", "--port", str(port)],
         env=dict(os.environ),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        cwd=settings.REPO_ROOT,
+        stdout=output.open("w"),
+        stderr=subprocess.STDOUT,
     )
     try:
         wait_until_answers(f"http://127.0.0.1:{port}/server_info", ui, "ct ui", timeout=240, interval=1)
@@ -88,6 +93,7 @@ def test_the_ui_stops_its_webserver_and_daemon_on_a_stop_signal(home: Path, stop
         assert ui.wait(timeout=120) == 0
         _, alive = psutil.wait_procs(dagster, timeout=30)
         assert not alive, [p.cmdline() for p in alive]
+        assert "Found a dagster instance configuration value" not in output.read_text()
     finally:
         if ui.poll() is None:
             ui.kill()
