@@ -155,7 +155,7 @@ def slots(spec: PipelineSpec, deploy: Deployment) -> dict[str, SlotStatus]:
     state = deploy.state()
     try:
         stats = proxy.server_stats(deploy.layout) if deploy.layout.socket.exists() else {}
-    except OSError:
+    except (OSError, proxy.ProxyDown):  # a dead proxy leaves its socket file: no shares to show
         stats = {}
     total = sum(int(s.get("weight") or 0) for s in stats.values())
     ports = {"blue": spec.serving.blue_port, "green": spec.serving.green_port}

@@ -225,3 +225,18 @@ def test_a_slot_with_nothing_in_it_is_not_active(registry: Registry, flights_spe
     deploy.record.save(DeployState(active="green"))
     status = collect(flights_spec)
     assert not any(s.active for s in status.serving.values()) and status.stopped_at is None
+
+
+def test_a_proxy_that_died_leaving_its_socket_is_shown_down_not_raised(
+    registry: Registry, flights_spec
+) -> None:
+    """HAProxy killed leaves its admin socket file with nothing listening: the status still comes."""
+    import socket
+
+    deploy = deploy_steps.deployment(flights_spec, settings.config())
+    deploy.layout.socket.parent.mkdir(parents=True, exist_ok=True)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(str(deploy.layout.socket))
+    assert deploy.layout.socket.exists()
+    status = collect(flights_spec)
+    assert not status.health.proxy and all(s.share == 0.0 for s in status.serving.values())

@@ -214,7 +214,7 @@ def build_deploy_defs(spec: PipelineSpec) -> dg.Definitions:
         state = deploy.state()
         try:
             counters = proxy.server_stats(deploy.layout) if deploy.layout.socket.exists() else {}
-        except OSError:
+        except (OSError, proxy.ProxyDown):  # a dead proxy leaves its socket file: no counters
             counters = {}
         for row in rows:
             slot = row["slot"]
