@@ -66,6 +66,8 @@ def row_model(spec: PipelineSpec, window: tuple[datetime, datetime]) -> type[pa.
             unique=name == spec.entity_id,
             window=window if name == spec.timestamp_column else None,
         )
+        if column.type == "float":
+            attributes[f"_finite_{name}"] = _finite_check(name)
     config = type("Config", (), {"coerce": True, "strict": False, "name": f"{spec.name}_rows"})
     class_name = "".join(part.title() for part in spec.name.split("_")) + "Rows"
     return type(
@@ -73,6 +75,17 @@ def row_model(spec: PipelineSpec, window: tuple[datetime, datetime]) -> type[pa.
         (pa.DataFrameModel,),
         {"__annotations__": annotations, "Config": config, "__module__": __name__, **attributes},
     )
+
+
+def _finite_check(column: str) -> Any:
+    """A float column's rule that its values are finite (missing ones are the nullable rule's)."""
+    import numpy as np
+    import pandera.pandas as pa
+
+    def finite(cls: Any, series: pd.Series) -> pd.Series:
+        return ~np.isinf(series)
+
+    return pa.check(column, name="finite")(classmethod(finite))
 
 
 def _describe_failure(
@@ -83,6 +96,8 @@ def _describe_failure(
         return f"{column} is missing (the column is required)"
     if check == "field_uniqueness":
         return f"{column} {value!r} appears more than once in the partition"
+    if check == "finite":
+        return f"{column} {value} is not a finite number"
     if column == spec.timestamp_column and check.startswith(("greater_than", "less_than")):
         return (
             f"{column} {value} is outside the partition window "

@@ -1,6 +1,7 @@
 """The spec's rules checked on an Arrow request's typed columns, vectorized with `pyarrow.compute`:
-ranges, allowed values, unique ids and the timestamp window. `check_rules` finds the rows that break
-one and has `RequestRules.check_rules` (the JSON path's check) word the first `MAX_PROBLEMS` of them.
+finite floats, ranges, allowed values, unique ids and the timestamp window. `check_rules` finds the
+rows that break one and has `RequestRules.check_rules` (the JSON path's check) word the first
+`MAX_PROBLEMS` of them.
 """
 
 from __future__ import annotations
@@ -69,6 +70,8 @@ def _violations(rule: FieldRule, values: pa.Array) -> pa.BooleanArray | None:
     if values.null_count == len(values):
         return None
     masks: list[pa.BooleanArray] = []
+    if rule.kind == "float":
+        masks.append(pc.is_inf(values))
     if rule.kind == "timestamp" or rule.min is not None or rule.max is not None:
         extremes = pc.min_max(values)  # one pass; the element-wise checks only when they can fail
         least, most = extremes["min"].as_py(), extremes["max"].as_py()

@@ -12,7 +12,8 @@ the function the quarantine uses.
 
 What a caller may send for each column type (JSON values):
 - string: a string; integer: an integer in the 64-bit range, or a float with an integral value;
-- float: an integer or a float (NaN counts as null, as pandas counts it);
+- float: an integer or a finite float (NaN counts as null, as pandas counts it; infinities, and
+  numbers too large for a double, are refused);
 - boolean: true or false;
 - timestamp: an ISO 8601 string `YYYY-MM-DD[( |T)hh:mm[:ss[.f]]][Z|+hh[:mm]]` (no zone means UTC),
   the forms that both Python's `datetime.fromisoformat` and DuckDB's TIMESTAMPTZ cast read the same
@@ -223,6 +224,8 @@ class FieldRule:
                         found.append((row, "greater_than_or_equal_to", value))
                     elif value is not None and value >= TIMESTAMP_WINDOW[1]:
                         found.append((row, "less_than", value))
+        if self.kind == "float" and not math.isfinite(sum(present)):
+            found += [(r, "finite", v) for r, v in enumerate(values) if v is not None and math.isinf(v)]
         if low is not None and min(present) < low:
             found += [
                 (r, "greater_than_or_equal_to", v) for r, v in enumerate(values) if v is not None and v < low

@@ -1,9 +1,11 @@
 """The spec's rules on Arrow columns, worded as the JSON check words them: timestamps past the
-representable range, and repeated ids (also one whose twin lies past the listed rows)."""
+representable range, infinite floats, and repeated ids (also one whose twin lies past the listed
+rows)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pyarrow as pa
 
@@ -15,7 +17,7 @@ from ct_assets_tests.lib.serving.arrow_vs_json import (
     rows_named,
     table_of,
 )
-from ct_assets_tests.lib.serving.test_request_rules import GOOD
+from ct_assets_tests.lib.serving.test_request_rules import GOOD, unbounded_float_spec
 
 
 def test_other_timestamp_fields_past_the_window(rules: RequestRules) -> None:
@@ -49,3 +51,13 @@ def test_a_repeated_id_whose_twin_is_past_the_listed_rows(rules: RequestRules) -
     expected = by_json(rules, columns, 1000)
     assert rows_named(expected) == list(range(MAX_PROBLEMS))
     assert by_arrow(rules, pa.table(columns), 1000) == expected
+
+
+def test_infinite_floats_are_refused_as_the_json_path_refuses_them(tmp_path: Path) -> None:
+    rules = RequestRules(unbounded_float_spec(tmp_path))
+    columns = many(20)
+    columns["distance"] = [float(d) for d in columns["distance"]]
+    columns["distance"][3], columns["distance"][7] = float("inf"), float("-inf")
+    expected = by_json(rules, columns, 20)
+    assert rows_named(expected) == [3, 7] and "distance inf is not a finite number" in expected
+    assert by_arrow(rules, pa.table(columns), 20) == expected

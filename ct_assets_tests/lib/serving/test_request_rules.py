@@ -16,10 +16,11 @@ import duckdb
 import pandas as pd
 import pytest
 
-from ct_assets.lib.core.spec import PipelineSpec
+from ct_assets.lib.core.spec import PipelineSpec, load_spec
 from ct_assets.lib.data.ingest import DUCKDB_TYPES
 from ct_assets.lib.data.validation import find_bad_rows
 from ct_assets.lib.serving.request_rules import TIMESTAMP_WINDOW, RequestError, RequestRules
+from ct_assets_tests.conftest import write_flights_variant
 
 GOOD = {
     "carrier": "B6",
@@ -257,3 +258,24 @@ def test_columns_and_rows_give_the_same_values(flights_spec: PipelineSpec) -> No
     with pytest.raises(RequestError, match="larger than the limit of 5"):
         rules.check_columns(columns, 5)
     assert TIMESTAMP_WINDOW[0] < datetime.fromisoformat("2013-01-01T00:00:00+00:00") < TIMESTAMP_WINDOW[1]
+
+
+def unbounded_float_spec(folder: Any) -> PipelineSpec:
+    """Flights with `distance` a float without bounds: no range rule catches an infinity."""
+    return load_spec(
+        write_flights_variant(
+            folder,
+            {"columns.distance.type": "float", "columns.distance.min": None, "columns.distance.max": None},
+        )
+    )
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), 1e308, -1e308], ids=repr)
+def test_a_float_must_be_finite_on_both_paths(tmp_path: Any, value: float) -> None:
+    spec = unbounded_float_spec(tmp_path)
+    row = {**GOOD, "distance": value}
+    expected, got = reference(row, spec), ours(row, spec)
+    assert (expected is None) == (got is None) == (abs(value) == float("inf"))
+    if got is None:
+        with pytest.raises(RequestError, match=f"row 0: distance {value} is not a finite number"):
+            RequestRules(spec).check_rows([row], 10)
