@@ -214,6 +214,12 @@ def test_malformed_payloads_get_4xx_with_a_message(served) -> None:
         assert "pydantic" not in error and "validation error for" not in error, error
     columns = httpx.post(f"{url}/predict_columns", json={"columns": [good]}, timeout=30)
     assert assert_error_shape(columns) == "columns must be an object mapping each field to a list of values"
+    wrong_method = httpx.get(f"{url}/predict", timeout=30)
+    assert wrong_method.status_code == 405 and assert_error_shape(wrong_method).startswith(
+        "GET is not allowed"
+    )
+    unknown = httpx.post(f"{url}/nosuch", json={}, timeout=30)
+    assert unknown.status_code == 404 and assert_error_shape(unknown).startswith("no route '/nosuch'")
 
 
 def test_bodies_over_the_size_limit_get_413_before_parsing(served) -> None:

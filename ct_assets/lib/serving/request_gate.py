@@ -16,8 +16,9 @@ Each request on a route it knows gets a request id (`quiet_log.REQUEST_ID`: the 
 as one INFO line with it (`quiet_log.log_refused`). Every error answer on such a route, whoever
 wrote it (this gate, the body limit inside it, the service's checks, BentoML's parsing of the JSON
 body), leaves in one shape: `{"error": "<one readable line>", "request_id": "<id>"}`
-(`error_body`). Routes it does not know (health checks, metrics, the operator's routes) pass
-through untouched.
+(`error_body`). Other requests (health checks, metrics, the operator's routes) pass through
+untouched, but for the app's 404 (no such route) and 405 (a prediction route called without POST),
+which leave in the same shape, with a request id and a line that says what the service answers.
 
 A rollout's compatibility check (the holdout rows sent to a new slot before it takes traffic) marks
 its request with the slot's own instance id (`X-CT-Rollout-Check`, the `CT_SLOT_INSTANCE` the slot
@@ -109,6 +110,8 @@ class RequestGate:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         rule = self.routes.get(scope.get("path", "")) if scope["type"] == "http" else None
         if rule is None or scope.get("method") != "POST":
+            if scope["type"] == "http":
+                send = _routing_errors(send, scope, list(self.routes))
             await self.app(scope, receive, send)
             return
         headers = _headers(scope)
@@ -239,6 +242,41 @@ def _answering(send: Send, request_id: str, envelope: str | None, bodiless: bool
             await send({"type": "http.response.body", "body": body})
             return
         await send(message)
+
+    return sending
+
+
+def _routing_errors(send: Send, scope: Scope, routes: list[str]) -> Send:
+    """`send` with the app's 404 and 405 answers replaced by a line in the one error shape, with a
+    request id (logged as a refusal); every other answer as the app sent it."""
+    method, path = scope.get("method", ""), scope.get("path", "")
+    refused: Message | None = None
+
+    async def sending(message: Message) -> None:
+        nonlocal refused
+        if message["type"] == "http.response.start" and message["status"] in (404, 405):
+            refused = message
+            return
+        if refused is None:
+            await send(message)
+            return
+        if message.get("more_body", False):
+            return
+        status = refused["status"]
+        named = ", ".join(routes)
+        line = (
+            f"{method} is not allowed on {quote(path)}: send POST"
+            if status == 405
+            else f"no route {quote(path)}: predictions are POST to {named}"
+        )
+        request_id = new_request_id(_headers(scope).get("x-request-id"))
+        log_refused(method, path, status, line)
+        body = error_json(line, request_id)
+        headers = [(b"x-request-id", request_id.encode())]
+        if status == 405:
+            headers.append((b"allow", b"POST"))
+        await send({**refused, "headers": _json_headers(headers, len(body))})
+        await send({"type": "http.response.body", "body": body})
 
     return sending
 

@@ -155,3 +155,41 @@ def test_every_error_answer_is_one_object_with_the_request_id() -> None:
     assert "larger than the limit of 1,000 bytes" in limited.json()["error"]
     answered = _post("/predict", b"{}", headers)
     assert answered.status_code == 200 and answered.content == b"{}"  # answers pass through untouched
+
+
+def test_the_app_s_404_and_405_leave_in_the_one_shape_and_health_checks_untouched() -> None:
+    """A Starlette app (BentoML's service is one) answers an unknown route and a wrong method in
+    plain text; through the gate both are the error object with a request id."""
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    async def ready(request) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    inner = Starlette(routes=[Route("/predict", ready, methods=["POST"]), Route("/readyz", ready)])
+
+    async def go() -> list[httpx.Response]:
+        app = RequestGate(inner, pipeline=lambda: "flights", max_bytes=1000)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return [
+                await client.get("/predict", headers={"x-request-id": "caller-1"}),
+                await client.get("/nosuch" + "x" * 100),
+                await client.get("/readyz"),
+            ]
+
+    wrong_method, unknown, health = asyncio.run(go())
+    assert wrong_method.status_code == 405 and wrong_method.headers["allow"] == "POST"
+    assert wrong_method.json() == {
+        "error": "GET is not allowed on '/predict': send POST",
+        "request_id": "caller-1",
+    }
+    assert unknown.status_code == 404 and unknown.headers["content-type"] == "application/json"
+    body = unknown.json()
+    assert (
+        body["error"].startswith("no route '/nosuch")
+        and "POST to /predict, /predict_columns" in body["error"]
+    )
+    assert body["request_id"] == unknown.headers["x-request-id"] and "x" * 60 not in body["error"]
+    assert health.status_code == 200 and health.text == "ok" and "x-request-id" not in health.headers
