@@ -2,10 +2,14 @@
 keeps HAProxy running, restarting it within a fraction of a second when it dies, whatever the signal.
 
 `circusd` runs detached in its own session, so the proxy outlives the `ct` command that started it
-(a deployment keeps serving between commands). Its one watcher runs `run.sh` in the proxy folder,
-which appends the start time to `starts.log` and then becomes HAProxy (`exec`, foreground, no
-master-worker: circus is the master). The arbiter looks at its watchers every `CHECK_DELAY`
-seconds, which bounds the restart time.
+(a deployment keeps serving between commands). While that command lives (`ct deploy ops` does), a
+thread of it waits for circusd, so a circusd killed under it is reaped at once, never left a zombie.
+A pid file whose pid is not a live circusd for this folder (a dead one, or a reused pid) is removed
+before a start: circus itself refuses to start while the pid in its pid file names any process.
+
+Its one watcher runs `run.sh` in the proxy folder, which appends the start time to `starts.log` and
+then becomes HAProxy (`exec`, foreground, no master-worker: circus is the master). The arbiter looks
+at its watchers every `CHECK_DELAY` seconds, which bounds the restart time.
 
 HAProxy reads `haproxy.cfg` at every start, and `ct_assets.lib.serving.proxy` rewrites that file
 whenever the weights or a standby entry change: a restarted proxy comes back with the current
@@ -20,6 +24,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -126,9 +131,43 @@ def wait_answers(layout: ProxyLayout, timeout: float) -> bool:
     return answers(layout)
 
 
-def start(layout: ProxyLayout, weights: dict[str, int]) -> int:
+def _is_our_circusd(pid: int, files: SupervisorFiles) -> bool:
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"circus.circusd" in argv and str(files.ini).encode() in argv
+
+
+def remove_stale_pidfile(layout: ProxyLayout) -> bool:
+    """Remove circusd's pid file unless its pid is a live circusd for this folder; True if removed."""
+    files = SupervisorFiles(layout.folder)
+    try:
+        pid = int(files.pidfile.read_text().strip())
+    except FileNotFoundError:
+        return False
+    except (OSError, ValueError):
+        pid = None
+    if pid is not None and processes.is_running(pid) and _is_our_circusd(pid, files):
+        return False
+    files.pidfile.unlink(missing_ok=True)
+    return True
+
+
+def _tail(path: Path, lines: int = 3) -> str:
+    """The last non-empty lines of a log as one line ("|" between them)."""
+    try:
+        text = path.read_text(errors="replace")[-4000:]
+    except OSError:
+        return "(no log)"
+    kept = [line.strip() for line in text.splitlines() if line.strip()][-lines:]
+    return " | ".join(kept) or "(empty)"
+
+
+def start(layout: ProxyLayout, weights: dict[str, int], timeout: float = 20) -> int:
     """Write HAProxy's config with `weights` (a slot with weight is also a standby) and start circusd,
-    detached, which starts HAProxy; returns circusd's pid once HAProxy answers."""
+    detached, which starts HAProxy; returns circusd's pid once HAProxy answers (within `timeout`
+    seconds, or RuntimeError naming the tail of both logs, one line each)."""
     layout.folder.mkdir(parents=True, exist_ok=True)
     os.chmod(layout.folder, 0o700)
     proxy.write_config(layout, proxy.Routing(dict(weights), {s for s, w in weights.items() if w}))
@@ -136,6 +175,7 @@ def start(layout: ProxyLayout, weights: dict[str, int]) -> int:
     files.script.write_text(render_script(layout))
     files.ini.write_text(render_ini(layout))
     files.starts.unlink(missing_ok=True)  # restarts are counted per supervisor
+    remove_stale_pidfile(layout)
     layout.make_sockets_folder()
     layout.socket.unlink(missing_ok=True)
     with files.log.open("a") as log:
@@ -146,18 +186,19 @@ def start(layout: ProxyLayout, weights: dict[str, int]) -> int:
             stderr=log,
             start_new_session=True,
         )
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + timeout
     while not answers(layout):
         if process.poll() is not None or time.monotonic() > deadline:
-            tail = (
-                (layout.folder / "haproxy.log").read_text()[-1000:]
-                if (layout.folder / "haproxy.log").exists()
-                else ""
-            )
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
-            raise RuntimeError(f"haproxy did not start under circus: {files.log.read_text()[-500:]} {tail}")
+            process.wait()
+            raise RuntimeError(
+                "haproxy did not start under circus\n"
+                f"  {files.log}: {_tail(files.log)}\n"
+                f"  {layout.folder / 'haproxy.log'}: {_tail(layout.folder / 'haproxy.log')}"
+            )
         time.sleep(0.05)
+    threading.Thread(target=process.wait, name=f"reap circusd {process.pid}", daemon=True).start()
     return process.pid
 
 

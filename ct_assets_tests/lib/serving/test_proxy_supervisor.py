@@ -1,10 +1,12 @@
 """The supervised proxy: a real HAProxy under circus in front of two real HTTP servers on loopback.
 Killed with SIGTERM or SIGKILL while a client sends requests, it is back within 2 s with the
 weights and standby entries it had; the operator sees it in the health report and gets a one-line
-error, not a traceback, while nothing answers on the admin socket."""
+error, not a traceback, while nothing answers on the admin socket. A supervisor killed under a
+long-lived `ct` process is reaped, and a stale pid file does not keep the next one from starting."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -19,7 +21,7 @@ from ct_assets.lib.core import processes
 from ct_assets.lib.serving import proxy, proxy_supervisor
 from ct_assets.lib.serving.deployment_state import DeploymentRecord, DeployState, SlotBento, SlotProcess
 from ct_assets.lib.serving.proxy import ProxyLayout
-from ct_assets.lib.serving.slots import SlotControl
+from ct_assets.lib.serving.slots import SlotControl, terminate_group
 from ct_assets.lib.serving.traffic import Traffic
 from ct_assets_tests.conftest import free_ports, requires_haproxy
 from ct_assets_tests.lib.serving.conftest import stand_in_slot
@@ -226,3 +228,102 @@ def test_operator_commands_say_in_one_line_that_the_proxy_is_down(tmp_path: Path
     health = json.loads(status.stdout)["health"]
     assert health["proxy"]["up"] is False and health["proxy"]["supervisor_pid"] is None
     assert health["slots"]["green"]["process"] == "gone"
+
+
+# A long-lived starter, as `ct deploy ops` is: starts the supervisor, prints circusd's pid, and lives
+# until its stdin closes.
+STARTER = """
+import sys
+from pathlib import Path
+from ct_assets.lib.serving import proxy_supervisor
+from ct_assets.lib.serving.proxy import ProxyLayout
+folder, port, blue, green = sys.argv[1], *map(int, sys.argv[2:])
+ports = {"blue": blue, "green": green}
+print(proxy_supervisor.start(ProxyLayout(Path(folder), port, ports, ports), {"blue": 256, "green": 0}))
+sys.stdout.flush()
+sys.stdin.read()
+"""
+
+
+def _zombie_or_alive(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists()
+
+
+@pytest.mark.slow
+def test_a_supervisor_killed_under_a_long_lived_starter_is_reaped_and_the_proxy_starts_again(
+    tmp_path: Path,
+) -> None:
+    import subprocess
+    import sys
+
+    port, blue, green = free_ports(3)
+    server = stand_in_slot("blue", blue)
+    ports = {"blue": blue, "green": green}
+    layout = ProxyLayout(tmp_path / "proxy", port, ports, ports)
+    starter = subprocess.Popen(
+        [sys.executable, "-c", STARTER, str(layout.folder), str(port), str(blue), str(green)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    started = None
+    try:
+        circusd = int(starter.stdout.readline())
+        haproxy = proxy_supervisor.status(layout)["pid"]
+        os.kill(circusd, signal.SIGKILL)
+        os.kill(haproxy, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while _zombie_or_alive(circusd) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _zombie_or_alive(circusd), Path(f"/proc/{circusd}/stat").read_text()
+        assert processes.wait_gone(haproxy, 5) and not proxy_supervisor.answers(layout)
+        started = proxy_supervisor.start(layout, {"blue": 256, "green": 0})
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"http://127.0.0.1:{port}/predict", timeout=2).text == "blue":
+                    break
+            time.sleep(0.1)
+        assert httpx.get(f"http://127.0.0.1:{port}/predict", timeout=2).text == "blue"
+        assert proxy_supervisor.supervisor_pid(layout) == started
+    finally:
+        if started is not None:
+            terminate_group(started, timeout=5)
+        starter.stdin.close()
+        starter.wait(timeout=10)
+        server.shutdown()
+
+
+@pytest.mark.slow
+def test_a_pid_file_naming_another_process_does_not_keep_the_supervisor_from_starting(
+    tmp_path: Path,
+) -> None:
+    port, blue, green = free_ports(3)
+    layout = ProxyLayout(tmp_path / "proxy", port, {"blue": blue, "green": green})
+    layout.folder.mkdir(parents=True)
+    pidfile = proxy_supervisor.SupervisorFiles(layout.folder).pidfile
+    pidfile.write_text(f"{os.getpid()}\n")  # a live process, but no circusd: a reused pid
+    pid = proxy_supervisor.start(layout, {"blue": 256, "green": 0})
+    try:
+        assert proxy_supervisor.answers(layout) and int(pidfile.read_text()) == pid
+        assert not proxy_supervisor.remove_stale_pidfile(layout)  # a live circusd's pid file stays
+    finally:
+        terminate_group(pid, timeout=5)
+
+
+@pytest.mark.slow
+def test_a_proxy_that_cannot_start_says_so_with_one_line_per_log(tmp_path: Path) -> None:
+    import socket
+
+    port, blue, green = free_ports(3)
+    layout = ProxyLayout(tmp_path / "proxy", port, {"blue": blue, "green": green})
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        with pytest.raises(RuntimeError) as caught:
+            proxy_supervisor.start(layout, {"blue": 256, "green": 0}, timeout=3)
+    lines = str(caught.value).splitlines()
+    assert lines[0] == "haproxy did not start under circus" and len(lines) == 3, lines
+    assert lines[1].startswith(f"  {layout.folder / 'circus.log'}: ")
+    assert lines[2].startswith(f"  {layout.folder / 'haproxy.log'}: ") and "cannot bind" in lines[2]
+    assert proxy_supervisor.supervisor_pid(layout) is None
