@@ -12,14 +12,15 @@ from typing import TYPE_CHECKING, Any
 
 from ct_assets.lib.core.settings import Config, use_bentoml_home
 from ct_assets.lib.core.spec import PipelineSpec
-from ct_assets.lib.core.warehouse import PARTITION_COLUMN, partition_view_sql, quote
+from ct_assets.lib.core.warehouse import PARTITION_COLUMN, connection, partition_view_sql, quote
 from ct_assets.lib.data.landing import write_atomically
 from ct_assets.lib.data.online_snapshot import published_as_of
 from ct_assets.lib.model import model_training
 from ct_assets.lib.model.model_store import load_model
 from ct_assets.lib.model.records import ModelVersion
 from ct_assets.lib.model.registry import Registry
-from ct_assets.lib.serving.bento_build import require_bento
+from ct_assets.lib.serving import bento_build
+from ct_assets.lib.serving.bento_build import UnknownBento, require_bento
 from ct_assets.lib.serving.proxy import ProxyLayout
 from ct_assets.lib.serving.request_parsing import request_columns
 from ct_assets.lib.serving.rollout import Deployment, HealthPolicy, RolloutResult
@@ -125,15 +126,29 @@ def publish_compatibility(
     return path
 
 
+def model_of_bento(spec: PipelineSpec, registry: Registry, tag: str) -> ModelVersion:
+    """The registered model version whose bento `tag` names (`UnknownBento` if none does)."""
+    for record in registry.versions():
+        if bento_build.bento_tag(spec, record) == tag.lower():
+            return record
+    raise UnknownBento(f"bento {tag!r} serves no model version of {spec.name}: `ct models` lists them")
+
+
 def roll_out(
     spec: PipelineSpec, registry: Registry, bento_tag: str, who: str, config: Config
 ) -> RolloutResult:
-    """Roll the champion's bento out with the compatibility set its `bento` step published (a tag
-    that names no bento in the store raises `UnknownBento` before anything is waited for or started)."""
-    record = registry.champion()
-    if record is None:
+    """Roll a bento of the pipeline out (the champion's, or an earlier version's) with the
+    compatibility set of the model it serves: the one its `bento` step published, or, for a version
+    no bento step published one for, one read from the warehouse now. A tag that names no bento in
+    the store, or none of the registry's models, raises `UnknownBento` before anything is waited for
+    or started."""
+    if registry.champion() is None:
         raise RuntimeError(f"{spec.name} has no champion to roll out")
+    record = model_of_bento(spec, registry, bento_tag)
     path = compatibility_path(spec, record.version, config)
+    if not path.exists() and config.warehouse.exists():
+        with connection(config.warehouse, read_only=True) as con:
+            publish_compatibility(con, spec, record, registry, config)
     if not path.exists():
         raise RuntimeError(
             f"no compatibility set for {record.version} at {path}: materialize the bento asset first"

@@ -24,7 +24,7 @@ from ct_assets.lib.model import model_training
 from ct_assets.lib.model.model_store import load_model, save_model
 from ct_assets.lib.model.model_training import FeatureLayout
 from ct_assets.lib.model.registry import Registry
-from ct_assets.lib.serving import steps
+from ct_assets.lib.serving import bento_build, steps
 from ct_assets.lib.serving.deployment_state import DeployState
 from ct_assets.lib.serving.predictor import Predictor
 from ct_assets.lib.serving.request_parsing import request_columns, validate_request
@@ -55,7 +55,15 @@ def home(
 ) -> Iterator[dict[str, Any]]:
     """Two days of features, the snapshot as of the second, and a champion trained on the first with
     the second as its holdout (tests only read them)."""
-    config = Config.under(tmp_path_factory.mktemp("steps_home"))
+    built = build_home(Config.under(tmp_path_factory.mktemp("steps_home")), spec, flights_landing)
+    try:
+        yield built
+    finally:
+        built["con"].close()
+
+
+def build_home(config: Config, spec: PipelineSpec, flights_landing: Path) -> dict[str, Any]:
+    """The `home` fixture's folder under `config`, its warehouse connection open."""
     con = open_connection(config.warehouse)
     ingest_days(con, spec, flights_landing, DAYS)
     online_snapshot.publish(con, spec, DAYS[1], config.online / spec.name, history_hours=48)
@@ -73,10 +81,7 @@ def home(
     )
     registry.update(version, verdict={"passed": True, "reasons": []})
     registry.promote(version, "test", "the champion the steps roll out")
-    try:
-        yield {"con": con, "config": config, "registry": registry, "record": registry.get(version)}
-    finally:
-        con.close()
+    return {"con": con, "config": config, "registry": registry, "record": registry.get(version)}
 
 
 @pytest.mark.parametrize(("grain", "hours"), [("daily", 24), ("weekly", 24 * 7), ("monthly", 24 * 31)])
@@ -189,14 +194,48 @@ def test_a_rollout_without_a_champion_says_so(spec: PipelineSpec, tmp_path: Path
 
 
 def test_a_rollout_without_a_published_compatibility_set_says_what_to_do(home, spec, tmp_path) -> None:
-    config = Config.under(tmp_path)  # a home where the bento step never ran
+    config = Config.under(tmp_path)  # a home where the bento step never ran, and no warehouse
+    tag = bento_build.bento_tag(spec, home["record"])
     with pytest.raises(RuntimeError) as error:
-        steps.roll_out(spec, home["registry"], "flights_delay:abc", "test", config)
+        steps.roll_out(spec, home["registry"], tag, "test", config)
     path = steps.compatibility_path(spec, home["record"].version, config)
     assert str(error.value) == (
         f"no compatibility set for {home['record'].version} at {path}: materialize the bento asset first"
     )
     assert not (config.deploy / spec.name / "state.json").exists()  # nothing was started
+
+
+def test_a_rollout_of_a_bento_that_serves_no_registered_model_is_refused(home, spec) -> None:
+    with pytest.raises(
+        bento_build.UnknownBento, match="bento 'flights_delay:abc' serves no model version of"
+    ):
+        steps.roll_out(spec, home["registry"], "flights_delay:abc", "test", home["config"])
+
+
+def test_a_version_other_than_the_champion_rolls_out_with_its_own_compatibility_set(
+    spec: PipelineSpec, tmp_path: Path, flights_landing: Path
+) -> None:
+    """Its bento must answer what its own model scores, not the champion's. A version no bento step
+    published a set for gets one from the warehouse, before the tag is looked up in the store."""
+    built = build_home(Config.under(tmp_path), spec, flights_landing)
+    built["con"].close()
+    registry, config, champion = built["registry"], built["config"], built["record"]
+    other = registry.get(
+        registry.register(
+            trained_model(
+                pipeline=spec.name,
+                model_sha256=champion.model_sha256,
+                layout=champion.layout,
+                partitions=champion.partitions,
+            )
+        )
+    )
+    tag = bento_build.bento_tag(spec, other)
+    with pytest.raises(bento_build.UnknownBento, match="in the bento store"):
+        steps.roll_out(spec, registry, tag, "test", config)
+    published = json.loads(steps.compatibility_path(spec, other.version, config).read_text())
+    assert len(published["rows"]) == len(published["scores"]) == spec.serving.compatibility_rows
+    assert not steps.compatibility_path(spec, champion.version, config).exists()
 
 
 def test_waiting_for_a_snapshot_that_never_comes_names_the_partition(spec: PipelineSpec, tmp_path) -> None:
