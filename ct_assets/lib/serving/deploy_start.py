@@ -4,7 +4,8 @@ older), the champion's bento (built once, then reused), its compatibility set, a
 
 It works on a stopped deployment (the champion starts as the first one, taking all traffic) and on
 a running one (canary, then switch or rollback), and returns the rollout's result; a rolled-back
-rollout is the caller's failure to report.
+rollout is the caller's failure to report. While another change holds the deployment (a rollout, a
+stop...) it is refused at once, before anything is built.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from ct_assets.lib.core.settings import Config
 from ct_assets.lib.core.spec import PipelineSpec
 from ct_assets.lib.core.warehouse import PARTITION_COLUMN, connection, table_exists, table_name
 from ct_assets.lib.data import online_snapshot
+from ct_assets.lib.model.records import ModelVersion
 from ct_assets.lib.model.registry import Registry
 from ct_assets.lib.serving import bento_build, steps
 from ct_assets.lib.serving.rollout import RolloutResult
@@ -40,10 +42,23 @@ def deploy_champion(
     say: Callable[[str], None] = lambda _: None,
 ) -> RolloutResult:
     """Materialize what the champion's rollout needs, then roll it out (see module); `say` hears
-    each step. Raises RuntimeError when something the rollout needs is missing."""
+    each step. Holds the deployment's lock throughout, so a second start is refused before it builds
+    anything (`DeploymentBusy`). Raises RuntimeError when something the rollout needs is missing."""
     record = registry.champion()
     if record is None:
         raise RuntimeError(f"{spec.name} has no champion to deploy: train and promote a model first")
+    with steps.deployment(spec, config).lock("deploy start", who):
+        return _deploy(spec, registry, record, config, who, say)
+
+
+def _deploy(
+    spec: PipelineSpec,
+    registry: Registry,
+    record: ModelVersion,
+    config: Config,
+    who: str,
+    say: Callable[[str], None],
+) -> RolloutResult:
     model_file = registry.models / f"{record.model_sha256}.cbm"
     with connection(config.warehouse, read_only=True) as con:
         newest = newest_features_partition(con, spec)

@@ -6,11 +6,14 @@ traffic for a health window; then all traffic switches to it, or it is rolled ba
 with the reason. Every step is written to the audit log.
 
 `Deployment` composes the roles: `DeploymentRecord` (state and audit), `SlotControl` (processes),
-`Traffic` (proxy weights) and `CanaryJudge` (health judgement).
+`Traffic` (proxy weights) and `CanaryJudge` (health judgement). Every change (rollout, approval,
+rollback, failover, stop) holds the deployment's lock (`deploy_lock`): a second one, from any
+process, is refused at once with `DeploymentBusy`.
 """
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +21,7 @@ from typing import Any
 from ct_assets.lib.serving.bento_build import require_bento
 from ct_assets.lib.serving.canary_health import CanaryJudge, HealthPolicy, compatibility_problem
 from ct_assets.lib.serving.canary_records import CanaryHealth
+from ct_assets.lib.serving.deploy_lock import DeploymentBusy, deployment_lock
 from ct_assets.lib.serving.deployment_state import (
     DeploymentRecord,
     DeployState,
@@ -28,7 +32,7 @@ from ct_assets.lib.serving.proxy import ProxyLayout
 from ct_assets.lib.serving.slots import SlotControl
 from ct_assets.lib.serving.traffic import Traffic
 
-__all__ = ["ROLLOUT_ACTIONS", "Deployment", "HealthPolicy", "RolloutResult"]
+__all__ = ["ROLLOUT_ACTIONS", "Deployment", "DeploymentBusy", "HealthPolicy", "RolloutResult"]
 
 # The audit actions of a rollout's steps, as `Deployment` writes them.
 ROLLOUT_ACTIONS = frozenset(
@@ -70,6 +74,10 @@ class Deployment:
         self.judge = CanaryJudge(layout, Path(slot_env.get("CT_PREDICTION_LOG", self.folder / "log")))
 
     # the record ------------------------------------------------------------------------------
+    def lock(self, action: str, who: str) -> AbstractContextManager[None]:
+        """Hold the deployment's lock for `action` by `who` (`DeploymentBusy` when another holds it)."""
+        return deployment_lock(self.folder, action, who)
+
     @property
     def state_path(self) -> Path:
         return self.record.state_path
@@ -97,9 +105,10 @@ class Deployment:
     def stop_slot(self, slot: str) -> None:
         self.slots.stop(slot)
 
-    def shutdown(self) -> list[str]:
+    def shutdown(self, who: str = "ct") -> list[str]:
         """Stop both slots and the proxy (`SlotControl.shutdown`); what was running."""
-        return self.slots.shutdown()
+        with self.lock("stop", who):
+            return self.slots.shutdown()
 
     def refuse_if_stopped(self, wanted: str) -> None:
         """Raise (RuntimeError) when `ct deploy stop` stopped the deployment and nothing started since:
@@ -126,8 +135,22 @@ class Deployment:
         extra_env: dict[str, str] | None = None,
     ) -> RolloutResult:
         """Start `bento` in the idle slot, check it, canary it, then switch or roll back. A tag
-        that names no bento in the store raises `UnknownBento` before anything starts or is audited."""
+        that names no bento in the store raises `UnknownBento` before anything starts or is audited,
+        and a deployment another change holds raises `DeploymentBusy`."""
         require_bento(bento)
+        with self.lock(f"rollout of {bento}", who):
+            return self._rollout(bento, compatibility, reference_scores, policy, who, auto_switch, extra_env)
+
+    def _rollout(
+        self,
+        bento: str,
+        compatibility: tuple[list[dict], list[float]],
+        reference_scores: list[float],
+        policy: HealthPolicy,
+        who: str,
+        auto_switch: bool,
+        extra_env: dict[str, str] | None,
+    ) -> RolloutResult:
         self.slots.ensure_proxy()
         active = self.state().active
         if active is not None and not self.slots.running(active):
@@ -209,6 +232,10 @@ class Deployment:
         return RolloutResult("rolled_back", slot, bento, reasons, health)
 
     def approve(self, who: str, why: str) -> RolloutResult:
+        with self.lock("approval", who):
+            return self._approve(who, why)
+
+    def _approve(self, who: str, why: str) -> RolloutResult:
         self.refuse_if_stopped("rollout waits for approval")
         pending = self.state().pending
         if pending is None or pending.slot is None or pending.bento is None:
@@ -221,6 +248,10 @@ class Deployment:
         """The active slot is down: the standby slot (the previous bento, still running at weight 0
         since the switch) takes all traffic, the dead slot is stopped, and the audit log says why.
         HAProxy's backup entries already sent traffic there; this makes it the deployment's state."""
+        with self.lock("failover", who):
+            return self._fail_over(dead, why, who)
+
+    def _fail_over(self, dead: str, why: str, who: str) -> RolloutResult:
         state = self.state()
         standby = other_slot(dead)
         kept = state.slots.get(standby)
@@ -248,6 +279,10 @@ class Deployment:
 
     def rollback_to_previous(self, who: str, why: str) -> RolloutResult:
         """Operator rollback: the previous bento takes all traffic again (restarted if needed)."""
+        with self.lock("rollback", who):
+            return self._rollback_to_previous(who, why)
+
+    def _rollback_to_previous(self, who: str, why: str) -> RolloutResult:
         self.refuse_if_stopped("deployment to roll back")
         state = self.state()
         previous = state.previous

@@ -10,7 +10,8 @@ It acts only on HAProxy's verdict (`DOWN`: 2 failed health checks, or a refused 
 traffic), never on a slot that is merely slow or in maintenance. The standby must be the slot that
 served before the last switch, still running the same bento (`state["previous"]`), never a candidate
 in its canary. With no such healthy standby it cannot fail over: it raises one critical alert (not
-one per tick) and leaves routing to HAProxy.
+one per tick) and leaves routing to HAProxy. It acts under the deployment's lock (`deploy_lock`), so
+never in the middle of a rollout, rollback or stop; it looks again once that has ended.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from collections.abc import Callable
 from ct_assets.lib.core import processes
 from ct_assets.lib.core.alerts import Alert
 from ct_assets.lib.serving import proxy
-from ct_assets.lib.serving.rollout import Deployment, RolloutResult
+from ct_assets.lib.serving.rollout import Deployment, DeploymentBusy, RolloutResult
 
 log = logging.getLogger(__name__)
 
@@ -55,16 +56,36 @@ class Watchdog:
         self._thread: threading.Thread | None = None
 
     def check(self) -> RolloutResult | None:
-        """One look: fail over if the active slot is DOWN and the standby is UP."""
+        """One look: fail over if the active slot is DOWN and the standby is UP. It acts under the
+        deployment's lock, on the state and proxy as they are then; while another change holds the
+        lock (a rollout, a rollback, a stop) it does nothing and looks again next tick."""
+        if not self._active_is_down():
+            return None
+        try:
+            with self.deployment.lock("failover", "watchdog"):
+                return self._act()
+        except DeploymentBusy:
+            return None
+
+    def _active_is_down(self) -> bool:
+        """Does HAProxy say the active slot is DOWN (False when nothing is deployed)?"""
+        active = self.deployment.state().active
+        if not active:
+            return False
+        status = proxy.server_stats(self.deployment.layout).get(active, {}).get("status", "")
+        if not status.startswith("DOWN"):
+            self._alerted_no_standby = None
+            return False
+        return True
+
+    def _act(self) -> RolloutResult | None:
         state = self.deployment.state()
         active = state.active
         if not active:
             return None
         stats = proxy.server_stats(self.deployment.layout)
         seen = stats.get(active, {})
-        status = seen.get("status", "")
-        if not status.startswith("DOWN"):
-            self._alerted_no_standby = None
+        if not seen.get("status", "").startswith("DOWN"):
             return None
         info = state.slots.get(active)
         pid = info.pid if info else None

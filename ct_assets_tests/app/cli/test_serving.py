@@ -167,6 +167,50 @@ def test_stop_clears_what_it_stopped_and_a_stopped_deployment_says_so(run_ct: Ru
     )
 
 
+HOLD_THE_LOCK = """
+import sys, time
+from ct_assets.lib.serving.deploy_lock import deployment_lock
+with deployment_lock(sys.argv[1], "rollout of b:v2", "ann"):
+    print("held", flush=True)
+    time.sleep(300)
+"""
+
+
+def test_every_change_is_refused_while_another_process_changes_the_deployment(
+    run_ct: RunCt, home: Path
+) -> None:
+    """A rollout in another process (a `ct deploy start`, a Dagster run) holds the deployment's
+    lock: start, stop, approve and rollback are each refused at once in one line naming it."""
+    _promote_a_champion()
+    folder = home / "deploy" / "flights_delay"
+    folder.mkdir(parents=True)
+    state = DeployState(pending=SlotBento(slot="green", bento=CANARY))
+    deploy_steps.deployment(load_spec(FLIGHTS_SPEC), settings.config()).record.save(state)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_THE_LOCK, str(folder)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        since = json.loads((folder / "deploy.lock").read_text())["since"]
+        for action, wanted in (
+            ("start", "deploy start"),
+            ("stop", "stop"),
+            ("approve", "approval"),
+            ("rollback", "rollback"),
+        ):
+            ran = run_ct("deploy", action, "--why", "operator test")
+            assert one_line_error(ran) == (
+                f"ct: the flights_delay deployment is busy: pid {holder.pid} holds it since {since} "
+                f"(rollout of b:v2 by ann); {wanted} refused, try again when that ends"
+            )
+            assert ran.code == 1
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+    deployment = deploy_steps.deployment(load_spec(FLIGHTS_SPEC), settings.config())
+    assert deployment.state() == state and deployment.audit_log() == []
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

@@ -19,7 +19,11 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import os
+import pickle
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -31,6 +35,7 @@ import pytest
 from ct_assets.lib.core import alerts, processes
 from ct_assets.lib.serving import proxy
 from ct_assets.lib.serving import steps as deploy_steps
+from ct_assets.lib.serving.deploy_lock import LOCK_FILE
 from ct_assets.lib.serving.deployment_state import SlotBento
 from ct_assets.lib.serving.proxy import ProxyLayout
 from ct_assets.lib.serving.rollout import Deployment, HealthPolicy
@@ -213,6 +218,82 @@ def test_a_canary_killed_under_traffic_is_rolled_back_with_no_failed_request(liv
     last = deploy.audit_log()[-1]
     assert last["action"] == "rollback" and last["automatic"] and "slot green" in last["why"]
     assert proxy.server_stats(deploy.layout)["green"]["weight"] == "0"
+
+
+# A second rollout of the same deployment, from another process (as a second `ct deploy start` is).
+SECOND_ROLLOUT = """
+import pickle, sys
+from ct_assets.lib.serving.rollout import Deployment, DeploymentBusy
+args = pickle.loads(bytes.fromhex(sys.argv[1]))
+deploy = Deployment(args["folder"], args["layout"], args["env"], args["bentoml"])
+try:
+    result = deploy.rollout(
+        args["bento"], args["compatibility"], args["expected"], args["policy"], who="second"
+    )
+except DeploymentBusy as err:
+    print(err)
+    sys.exit(1)
+print(result.status)
+"""
+
+
+def test_c_a_second_rollout_during_a_canary_is_refused_and_the_first_completes(live) -> None:
+    deploy, bento, rows, expected = (live[k] for k in ("deploy", "bento", "rows", "expected"))
+    assert deploy.state().active == "blue"
+    before = len(deploy.audit_log())
+    policy = HealthPolicy(
+        canary_share=0.2, window_seconds=6, min_requests=3, max_p99_ms=2000, max_score_shift=0.5
+    )
+    outcome: dict = {}
+    with Clients(live["url"], rows):
+        first = threading.Thread(
+            target=lambda: outcome.update(
+                result=deploy.rollout(bento, (rows, expected), expected, policy, who="first")
+            )
+        )
+        first.start()
+        _wait(lambda: "canary" in [e["action"] for e in deploy.audit_log()[before:]], 120, "the canary")
+        canary_pid = deploy.state().slots["green"].pid
+        args = {
+            "folder": deploy.folder,
+            "layout": deploy.layout,
+            "env": deploy.slot_env,
+            "bentoml": deploy.bentoml,
+            "bento": bento,
+            "compatibility": (rows, expected),
+            "expected": expected,
+            "policy": policy,
+        }
+        started = time.monotonic()
+        second = subprocess.run(
+            [sys.executable, "-c", SECOND_ROLLOUT, pickle.dumps(args).hex()],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        refused_in = time.monotonic() - started
+        assert first.is_alive(), "the canary window ended before the second rollout was tried"
+        first.join(timeout=120)
+    assert second.returncode == 1, (second.stdout, second.stderr)
+    assert second.stdout.strip() == (
+        f"the fault-deploy deployment is busy: pid {os.getpid()} holds it since "
+        f"{_lock_since(deploy)} (rollout of {bento} by first); rollout of {bento} refused, "
+        "try again when that ends"
+    )
+    assert refused_in < 30  # at once: no canary of its own, no waiting for the first
+    result = outcome["result"]
+    assert result.status == "switched", (result.reasons, result.health)
+    state = deploy.state()
+    assert state.active == "green" and state.slots["green"].pid == canary_pid
+    actions = [e["action"] for e in deploy.audit_log()[before:]]
+    assert actions == ["rollout_started", "canary", "switch"]
+    # back to blue active, as the next test expects
+    assert deploy.rollback_to_previous(who="test", why="blue again").slot == "blue"
+
+
+def _lock_since(deploy: Deployment) -> str:
+    """When the last holder took the deployment's lock (the lock file keeps its holder's record)."""
+    return json.loads((deploy.folder / LOCK_FILE).read_text())["since"]
 
 
 def test_b_the_active_slot_killed_under_traffic_fails_over_to_the_standby(live) -> None:
