@@ -90,9 +90,14 @@ def _typed_select(source: str, columns: dict[str, ColumnSpec], provenance: str) 
     values, errors = [], []
     for name, column in columns.items():
         col, target = quote(name), DUCKDB_TYPES[column.type]
-        values.append(f"TRY_CAST({col} AS {target}) AS {col}")
+        typed = f"TRY_CAST({col} AS {target})"
+        if column.type == "integer":
+            # DuckDB rounds '4.5' (and 4.5) to 5 when it casts to an integer: only a value that
+            # reads as the same number as a double is an integer.
+            typed = f"(CASE WHEN TRY_CAST({col} AS DOUBLE) = {typed} THEN {typed} END)"
+        values.append(f"{typed} AS {col}")
         errors.append(
-            f"CASE WHEN {col} IS NOT NULL AND TRY_CAST({col} AS {target}) IS NULL "
+            f"CASE WHEN {col} IS NOT NULL AND {typed} IS NULL "
             f"THEN to_json({sql_string(name)}) || ':' || to_json({col}::VARCHAR) END"
         )
     cast_errors = f"NULLIF('{{' || concat_ws(',', {', '.join(errors)}) || '}}', '{{}}')"

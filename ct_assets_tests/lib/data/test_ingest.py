@@ -49,6 +49,21 @@ def test_unparsable_value_is_kept_as_text_in_cast_errors(warehouse, flights_spec
     assert (row_number, delay, json.loads(errors)) == (4, None, {"dep_delay": "late-ish"})
 
 
+def test_a_fraction_in_an_integer_column_is_a_cast_error_not_rounded(
+    warehouse, flights_spec, tmp_path, sample
+) -> None:
+    """DuckDB rounds '4.5' to 5 when it casts to an integer; an integral '1576.0' is the integer."""
+    sample["distance"] = sample["distance"].astype(str)
+    sample.loc[3, "distance"] = "1576.5"
+    sample.loc[5, "distance"] = "1576.0"
+    stage, _ = _stage(warehouse, flights_spec, land(tmp_path, flights_spec, sample))
+    rows = warehouse.execute(
+        f"SELECT _row_number, distance, _cast_errors FROM {stage} WHERE _row_number IN (4, 6) ORDER BY 1"
+    ).fetchall()
+    assert rows[0][:2] == (4, None) and json.loads(rows[0][2]) == {"distance": "1576.5"}
+    assert rows[1] == (6, 1576, None)
+
+
 def test_truncated_csv_keeps_the_cut_line_whole(warehouse, flights_spec, tmp_path, sample) -> None:
     text = sample.to_csv(index=False)
     cut = text[: len(text) - 60]  # the last line loses its final fields
