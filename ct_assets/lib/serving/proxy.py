@@ -26,6 +26,9 @@ The routing (each slot's weight, which backup entries are enabled) is kept in `r
 written into `haproxy.cfg` whenever it changes through the admin socket, so a proxy restarted by its
 supervisor (`ct_assets.lib.serving.proxy_supervisor`) comes back with the current routing.
 
+HAProxy's own answers (503 when no slot is up, 502, 504) are JSON in the shape of every refusal, with
+the request id, which the proxy also passes on to the slot (`ct_assets.lib.serving.proxy_errors`).
+
 `haproxy.log` in the proxy folder lists only abnormal requests (errors, retries, redispatches), with
 HAProxy's termination state (`option dontlog-normal`), and the slots' state changes.
 
@@ -50,7 +53,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ct_assets.lib.data.landing import write_atomically
-from ct_assets.lib.serving import liveness
+from ct_assets.lib.serving import liveness, proxy_errors
 
 SLOTS = ("blue", "green")
 BACKEND = "serving"
@@ -145,6 +148,8 @@ def render_config(layout: ProxyLayout, weights: dict[str, int], standby: set[str
         + ("" if slot in enabled else " disabled")
         for slot, port in layout.slot_ports.items()
     )
+    errors = "".join(f"    {line}\n" for line in proxy_errors.defaults_lines())
+    request_id = "".join(f"    {line}\n" for line in proxy_errors.frontend_lines())
     return f"""global
     stats socket {layout.socket} mode 600 level admin
     maxconn 2048
@@ -167,10 +172,11 @@ defaults
     # Keep-alive to the slots, idle connections shared by all clients: no TCP handshake and accept
     # per request (a closed idle connection is retried on another by retry-on conn-failure).
     http-reuse always
-
+    # HAProxy's own errors as JSON with the request id (`ct_assets.lib.serving.proxy_errors`)
+{errors}
 frontend stable
     bind 127.0.0.1:{layout.port}
-    default_backend {BACKEND}
+{request_id}    default_backend {BACKEND}
 
 backend {BACKEND}
     balance roundrobin
