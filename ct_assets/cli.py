@@ -52,6 +52,11 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.run(args))
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`ct models | head -2`): stop quietly, as a command killed by SIGPIPE
+        # would, and keep the interpreter's last flush from complaining about the same pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception as err:
         if debug:
             raise

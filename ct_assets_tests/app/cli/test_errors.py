@@ -108,6 +108,26 @@ def test_a_missing_instance_file(tmp_path: Path) -> None:
     assert_one_line_error(done, "CT_DAGSTER_YAML", "no such file")
 
 
+def test_a_reader_that_went_away_stops_the_command_quietly(tmp_path: Path) -> None:
+    """`ct spec check | head -1`: once the reader has closed the pipe, the next line ends the
+    command without a word on stderr, with SIGPIPE's exit status."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        done = subprocess.run(
+            [CT, "spec", "check"],
+            env=_env(tmp_path / "home"),
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write)
+    assert (done.returncode, done.stderr) == (141, "")
+
+
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     done = ct(tmp_path, "replay", "--start", "2013-01-05", "--end", "2013-01-01", "--debug")
     assert done.returncode != 0
