@@ -200,7 +200,8 @@ class FieldRule:
                 try:
                     result = convert(value)
                 except _Bad:
-                    problems.append((row, f"field {self.name!r} must be {self.kind}, got {quote(value)}"))
+                    got = ("true" if value else "false") if type(value) is bool else quote(value)  # JSON's
+                    problems.append((row, f"field {self.name!r} must be {self.kind}, got {got}"))
                     typed.append(None)
                     continue
             if result is None and not self.nullable:

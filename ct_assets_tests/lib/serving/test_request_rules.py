@@ -215,6 +215,8 @@ def test_refusals_name_row_and_field(flights_spec: PipelineSpec) -> None:
     rows = [dict(GOOD), dict(GOOD), dict(GOOD, flight_id="other")]
     with pytest.raises(RequestError, match=r"row 0: flight_id .* appears more than once.*; row 1: "):
         rules.check_rows(rows, 10)
+    with pytest.raises(RequestError, match=r"^row 0: field 'carrier' must be string, got true$"):
+        rules.check_rows([dict(GOOD, carrier=True)], 10)  # JSON's spelling of what the caller sent
 
 
 def test_timestamps_outside_the_accepted_range_are_refused_in_a_request_s_words(
