@@ -1,5 +1,8 @@
 """`ct spec check [PATH]`: validate one spec, a folder of specs, or every spec loaded, reporting
-each problem on its own line (and folders without a spec.yaml); exit code 1 on any problem."""
+each problem on its own line (and folders without a spec.yaml); exit code 1 on any problem.
+
+Besides the spec files themselves, every feature group's SQL (and the label's) is bound to empty
+tables of the spec's types: a misspelled column is an error naming the SQL file."""
 
 from __future__ import annotations
 
@@ -10,25 +13,31 @@ from typing import Any
 
 from ct_assets.lib.core import settings
 from ct_assets.lib.core.spec_loading import check_specs
+from ct_assets.lib.data.features import definition_problems
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
     report = check_specs(args.path)
     if args.path is None:
         print("checked " + (", ".join(str(p) for p in settings.config().pipeline_dirs) or "no folder"))
+    problems = list(report.problems)
     for spec in report.loaded:
+        failing = definition_problems(spec)
+        problems += failing
+        if failing:
+            continue
         ports = f"{spec.serving.proxy_port}/{spec.serving.blue_port}/{spec.serving.green_port}"
         print(
             f"ok     {spec.name:<20} {spec.source.kind} source, {spec.partitions.grain} from "
             f"{spec.partitions.start}, {len(spec.columns)} columns, "
             f"{len(spec.feature_columns)} features, ports {ports}  ({spec.spec_dir})"
         )
-    for problem in report.problems:
+    for problem in problems:
         print(f"error  {problem}", file=sys.stderr)
-    if not report.loaded and not report.problems:
+    if not report.loaded and not problems:
         print("no specs found", file=sys.stderr)
         return 1
-    return 0 if report.ok else 1
+    return 0 if not problems else 1
 
 
 def register(commands: Any) -> None:

@@ -152,3 +152,16 @@ def test_a_spec_that_is_not_yaml_is_one_line(run_ct: RunCt, tmp_path: Path) -> N
         f"error  {spec}: not valid YAML at line {at + 2}, column 7: expected ',' or ']', but got ':' "
         f"(while parsing a flow sequence from line {at + 1}, column 7)"
     )
+
+
+def test_a_misspelled_column_in_feature_sql_fails_the_check(run_ct: RunCt, tmp_path: Path) -> None:
+    folder = tmp_path / "rain_typo"
+    shutil.copytree(EXAMPLE, folder, ignore=shutil.ignore_patterns("fetch.py", "__pycache__"))
+    sql = folder / "features" / "ensemble.sql"
+    sql.write_text(sql.read_text().replace("dayofyear(day_start)", "dayofyear(day_startt)"))
+    ran = run_ct("spec", "check", str(folder))
+    assert one_line_error(ran) == (
+        f"error  {sql}: the SQL of feature group 'ensemble' fails: Binder Error: Referenced column "
+        '"day_startt" not found in FROM clause! Candidate bindings: "day_start", "day_id"'
+    )
+    assert "ok" not in ran.out

@@ -12,6 +12,7 @@ from ct_assets.lib.core.spec import PipelineSpec, load_spec
 from ct_assets.lib.data import steps as data_steps
 from ct_assets.lib.data.features import (
     FeatureDefinitionError,
+    definition_problems,
     definition_version,
     find_leakage,
     group_by_name,
@@ -130,6 +131,48 @@ def test_sql_output_must_match_the_spec(warehouse, flights_spec, flights_landing
         r"missing \['plane_seats', 'plane_engines', 'plane_manufacturer'\]",
     ):
         data_steps.materialize_group(warehouse, spec, group_by_name(spec, "plane"), DAY)
+
+
+def test_sql_that_does_not_bind_names_its_file_at_run_time(
+    warehouse, flights_spec, flights_landing, tmp_path
+) -> None:
+    plane = (flights_spec.spec_dir / "features" / "plane.sql").read_text()
+    spec = _spec_with_sql(tmp_path, flights_spec, "plane.sql", plane.replace("tailnum", "tail_num", 1))
+    _load_day(warehouse, spec, flights_landing)
+    with pytest.raises(FeatureDefinitionError) as raised:
+        data_steps.materialize_group(warehouse, spec, group_by_name(spec, "plane"), DAY)
+    message = str(raised.value)
+    assert "\n" not in message
+    assert message.startswith(
+        f"{spec.spec_dir / 'features' / 'plane.sql'}: the SQL of feature group 'plane' fails: Binder Error: "
+    )
+    assert '"tail_num"' in message
+    assert not warehouse.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'fg_plane'"
+    ).fetchone()[0]
+
+
+def test_the_shipped_feature_sql_binds_to_empty_tables(flights_spec) -> None:
+    assert definition_problems(flights_spec) == []
+
+
+def test_sql_that_does_not_bind_is_found_without_data(flights_spec, tmp_path) -> None:
+    # A misspelled column of a context table and of `validated`, each named by its file.
+    weather = (flights_spec.spec_dir / "features" / "origin_weather.sql").read_text()
+    misspelled = weather.replace("w.humid", "w.humidity")
+    spec = _spec_with_sql(tmp_path, flights_spec, "origin_weather.sql", misspelled)
+    label = "SELECT flight_id, arr_dealy > 15 AS late FROM validated"
+    (spec.spec_dir / "features" / "label.sql").write_text(label)
+    problems = definition_problems(spec)
+    assert len(problems) == 2
+    assert problems[0].startswith(
+        f"{spec.spec_dir / 'features' / 'origin_weather.sql'}: the SQL of feature group 'origin_weather' "
+        'fails: Binder Error: Table "w" does not have a column named "humidity"'
+    )
+    assert problems[1].startswith(
+        f"{spec.spec_dir / 'features' / 'label.sql'}: the SQL of the label fails: Binder Error: "
+        'Referenced column "arr_dealy" not found in FROM clause! Candidate bindings: "arr_delay"'
+    )
 
 
 def test_duplicating_sql_is_refused(warehouse, flights_spec, flights_landing, tmp_path) -> None:
