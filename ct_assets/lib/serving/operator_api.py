@@ -9,12 +9,17 @@ A request is checked in this order, and nothing of a refused one is read further
 2. the token, from `Authorization: Bearer <token>` as RFC 6750 puts it (the scheme is required
    and case-insensitive; the token is compared in constant time): a 401 otherwise, with
    `WWW-Authenticate: Bearer`; the request body is never read;
-3. the body, read up to `MAX_BODY_BYTES` (a 413 past it) and parsed as a JSON object.
+3. the body, read up to `MAX_BODY_BYTES` (a 413 past it) and parsed as a JSON object: a body that
+   is not UTF-8, not JSON, or JSON but not an object gets a 400 that says which (an empty body is
+   an empty object).
 
-Every authenticated POST is an `operator_request` entry in the audit log: the endpoint, the answer,
-who (the body's `who`, else the token holder's name from `CT_OPERATOR_NAME`) and why. Rollouts,
-approvals and rollbacks run in a worker thread, one at a time (a second gets a 409), so that
-`/status` answers at once while one runs.
+A path or method the API does not have gets the same token check first, then a 404 (or 405). Every
+error is JSON, `{"error": "<one line>"}`.
+
+Every authenticated POST to an endpoint is an `operator_request` entry in the audit log: the
+endpoint, the answer, who (the body's `who`, else the token holder's name from `CT_OPERATOR_NAME`)
+and why. Rollouts, approvals and rollbacks run in a worker thread, one at a time (a second gets a
+409), so that `/status` answers at once while one runs.
 """
 
 from __future__ import annotations
@@ -49,6 +54,10 @@ _BEARER = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] +([A-Za-z0-9\-._~+/]+=*)")
 
 class _TooLarge(Exception):
     """A request body over MAX_BODY_BYTES."""
+
+
+class _NotAnObject(Exception):
+    """A request body that is not a JSON object in UTF-8 (the message says what it is)."""
 
 
 class FailureLimit:
@@ -101,12 +110,14 @@ def create_app(
             Route("/rollback", api.audited("rollback", api.rollback), methods=["POST"]),
             Route("/approve", api.audited("approve", api.approve), methods=["POST"]),
             Route("/rollout", api.audited("rollout", api.start_rollout), methods=["POST"]),
-        ]
+        ],
+        exception_handlers={404: api.no_such_route, 405: api.no_such_route},
     )
 
 
 async def _body(request: Request) -> dict[str, Any]:
-    """The request's JSON object ({} for anything else), read up to MAX_BODY_BYTES (_TooLarge past it)."""
+    """The request's JSON object ({} for an empty body), read up to MAX_BODY_BYTES (_TooLarge past
+    it; _NotAnObject for a body that is not a JSON object in UTF-8)."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise _TooLarge
@@ -116,11 +127,28 @@ async def _body(request: Request) -> dict[str, Any]:
         if size > MAX_BODY_BYTES:
             raise _TooLarge
         chunks.append(chunk)
+    wanted = 'the body must be a JSON object, such as {"why": "..."}'
     try:
-        data = json.loads(b"".join(chunks) or b"{}")
-    except ValueError:
+        text = b"".join(chunks).decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise _NotAnObject(
+            f"the body is not valid UTF-8 (byte 0x{err.object[err.start]:02x} at position {err.start}): "
+            f"{wanted}, encoded as UTF-8"
+        ) from err
+    if not text.strip():
         return {}
-    return data if isinstance(data, dict) else {}
+    try:
+        data = json.loads(text)
+    except ValueError as err:
+        raise _NotAnObject(f"the body is not valid JSON ({err}): {wanted}") from err
+    if not isinstance(data, dict):
+        raise _NotAnObject(f"{wanted}, not {_json_kind(data)}")
+    return data
+
+
+def _json_kind(value: Any) -> str:
+    kinds = {list: "a list", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    return "null" if value is None else kinds.get(type(value), type(value).__name__)
 
 
 def _answer(result: Any) -> JSONResponse:
@@ -163,6 +191,18 @@ class _OperatorApi:
                 {"WWW-Authenticate": 'Bearer realm="ct operator"'},
             )
         return None
+
+    async def no_such_route(self, request: Request, exc: Exception) -> JSONResponse:
+        """A path (404) or method (405) the API does not have, answered only past the token check."""
+        if refused := self.refused(request):
+            return refused
+        if getattr(exc, "status_code", 404) == 405:
+            return _error(
+                f"{request.method} is not allowed on {request.url.path}", 405, getattr(exc, "headers", None)
+            )
+        return _error(
+            f"no such endpoint: {request.url.path} (there are /status, /rollout, /approve, /rollback)", 404
+        )
 
     async def status(self, request: Request) -> JSONResponse:
         if refused := self.refused(request):
@@ -224,6 +264,10 @@ class _OperatorApi:
                 data = await _body(request)
             except _TooLarge:
                 response = _error(f"request body larger than {MAX_BODY_BYTES:,} bytes", 413)
+                self.record(endpoint, request, response.status_code, {})
+                return response
+            except _NotAnObject as err:
+                response = _error(str(err), 400)
                 self.record(endpoint, request, response.status_code, {})
                 return response
             response = await handler(request, data)

@@ -1,5 +1,6 @@
 """The operator API over real HTTP on loopback: refuses without the token (RFC 6750's Bearer
-scheme), writes nothing for a refused request, caps bodies, rate-limits failed authentications,
+scheme), writes nothing for a refused request, caps bodies, refuses (and audits) a body that is not
+a JSON object, checks the token before saying a path does not exist, rate-limits failed authentications,
 refuses a rollout of a bento not in the store before anything starts, answers /status at once while
 a rollout runs, and keeps its audit log private (0600)."""
 
@@ -136,6 +137,55 @@ def test_unauthenticated_requests_leave_nothing_behind_and_bodies_are_capped(dep
         assert [e["details"]["answer"] for e in entries] == [413, 413]
         assert "x" * 100 not in json.dumps(entries)
         assert stat.S_IMODE(deployment.record.audit_trail().path.stat().st_mode) == 0o600
+    finally:
+        server.should_exit = True
+
+
+def test_a_body_that_is_not_a_json_object_is_a_400_that_says_so_and_is_audited(
+    deployment: Deployment,
+) -> None:
+    url, server = _serve(create_app(deployment, token="s3cret-token"))
+    good = {"Authorization": "Bearer s3cret-token"}
+    bodies = {
+        b"why=bad scores": "the body is not valid JSON (Expecting value: line 1 column 1 (char 0))",
+        '{"why": "café"}'.encode("latin-1"): "the body is not valid UTF-8 (byte 0xe9 at position 12)",
+        b'["bad scores"]': 'the body must be a JSON object, such as {"why": "..."}, not a list',
+        b'"bad scores"': 'the body must be a JSON object, such as {"why": "..."}, not a string',
+    }
+    try:
+        for body, said in bodies.items():
+            answer = httpx.post(f"{url}/rollback", headers=good, content=body)
+            assert answer.status_code == 400, (body, answer.text)
+            assert answer.json()["error"].startswith(said), answer.json()
+        assert httpx.post(f"{url}/approve", headers=good, content=b"").status_code == 409  # empty: {}
+        entries = _audit_entries(deployment)
+        assert [(e["details"]["endpoint"], e["details"]["answer"]) for e in entries] == [
+            *[("rollback", 400)] * 4,
+            ("approve", 409),
+        ]
+        assert httpx.post(f"{url}/rollback", content=b"[1]").status_code == 401
+        assert len(_audit_entries(deployment)) == 5
+    finally:
+        server.should_exit = True
+
+
+def test_an_unknown_path_needs_the_token_before_its_json_404(deployment: Deployment) -> None:
+    url, server = _serve(create_app(deployment, token="s3cret-token"))
+    good = {"Authorization": "Bearer s3cret-token"}
+    try:
+        for method, path in (("GET", "/nosuch"), ("POST", "/rollbacks"), ("GET", "/rollback")):
+            refused = httpx.request(method, f"{url}{path}")
+            assert refused.status_code == 401 and refused.headers["www-authenticate"].startswith("Bearer")
+            assert "operator token" in refused.json()["error"]
+        missing = httpx.get(f"{url}/nosuch", headers=good)
+        assert missing.status_code == 404 and missing.headers["content-type"] == "application/json"
+        assert missing.json() == {
+            "error": "no such endpoint: /nosuch (there are /status, /rollout, /approve, /rollback)"
+        }
+        wrong_method = httpx.get(f"{url}/rollback", headers=good)
+        assert wrong_method.status_code == 405 and wrong_method.headers["allow"] == "POST"
+        assert wrong_method.json() == {"error": "GET is not allowed on /rollback"}
+        assert _audit_entries(deployment) == []
     finally:
         server.should_exit = True
 
