@@ -149,7 +149,13 @@ class AuditLog:
         finally:
             os.close(descriptor)
         temporary = self.head_path.with_name(f".{self.head_path.name}.tmp")
-        temporary.write_text(json.dumps({"seq": body["seq"], "hash": body["hash"], "at": body["at"]}))
+        head = json.dumps({"seq": body["seq"], "hash": body["hash"], "at": body["at"]}).encode()
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.fchmod(descriptor, 0o600)  # a temporary file left by an older writer keeps its mode
+            os.write(descriptor, head)
+        finally:
+            os.close(descriptor)
         temporary.replace(self.head_path)
         return body
 

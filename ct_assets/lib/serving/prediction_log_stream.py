@@ -45,7 +45,8 @@ class LogStream:
         while True:  # never append to a file another stream wrote (see the module doc)
             self.path = _free_segment(base)
             try:
-                self.handle = self.path.open("xb")
+                # Requests' inputs: readable by the service's user alone.
+                self.handle = os.fdopen(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
                 break
             except FileExistsError:  # taken between the look and the open: the next one
                 continue

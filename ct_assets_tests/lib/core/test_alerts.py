@@ -28,6 +28,7 @@ def test_alerts_round_trip_through_the_jsonl_sink(tmp_path: Path) -> None:
     write_jsonl(sink, second)
     assert read_jsonl(sink) == [first, second]
     assert all(json.loads(line)["pipeline"] == "loans" for line in sink.read_text().splitlines())
+    assert sink.stat().st_mode & 0o777 == 0o600
 
 
 def test_a_missing_sink_holds_no_alerts(tmp_path: Path) -> None:

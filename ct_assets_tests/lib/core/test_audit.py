@@ -37,6 +37,8 @@ def test_entries_are_chained_and_verify(tmp_path: Path) -> None:
     }
     report = log.verify()
     assert report.ok and report.entries == 5 and report.head == entries[-1]["hash"]
+    # who did what, and the chain's head: the owner's alone
+    assert {oct(p.stat().st_mode & 0o777) for p in (log.path, log.head_path)} == {"0o600"}
 
 
 def test_an_edited_line_is_named(tmp_path: Path) -> None:

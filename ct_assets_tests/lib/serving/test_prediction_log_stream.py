@@ -17,6 +17,7 @@ def test_each_write_now_starts_the_next_free_segment(tmp_path: Path) -> None:
     assert [p.name.split(".", 1)[1] for p in paths] == ["arrows", "1.arrows", "2.arrows"]
     assert prediction_log.log_files(tmp_path) == paths
     assert [r["request_id"] for p in paths for r in prediction_log.read_requests(p)] == ["r0", "r1", "r2"]
+    assert {p.stat().st_mode & 0o777 for p in paths} == {0o600}, "callers' inputs: the owner's alone"
 
 
 def test_only_all_null_columns_are_cast_to_the_stream_schema() -> None:
