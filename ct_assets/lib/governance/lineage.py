@@ -53,7 +53,8 @@ def find_request(log_root: Path, request_id: str, pipeline: str | None = None) -
     if not found:
         raise LineageError(
             f"no prediction with request id {request_id!r} in the prediction log under {root} "
-            "(wrong id, another home folder, or removed by retention: see the audit log)"
+            "(wrong id, another home folder, a request the service refused with a 4xx, which "
+            "scores nothing, or removed by retention: see the audit log)"
         )
     return found
 

@@ -61,7 +61,8 @@ def test_lineage_of_an_unknown_request(run_ct: RunCt, home: Path) -> None:
     ran = run_ct("lineage", "0123abcd")
     assert one_line_error(ran) == (
         f"ct: no prediction with request id '0123abcd' in the prediction log under {home / 'prediction_log'} "
-        "(wrong id, another home folder, or removed by retention: see the audit log)"
+        "(wrong id, another home folder, a request the service refused with a 4xx, which scores "
+        "nothing, or removed by retention: see the audit log)"
     )
     assert ran.code == 1
 
