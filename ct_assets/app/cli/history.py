@@ -22,6 +22,7 @@ from ct_assets.lib.core.warehouse import connection
 from ct_assets.lib.data.landing import landed_partition_keys
 from ct_assets.lib.monitor import backtest
 from ct_assets.lib.monitor.backtest import partition_keys
+from ct_assets.lib.monitor.backtest_builds import describe
 
 
 def _default_last(spec: PipelineSpec) -> tuple[str, str] | None:
@@ -179,12 +180,13 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     # with --json the last stdout line is the JSON summary; everything else goes to stderr
     console = Console(width=max(Console().width, 130), stderr=args.json)
     with Progress(console=console) as progress:
-        task = progress.add_task("features (library code, cached)", total=len(keys))
+        task = progress.add_task("features (library code, reused when unchanged)", total=len(keys))
         with connection(settings.config().home / "backtest" / spec.name / "warehouse.duckdb") as con:
-            backtest.build_features(
+            rebuilt = backtest.build_features(
                 con, spec, settings.config().landing, keys, lambda _: progress.advance(task)
             )
             frames = backtest.load_frames(con, spec, keys)
+        progress.console.print(describe(rebuilt, len(keys)))
         runner = backtest.Backtest(spec, frames)
         first = keys[window - 1]
         task = progress.add_task("warm-up (in no policy's CPU s)", total=1)

@@ -45,6 +45,7 @@ from ct_assets.lib.model.paired_evidence import paired_scores
 from ct_assets.lib.model.refit import refit_window
 from ct_assets.lib.model.steps import feature_importance
 from ct_assets.lib.model.training_set import SPLIT_COLUMN, assign_splits, available_partitions
+from ct_assets.lib.monitor import backtest_builds as builds
 from ct_assets.lib.monitor import measures as monitoring
 from ct_assets.lib.monitor.retrain_policy import (
     Decision,
@@ -90,21 +91,26 @@ def build_features(
     landing: Path,
     keys: list[str],
     progress: Callable[[str], None] | None = None,
-) -> None:
-    """Run the data layer's library steps for the partitions not yet in the backtest warehouse."""
-    done = set(available_partitions(con, spec))
-    if len(done) == 0:
+) -> dict[str, str]:
+    """Run the data layer's library steps for the partitions that are new to the backtest
+    warehouse or whose landing files, spec or SQL changed since they were built (`backtest_builds`);
+    the others are reused. Returns each partition built, with why."""
+    wanted = builds.current_builds(spec, landing, keys)
+    rebuilt = builds.stale(wanted, builds.recorded_builds(con, spec), set(available_partitions(con, spec)))
+    if rebuilt:
         for table in spec.context_tables:
             data_steps.load_context(con, spec, table, context_file(landing, spec.name, table))
     for key in keys:
-        if key not in done:
+        if key in rebuilt:
             data_steps.ingest_raw(con, spec, key, partition_files(landing, spec.name, key))
             data_steps.validate_partition(con, spec, key)
             for group in groups(spec):
                 data_steps.materialize_group(con, spec, group, key)
             data_steps.build_features(con, spec, key)
+            builds.record(con, spec, key, wanted[key])
         if progress:
             progress(key)
+    return rebuilt
 
 
 @dataclass

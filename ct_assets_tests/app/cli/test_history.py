@@ -14,6 +14,7 @@ import pytest
 
 from ct_assets.cli import main
 from ct_assets.lib.core.spec_loading import load_spec
+from ct_assets.lib.core.warehouse import open_connection
 from ct_assets.lib.monitor.backtest import partition_keys
 from ct_assets_tests.app.cli.conftest import RunCt, one_line_error
 
@@ -256,6 +257,42 @@ def test_backtest_of_one_partition(
     grains("weekly", KEYS["weekly"])
     ran = run_ct("backtest", "--pipeline", "grains", "--start", "2024-02-18")
     assert one_line_error(ran) == "ct: 1 partition: a backtest needs more than the training window (5)"
+
+
+def test_a_second_backtest_builds_what_changed_and_says_so(
+    run_ct: RunCt, grains: Callable[[str, list[str]], Path], home: Path, tmp_path: Path
+) -> None:
+    """Five rows added to one week's file and a feature SQL changed between two runs: the second
+    run's warehouse holds the new rows and the new feature values, and its line says why."""
+    landing = grains("weekly", KEYS["weekly"])
+    command = ("backtest", "--pipeline", "grains", "--policies", "static", "--json")
+    first = run_ct(*command)
+    assert first.code == 0 and "features: 7 of 7 partitions built (7 new), 0 reused" in first.err
+    again = run_ct(*command)
+    assert "features: all 7 partitions reused from the backtest warehouse" in again.err
+    assert json.loads(again.out.splitlines()[-1]) == json.loads(first.out.splitlines()[-1])
+
+    week = landing / f"{KEYS['weekly'][1]}.csv"
+    rows = pd.read_csv(week)
+    extra = rows.head(5).assign(reading_id=[f"extra-{i}" for i in range(5)])
+    pd.concat([rows, extra]).to_csv(week, index=False)
+    changed = run_ct(*command)
+    assert "features: 1 of 7 partitions built (1 landing files changed), 6 reused" in changed.err
+
+    sql = tmp_path / "pipelines" / "grains" / "sql" / "reading.sql"
+    sql.write_text("SELECT reading_id, 0::DOUBLE AS level, site FROM validated")
+    changed = run_ct(*command)
+    assert "features: 7 of 7 partitions built (7 spec or feature SQL changed), 0 reused" in changed.err
+    assert json.loads(changed.out.splitlines()[-1]) != json.loads(first.out.splitlines()[-1])
+    con = open_connection(home / "backtest" / "grains" / "warehouse.duckdb", read_only=True)
+    try:
+        raw = con.execute(
+            "SELECT count(*) FROM grains.raw WHERE _partition_key = ?", [KEYS["weekly"][1]]
+        ).fetchone()
+        assert raw == (155,)
+        assert con.execute("SELECT DISTINCT level FROM grains.features").fetchall() == [(0.0,)]
+    finally:
+        con.close()
 
 
 def test_backtest_help_names_the_policies(run_ct: RunCt) -> None:
