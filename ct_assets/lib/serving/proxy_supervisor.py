@@ -103,14 +103,30 @@ stderr_stream.backup_count = {LOG_BACKUPS}
 """
 
 
+def _is_our_circusd(pid: int, files: SupervisorFiles) -> bool:
+    """Is `pid` a circusd running this folder's `circus.ini` (named relative to its own cwd, maybe)?"""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    if b"circus.circusd" not in argv:
+        return False
+    for arg in argv[argv.index(b"circus.circusd") + 1 :]:
+        with contextlib.suppress(OSError):
+            if (Path(f"/proc/{pid}/cwd") / os.fsdecode(arg)).samefile(files.ini):
+                return True
+    return False
+
+
 def supervisor_pid(layout: ProxyLayout) -> int | None:
-    """The running circusd's pid for this proxy folder (None when it is not running)."""
+    """The running circusd's pid for this proxy folder (None when it is not running, or when the pid
+    file names another process: a pid is reused once its process is gone)."""
     files = SupervisorFiles(layout.folder)
     try:
         pid = int(files.pidfile.read_text().strip())
     except (OSError, ValueError):
         return None
-    return pid if processes.is_running(pid) else None
+    return pid if processes.is_running(pid) and _is_our_circusd(pid, files) else None
 
 
 def answers(layout: ProxyLayout) -> bool:
@@ -131,26 +147,12 @@ def wait_answers(layout: ProxyLayout, timeout: float) -> bool:
     return answers(layout)
 
 
-def _is_our_circusd(pid: int, files: SupervisorFiles) -> bool:
-    try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    return b"circus.circusd" in argv and str(files.ini).encode() in argv
-
-
 def remove_stale_pidfile(layout: ProxyLayout) -> bool:
     """Remove circusd's pid file unless its pid is a live circusd for this folder; True if removed."""
-    files = SupervisorFiles(layout.folder)
-    try:
-        pid = int(files.pidfile.read_text().strip())
-    except FileNotFoundError:
+    pidfile = SupervisorFiles(layout.folder).pidfile
+    if not pidfile.exists() or supervisor_pid(layout) is not None:
         return False
-    except (OSError, ValueError):
-        pid = None
-    if pid is not None and processes.is_running(pid) and _is_our_circusd(pid, files):
-        return False
-    files.pidfile.unlink(missing_ok=True)
+    pidfile.unlink(missing_ok=True)
     return True
 
 

@@ -303,6 +303,7 @@ def test_a_pid_file_naming_another_process_does_not_keep_the_supervisor_from_sta
     layout.folder.mkdir(parents=True)
     pidfile = proxy_supervisor.SupervisorFiles(layout.folder).pidfile
     pidfile.write_text(f"{os.getpid()}\n")  # a live process, but no circusd: a reused pid
+    assert proxy_supervisor.supervisor_pid(layout) is None  # never to be stopped as the supervisor
     pid = proxy_supervisor.start(layout, {"blue": 256, "green": 0})
     try:
         assert proxy_supervisor.answers(layout) and int(pidfile.read_text()) == pid
