@@ -7,13 +7,14 @@ time-ordered splits) and judged by the loop's gate (`gate.decide`) against the m
 replace, re-scored on the candidate's holdout: a refused candidate leaves the previous model
 serving. With the spec's `training.refit`, a passed candidate serves refitted on its whole window
 (`refit.refit_window`), and later candidates are judged against the candidate it came from, as
-the loop does. After each partition's data (with its labels) lands, a policy may retrain on the window
-ending there; the model it then serves is scored on the next partition. Partitions are the spec's
-keys at its grain (daily, weekly or monthly).
+the loop does. After each partition's data (with its labels) lands, a policy may retrain on the
+window ending there; the model it then serves is scored on the next partition. After the last
+scored partition no policy retrains: that model would serve nothing, so neither `retrains` nor the
+CPU seconds count it. Partitions are the spec's keys at its grain (daily, weekly or monthly).
 
-Policies: `static` never retrains; `periodic` retrains after every partition; `scheduled` on the
-spec's `retrain_cron`; `triggered` when `retrain_policy` finds evidence of harm (the rules the
-sensors apply, with the spec's cooldown).
+Policies: `static` never retrains; `periodic` retrains after every scored partition but the last;
+`scheduled` on the spec's `retrain_cron`; `triggered` when `retrain_policy` finds evidence of harm
+(the rules the sensors apply, with the spec's cooldown).
 
 A policy's CPU seconds are its own work only: before any policy's clock starts, `warm_up` runs the
 timed code paths once (the first model, its refit, a candidate judged against it, scoring), so the
@@ -133,7 +134,7 @@ class Served:
 class PolicyRun:
     name: str
     scored: list[dict[str, Any]] = field(default_factory=list)  # one row per scored partition
-    retrains: int = 0  # candidates trained after the first model
+    retrains: int = 0  # candidates trained after the first model (none after the last partition)
     refused: int = 0  # of those, refused by the gate
     cpu_seconds: float = 0.0  # training, gate scoring and partition scoring
     reasons: list[str] = field(default_factory=list)
@@ -298,11 +299,11 @@ class Backtest:
         return None
 
     def warm_up(self, first: str) -> PolicyRun:
-        """Once per backtest: the periodic policy from `first` over one partition (its figures
-        discarded), so every code path a policy times has run in this process before any policy's
-        clock starts."""
+        """Once per backtest: the periodic policy from `first` over two partitions (one retrain
+        between them; its figures discarded), so every code path a policy times has run in this
+        process before any policy's clock starts."""
         if self.warm_up_run is None:
-            self.warm_up_run = self._walk("periodic", first, [k for k in self.keys if k > first][:1], None)
+            self.warm_up_run = self._walk("periodic", first, [k for k in self.keys if k > first][:2], None)
         return self.warm_up_run
 
     def run(self, policy: str, first: str, on_key: Callable[[str, str], None] | None = None) -> PolicyRun:
@@ -324,7 +325,9 @@ class Backtest:
             row = self._score(served, key, run)
             run.scored.append(row)
             reason = None
-            if policy == "periodic":
+            if key == keys[-1]:
+                pass  # a model trained now would serve no scored partition
+            elif policy == "periodic":
                 reason = "every partition"
             elif policy == "scheduled" and retrain_due(self.spec, key):
                 reason = "schedule"

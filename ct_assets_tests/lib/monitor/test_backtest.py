@@ -33,7 +33,7 @@ def test_build_features_skips_the_days_already_built(small_spec, flights_landing
         con.close()
 
 
-@pytest.mark.parametrize(("policy", "retrains"), [("static", 0), ("periodic", 2), ("scheduled", 1)])
+@pytest.mark.parametrize(("policy", "retrains"), [("static", 0), ("periodic", 1), ("scheduled", 1)])
 def test_each_policy_scores_every_later_day(small_spec, five_days, policy, retrains) -> None:
     days: list[tuple[str, str]] = []
     run = backtest.Backtest(small_spec, five_days).run(policy, DAYS[2], lambda p, d: days.append((p, d)))
@@ -47,13 +47,27 @@ def test_each_policy_scores_every_later_day(small_spec, five_days, policy, retra
     assert summary["mean_ece"] == pytest.approx(sum(d["ece"] for d in run.scored) / 2, abs=1e-4)
 
 
+def test_no_policy_retrains_after_the_last_scored_partition(small_spec, five_days) -> None:
+    """A model trained after the last partition would serve nothing: it is neither trained nor
+    counted, even when the schedule is due on that partition (a Saturday here)."""
+    saturdays = small_spec.model_copy(
+        update={"training": small_spec.training.model_copy(update={"retrain_cron": "0 6 * * 6"})}
+    )
+    test = backtest.Backtest(saturdays, five_days)
+    scheduled = test.run("scheduled", DAYS[2])
+    assert [d["partition"] for d in scheduled.scored] == DAYS[3:] and DAYS[4] == "2013-01-05"
+    assert scheduled.retrains == 0 and scheduled.summary()["retrains"] == 0
+    periodic = test.run("periodic", DAYS[2])
+    assert periodic.retrains == len(periodic.scored) - 1 == 1
+
+
 def test_a_refused_candidate_leaves_the_previous_model_serving(small_spec, five_days) -> None:
     """Periodic retrains are judged by the gate against the serving model on the candidate's
     holdout: whatever serves the last day was trained on a day whose candidate passed."""
     test = backtest.Backtest(small_spec, five_days)
     run = test.run("periodic", DAYS[2])
     served = {d["model_trained_on"] for d in run.scored}
-    assert served <= {DAYS[2], DAYS[3]} and run.retrains == 2 and run.refused <= 2
+    assert served <= {DAYS[2], DAYS[3]} and run.retrains == 1 and run.refused <= 1
 
 
 def test_triggered_policy_records_its_reasons(small_spec, five_days) -> None:
@@ -78,7 +92,7 @@ def test_the_warm_up_runs_before_any_policys_clock_starts(small_spec, five_days)
     before = readings.count(False)
     assert before > 0 and readings == [False] * before + [True] * (len(readings) - before)
     # the warm-up scored a partition and judged a candidate against the model serving it
-    assert len(warm_up.scored) == 1 and warm_up.retrains == 1
+    assert len(warm_up.scored) == 2 and warm_up.retrains == 1
     assert static.cpu_seconds == (len(readings) - before) / 2  # one unit per timed step: its own only
     so_far = len(readings)
     periodic = test.run("periodic", DAYS[2])
