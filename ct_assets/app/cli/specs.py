@@ -2,7 +2,9 @@
 each problem on its own line (and folders without a spec.yaml); exit code 1 on any problem.
 
 Besides the spec files themselves, every feature group's SQL (and the label's) is bound to empty
-tables of the spec's types: a misspelled column is an error naming the SQL file."""
+tables of the spec's types: a misspelled column is an error naming the SQL file. A landing file
+whose name is not a partition key (so no partition reads it) is a warning, which does not fail the
+check."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from typing import Any
 from ct_assets.lib.core import settings
 from ct_assets.lib.core.spec_loading import check_specs
 from ct_assets.lib.data.features import definition_problems
+from ct_assets.lib.data.landing_names import misnamed
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
@@ -21,7 +24,9 @@ def _cmd_check(args: argparse.Namespace) -> int:
     if args.path is None:
         print("checked " + (", ".join(str(p) for p in settings.config().pipeline_dirs) or "no folder"))
     problems = list(report.problems)
+    warnings = []
     for spec in report.loaded:
+        warnings += misnamed(settings.config().landing, spec.name, spec.partitions)
         failing = definition_problems(spec)
         problems += failing
         if failing:
@@ -34,6 +39,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
         )
     for problem in problems:
         print(f"error  {problem}", file=sys.stderr)
+    for warning in warnings:
+        print(f"warning {warning}", file=sys.stderr)
     if not report.loaded and not problems:
         print("no specs found", file=sys.stderr)
         return 1

@@ -1,10 +1,12 @@
 """One pipeline's sensors: the drift and performance sensors that request a retrain, and the
-landing sensor that loads context tables and ingests landed partitions.
+landing sensor that loads context tables and ingests landed partitions (and names, once each, the
+landing files whose name is not a partition key).
 
 The decisions are lib functions (`lib.monitor.sensor_rules`, `lib.data.landing_state`); a sensor
 reads the instance and the resources, asks them, and turns the answer into run requests.
 """
 
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -14,7 +16,7 @@ from ct_assets.defs.shared import asset_key, run_statuses
 from ct_assets.lib.core import names, runs
 from ct_assets.lib.core.spec import PipelineSpec
 from ct_assets.lib.core.warehouse import WarehouseMissing, open_connection
-from ct_assets.lib.data import landing_state
+from ct_assets.lib.data import landing_names, landing_state
 from ct_assets.lib.data.landing import LandingError
 from ct_assets.lib.data.online_snapshot import published_as_of
 from ct_assets.lib.monitor import sensor_rules
@@ -171,6 +173,12 @@ def landing_sensor(spec: PipelineSpec, job: Any, context_job: Any) -> dg.SensorD
         )
         if busy:  # one ingest run at a time: the days that land meanwhile go together in the next one
             return _waiting(requests, cursor, f"waiting for ingest run {busy[0].run_id[:8]}")
+        had_misnamed = list(cursor.get("misnamed", []))
+        misnamed = landing_state.newly_misnamed(
+            cursor, landing_names.misnamed(Path(landing.root), spec.name, spec.partitions)
+        )
+        for entry in misnamed:
+            context.log.warning(str(entry))
         ordered = partitions_def.get_partition_keys(dynamic_partitions_store=context.instance)
         landed = [
             (key, landing_state.fingerprint(landing.partition_files(spec.name, key)))
@@ -182,7 +190,10 @@ def landing_sensor(spec: PipelineSpec, job: Any, context_job: Any) -> dg.SensorD
         pending = landing_state.pending(cursor, landed, ingested, LOST_RUN_RETRIES, ingested_from)
         requests += [_ingest_request(job.name, run) for run in landing_state.partition_runs(pending, ordered)]
         if not requests:
-            return dg.SkipReason("no new or changed landing files")
+            idle = "no new or changed landing files"
+            if cursor.get("misnamed", []) != had_misnamed:  # remember which entries were named
+                return _waiting([], cursor, "; ".join([idle, *map(str, misnamed)]))
+            return dg.SkipReason(idle)
         return dg.SensorResult(run_requests=requests, cursor=landing_state.dump(cursor))
 
     return _sensor

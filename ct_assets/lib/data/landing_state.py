@@ -1,7 +1,8 @@
 """The landing sensor's state: which landed partitions to ingest, and in which runs.
 
 The cursor remembers each partition's files fingerprint (`seen`), the retries asked for a landed
-partition whose ingest was lost (`retries`) and the context files' fingerprint (`context`). A
+partition whose ingest was lost (`retries`), the context files' fingerprint (`context`) and the
+landing entries whose name is not a partition key (`misnamed`, so each is named once). A
 partition is ingested again when its files change, and asked again (up to a limit) while it is
 landed but not ingested. Consecutive partitions go together in one range run.
 """
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ct_assets.lib.data.landing import sha256_of
+from ct_assets.lib.data.landing_names import Misnamed
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,16 @@ def in_order(landed: Iterable[str], ordered: Sequence[str]) -> list[str]:
     """Landed partition keys that the partitions definition knows, in its order."""
     position = {key: index for index, key in enumerate(ordered)}
     return sorted((key for key in landed if key in position), key=position.__getitem__)
+
+
+def newly_misnamed(cursor: dict[str, Any], found: list[Misnamed]) -> list[Misnamed]:
+    """The misnamed landing entries not named before (the cursor then holds all of `found`): an
+    entry stays quiet while it stays, and is named again if it goes and comes back."""
+    before = set(cursor.get("misnamed", []))
+    names = sorted(entry.path.name for entry in found)
+    if names or "misnamed" in cursor:
+        cursor["misnamed"] = names
+    return [entry for entry in found if entry.path.name not in before]
 
 
 def pending(

@@ -165,3 +165,18 @@ def test_a_misspelled_column_in_feature_sql_fails_the_check(run_ct: RunCt, tmp_p
         '"day_startt" not found in FROM clause! Candidate bindings: "day_start", "day_id"'
     )
     assert "ok" not in ran.out
+
+
+def test_a_landing_file_that_no_partition_reads_is_a_warning(run_ct: RunCt, home: Path) -> None:
+    folder = home / "landing" / "rain_ibk"
+    folder.mkdir(parents=True)
+    for name in ["2000-01-01.csv", "2000-02-15.csv", ".2000-03-01.csv.tmp"]:
+        (folder / name).write_text("day_id\n")
+    ran = run_ct("spec", "check", str(EXAMPLE))
+    assert ran.code == 0
+    assert "ok     rain_ibk" in ran.out
+    assert ran.err.splitlines() == [
+        f"warning {folder / '2000-02-15.csv'}: its rows are not ingested: 2000-02-15 is not the first "
+        "of a month, and monthly partitions are keyed by it: rename it 2000-02-01 (the month it falls "
+        "in) or 2000-03-01 (the next month)"
+    ]

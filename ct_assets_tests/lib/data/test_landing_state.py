@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from ct_assets.lib.data import landing_state
+from ct_assets.lib.data.landing_names import Misnamed
 
 ORDER = ["d1", "d2", "d3", "d4", "d5"]
 
@@ -57,3 +58,15 @@ def test_context_changes_are_noticed_once(tmp_path: Path) -> None:
     assert landing_state.context_changed(cursor, print_) is None
     path.write_text("a\n2\n")
     assert landing_state.context_changed(cursor, landing_state.fingerprint([path])) is not None
+
+
+def test_a_misnamed_file_is_named_once_while_it_stays() -> None:
+    tuesday, later = Misnamed(Path("w/2017-01-03.csv"), "why"), Misnamed(Path("w/x.csv"), "why")
+    cursor = landing_state.parse(None)
+    assert landing_state.newly_misnamed(cursor, []) == [] and "misnamed" not in cursor
+    assert landing_state.newly_misnamed(cursor, [tuesday]) == [tuesday]
+    cursor = landing_state.parse(landing_state.dump(cursor))
+    assert landing_state.newly_misnamed(cursor, [tuesday]) == []
+    assert landing_state.newly_misnamed(cursor, [tuesday, later]) == [later]
+    assert landing_state.newly_misnamed(cursor, []) == [] and cursor["misnamed"] == []
+    assert landing_state.newly_misnamed(cursor, [tuesday]) == [tuesday]  # renamed away and back
