@@ -42,7 +42,8 @@ def _cmd_deploy(args: argparse.Namespace) -> int:
             result = deploy.approve(who=who(args), why=args.why or "approved after a healthy canary")
             print(f"switched: {result.bento} serves all traffic from slot {result.slot}")
         else:
-            print(_stopped_line(deploy.folder.name, deploy.shutdown()))
+            stopped = deploy.shutdown(who=who(args), why=args.why or "operator stop (no reason given)")
+            print(_stopped_line(deploy.folder.name, stopped))
     except (RuntimeError, OSError) as err:  # the proxy or a slot is down: one line, no traceback
         raise CliError(str(err)) from err
     return 0

@@ -37,14 +37,22 @@ class SlotBento(_State):
 
 class DeployState(_State):
     """Which slot takes the traffic, what each slot runs, what served before, what awaits approval,
-    and when the deployment was stopped (`ct deploy stop`; None once a slot starts again)."""
+    when `ct deploy stop` began tearing the deployment down (`stopping_since`, until it is done),
+    and when and by whom it was stopped (None once a slot starts again)."""
 
     active: str | None = None
     slots: dict[str, SlotProcess] = {}
     previous: SlotBento | None = None
     pending: SlotBento | None = None
     proxy_supervisor_pid: int | None = None
+    stopping_since: str | None = None
     stopped_at: str | None = None
+    stopped_by: str | None = None
+
+    @property
+    def stopping_or_stopped(self) -> bool:
+        """Is a stop tearing the deployment down, or has one stopped it? (Nothing to watch then.)"""
+        return bool(self.stopping_since or self.stopped_at)
 
     @property
     def holds_a_deployment(self) -> bool:

@@ -105,10 +105,22 @@ class Deployment:
     def stop_slot(self, slot: str) -> None:
         self.slots.stop(slot)
 
-    def shutdown(self, who: str = "ct") -> list[str]:
-        """Stop both slots and the proxy (`SlotControl.shutdown`); what was running."""
+    def shutdown(self, who: str = "ct", why: str = "deployment stopped") -> list[str]:
+        """Stop both slots and the proxy (`SlotControl.shutdown`), with a `deploy_stop` audit entry
+        (who, why, what ran) unless nothing was deployed; what was running."""
         with self.lock("stop", who):
-            return self.slots.shutdown()
+            before = self.state()
+            stopped = self.slots.shutdown(who)
+            if before.holds_a_deployment or stopped:
+                self.audit(
+                    "deploy_stop",
+                    who,
+                    why,
+                    stopped=stopped,
+                    active=before.active,
+                    bentos={slot: process.bento for slot, process in before.slots.items()},
+                )
+            return stopped
 
     def refuse_if_stopped(self, wanted: str) -> None:
         """Raise (RuntimeError) when `ct deploy stop` stopped the deployment and nothing started since:

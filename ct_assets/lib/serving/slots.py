@@ -63,6 +63,10 @@ def terminate_group(pid: int, timeout: float, instance: str | None = None) -> No
     processes.signal_tree(pid, signal.SIGKILL, remaining())
 
 
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
 def _log_pipe(path: Path) -> subprocess.Popen:
     """A copier of a slot's output into `path`, rotated by size (`log_pipe`)."""
     return subprocess.Popen(
@@ -144,7 +148,7 @@ class SlotControl:
             started_at=datetime.now(UTC).isoformat(),
             instance=instance,
         )
-        state.stopped_at = None
+        state.stopped_at = state.stopped_by = state.stopping_since = None
         self.record.save(state)
         wait_until_answers(f"http://127.0.0.1:{port}/readyz", process, f"slot on port {port}", timeout=120)
         self.wait_up(slot)
@@ -166,11 +170,16 @@ class SlotControl:
         terminate_group(info.pid, timeout=20, instance=info.instance)
         return running
 
-    def shutdown(self) -> list[str]:
-        """Stop both slots and the proxy; the record then names nothing deployed and when it was
-        stopped (when it named a deployment, or something ran). Returns what was running: the slots
-        by name, and `proxy`."""
-        held = self.record.read().holds_a_deployment
+    def shutdown(self, who: str | None = None) -> list[str]:
+        """Stop both slots and the proxy. The record first says the deployment is stopping (so the
+        watchdog takes no slot going down for a fault), then names nothing deployed and when and by
+        `who` it was stopped (when it named a deployment, or something ran). Returns what was
+        running: the slots by name, and `proxy`."""
+        state = self.record.read()
+        held = state.holds_a_deployment
+        if held:
+            state.stopping_since = _now()
+            self.record.save(state)
         stopped = [slot for slot in proxy.SLOTS if self.stop(slot)]
         state = self.record.read()
         pid = proxy_supervisor.supervisor_pid(self.layout) or state.proxy_supervisor_pid
@@ -179,7 +188,7 @@ class SlotControl:
             stopped.append("proxy")
         shutil.rmtree(self.layout.sockets, ignore_errors=True)
         if held or stopped:
-            self.record.save(DeployState(stopped_at=datetime.now(UTC).isoformat(timespec="seconds")))
+            self.record.save(DeployState(stopped_at=_now(), stopped_by=who))
         return stopped
 
     def health(self) -> dict[str, Any]:

@@ -68,9 +68,11 @@ class Watchdog:
             return None
 
     def _active_is_down(self) -> bool:
-        """Does HAProxy say the active slot is DOWN (False when nothing is deployed)?"""
-        active = self.deployment.state().active
-        if not active:
+        """Does HAProxy say the active slot is DOWN (False when nothing is deployed, or a stop is
+        tearing the deployment down: its slots go down as planned)?"""
+        state = self.deployment.state()
+        active = state.active
+        if not active or state.stopping_or_stopped:
             return False
         status = proxy.server_stats(self.deployment.layout).get(active, {}).get("status", "")
         if not status.startswith("DOWN"):
@@ -81,7 +83,7 @@ class Watchdog:
     def _act(self) -> RolloutResult | None:
         state = self.deployment.state()
         active = state.active
-        if not active:
+        if not active or state.stopping_or_stopped:
             return None
         stats = proxy.server_stats(self.deployment.layout)
         seen = stats.get(active, {})

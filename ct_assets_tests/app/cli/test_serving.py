@@ -46,7 +46,9 @@ def test_status_of_a_home_where_nothing_serves(run_ct: RunCt, home: Path) -> Non
         "previous": None,
         "pending": None,
         "proxy_supervisor_pid": None,
+        "stopping_since": None,
         "stopped_at": None,
+        "stopped_by": None,
     }
     assert report["health"]["proxy"]["up"] is False and report["health"]["proxy"]["starts"] == 0
     assert "the proxy on port 3700 is down" in report["health"]["proxy"]["error"]
@@ -130,7 +132,7 @@ def test_stop_clears_what_it_stopped_and_a_stopped_deployment_says_so(run_ct: Ru
                 proxy_supervisor_pid=supervisor.pid,
             )
         )
-        ran = run_ct("deploy", "stop")
+        ran = run_ct("deploy", "stop", "--who", "ann", "--why", "planned maintenance")
         assert (ran.code, ran.out, ran.err) == (0, "stopped the proxy and slot green\n", "")
         assert not processes.is_running(slot.pid) and not processes.is_running(supervisor.pid)
     finally:
@@ -145,12 +147,22 @@ def test_stop_clears_what_it_stopped_and_a_stopped_deployment_says_so(run_ct: Ru
         "previous": None,
         "pending": None,
         "proxy_supervisor_pid": None,
+        "stopping_since": None,
         "stopped_at": stopped_at,
+        "stopped_by": "ann",
     }
     assert report["health"]["proxy"]["supervisor_pid"] is None
+    (entry,) = report["audit"]
+    assert (entry["action"], entry["who"], entry["why"]) == ("deploy_stop", "ann", "planned maintenance")
+    assert (entry["stopped"], entry["active"], entry["bentos"]) == (
+        ["green", "proxy"],
+        "green",
+        {"green": CANARY},
+    )
 
     again = run_ct("deploy", "stop")
     assert (again.code, again.out) == (0, "the flights_delay deployment was already stopped: nothing runs\n")
+    assert len(deployment.audit_log()) == 1  # nothing was stopped the second time
     for action, what in (
         ("approve", "no rollout waits for approval"),
         ("rollback", "no deployment to roll back"),

@@ -350,3 +350,31 @@ def test_b_the_active_slot_killed_under_traffic_fails_over_to_the_standby(live) 
     assert len(sent) == 2 and sent[1].tier == "critical" and "no healthy standby" in sent[1].cause
     assert deploy.audit_log()[-1]["action"] == "failover_impossible"
     assert httpx.post(f"{live['url']}/predict", json={"rows": rows[:1]}, timeout=30).status_code == 503
+
+
+def test_d_a_planned_stop_under_the_watchdog_is_audited_and_raises_no_alarm(live) -> None:
+    """`ct deploy stop` while `ct deploy ops` watches and clients send requests: the active slot going
+    down is the stop's doing, not a fault, so no failover, no alert; the stop itself is audited."""
+    deploy, bento, rows, expected = (live[k] for k in ("deploy", "bento", "rows", "expected"))
+    with Clients(live["url"], rows):  # serving again (the last test killed both), with a proven standby
+        for _ in range(2):
+            result = deploy.rollout(bento, (rows, expected), expected, QUICK, who="test")
+            assert result.status == "switched", result.reasons
+    state = deploy.state()
+    assert state.previous is not None and state.previous.slot in state.slots
+    before = len(deploy.audit_log())
+    sent: list[alerts.Alert] = []
+    watchdog = Watchdog(deploy, send=sent.append, pipeline="flights_delay", interval=0.02)
+    with Clients(live["url"], rows) as clients, watchdog:
+        _wait(lambda: len(clients.answers) >= 20, 30, "traffic")
+        stopped = deploy.shutdown(who="ann", why="planned maintenance")
+        time.sleep(1)  # ticks on the stopped deployment
+    assert sorted(stopped) == ["blue", "green", "proxy"]
+    assert sent == [] and watchdog.events == []
+    entries = deploy.audit_log()[before:]
+    assert [e["action"] for e in entries] == ["deploy_stop"]
+    (entry,) = entries
+    assert (entry["who"], entry["why"], entry["active"]) == ("ann", "planned maintenance", state.active)
+    assert entry["stopped"] == stopped and entry["bentos"] == {"blue": bento, "green": bento}
+    final = deploy.state()
+    assert final.stopped_at and final.stopped_by == "ann" and final.active is None

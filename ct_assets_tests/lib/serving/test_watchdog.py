@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -142,6 +143,23 @@ def test_a_dead_active_slot_fails_over_to_the_proven_standby(world: World) -> No
     world.admin.set("blue", status="UP")
     assert watchdog.check() is None  # blue is active and up: nothing more to do
     assert len(world.alerts) == 1
+
+
+def test_a_deployment_being_stopped_is_no_fault(world: World) -> None:
+    """`ct deploy stop` marks the deployment stopping before its slots go down, and holds its lock:
+    the watchdog neither fails over nor alerts, whichever it sees."""
+    world.down("green")
+    watchdog = world.watchdog()
+    with world.deployment.lock("stop", "ann"):  # a stop in this process, in another thread
+        outcome: list = []
+        looker = threading.Thread(target=lambda: outcome.append(watchdog.check()))
+        looker.start()
+        looker.join(timeout=30)
+    assert outcome == [None]
+    world.save(stopping_since="2026-05-04T10:00:00+00:00")  # a stop that died half-way
+    assert watchdog.check() is None
+    assert world.alerts == [] and world.actions() == [] and world.admin.sent() == []
+    assert world.deployment.state().active == "green" and processes.is_running(world.servers["green"].pid)
 
 
 def test_a_slot_coming_back_up_is_still_down(world: World) -> None:
