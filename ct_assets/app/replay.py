@@ -31,6 +31,10 @@ TRAINING_FAILED = "training failed"
 
 @dataclass(frozen=True)
 class ReplayDay:
+    """One replayed partition. `champion` is the model serving when the partition arrived and
+    `champion_auc` its AUC there, before any retrain; a retrain that promoted names the new
+    champion in `note` ("promoted v0004")."""
+
     partition: str
     rows: int
     quarantined: int
@@ -140,6 +144,7 @@ def replay(
     for day in days:
         _land(spec, [day], config.landing)
         counts = materialize_partition(spec, day, instance)
+        scored_by = registry.champion_version() or "-"
         auc = champion_auc_on(spec, registry, day, config) if counts.succeeded else None
         with connection(config.warehouse, read_only=True) as con:
             history = len([k for k in available_partitions(con, spec) if k <= day])
@@ -154,12 +159,14 @@ def replay(
             else:
                 reason = "first model" if bootstrap else f"retrain_cron {spec.training.retrain_cron}"
                 promoted, note = retrain(spec, day, instance, reason)
+                if promoted:
+                    note = f"promoted {registry.champion_version()}"
                 retrained = not note.startswith(TRAINING_FAILED)
         day_result = ReplayDay(
             day,
             counts.rows,
             counts.quarantined,
-            registry.champion_version() or "-",
+            scored_by,
             auc,
             retrained,
             promoted,

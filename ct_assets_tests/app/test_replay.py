@@ -136,7 +136,7 @@ def _day(partition: str, **fields: object) -> ReplayDay:
 def test_the_outputs_are_the_table_as_csv_and_a_png_plot(tmp_path: Path) -> None:
     results = [
         _day("2013-01-01", champion="-", champion_auc=None),
-        _day("2013-01-02", retrained=True, promoted=True, note="promoted"),
+        _day("2013-01-02", retrained=True, promoted=True, note="promoted v0002"),
         _day("2013-01-03", retrained=True, note="gate refused: AUC 0.61 < 0.66"),
     ]
     folder = tmp_path / "reports" / "nested"
@@ -171,6 +171,7 @@ def test_the_outputs_are_the_table_as_csv_and_a_png_plot(tmp_path: Path) -> None
         "promoted": "False",
         "note": "gate refused: AUC 0.61 < 0.66",
     }
+    assert (rows[1]["champion"], rows[1]["note"]) == ("v0001", "promoted v0002")
     assert png_path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") and png_path.stat().st_size > 5000
 
 
@@ -195,7 +196,8 @@ def test_replaying_an_older_stretch_never_moves_the_champion_back(tmp_path: Path
     )
 
     first = _replay(env, KEYS["monthly"][0], KEYS["monthly"][4])
-    champion = first[-1]["champion"]
+    promoted = first[-1]["note"].removeprefix("promoted ")
+    champion = promoted if first[-1]["promoted"] == "True" else first[-1]["champion"]  # after the last month
     assert [r["retrained"] for r in first[2:]] == ["True"] * 3, "due every month once the window allows"
 
     again = _replay(env, KEYS["monthly"][2], KEYS["monthly"][3])

@@ -88,6 +88,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     require_landed(spec, days)
     prepared_dagster_home()
     console = Console(width=max(Console().width, 150))
+    # the champion serving when the partition arrived, scored on it; a promotion's note names the new one
     table = Table(
         "partition", "rows", "quarantined", "champion", "champion AUC", "retrained", "promoted", "note"
     )

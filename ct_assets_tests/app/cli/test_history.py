@@ -329,4 +329,10 @@ def test_replay_walks_a_monthly_file_source_through_the_asset_graph(tmp_path: Pa
     assert [r["partition"] for r in rows] == KEYS["monthly"][:5]
     assert all(int(r["rows"]) == 150 for r in rows)
     assert rows[2]["retrained"] == "True"  # three months: one to train, one to validate, one to judge
-    assert rows[-1]["champion"] == "v0002" and rows[-1]["champion_auc"]  # v0001 refitted
+    # the month that bootstraps is scored by no champion; the refit of v0001 it promoted serves after
+    assert (rows[2]["champion"], rows[2]["champion_auc"], rows[2]["note"]) == ("-", "", "promoted v0002")
+    assert rows[3]["champion"] == "v0002" and rows[3]["champion_auc"] and rows[3]["note"] == ""
+    assert rows[-1]["champion"] == "v0002" and rows[-1]["champion_auc"]
+    table_rows = [line for line in result.stdout.splitlines() if line.startswith("│")]
+    bootstrap = next(line for line in table_rows if KEYS["monthly"][2] in line)
+    assert [cell.strip() for cell in bootstrap.split("│")[4:9]] == ["-", "-", "yes", "yes", "promoted v0002"]
