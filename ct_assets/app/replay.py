@@ -27,6 +27,7 @@ from ct_assets.lib.model.registry import Registry
 from ct_assets.lib.model.training_set import available_partitions
 
 TRAINING_FAILED = "training failed"
+GRAIN_UNITS = {"daily": "day", "weekly": "week", "monthly": "month"}
 
 
 @dataclass(frozen=True)
@@ -178,8 +179,9 @@ def replay(
     return results
 
 
-def write_outputs(results: list[ReplayDay], folder: Path, stem: str) -> tuple[Path, Path]:
-    """The table as CSV and a plot of the champion's daily AUC, marking retrains and promotions."""
+def write_outputs(results: list[ReplayDay], folder: Path, stem: str, grain: str) -> tuple[Path, Path]:
+    """The table as CSV and a plot of the champion's AUC per partition (named by the `grain`:
+    day, week or month), marking retrains and promotions."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -193,13 +195,15 @@ def write_outputs(results: list[ReplayDay], folder: Path, stem: str) -> tuple[Pa
         writer.writerows(asdict(r) for r in results)
     figure, axis = plt.subplots(figsize=(10, 4))
     dates = [r.partition for r in results]
-    axis.plot(dates, [r.champion_auc for r in results], marker=".", label="champion AUC on the day")
+    unit = GRAIN_UNITS[grain]
+    axis.plot(dates, [r.champion_auc for r in results], marker=".", label=f"champion AUC on the {unit}")
     for r in results:
         if r.retrained:
             axis.axvline(r.partition, color="green" if r.promoted else "red", alpha=0.3)
-    axis.set(title=f"{stem}: champion AUC per day (green: promoted retrain, red: refused)", ylabel="AUC")
+    title = f"{stem}: champion AUC per {unit} (green: promoted retrain, red: refused)"
+    axis.set(title=title, xlabel=f"{grain} partition", ylabel="AUC")
     axis.set_xticks(dates[:: max(1, len(dates) // 12)])
     axis.tick_params(axis="x", rotation=45)
-    figure.savefig(png_path, dpi=90, bbox_inches="tight")
+    figure.savefig(png_path, dpi=90, bbox_inches="tight", metadata={"Title": title})
     plt.close(figure)
     return csv_path, png_path

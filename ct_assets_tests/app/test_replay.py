@@ -141,7 +141,7 @@ def test_the_outputs_are_the_table_as_csv_and_a_png_plot(tmp_path: Path) -> None
     ]
     folder = tmp_path / "reports" / "nested"
 
-    csv_path, png_path = write_outputs(results, folder, "replay_p_2013-01-01_2013-01-03")
+    csv_path, png_path = write_outputs(results, folder, "replay_p_2013-01-01_2013-01-03", "daily")
 
     assert (csv_path, png_path) == (
         folder / "replay_p_2013-01-01_2013-01-03.csv",
@@ -173,6 +173,14 @@ def test_the_outputs_are_the_table_as_csv_and_a_png_plot(tmp_path: Path) -> None
     }
     assert (rows[1]["champion"], rows[1]["note"]) == ("v0001", "promoted v0002")
     assert png_path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") and png_path.stat().st_size > 5000
+
+
+def test_the_plot_names_the_partitions_grain(tmp_path: Path) -> None:
+    results = [_day("2024-01-07"), _day("2024-01-14", retrained=True, promoted=True, note="promoted v0002")]
+    _, png_path = write_outputs(results, tmp_path, "replay_p_2024-01-07_2024-01-14", "weekly")
+    png = png_path.read_bytes()
+    assert b"champion AUC per week (green: promoted retrain, red: refused)" in png
+    assert b"per day" not in png
 
 
 def _replay(env: dict[str, str], start: str, end: str) -> list[dict[str, str]]:

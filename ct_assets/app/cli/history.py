@@ -60,6 +60,17 @@ def partition_range(spec: PipelineSpec, start: str | None, end: str | None) -> l
     return keys
 
 
+def range_notes(start: str | None, end: str | None, keys: list[str], doing: str) -> list[str]:
+    """A line for a `--start` or `--end` that is not a partition key, naming the key the range
+    starts or ends at instead (a weekly key is a Sunday, a monthly one the 1st)."""
+    notes = []
+    if start is not None and start != keys[0]:
+        notes.append(f"--start {start} is not a partition key; {doing} from {keys[0]}")
+    if end is not None and end != keys[-1]:
+        notes.append(f"--end {end} is not a partition key; {doing} up to {keys[-1]}")
+    return notes
+
+
 def _partitions(count: int) -> str:
     return f"{count} partition" if count == 1 else f"{count} partitions"
 
@@ -88,6 +99,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     require_landed(spec, days)
     prepared_dagster_home()
     console = Console(width=max(Console().width, 150))
+    for note in range_notes(args.start, args.end, days, "replaying"):
+        console.print(note, highlight=False)
     # the champion serving when the partition arrived, scored on it; a promotion's note names the new one
     table = Table(
         "partition", "rows", "quarantined", "champion", "champion AUC", "retrained", "promoted", "note"
@@ -113,7 +126,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         results = replay(spec, days, dg.DagsterInstance.get(), on_day=show)
     console.print(table)
     out = args.out or settings.config().reports
-    csv_path, png_path = write_outputs(results, out, f"replay_{spec.name}_{days[0]}_{days[-1]}")
+    stem = f"replay_{spec.name}_{days[0]}_{days[-1]}"
+    csv_path, png_path = write_outputs(results, out, stem, spec.partitions.grain)
     console.print(f"table: {csv_path}\nplot:  {png_path}")
     return 0
 
@@ -180,6 +194,8 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     require_landed(spec, keys)
     # with --json the last stdout line is the JSON summary; everything else goes to stderr
     console = Console(width=max(Console().width, 130), stderr=args.json)
+    for note in range_notes(args.start, args.end, keys, "backtesting"):
+        console.print(note, highlight=False)
     with Progress(console=console) as progress:
         task = progress.add_task("features (library code, reused when unchanged)", total=len(keys))
         with connection(settings.config().home / "backtest" / spec.name / "warehouse.duckdb") as con:

@@ -295,6 +295,31 @@ def test_a_second_backtest_builds_what_changed_and_says_so(
         con.close()
 
 
+def test_a_start_and_end_that_are_not_partition_keys_are_named_with_the_keys_used(
+    run_ct: RunCt, grains: Callable[[str, list[str]], Path]
+) -> None:
+    grains("weekly", KEYS["weekly"])
+    ran = run_ct(
+        "backtest",
+        "--pipeline",
+        "grains",
+        "--start",
+        "2024-01-03",
+        "--end",
+        "2024-02-21",
+        "--policies",
+        "static",
+    )
+    assert ran.code == 0, ran.err
+    lines = ran.out.splitlines()
+    assert "--start 2024-01-03 is not a partition key; backtesting from 2024-01-07" in lines
+    assert "--end 2024-02-21 is not a partition key; backtesting up to 2024-02-18" in lines
+    keys = run_ct(
+        "backtest", "--pipeline", "grains", "--start", "2024-01-07", "--policies", "static", "--json"
+    )
+    assert "not a partition key" not in keys.out + keys.err
+
+
 def test_backtest_help_names_the_policies(run_ct: RunCt) -> None:
     ran = run_ct("backtest", "--help")
     assert ran.code == 0
@@ -317,13 +342,14 @@ def test_replay_walks_a_monthly_file_source_through_the_asset_graph(tmp_path: Pa
     env |= _pipeline(tmp_path, "monthly", KEYS["monthly"])
     ct = str(Path(sys.executable).parent / "ct")
     result = subprocess.run(
-        [ct, "replay", "--pipeline", "grains", "--end", "2024-05-01"],
+        [ct, "replay", "--pipeline", "grains", "--end", "2024-05-15"],
         env=env,
         capture_output=True,
         text=True,
         timeout=900,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "--end 2024-05-15 is not a partition key; replaying up to 2024-05-01\n" in result.stdout
     table = tmp_path / "home" / "reports" / "replay_grains_2024-01-01_2024-05-01.csv"
     rows = list(csv.DictReader(table.open()))
     assert [r["partition"] for r in rows] == KEYS["monthly"][:5]
