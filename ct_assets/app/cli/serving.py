@@ -35,7 +35,8 @@ def _cmd_deploy(args: argparse.Namespace) -> int:
             print(json.dumps(report, indent=2))
         elif args.action == "rollback":
             result = deploy.rollback_to_previous(who=who(args), why=args.why or "operator rollback")
-            print(f"rolled back: {result.bento} serves all traffic from slot {result.slot}")
+            notes = "".join(f" ({note})" for note in result.reasons[1:])
+            print(f"rolled back: {result.bento} serves all traffic from slot {result.slot}{notes}")
         elif args.action == "ops":
             return _serve_operator_api(args, deploy)
         elif args.action == "approve":
@@ -49,15 +50,13 @@ def _cmd_deploy(args: argparse.Namespace) -> int:
     return 0
 
 
-def _stopped_line(pipeline: str, stopped: list[str]) -> str:
-    """What `ct deploy stop` stopped (`Deployment.shutdown`), or that nothing ran."""
+def _stopped_line(pipeline: str, stopped: dict[str, str]) -> str:
+    """What `ct deploy stop` stopped (`Deployment.shutdown`: the proxy first), or that nothing ran."""
     if not stopped:
         return f"the {pipeline} deployment was already stopped: nothing runs"
-    slots = [part for part in stopped if part != "proxy"]
-    parts = ["the proxy"] if "proxy" in stopped else []
-    if slots:
-        parts.append("both slots" if len(slots) == 2 else f"slot {slots[0]}")
-    return f"stopped {' and '.join(parts)}"
+    parts = sorted(stopped.values(), key=lambda part: part != "the proxy")
+    listed = ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]
+    return f"stopped {listed}"
 
 
 def _start(args: argparse.Namespace) -> int:

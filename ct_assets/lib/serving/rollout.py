@@ -105,7 +105,7 @@ class Deployment:
     def stop_slot(self, slot: str) -> None:
         self.slots.stop(slot)
 
-    def shutdown(self, who: str = "ct", why: str = "deployment stopped") -> list[str]:
+    def shutdown(self, who: str = "ct", why: str = "deployment stopped") -> dict[str, str]:
         """Stop both slots and the proxy (`SlotControl.shutdown`), with a `deploy_stop` audit entry
         (who, why, what ran) unless nothing was deployed; what was running."""
         with self.lock("stop", who):
@@ -116,7 +116,7 @@ class Deployment:
                     "deploy_stop",
                     who,
                     why,
-                    stopped=stopped,
+                    stopped=list(stopped.values()),
                     active=before.active,
                     bentos={slot: process.bento for slot, process in before.slots.items()},
                 )
@@ -252,6 +252,11 @@ class Deployment:
         pending = self.state().pending
         if pending is None or pending.slot is None or pending.bento is None:
             raise RuntimeError("no rollout is waiting for approval")
+        if self.slots.pid(pending.slot) is not None and not self.slots.running(pending.slot):
+            raise RuntimeError(
+                f"the server of slot {pending.slot} ({pending.bento}) is gone: nothing to approve "
+                "(roll the bento out again)"
+            )
         self.traffic.all_to(pending.slot)  # first: a proxy that does not answer leaves no approval on record
         self.audit("approved", who, why, slot=pending.slot, bento=pending.bento)
         return self._switched(pending.slot, pending.bento, who, None)
@@ -290,7 +295,8 @@ class Deployment:
         return RolloutResult("failed_over", standby, kept.bento, [why])
 
     def rollback_to_previous(self, who: str, why: str) -> RolloutResult:
-        """Operator rollback: the previous bento takes all traffic again (restarted if needed)."""
+        """Operator rollback: the previous bento takes all traffic again, restarted when its slot
+        runs another bento, none, or only workers whose server is gone (never traffic onto those)."""
         with self.lock("rollback", who):
             return self._rollback_to_previous(who, why)
 
@@ -301,7 +307,10 @@ class Deployment:
         if previous is None or previous.slot is None or previous.bento is None:
             raise RuntimeError("no previous deployment to roll back to")
         active, slot, bento = state.active, previous.slot, previous.bento
-        if self.slots.serves(slot) != bento:
+        reasons = [why]
+        if self.slots.serves(slot) == bento and not self.slots.running(slot):
+            reasons.append(f"slot {slot} restarted: its server process {self.slots.pid(slot)} was gone")
+        if self.slots.serves(slot) != bento or not self.slots.running(slot):
             self.slots.start(slot, bento)
         self.traffic.all_to(slot)
         if active:
@@ -310,8 +319,9 @@ class Deployment:
         state.previous = SlotBento(slot=active, bento=state.bento_in(active))
         state.active = slot
         self.record.save(state)
-        self.audit("rollback", who, why, slot=slot, bento=bento, automatic=False)
-        return RolloutResult("rolled_back", slot, bento, [why])
+        restarted = {"restarted": reasons[1]} if len(reasons) > 1 else {}
+        self.audit("rollback", who, why, slot=slot, bento=bento, automatic=False, **restarted)
+        return RolloutResult("rolled_back", slot, bento, reasons)
 
 
 def _health_entry(health: CanaryHealth | None) -> dict[str, Any]:

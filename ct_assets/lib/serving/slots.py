@@ -159,41 +159,48 @@ class SlotControl:
         if self.layout.socket.exists():
             proxy.wait_until_up(self.layout, slot, timeout)
 
-    def stop(self, slot: str) -> bool:
-        """Stop `slot`'s processes and forget them; was its server running?"""
+    def stop(self, slot: str) -> str | None:
+        """Stop `slot`'s processes and forget them; what ran (`slot blue`, or the workers its gone
+        server left), or None when nothing did."""
         state = self.record.read()
         info = state.slots.pop(slot, None)
         self.record.save(state)
         if not info:
-            return False
+            return None
         running = processes.is_running(info.pid)
+        leftover = [] if running else unsupervised_workers(info)
         terminate_group(info.pid, timeout=20, instance=info.instance)
-        return running
+        if running:
+            return f"slot {slot}"
+        if leftover:
+            return f"{len(leftover)} leftover worker processes of slot {slot} (its server was gone)"
+        return None
 
-    def shutdown(self, who: str | None = None) -> list[str]:
+    def shutdown(self, who: str | None = None) -> dict[str, str]:
         """Stop both slots and the proxy. The record first says the deployment is stopping (so the
         watchdog takes no slot going down for a fault), then names nothing deployed and when and by
         `who` it was stopped (when it named a deployment, or something ran). Returns what was
-        running: the slots by name, and `proxy`."""
+        running, by slot name and `proxy` (see `stop`)."""
         state = self.record.read()
         held = state.holds_a_deployment
         if held:
             state.stopping_since = _now()
             self.record.save(state)
-        stopped = [slot for slot in proxy.SLOTS if self.stop(slot)]
+        stopped = {slot: what for slot in proxy.SLOTS if (what := self.stop(slot))}
         state = self.record.read()
         pid = proxy_supervisor.supervisor_pid(self.layout) or state.proxy_supervisor_pid
         if pid is not None and processes.is_running(pid):
             terminate_group(pid, timeout=5)
-            stopped.append("proxy")
+            stopped["proxy"] = "the proxy"
         shutil.rmtree(self.layout.sockets, ignore_errors=True)
         if held or stopped:
             self.record.save(DeployState(stopped_at=_now(), stopped_by=who))
         return stopped
 
     def health(self) -> dict[str, Any]:
-        """The proxy's health (supervisor, HAProxy, restarts) and each slot's: its process, and the
-        proxy's view of it (status, weight, last check)."""
+        """The proxy's health (supervisor, HAProxy, restarts) and each slot's: its process, the
+        proxy's view of it (status, weight, last check), and its problem: workers still serving,
+        unsupervised, after their server died (HAProxy sees them UP)."""
         state = self.record.read()
         try:
             stats = proxy.server_stats(self.layout)
@@ -210,6 +217,7 @@ class SlotControl:
                 "weight": int(seen["weight"]) if seen.get("weight") else None,
                 "last_check": f"{seen.get('check_status') or ''} {seen.get('check_desc') or ''}".strip()
                 or None,
+                "problem": _unsupervised_problem(info),
             }
         return {"proxy": proxy_supervisor.status(self.layout), "slots": slots}
 
@@ -225,3 +233,22 @@ class SlotControl:
     def pid(self, slot: str) -> int | None:
         info = self.record.read().slots.get(slot)
         return info.pid if info else None
+
+
+def unsupervised_workers(info: SlotProcess | None) -> list[int]:
+    """The processes of a slot whose server is gone that still run: BentoML's workers outlive a
+    SIGKILLed server and keep answering on its port, with nothing to restart or stop them. Empty
+    while the server runs."""
+    if info is None or info.instance is None or processes.is_running(info.pid):
+        return []
+    return [p for p in processes.with_environment(INSTANCE_VARIABLE, info.instance) if p != info.pid]
+
+
+def _unsupervised_problem(info: SlotProcess | None) -> str | None:
+    workers = unsupervised_workers(info)
+    if info is None or not workers:
+        return None
+    return (
+        f"its server process {info.pid} is gone but {len(workers)} of its workers still serve, "
+        f"unsupervised (pids {' '.join(map(str, sorted(workers)))}): not a healthy slot"
+    )

@@ -6,12 +6,15 @@ needs afterwards: the deployment's state names the standby as active (so the nex
 rollback or a restart of the proxy does not send traffic back to the dead slot), the dead slot is
 stopped, the audit log has a `failover` entry, and a critical alert says what happened and what to do.
 
-It acts only on HAProxy's verdict (`DOWN`: 2 failed health checks, or a refused connection on live
-traffic), never on a slot that is merely slow or in maintenance. The standby must be the slot that
-served before the last switch, still running the same bento (`state["previous"]`), never a candidate
-in its canary. With no such healthy standby it cannot fail over: it raises one critical alert (not
-one per tick) and leaves routing to HAProxy. It acts under the deployment's lock (`deploy_lock`), so
-never in the middle of a rollout, rollback or stop; it looks again once that has ended.
+It acts on HAProxy's verdict (`DOWN`: 2 failed health checks, or a refused connection on live
+traffic), never on a slot that is merely slow or in maintenance, and on an active slot whose
+server process is gone while its workers live on: BentoML's workers outlive a killed server and
+keep answering, UP to HAProxy, but nothing supervises them; failing over stops them. The standby
+must be the slot that served before the last switch, still running the same bento
+(`state["previous"]`), never a candidate in its canary. With no such healthy standby it cannot
+fail over: it raises one critical alert (not one per tick) and leaves routing to HAProxy. It acts
+under the deployment's lock (`deploy_lock`), so never in the middle of a rollout, rollback or
+stop; it looks again once that has ended.
 """
 
 from __future__ import annotations
@@ -19,13 +22,25 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from ct_assets.lib.core import processes
 from ct_assets.lib.core.alerts import Alert
 from ct_assets.lib.serving import proxy
+from ct_assets.lib.serving.deployment_state import DeployState
 from ct_assets.lib.serving.rollout import Deployment, DeploymentBusy, RolloutResult
+from ct_assets.lib.serving.slots import unsupervised_workers
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Fault:
+    """Why the active slot has failed, and whether HAProxy has marked it DOWN (else its server is
+    gone while its workers may still answer)."""
+
+    cause: str
+    down: bool
 
 
 def _other(slot: str) -> str:
@@ -56,10 +71,12 @@ class Watchdog:
         self._thread: threading.Thread | None = None
 
     def check(self) -> RolloutResult | None:
-        """One look: fail over if the active slot is DOWN and the standby is UP. It acts under the
-        deployment's lock, on the state and proxy as they are then; while another change holds the
-        lock (a rollout, a rollback, a stop) it does nothing and looks again next tick."""
-        if not self._active_is_down():
+        """One look: fail over if the active slot has failed (`_fault`) and the standby is UP. It
+        acts under the deployment's lock, on the state and proxy as they are then; while another
+        change holds the lock (a rollout, a rollback, a stop) it does nothing and looks again next
+        tick."""
+        if self._fault(self.deployment.state()) is None:
+            self._alerted_no_standby = None
             return None
         try:
             with self.deployment.lock("failover", "watchdog"):
@@ -67,38 +84,43 @@ class Watchdog:
         except DeploymentBusy:
             return None
 
-    def _active_is_down(self) -> bool:
-        """Does HAProxy say the active slot is DOWN (False when nothing is deployed, or a stop is
-        tearing the deployment down: its slots go down as planned)?"""
-        state = self.deployment.state()
+    def _fault(self, state: DeployState, stats: dict[str, dict[str, str]] | None = None) -> Fault | None:
+        """How the active slot has failed, or None (also when nothing is deployed, or a stop is
+        tearing the deployment down: its slots go down as planned). A failure is HAProxy's DOWN, or
+        a server process that is gone while its workers still serve, unsupervised."""
         active = state.active
         if not active or state.stopping_or_stopped:
-            return False
-        status = proxy.server_stats(self.deployment.layout).get(active, {}).get("status", "")
-        if not status.startswith("DOWN"):
-            self._alerted_no_standby = None
-            return False
-        return True
+            return None
+        if stats is None:
+            stats = proxy.server_stats(self.deployment.layout)
+        seen = stats.get(active, {})
+        info = state.slots.get(active)
+        bento = state.bento_in(active)
+        if seen.get("status", "").startswith("DOWN"):
+            process = (
+                ""
+                if info is None
+                else f"; its server process {info.pid} is "
+                f"{'running' if processes.is_running(info.pid) else 'gone'}"
+            )
+            check = f"{seen.get('check_status') or '?'} {seen.get('check_desc') or ''}".strip()
+            return Fault(f"active slot {active} ({bento}) is DOWN (last health check {check}){process}", True)
+        workers = unsupervised_workers(info)
+        if info is not None and workers:
+            return Fault(
+                f"the server process {info.pid} of active slot {active} ({bento}) is gone; "
+                f"{len(workers)} of its worker processes still serve, unsupervised",
+                False,
+            )
+        return None  # a slot dead with all its processes is HAProxy's DOWN within a second
 
     def _act(self) -> RolloutResult | None:
         state = self.deployment.state()
-        active = state.active
-        if not active or state.stopping_or_stopped:
-            return None
         stats = proxy.server_stats(self.deployment.layout)
-        seen = stats.get(active, {})
-        if not seen.get("status", "").startswith("DOWN"):
+        fault = self._fault(state, stats)
+        if fault is None or state.active is None:
             return None
-        info = state.slots.get(active)
-        pid = info.pid if info else None
-        process = (
-            ""
-            if pid is None
-            else f"; its server process {pid} is {'running' if processes.is_running(pid) else 'gone'}"
-        )
-        check = f"{seen.get('check_status') or '?'} {seen.get('check_desc') or ''}".strip()
-        bento = state.bento_in(active)
-        cause = f"active slot {active} ({bento}) is DOWN (last health check {check}){process}"
+        active, cause, bento = state.active, fault.cause, state.bento_in(state.active)
         standby = _other(active)
         previous = state.previous
         # the bento that served before the switch, not a candidate under canary
@@ -114,7 +136,13 @@ class Watchdog:
                         "critical",
                         self.pipeline,
                         None,
-                        cause + "; there is no healthy standby slot, so the stable port answers 503",
+                        cause
+                        + "; there is no healthy standby slot, so "
+                        + (
+                            "the stable port answers 503"
+                            if fault.down
+                            else "they serve until the slot is restarted"
+                        ),
                         "restart the slot or roll out a bento now "
                         "(`ct deploy rollback` restarts the previous one)",
                         self.owner,

@@ -24,6 +24,7 @@ from ct_assets.lib.core.warehouse import open_connection
 from ct_assets.lib.model.registry import Registry
 from ct_assets.lib.serving import steps as deploy_steps
 from ct_assets.lib.serving.deployment_state import DeployState, SlotBento, SlotProcess
+from ct_assets.lib.serving.request_gate import INSTANCE_VARIABLE
 from ct_assets_tests.app.cli.conftest import RunCt, one_line_error, register_version
 from ct_assets_tests.conftest import FLIGHTS_SPEC, free_ports
 
@@ -53,7 +54,14 @@ def test_status_of_a_home_where_nothing_serves(run_ct: RunCt, home: Path) -> Non
     assert report["health"]["proxy"]["up"] is False and report["health"]["proxy"]["starts"] == 0
     assert "the proxy on port 3700 is down" in report["health"]["proxy"]["error"]
     assert report["health"]["slots"] == {
-        slot: {"bento": None, "process": None, "proxy_status": None, "weight": None, "last_check": None}
+        slot: {
+            "bento": None,
+            "process": None,
+            "proxy_status": None,
+            "weight": None,
+            "last_check": None,
+            "problem": None,
+        }
         for slot in ("blue", "green")
     }
     assert report["audit"] == []
@@ -90,6 +98,20 @@ def test_approving_a_canary_while_the_proxy_is_down(run_ct: RunCt, home: Path) -
     state = json.loads(run_ct("deploy", "status").out)["state"]
     assert state["active"] is None and state["pending"] == {"slot": "green", "bento": CANARY}
     assert [e for e in home_log(home).entries() if e["action"] == "approved"] == [], "no switch, no approval"
+
+
+def test_approving_a_canary_whose_server_is_gone(run_ct: RunCt, home: Path) -> None:
+    deployment = deploy_steps.deployment(load_spec(FLIGHTS_SPEC), settings.config())
+    done = subprocess.Popen(["true"])
+    done.wait()
+    canary = SlotProcess(bento=CANARY, pid=done.pid, port=1, started_at="t")
+    pending = SlotBento(slot="green", bento=CANARY)
+    deployment.record.save(DeployState(slots={"green": canary}, pending=pending))
+    ran = run_ct("deploy", "approve", "--why", "healthy canary")
+    assert one_line_error(ran) == (
+        f"ct: the server of slot green ({CANARY}) is gone: nothing to approve (roll the bento out again)"
+    )
+    assert deployment.state().pending == pending and deployment.audit_log() == []
 
 
 def test_start_with_a_champion_and_no_warehouse_yet(run_ct: RunCt, home: Path) -> None:
@@ -155,7 +177,7 @@ def test_stop_clears_what_it_stopped_and_a_stopped_deployment_says_so(run_ct: Ru
     (entry,) = report["audit"]
     assert (entry["action"], entry["who"], entry["why"]) == ("deploy_stop", "ann", "planned maintenance")
     assert (entry["stopped"], entry["active"], entry["bentos"]) == (
-        ["green", "proxy"],
+        ["slot green", "the proxy"],
         "green",
         {"green": CANARY},
     )
@@ -177,6 +199,39 @@ def test_stop_clears_what_it_stopped_and_a_stopped_deployment_says_so(run_ct: Ru
     assert render(status).splitlines()[1] == (
         f"serving       stopped since {stopped_at[:19]} (ct deploy stop): no slot active"
     )
+
+
+def test_stop_says_it_stopped_the_workers_a_killed_server_left(run_ct: RunCt, home: Path) -> None:
+    """`kill -9` of a slot's server leaves its workers serving: status says so, `ct deploy stop`
+    stops them and says it did."""
+    deployment = deploy_steps.deployment(load_spec(FLIGHTS_SPEC), settings.config())
+    server = subprocess.Popen(
+        ["sh", "-c", "sleep 300 & sleep 300 & wait"],
+        start_new_session=True,
+        env={**os.environ, INSTANCE_VARIABLE: "green-1"},
+    )
+    deadline = time.monotonic() + 10
+    while len(processes.descendants(server.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    workers = processes.descendants(server.pid)
+    serving = SlotProcess(bento=CANARY, pid=server.pid, port=1, started_at="t", instance="green-1")
+    deployment.record.save(DeployState(active="green", slots={"green": serving}))
+    server.kill()
+    server.wait(timeout=10)
+    try:
+        problem = json.loads(run_ct("deploy", "status").out)["health"]["slots"]["green"]["problem"]
+        assert problem.startswith(f"its server process {server.pid} is gone but 2 of its workers still serve")
+        ran = run_ct("deploy", "stop", "--why", "cleanup")
+        assert (ran.code, ran.out, ran.err) == (
+            0,
+            "stopped 2 leftover worker processes of slot green (its server was gone)\n",
+            "",
+        )
+        assert all(processes.wait_gone(w, 10) for w in workers)
+    finally:
+        for worker in workers:
+            if processes.is_running(worker):
+                os.kill(worker, signal.SIGKILL)
 
 
 HOLD_THE_LOCK = """

@@ -375,6 +375,58 @@ def test_d_a_planned_stop_under_the_watchdog_is_audited_and_raises_no_alarm(live
     assert [e["action"] for e in entries] == ["deploy_stop"]
     (entry,) = entries
     assert (entry["who"], entry["why"], entry["active"]) == ("ann", "planned maintenance", state.active)
-    assert entry["stopped"] == stopped and entry["bentos"] == {"blue": bento, "green": bento}
+    assert entry["stopped"] == list(stopped.values()) and entry["bentos"] == {"blue": bento, "green": bento}
     final = deploy.state()
     assert final.stopped_at and final.stopped_by == "ann" and final.active is None
+
+
+def _kill_server_only(deploy: Deployment, slot: str) -> tuple[int, list[int]]:
+    """SIGKILL the slot's `bentoml serve` alone (`kill -9 <pid>`): its workers keep serving."""
+    pid = deploy.state().slots[slot].pid
+    workers = processes.descendants(pid)
+    assert workers, "bentoml serve has no worker processes"
+    os.kill(pid, signal.SIGKILL)
+    assert processes.wait_gone(pid, 5) and all(processes.is_running(w) for w in workers)
+    return pid, workers
+
+
+def test_e_a_slot_whose_server_was_killed_is_reported_restarted_and_failed_over(live) -> None:
+    """`kill -9` of a slot's server: status says its workers serve unsupervised; a rollback onto it
+    restarts it first; the watchdog fails over from an active slot in that state and stops them."""
+    deploy, bento, rows, expected = (live[k] for k in ("deploy", "bento", "rows", "expected"))
+    with Clients(live["url"], rows):  # the last test stopped everything: serving again, with a standby
+        for _ in range(2):
+            result = deploy.rollout(bento, (rows, expected), expected, QUICK, who="test")
+            assert result.status == "switched", result.reasons
+    active, standby = deploy.state().active, deploy.state().previous.slot
+    pid, workers = _kill_server_only(deploy, standby)
+    health = deploy.health()["slots"][standby]
+    assert health["process"] == "gone" and health["proxy_status"].startswith("UP")  # HAProxy is fooled
+    assert health["problem"].startswith(f"its server process {pid} is gone but {len(workers)} of its workers")
+    assert "still serve, unsupervised" in health["problem"]
+
+    with Clients(live["url"], rows) as clients:
+        rolled = deploy.rollback_to_previous(who="ann", why="bad scores")
+        assert rolled.slot == standby
+        assert rolled.reasons == [
+            "bad scores",
+            f"slot {standby} restarted: its server process {pid} was gone",
+        ]
+        assert all(processes.wait_gone(w, 10) for w in workers)
+        assert deploy.slots.running(standby) and deploy.health()["slots"][standby]["problem"] is None
+        assert deploy.audit_log()[-1]["restarted"] == rolled.reasons[1]
+
+        # the slot now active loses its server: the watchdog fails over to the other one
+        pid, workers = _kill_server_only(deploy, standby)
+        sent: list[alerts.Alert] = []
+        result = Watchdog(deploy, send=sent.append, pipeline="flights_delay").check()
+        assert result is not None and (result.status, result.slot) == ("failed_over", active)
+        assert all(processes.wait_gone(w, 10) for w in workers)
+        settled = time.time() + 0.5
+        _wait(lambda: len(clients.after(settled)) >= 20, 30, "traffic after the failover")
+    assert {a[2] for a in clients.after(settled)} == {active}
+    assert len(sent) == 1 and f"the server process {pid} of active slot {standby}" in sent[0].cause
+    entry = deploy.audit_log()[-1]
+    assert (
+        entry["action"] == "failover" and entry["failed_slot"] == standby and "unsupervised" in entry["why"]
+    )

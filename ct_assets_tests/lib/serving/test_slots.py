@@ -139,9 +139,42 @@ def test_health_without_a_proxy_reports_each_slots_process(tmp_path: Path) -> No
             "proxy_status": None,
             "weight": None,
             "last_check": None,
+            "problem": None,
         },
-        "green": {"bento": None, "process": None, "proxy_status": None, "weight": None, "last_check": None},
+        "green": {
+            "bento": None,
+            "process": None,
+            "proxy_status": None,
+            "weight": None,
+            "last_check": None,
+            "problem": None,
+        },
     }
+
+
+def test_workers_left_by_a_killed_server_are_reported_and_stopped_with_the_slot(tmp_path: Path) -> None:
+    """`kill -9` of a slot's server leaves its workers serving (BentoML's do): the slot's health says
+    so rather than passing for a healthy slot, and stopping it says it stopped them."""
+    control = _control(tmp_path)
+    server = _group("sleep 300 & sleep 300 & wait", **{INSTANCE_VARIABLE: "i1"})
+    workers = _children(server.pid, 2)
+    state = control.record.read()
+    state.slots["green"] = SlotProcess(bento="b:2", pid=server.pid, port=8002, started_at="", instance="i1")
+    control.record.save(state)
+    assert control.health()["slots"]["green"]["problem"] is None  # its server runs
+    server.kill()
+    server.wait(timeout=10)
+    health = control.health()["slots"]["green"]
+    assert health["process"] == "gone"
+    assert health["problem"] == (
+        f"its server process {server.pid} is gone but 2 of its workers still serve, unsupervised "
+        f"(pids {' '.join(map(str, sorted(workers)))}): not a healthy slot"
+    )
+    assert control.shutdown(who="ann") == {
+        "green": "2 leftover worker processes of slot green (its server was gone)"
+    }
+    assert _gone(*workers)
+    assert control.record.read().stopped_by == "ann"
 
 
 def test_shutdown_stops_both_slots_and_a_recorded_proxy(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ outlives a proxy that does not answer. The failover of real BentoML slots under 
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import threading
 import time
@@ -21,6 +22,7 @@ from ct_assets.lib.core.alerts import Alert
 from ct_assets.lib.serving import proxy
 from ct_assets.lib.serving.deployment_state import DeployState, SlotBento
 from ct_assets.lib.serving.proxy import ProxyLayout
+from ct_assets.lib.serving.request_gate import INSTANCE_VARIABLE
 from ct_assets.lib.serving.rollout import Deployment
 from ct_assets.lib.serving.watchdog import Watchdog
 from ct_assets_tests.lib.serving.admin_socket import AdminSocket
@@ -160,6 +162,39 @@ def test_a_deployment_being_stopped_is_no_fault(world: World) -> None:
     assert watchdog.check() is None
     assert world.alerts == [] and world.actions() == [] and world.admin.sent() == []
     assert world.deployment.state().active == "green" and processes.is_running(world.servers["green"].pid)
+
+
+def test_an_active_slot_whose_server_is_gone_is_failed_over_and_its_workers_stopped(world: World) -> None:
+    """`kill -9` of the active slot's server: its workers still answer, so HAProxy sees it UP, but
+    nothing supervises them. The watchdog fails over to the standby and stops them."""
+    worker = subprocess.Popen(
+        ["sleep", "300"], start_new_session=True, env={**os.environ, INSTANCE_VARIABLE: "green-1"}
+    )
+    try:
+        server = world.servers["green"]
+        world.save(slots={**_slots(world), "green": {"bento": NEW, "pid": server.pid, "instance": "green-1"}})
+        server.kill()
+        server.wait(timeout=10)
+        assert world.admin.rows["green"]["status"].startswith("UP")
+        result = world.watchdog().check()
+        assert result is not None and (result.status, result.slot) == ("failed_over", "blue")
+        assert worker.wait(timeout=30) is not None  # stopped with the slot
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    (alert,) = world.alerts
+    assert alert.cause == (
+        f"the server process {server.pid} of active slot green ({NEW}) is gone; "
+        "1 of its worker processes still serve, unsupervised"
+    )
+    assert world.actions() == ["failover"] and world.deployment.state().active == "blue"
+
+
+def _slots(world: World) -> dict[str, dict[str, Any]]:
+    return {
+        slot: {"bento": process.bento, "pid": process.pid}
+        for slot, process in world.deployment.state().slots.items()
+    }
 
 
 def test_a_slot_coming_back_up_is_still_down(world: World) -> None:
