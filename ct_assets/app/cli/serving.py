@@ -9,7 +9,14 @@ import os
 import sys
 from typing import Any
 
-from ct_assets.app.cli.common import CliError, add_pipeline_option, pipeline_spec, registry, who
+from ct_assets.app.cli.common import (
+    CliError,
+    add_pipeline_option,
+    pipeline_spec,
+    registry,
+    require_free_port,
+    who,
+)
 from ct_assets.lib.core import alerts, settings
 from ct_assets.lib.core.warehouse import connection
 from ct_assets.lib.serving.operator_api import TOKEN_VARIABLE, create_app
@@ -79,7 +86,9 @@ def _start(args: argparse.Namespace) -> int:
 
 
 def _serve_operator_api(args: argparse.Namespace, deploy: Deployment) -> int:
-    """The token-protected operator API on loopback (CT_OPERATOR_TOKEN from the environment)."""
+    """The token-protected operator API on loopback (CT_OPERATOR_TOKEN from the environment); a
+    busy port is refused in one line before anything starts."""
+    require_free_port(args.port, "the operator API")
     import uvicorn  # only this command serves
 
     from ct_assets.lib.serving import (

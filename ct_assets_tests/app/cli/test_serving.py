@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -350,3 +351,16 @@ def test_the_operator_api_says_at_start_whether_it_is_enabled(home: Path, token:
             "503); the serving watchdog runs"
         )
         assert status == 503
+
+
+def test_the_operator_api_on_a_busy_port_is_refused_before_anything_starts(run_ct: RunCt, home: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        ran = run_ct("deploy", "ops", "--port", str(port))
+    assert one_line_error(ran) == (
+        f"ct: port {port} is already in use (Address already in use): the operator API not started; "
+        "stop what listens there or choose another with --port"
+    )
+    assert (ran.code, ran.out) == (1, "")
