@@ -200,7 +200,8 @@ class SlotControl:
     def health(self) -> dict[str, Any]:
         """The proxy's health (supervisor, HAProxy, restarts) and each slot's: its process, the
         proxy's view of it (status, weight, last check), and its problem: workers still serving,
-        unsupervised, after their server died (HAProxy sees them UP)."""
+        unsupervised, after their server died (HAProxy sees them UP). A stopped deployment (or one
+        being stopped) says so under `stopped`, and its proxy carries no error: it is down by design."""
         state = self.record.read()
         try:
             stats = proxy.server_stats(self.layout)
@@ -219,7 +220,12 @@ class SlotControl:
                 or None,
                 "problem": _unsupervised_problem(info),
             }
-        return {"proxy": proxy_supervisor.status(self.layout), "slots": slots}
+        proxy_health = proxy_supervisor.status(self.layout)
+        stopped = _stopped_note(state)
+        if stopped is None:
+            return {"proxy": proxy_health, "slots": slots}
+        proxy_health.pop("error", None)
+        return {"stopped": stopped, "proxy": proxy_health, "slots": slots}
 
     def serves(self, slot: str) -> str | None:
         """The bento `slot` runs (None when it is stopped)."""
@@ -242,6 +248,23 @@ def unsupervised_workers(info: SlotProcess | None) -> list[int]:
     if info is None or info.instance is None or processes.is_running(info.pid):
         return []
     return [p for p in processes.with_environment(INSTANCE_VARIABLE, info.instance) if p != info.pid]
+
+
+def _stopped_note(state: DeployState) -> str | None:
+    """When and by whom `ct deploy stop` stopped the deployment, or that one is stopping (None
+    while it runs)."""
+    if state.stopping_since:
+        return (
+            f"stopping since {state.stopping_since}: `ct deploy stop` has not finished "
+            "(run it again if it no longer runs)"
+        )
+    if not state.stopped_at:
+        return None
+    by = f" by {state.stopped_by}" if state.stopped_by else ""
+    return (
+        f"stopped at {state.stopped_at}{by} (`ct deploy stop`): nothing serves; "
+        "`ct deploy start` deploys the champion"
+    )
 
 
 def _unsupervised_problem(info: SlotProcess | None) -> str | None:

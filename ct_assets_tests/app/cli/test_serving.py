@@ -174,7 +174,11 @@ def test_stop_clears_what_it_stopped_and_a_stopped_deployment_says_so(run_ct: Ru
         "stopped_at": stopped_at,
         "stopped_by": "ann",
     }
-    assert report["health"]["proxy"]["supervisor_pid"] is None
+    assert report["health"]["proxy"]["supervisor_pid"] is None and "error" not in report["health"]["proxy"]
+    assert report["health"]["stopped"] == (
+        f"stopped at {stopped_at} by ann (`ct deploy stop`): nothing serves; "
+        "`ct deploy start` deploys the champion"
+    )
     (entry,) = report["audit"]
     assert (entry["action"], entry["who"], entry["why"]) == ("deploy_stop", "ann", "planned maintenance")
     assert (entry["stopped"], entry["active"], entry["bentos"]) == (

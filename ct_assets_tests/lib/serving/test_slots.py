@@ -18,7 +18,7 @@ import pytest
 
 from ct_assets.lib.core import processes
 from ct_assets.lib.serving import proxy, proxy_supervisor
-from ct_assets.lib.serving.deployment_state import DeploymentRecord, SlotProcess
+from ct_assets.lib.serving.deployment_state import DeploymentRecord, DeployState, SlotProcess
 from ct_assets.lib.serving.proxy import ProxyLayout
 from ct_assets.lib.serving.slots import INSTANCE_VARIABLE, SlotControl, terminate_group
 from ct_assets_tests.conftest import free_ports, requires_haproxy
@@ -321,3 +321,20 @@ def test_a_slot_started_behind_the_proxy_is_up_there_but_no_standby(control: Slo
     control.shutdown()
     assert _gone(supervisor) and not proxy_supervisor.answers(control.layout)
     assert control.health()["slots"]["blue"]["process"] is None
+
+
+def test_a_stopped_or_stopping_deployment_says_so_and_no_proxy_fault(tmp_path: Path) -> None:
+    control = _control(tmp_path, ports=tuple(free_ports(3)))
+    assert "stopped" not in control.health() and "error" in control.health()["proxy"]  # never deployed
+    control.record.save(DeployState(active="blue", stopping_since="2026-05-04T10:00:00+00:00"))
+    health = control.health()
+    assert health["stopped"] == (
+        "stopping since 2026-05-04T10:00:00+00:00: `ct deploy stop` has not finished "
+        "(run it again if it no longer runs)"
+    )
+    assert "error" not in health["proxy"] and health["proxy"]["up"] is False
+    control.record.save(DeployState(stopped_at="2026-05-04T10:00:05+00:00"))
+    assert control.health()["stopped"] == (
+        "stopped at 2026-05-04T10:00:05+00:00 (`ct deploy stop`): nothing serves; "
+        "`ct deploy start` deploys the champion"
+    )
