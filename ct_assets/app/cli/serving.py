@@ -78,7 +78,9 @@ def _start(args: argparse.Namespace) -> int:
     url = f"http://127.0.0.1:{spec.serving.proxy_port}"
     if result.status == "rolled_back":
         raise CliError(f"rollout of {result.bento} rolled back: {'; '.join(result.reasons)}")
-    if result.status == "awaiting_approval":
+    if result.status == "already_serving":
+        print(f"already serving: {result.bento} serves all traffic from slot {result.slot} at {url}")
+    elif result.status == "awaiting_approval":
         print(f"canary healthy: {result.bento} waits in slot {result.slot} for `ct deploy approve`")
     else:
         print(f"deployed: {result.bento} serves all traffic from slot {result.slot} at {url}")

@@ -4,8 +4,10 @@ older), the champion's bento (built once, then reused), its compatibility set, a
 
 It works on a stopped deployment (the champion starts as the first one, taking all traffic) and on
 a running one (canary, then switch or rollback), and returns the rollout's result; a rolled-back
-rollout is the caller's failure to report. While another change holds the deployment (a rollout, a
-stop...) it is refused at once, before anything is built.
+rollout is the caller's failure to report. When the champion's bento already serves all traffic
+from a healthy active slot, nothing is built or started: the result says so (`already_serving`).
+While another change holds the deployment (a rollout, a stop...) it is refused at once, before
+anything is built.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from ct_assets.lib.data import online_snapshot
 from ct_assets.lib.model.records import ModelVersion
 from ct_assets.lib.model.registry import Registry
 from ct_assets.lib.serving import bento_build, steps
-from ct_assets.lib.serving.rollout import RolloutResult
+from ct_assets.lib.serving.deployment_state import other_slot
+from ct_assets.lib.serving.rollout import Deployment, RolloutResult
 
 if TYPE_CHECKING:
     import duckdb
@@ -47,8 +50,26 @@ def deploy_champion(
     record = registry.champion()
     if record is None:
         raise RuntimeError(f"{spec.name} has no champion to deploy: train and promote a model first")
-    with steps.deployment(spec, config).lock("deploy start", who):
+    deploy = steps.deployment(spec, config)
+    with deploy.lock("deploy start", who):
+        tag = bento_build.bento_tag(spec, record)
+        slot = serving_slot(deploy, tag)
+        if slot is not None:
+            return RolloutResult("already_serving", slot, tag, [f"{tag} already serves all traffic"])
         return _deploy(spec, registry, record, config, who, say)
+
+
+def serving_slot(deploy: Deployment, bento: str) -> str | None:
+    """The active slot when it serves `bento` alone and healthy (its server running, the proxy
+    seeing it UP, no canary beside it); None otherwise."""
+    state = deploy.state()
+    active = state.active
+    if active is None or state.bento_in(active) != bento or state.pending or state.stopping_or_stopped:
+        return None
+    slots = deploy.health()["slots"]
+    mine, other = slots[active], slots[other_slot(active)]
+    healthy = mine["process"] == "running" and str(mine["proxy_status"] or "").startswith("UP")
+    return active if healthy and not mine["problem"] and not other["weight"] else None
 
 
 def _deploy(

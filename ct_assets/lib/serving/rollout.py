@@ -42,7 +42,7 @@ ROLLOUT_ACTIONS = frozenset(
 
 @dataclass
 class RolloutResult:
-    status: str  # "switched" | "rolled_back" | "awaiting_approval" | "failed_over"
+    status: str  # "switched" | "rolled_back" | "awaiting_approval" | "failed_over" | "already_serving"
     slot: str
     bento: str
     reasons: list[str] = field(default_factory=list)

@@ -1,7 +1,8 @@
 """`ct deploy start --pipeline P` deploys the champion of a home that has only features and a
 champion (it publishes the online snapshot, builds the bento and the compatibility set itself):
 from nothing running, onto a running deployment (canary on live traffic, then switch), and again
-after `ct deploy stop`; a rollout that rolls back (a canary that gets no traffic) exits 1 with its
+after `ct deploy stop`; a start while the champion already serves all traffic does nothing and
+says so; a rollout that rolls back (a canary that gets no traffic) exits 1 with its
 reason, and the Dagster deployment asset fails its run in the same case; the rollout's compatibility
 check is not logged as served traffic. Real slots, real HAProxy."""
 
@@ -29,7 +30,7 @@ from ct_assets.lib.monitor.backtest import build_features
 from ct_assets.lib.serving import bento_build
 from ct_assets.lib.serving import steps as deploy_steps
 from ct_assets_tests.bentos.test_service import DAYS
-from ct_assets_tests.conftest import free_ports, requires_haproxy, write_flights_variant
+from ct_assets_tests.conftest import free_ports, requires_haproxy, trained_model, write_flights_variant
 from ct_assets_tests.lib.serving.test_predictor import request_rows
 
 pytestmark = [pytest.mark.slow, requires_haproxy]
@@ -78,7 +79,7 @@ def home(tmp_path_factory: pytest.TempPathFactory):
         CT_BUILTIN_PIPELINES="0",
         CT_SERVICE_WORKERS="1",
     )
-    yield {"spec": spec, "config": config, "env": env, "rows": rows}
+    yield {"spec": spec, "config": config, "env": env, "rows": rows, "registry": registry}
     _ct(env, "deploy", "stop", "--pipeline", spec.name)
 
 
@@ -91,6 +92,23 @@ def _ct(env: dict, *args: str) -> subprocess.CompletedProcess[str]:
 
 def _start(home: dict) -> subprocess.CompletedProcess[str]:
     return _ct(home["env"], "deploy", "start", "--pipeline", home["spec"].name, "--who", "test")
+
+
+def _promote_another(home: dict) -> str:
+    """A new champion version of the same trained model (its own bento), as a retrain would give."""
+    registry: Registry = home["registry"]
+    champion = registry.champion()
+    version = registry.register(
+        trained_model(
+            pipeline=champion.pipeline,
+            model_sha256=champion.model_sha256,
+            layout=champion.layout,
+            partitions=champion.partitions,
+        )
+    )
+    registry.update(version, verdict={"passed": True, "reasons": [], "notes": ["test"]})
+    registry.promote(version, who="test", why="a new champion to deploy")
+    return version
 
 
 def _rows_served(home: dict, at_least: int) -> int:
@@ -132,6 +150,12 @@ def test_start_deploys_from_nothing_onto_a_running_deployment_and_after_stop(hom
     deploy = deploy_steps.deployment(spec, home["config"])
     active = deploy.state().active
 
+    # the champion already serves all traffic: nothing to build or start, and that is no failure
+    same = _start(home)
+    assert same.returncode == 0 and "already serving:" in same.stdout, same.stdout + same.stderr
+    assert deploy.state().active == active and "rolling out" not in same.stdout
+
+    _promote_another(home)
     stop, statuses = threading.Event(), []
     sender = threading.Thread(target=_traffic, args=(home, stop, statuses))
     sender.start()
@@ -144,9 +168,11 @@ def test_start_deploys_from_nothing_onto_a_running_deployment_and_after_stop(hom
     assert deploy.state().active != active and statuses and set(statuses) == {200}
 
     # a canary that gets no traffic cannot be judged: rolled back, and the command fails
+    switched = deploy.state().active
+    _promote_another(home)
     idle = _start(home)
     assert idle.returncode == 1 and "rolled back" in idle.stderr and "Traceback" not in idle.stderr
-    assert deploy.state().active != active
+    assert deploy.state().active == switched
 
     assert _ct(home["env"], "deploy", "stop", "--pipeline", spec.name).returncode == 0
     again = _start(home)
