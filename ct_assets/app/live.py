@@ -133,7 +133,7 @@ def suspend_serving(deploy: Deployment, folder: Path) -> None:
     active, bento = state.active, state.active_bento
     if active and bento:
         write_atomically(folder / "serving.json", json.dumps({"slot": active, "bento": bento}).encode())
-    deploy.shutdown()
+    deploy.shutdown(who="ct demo", why="the demo stopped: serving suspended until the demo runs again")
 
 
 def drain(instance: dg.DagsterInstance, timeout: float) -> int:
