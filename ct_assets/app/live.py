@@ -49,7 +49,7 @@ from ct_assets.lib.data.landing import write_atomically
 from ct_assets.lib.model.registry import Registry
 from ct_assets.lib.serving import bento_build
 from ct_assets.lib.serving import steps as deploy_steps
-from ct_assets.lib.serving.rollout import Deployment
+from ct_assets.lib.serving.rollout import Deployment, DeploymentBusy
 
 RUNNING = [dg.DagsterRunStatus(status) for status in runs.EXECUTING]
 
@@ -111,9 +111,10 @@ def restore_serving(deploy: Deployment, folder: Path) -> str | None:
     if not saved.exists():
         return None
     serving = json.loads(saved.read_text())
-    deploy.ensure_proxy()
-    deploy.start_slot(serving["slot"], serving["bento"])
-    deploy.route({serving["slot"]: 1.0})
+    with deploy.lock("restore serving", "ct demo"):
+        deploy.ensure_proxy()
+        deploy.start_slot(serving["slot"], serving["bento"])
+        deploy.route({serving["slot"]: 1.0})
     return serving["bento"]
 
 
@@ -127,13 +128,18 @@ def champion_not_serving(spec: PipelineSpec, deploy: Deployment, registry: Regis
     return wanted if deploy.state().active_bento != wanted else None
 
 
-def suspend_serving(deploy: Deployment, folder: Path) -> None:
-    """Remember (in `folder`) which bento serves from which slot, then stop both slots and the proxy."""
+def suspend_serving(deploy: Deployment, folder: Path) -> str | None:
+    """Remember (in `folder`) which bento serves from which slot, then stop both slots and the proxy;
+    returns None, or why nothing was stopped (another change, a deploy run, holds the deployment)."""
     state = deploy.state()
     active, bento = state.active, state.active_bento
     if active and bento:
         write_atomically(folder / "serving.json", json.dumps({"slot": active, "bento": bento}).encode())
-    deploy.shutdown(who="ct demo", why="the demo stopped: serving suspended until the demo runs again")
+    try:
+        deploy.shutdown(who="ct demo", why="the demo stopped: serving suspended until the demo runs again")
+    except DeploymentBusy as busy:
+        return str(busy)
+    return None
 
 
 def drain(instance: dg.DagsterInstance, timeout: float) -> int:
@@ -548,8 +554,12 @@ def run_live(spec: PipelineSpec, options: LiveOptions) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the clean-up is bounded; let it finish
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         driver.stop()
-        suspend_serving(deploy, folder)
+        busy = suspend_serving(deploy, folder)
         dev.stop()
+        if busy:  # a deploy run held the deployment; it ended with Dagster, which released it
+            busy = suspend_serving(deploy, folder)
+        if busy:
+            console.print(f"serving left running: {busy}")
         signal.signal(signal.SIGINT, previous_handler)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         progress = driver.progress

@@ -19,7 +19,14 @@ import duckdb
 import pytest
 from rich.console import Console
 
-from ct_assets.app.live import EventLog, LiveOptions, LoopStatus, champion_not_serving, render
+from ct_assets.app.live import (
+    EventLog,
+    LiveOptions,
+    LoopStatus,
+    champion_not_serving,
+    render,
+    suspend_serving,
+)
 from ct_assets.app.system_status import (
     GateSummary,
     Health,
@@ -34,6 +41,7 @@ from ct_assets.lib.model.registry import Registry
 from ct_assets.lib.serving import steps as deploy_steps
 from ct_assets.lib.serving.deployment_state import DeployState, SlotProcess
 from ct_assets_tests.conftest import free_ports, trained_model, write_flights_variant
+from ct_assets_tests.lib.serving.lock_holder import hold_the_lock
 
 BIN = Path(sys.executable).parent
 
@@ -170,6 +178,29 @@ def test_a_champion_whose_rollout_was_cut_short_is_noticed(
     serving = serving.model_copy(update={"bento": "flights_delay_service:v0002-x"})
     deploy.record.save(DeployState(active="blue", slots={"blue": serving}))
     assert champion_not_serving(flights_spec, deploy, registry) is None
+
+
+def test_serving_is_suspended_only_once_no_deploy_run_holds_the_deployment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flights_spec
+) -> None:
+    """The demo's clean-up while a deploy run still holds the deployment: the refusal comes back as
+    a reason (the clean-up goes on to stop Dagster), and once the holder is gone the stop runs."""
+    monkeypatch.setenv("CT_HOME", str(tmp_path))
+    deploy = deploy_steps.deployment(flights_spec, settings.config())
+    serving = SlotProcess(bento="flights_delay_service:v0001-x", pid=2**22 + 1, port=1, started_at="")
+    deploy.record.save(DeployState(active="blue", slots={"blue": serving}))
+    folder = tmp_path / "live"
+    folder.mkdir()
+    holder = hold_the_lock(deploy.folder)
+    try:
+        busy = suspend_serving(deploy, folder)
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+    assert busy is not None and "deployment is busy" in busy and deploy.state().active == "blue"
+    assert json.loads((folder / "serving.json").read_text()) == {"slot": "blue", "bento": serving.bento}
+    assert suspend_serving(deploy, folder) is None
+    assert deploy.state().active is None and deploy.state().stopped_by == "ct demo"
 
 
 def test_the_loop_reports_a_failed_step_once_with_its_error_but_not_a_refused_gate() -> None:

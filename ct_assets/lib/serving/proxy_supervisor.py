@@ -118,6 +118,11 @@ def _is_our_circusd(pid: int, files: SupervisorFiles) -> bool:
     return False
 
 
+def is_supervisor(layout: ProxyLayout, pid: int) -> bool:
+    """Is `pid` a running circusd of this proxy folder (not a process that reused its pid)?"""
+    return processes.is_running(pid) and _is_our_circusd(pid, SupervisorFiles(layout.folder))
+
+
 def supervisor_pid(layout: ProxyLayout) -> int | None:
     """The running circusd's pid for this proxy folder (None when it is not running, or when the pid
     file names another process: a pid is reused once its process is gone)."""
@@ -126,7 +131,7 @@ def supervisor_pid(layout: ProxyLayout) -> int | None:
         pid = int(files.pidfile.read_text().strip())
     except (OSError, ValueError):
         return None
-    return pid if processes.is_running(pid) and _is_our_circusd(pid, files) else None
+    return pid if is_supervisor(layout, pid) else None
 
 
 def answers(layout: ProxyLayout) -> bool:

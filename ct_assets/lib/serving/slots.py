@@ -189,7 +189,7 @@ class SlotControl:
         stopped = {slot: what for slot in proxy.SLOTS if (what := self.stop(slot))}
         state = self.record.read()
         pid = proxy_supervisor.supervisor_pid(self.layout) or state.proxy_supervisor_pid
-        if pid is not None and processes.is_running(pid):
+        if pid is not None and proxy_supervisor.is_supervisor(self.layout, pid):
             terminate_group(pid, timeout=5)
             stopped["proxy"] = "the proxy"
         shutil.rmtree(self.layout.sockets, ignore_errors=True)

@@ -5,8 +5,6 @@ may take it again, another thread may not. Two real rollouts at once are in `tes
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -14,27 +12,13 @@ from pathlib import Path
 import pytest
 
 from ct_assets.lib.serving.deploy_lock import LOCK_FILE, DeploymentBusy, deployment_lock
-
-HOLD = """
-import sys, time
-from ct_assets.lib.serving.deploy_lock import deployment_lock
-with deployment_lock(sys.argv[1], "rollout of b:v2", "ann"):
-    print("held", flush=True)
-    time.sleep(300)
-"""
-
-
-def _holder(folder: Path) -> subprocess.Popen:
-    """A real process that holds `folder`'s lock until killed."""
-    process = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], stdout=subprocess.PIPE, text=True)
-    assert process.stdout is not None and process.stdout.readline().strip() == "held"
-    return process
+from ct_assets_tests.lib.serving.lock_holder import hold_the_lock
 
 
 def test_another_process_holding_the_lock_refuses_at_once_and_its_death_frees_it(tmp_path: Path) -> None:
     folder = tmp_path / "bird_strikes"
     folder.mkdir()
-    other = _holder(folder)
+    other = hold_the_lock(folder)
     try:
         started = time.monotonic()
         with pytest.raises(DeploymentBusy) as refused, deployment_lock(folder, "stop", "bob"):

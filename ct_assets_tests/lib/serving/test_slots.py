@@ -177,19 +177,28 @@ def test_workers_left_by_a_killed_server_are_reported_and_stopped_with_the_slot(
     assert control.record.read().stopped_by == "ann"
 
 
-def test_shutdown_stops_both_slots_and_a_recorded_proxy(tmp_path: Path) -> None:
+def test_shutdown_stops_both_slots_and_never_a_process_that_reused_the_supervisor_s_pid(
+    tmp_path: Path,
+) -> None:
+    """The recorded supervisor pid names a process that is not this folder's circusd (its pid was
+    reused): it is left alone. (A real circusd is stopped: the rollout tests' `ct deploy stop`.)"""
     control = _control(tmp_path)
-    blue, green, supervisor = (_group("sleep 300") for _ in range(3))
-    state = control.record.read()
-    state.slots = {
-        "blue": SlotProcess(bento="b:1", pid=blue.pid, port=8001, started_at=""),
-        "green": SlotProcess(bento="b:2", pid=green.pid, port=8002, started_at=""),
-    }
-    state.proxy_supervisor_pid = supervisor.pid
-    control.record.save(state)
-    control.shutdown()
-    assert _gone(*(p.pid for p in (blue, green, supervisor)))
-    assert control.record.read().slots == {}
+    blue, green, stranger = (_group("sleep 300") for _ in range(3))
+    try:
+        state = control.record.read()
+        state.slots = {
+            "blue": SlotProcess(bento="b:1", pid=blue.pid, port=8001, started_at=""),
+            "green": SlotProcess(bento="b:2", pid=green.pid, port=8002, started_at=""),
+        }
+        state.proxy_supervisor_pid = stranger.pid
+        control.record.save(state)
+        stopped = control.shutdown()
+        assert _gone(blue.pid, green.pid) and "proxy" not in stopped
+        assert stranger.poll() is None, "a process that reused the pid is not the supervisor"
+        assert control.record.read().slots == {}
+    finally:
+        stranger.kill()
+        stranger.wait()
 
 
 # A stand-in for `bentoml serve <bento> --host H --port P`: writes its environment to its output,
