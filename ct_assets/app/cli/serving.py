@@ -18,7 +18,6 @@ from ct_assets.app.cli.common import (
     who,
 )
 from ct_assets.lib.core import alerts, settings
-from ct_assets.lib.core.warehouse import connection
 from ct_assets.lib.serving.operator_api import TOKEN_VARIABLE, create_app
 from ct_assets.lib.serving.rollout import Deployment, RolloutResult
 from ct_assets.lib.serving.watchdog import Watchdog
@@ -100,13 +99,8 @@ def _serve_operator_api(args: argparse.Namespace, deploy: Deployment) -> int:
     spec = pipeline_spec(args.pipeline)
 
     def rollout(bento: str, who: str) -> RolloutResult:
-        config = settings.config()
-        reg = registry(spec.name)
-        record = reg.champion()
-        if record and not deploy_steps.compatibility_path(spec, record.version, config).exists():
-            with connection(config.warehouse, read_only=True) as con:
-                deploy_steps.publish_compatibility(con, spec, record, reg, config)
-        return deploy_steps.roll_out(spec, reg, bento, who, config)
+        # roll_out publishes the compatibility set of the bento's model when no bento step did
+        return deploy_steps.roll_out(spec, registry(spec.name), bento, who, settings.config())
 
     # The operator API's process also runs the serving watchdog: failover to the standby slot, with
     # an audit entry and a critical alert in $CT_HOME/alerts.jsonl, when the active slot goes DOWN.

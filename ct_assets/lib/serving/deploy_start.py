@@ -5,7 +5,8 @@ older), the champion's bento (built once, then reused), its compatibility set, a
 It works on a stopped deployment (the champion starts as the first one, taking all traffic) and on
 a running one (canary, then switch or rollback), and returns the rollout's result; a rolled-back
 rollout is the caller's failure to report. When the champion's bento already serves all traffic
-from a healthy active slot, nothing is built or started: the result says so (`already_serving`).
+from a healthy active slot, only the snapshot is refreshed: nothing is built or started, and the
+result says so (`already_serving`).
 While another change holds the deployment (a rollout, a stop...) it is refused at once, before
 anything is built.
 """
@@ -52,11 +53,31 @@ def deploy_champion(
         raise RuntimeError(f"{spec.name} has no champion to deploy: train and promote a model first")
     deploy = steps.deployment(spec, config)
     with deploy.lock("deploy start", who):
-        tag = bento_build.bento_tag(spec, record)
-        slot = serving_slot(deploy, tag)
-        if slot is not None:
-            return RolloutResult("already_serving", slot, tag, [f"{tag} already serves all traffic"])
-        return _deploy(spec, registry, record, config, who, say)
+        with connection(config.warehouse, read_only=True) as con:  # closed before the rollout's wait
+            refresh_snapshot(con, spec, config, say)
+            tag = bento_build.bento_tag(spec, record)
+            slot = serving_slot(deploy, tag)
+            if slot is not None:
+                return RolloutResult("already_serving", slot, tag, [f"{tag} already serves all traffic"])
+            built = build_bento(con, spec, registry, record, config, say)
+        say("rolling out (compatibility check, then canary when a slot already serves)")
+        return steps.roll_out(spec, registry, built, who, config)
+
+
+def refresh_snapshot(
+    con: duckdb.DuckDBPyConnection, spec: PipelineSpec, config: Config, say: Callable[[str], None]
+) -> None:
+    """Publish the online snapshot as of the newest features partition when the published one is
+    older (running slots load it on their next request)."""
+    newest = newest_features_partition(con, spec)
+    if newest is None:
+        raise RuntimeError(f"the warehouse holds no features for {spec.name}: ingest data first")
+    published = steps.snapshot_as_of(spec, config)
+    if published is None or published < newest:
+        online_snapshot.publish(
+            con, spec, newest, config.online / spec.name, steps.context_history_hours(spec)
+        )
+        say(f"online snapshot published as of {newest}")
 
 
 def serving_slot(deploy: Deployment, bento: str) -> str | None:
@@ -72,26 +93,17 @@ def serving_slot(deploy: Deployment, bento: str) -> str | None:
     return active if healthy and not mine["problem"] and not other["weight"] else None
 
 
-def _deploy(
+def build_bento(
+    con: duckdb.DuckDBPyConnection,
     spec: PipelineSpec,
     registry: Registry,
     record: ModelVersion,
     config: Config,
-    who: str,
     say: Callable[[str], None],
-) -> RolloutResult:
+) -> str:
+    """The champion's bento (built, or the one built before) and its compatibility set; its tag."""
     model_file = registry.models / f"{record.model_sha256}.cbm"
-    with connection(config.warehouse, read_only=True) as con:
-        newest = newest_features_partition(con, spec)
-        if newest is None:
-            raise RuntimeError(f"the warehouse holds no features for {spec.name}: ingest data first")
-        published = steps.snapshot_as_of(spec, config)
-        if published is None or published < newest:
-            folder = config.online / spec.name
-            online_snapshot.publish(con, spec, newest, folder, steps.context_history_hours(spec))
-            say(f"online snapshot published as of {newest}")
-        built = bento_build.build(spec, record, model_file, config.bentoml_home)
-        say(f"bento {built.tag} for model {record.version}")
-        steps.publish_compatibility(con, spec, record, registry, config)
-    say("rolling out (compatibility check, then canary when a slot already serves)")
-    return steps.roll_out(spec, registry, str(built.tag), who, config)
+    built = bento_build.build(spec, record, model_file, config.bentoml_home)
+    say(f"bento {built.tag} for model {record.version}")
+    steps.publish_compatibility(con, spec, record, registry, config)
+    return str(built.tag)
