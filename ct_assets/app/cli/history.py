@@ -19,6 +19,7 @@ from ct_assets.app.cli.demo import iso_day
 from ct_assets.lib.core import settings
 from ct_assets.lib.core.spec import PipelineSpec
 from ct_assets.lib.core.warehouse import connection
+from ct_assets.lib.data import landing_names
 from ct_assets.lib.data.landing import landed_partition_keys
 from ct_assets.lib.monitor import backtest
 from ct_assets.lib.monitor.backtest import partition_keys
@@ -33,7 +34,11 @@ def _default_last(spec: PipelineSpec) -> tuple[str, str] | None:
         keys = partition_keys(spec.partitions, spec.partitions.start.isoformat(), stop)
         return (keys[-1], "the last partition") if keys else None
     if spec.source.kind != "demo":
-        landed = landed_partition_keys(settings.config().landing, spec.name)
+        landed = [  # a misnamed file (a Tuesday in a weekly pipeline, notes.csv) is no partition
+            key
+            for key in landed_partition_keys(settings.config().landing, spec.name)
+            if landing_names.reason(spec.partitions, key) is None
+        ]
         return (landed[-1], "the last landed partition") if landed else None
     return None
 

@@ -68,7 +68,8 @@ def context_file(landing_root: Path, pipeline: str, table: str) -> Path:
 
 def landed_partition_keys(landing_root: Path, pipeline: str) -> list[str]:
     """Partition keys that `partition_files` finds files for: a `<key>.csv` or `<key>.parquet`
-    file, or a `<key>/` folder holding at least one file."""
+    file, or a `<key>/` folder holding at least one file. A name that is not one of the spec's keys
+    is listed too; `landing_names.reason` says which are not."""
     folder = pipeline_folder(landing_root, pipeline)
     if not folder.is_dir():
         return []

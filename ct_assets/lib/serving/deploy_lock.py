@@ -49,7 +49,11 @@ def deployment_lock(folder: Path, action: str, who: str) -> Iterator[None]:
         held = _held.get(path)
         if held is None:
             held = _Held(threading.get_ident(), _take(path, action), 0)
-            _write_holder(held.fd, action, who)
+            try:
+                _write_holder(held.fd, action, who)
+            except OSError:
+                os.close(held.fd)  # releases the flock: a lock that could not be recorded is not held
+                raise
             _held[path] = held
         elif held.thread != threading.get_ident():
             raise DeploymentBusy(busy_message(path, action))

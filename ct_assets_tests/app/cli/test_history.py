@@ -207,6 +207,21 @@ def test_a_start_after_the_last_landed_partition(
     )
 
 
+@pytest.mark.parametrize("command", ["replay", "backtest"])
+def test_misnamed_landing_files_do_not_move_the_default_end(
+    run_ct: RunCt, grains: Callable[[str, list[str]], Path], command: str
+) -> None:
+    """A Tuesday and a note beside the Sunday files: the range still ends at the last Sunday."""
+    landing = grains("weekly", KEYS["weekly"])
+    for name in ("2024-03-05.csv", "notes.csv"):
+        (landing / name).write_text("reading_id\n")
+    ran = run_ct(command, "--pipeline", "grains", "--start", "2024-02-19")
+    assert (
+        one_line_error(ran)
+        == "ct: --start 2024-02-19 is after the last landed partition of grains, 2024-02-18"
+    )
+
+
 def test_a_start_after_the_last_partition_of_the_spec(
     run_ct: RunCt, grains: Callable[[str, list[str]], Path], tmp_path: Path
 ) -> None:

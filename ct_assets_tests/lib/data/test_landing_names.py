@@ -89,6 +89,6 @@ def test_misnamed_entries_of_a_landing_folder(tmp_path: Path) -> None:
         f"{folder / '2017-01-08.CSV'}: its rows are not ingested: the extension must be lower-case: "
         "rename it 2017-01-08.csv"
     )
-    # what the sensor reads: the misnamed entries are not partitions
+    # every name a file source lands, misnamed ones included: callers keep the keys `reason` accepts
     assert landed_partition_keys(tmp_path, "weekly") == ["2017-01-01", "2017-01-03", "2017-01-11"]
     assert misnamed(tmp_path, "no_such_pipeline", WEEKLY) == []
