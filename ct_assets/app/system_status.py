@@ -153,10 +153,7 @@ def answers(port: int) -> bool:
 def slots(spec: PipelineSpec, deploy: Deployment) -> dict[str, SlotStatus]:
     """Per slot: the bento it serves, its version, its share of traffic and whether it is up."""
     state = deploy.state()
-    try:
-        stats = proxy.server_stats(deploy.layout) if deploy.layout.socket.exists() else {}
-    except (OSError, proxy.ProxyDown):  # a dead proxy leaves its socket file: no shares to show
-        stats = {}
+    stats = proxy.stats_if_up(deploy.layout)
     total = sum(int(s.get("weight") or 0) for s in stats.values())
     ports = {"blue": spec.serving.blue_port, "green": spec.serving.green_port}
     found = {}

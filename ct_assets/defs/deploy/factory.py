@@ -212,10 +212,7 @@ def build_deploy_defs(spec: PipelineSpec) -> dg.Definitions:
         rows = metrics.summarize(logged) if logged is not None and not logged.empty else []
         deploy = deploy_steps.deployment(spec, home.config())
         state = deploy.state()
-        try:
-            counters = proxy.server_stats(deploy.layout) if deploy.layout.socket.exists() else {}
-        except (OSError, proxy.ProxyDown):  # a dead proxy leaves its socket file: no counters
-            counters = {}
+        counters = proxy.stats_if_up(deploy.layout)
         for row in rows:
             slot = row["slot"]
             info = state.slots.get(slot)

@@ -152,7 +152,7 @@ class AuditLog:
         head = json.dumps({"seq": body["seq"], "hash": body["hash"], "at": body["at"]}).encode()
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            os.fchmod(descriptor, 0o600)  # a temporary file left by an older writer keeps its mode
+            os.fchmod(descriptor, 0o600)  # an existing file keeps its own mode through os.open
             os.write(descriptor, head)
         finally:
             os.close(descriptor)

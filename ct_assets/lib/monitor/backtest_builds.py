@@ -50,7 +50,7 @@ NEW = "new"
 FILES_CHANGED = "landing files changed"
 DEFINITION_CHANGED = "spec or feature SQL changed"
 CONTEXT_CHANGED = "context files changed"
-UNRECORDED = "built before builds were recorded"
+UNRECORDED = "no record of what it was built from"
 
 
 @dataclass(frozen=True)

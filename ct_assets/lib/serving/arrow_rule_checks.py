@@ -25,7 +25,8 @@ from ct_assets.lib.serving.request_rules import (
 
 
 def check_rules(rules: RequestRules, typed: list[pa.Array]) -> None:
-    """Ranges, allowed values, unique ids and the timestamp window, checked vectorized; the first
+    """Finite floats, ranges, allowed values, unique ids and the timestamp window, checked
+    vectorized; the first
     `MAX_PROBLEMS` rows that break one are worded by `RequestRules.check_rules`, given those rows'
     values at their positions (None elsewhere, which that check skips)."""
     masks = [_violations(rule, values) for rule, values in zip(rules.fields, typed, strict=True)]

@@ -148,7 +148,7 @@ def render_config(layout: ProxyLayout, weights: dict[str, int], standby: set[str
         + ("" if slot in enabled else " disabled")
         for slot, port in layout.slot_ports.items()
     )
-    errors = "".join(f"    {line}\n" for line in proxy_errors.defaults_lines())
+    errors = "".join(f"    {line}\n" for line in proxy_errors.defaults_lines(QUEUE_TIMEOUT))
     request_id = "".join(f"    {line}\n" for line in proxy_errors.frontend_lines())
     return f"""global
     stats socket {layout.socket} mode 600 level admin
@@ -291,6 +291,17 @@ def server_stats(layout: ProxyLayout) -> dict[str, dict[str, str]]:
     text = command(layout, "show stat").lstrip("# ")
     rows = csv.DictReader(io.StringIO(text))
     return {row["svname"]: row for row in rows if row.get("pxname") == BACKEND and row["svname"] in SLOTS}
+
+
+def stats_if_up(layout: ProxyLayout) -> dict[str, dict[str, str]]:
+    """`server_stats`, or nothing when no proxy answers (never started, stopped, or dead with its
+    socket file left behind)."""
+    if not layout.socket.exists():
+        return {}
+    try:
+        return server_stats(layout)
+    except (OSError, ProxyDown):
+        return {}
 
 
 def wait_until_up(layout: ProxyLayout, slot: str, timeout: float) -> None:

@@ -31,15 +31,17 @@ MESSAGES: dict[int, tuple[str, bool]] = {
     500: ("the proxy failed on this request", True),
     501: ("the request uses an HTTP feature the proxy does not support", False),
     502: ("the serving slot gave no valid answer", True),
-    503: ("no serving slot could take the request: none is up, or all stayed busy for 10 s", True),
+    503: ("no serving slot could take the request: none is up, or all stayed busy for {queue}", True),
     504: ("the serving slot did not answer in time", True),
 }
 
 
-def defaults_lines() -> list[str]:
-    """The `defaults` lines: HAProxy's unique id per request and each error answer in JSON."""
+def defaults_lines(queue_timeout: str) -> list[str]:
+    """The `defaults` lines: HAProxy's unique id per request and each error answer in JSON (the 503
+    names how long a request waits in the queue, `queue_timeout` as HAProxy writes it: `10s`)."""
     lines = [f"unique-id-format {HAPROXY_ID}"]
-    for status, (message, after_rules) in MESSAGES.items():
+    for status, (template, after_rules) in MESSAGES.items():
+        message = template.format(queue=queue_timeout.replace("s", " s"))
         if "'" in message or "%" in message:
             raise ValueError(f"a proxy error message cannot hold ' or %: {message}")
         fetch = REQUEST_ID if after_rules else UNIQUE_ID

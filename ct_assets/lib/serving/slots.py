@@ -203,10 +203,7 @@ class SlotControl:
         unsupervised, after their server died (HAProxy sees them UP). A stopped deployment (or one
         being stopped) says so under `stopped`, and its proxy carries no error: it is down by design."""
         state = self.record.read()
-        try:
-            stats = proxy.server_stats(self.layout)
-        except proxy.ProxyDown:
-            stats = {}
+        stats = proxy.stats_if_up(self.layout)
         slots: dict[str, Any] = {}
         for slot in proxy.SLOTS:
             info = state.slots.get(slot)

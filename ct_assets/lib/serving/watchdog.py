@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from ct_assets.lib.core import processes
 from ct_assets.lib.core.alerts import Alert
 from ct_assets.lib.serving import proxy
-from ct_assets.lib.serving.deployment_state import DeployState
+from ct_assets.lib.serving.deployment_state import DeployState, other_slot
 from ct_assets.lib.serving.rollout import Deployment, DeploymentBusy, RolloutResult
 from ct_assets.lib.serving.slots import unsupervised_workers
 
@@ -41,10 +41,6 @@ class Fault:
 
     cause: str
     down: bool
-
-
-def _other(slot: str) -> str:
-    return "green" if slot == "blue" else "blue"
 
 
 class Watchdog:
@@ -121,7 +117,7 @@ class Watchdog:
         if fault is None or state.active is None:
             return None
         active, cause, bento = state.active, fault.cause, state.bento_in(state.active)
-        standby = _other(active)
+        standby = other_slot(active)
         previous = state.previous
         # the bento that served before the switch, not a candidate under canary
         proven = (
