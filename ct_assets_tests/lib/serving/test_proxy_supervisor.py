@@ -322,7 +322,7 @@ def test_a_proxy_that_cannot_start_says_so_with_one_line_per_log(tmp_path: Path)
         taken.bind(("127.0.0.1", port))
         taken.listen()
         with pytest.raises(RuntimeError) as caught:
-            proxy_supervisor.start(layout, {"blue": 256, "green": 0}, timeout=3)
+            proxy_supervisor.start(layout, {"blue": 256, "green": 0}, timeout=10)
     lines = str(caught.value).splitlines()
     assert lines[0] == "haproxy did not start under circus" and len(lines) == 3, lines
     assert lines[1].startswith(f"  {layout.folder / 'circus.log'}: ")

@@ -242,7 +242,12 @@ def test_c_a_second_rollout_during_a_canary_is_refused_and_the_first_completes(l
     assert deploy.state().active == "blue"
     before = len(deploy.audit_log())
     policy = HealthPolicy(
-        canary_share=0.2, window_seconds=6, min_requests=3, max_p99_ms=2000, max_score_shift=0.5
+        # a window long enough for the second rollout's interpreter to start on a loaded machine
+        canary_share=0.2,
+        window_seconds=20,
+        min_requests=3,
+        max_p99_ms=2000,
+        max_score_shift=0.5,
     )
     outcome: dict = {}
     with Clients(live["url"], rows):
