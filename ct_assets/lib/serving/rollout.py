@@ -28,7 +28,7 @@ from ct_assets.lib.serving.deployment_state import (
     SlotBento,
     other_slot,
 )
-from ct_assets.lib.serving.proxy import ProxyLayout
+from ct_assets.lib.serving.proxy import ProxyLayout, server_stats
 from ct_assets.lib.serving.slots import SlotControl
 from ct_assets.lib.serving.traffic import Traffic
 
@@ -307,6 +307,7 @@ class Deployment:
         if previous is None or previous.slot is None or previous.bento is None:
             raise RuntimeError("no previous deployment to roll back to")
         active, slot, bento = state.active, previous.slot, previous.bento
+        server_stats(self.layout)  # ProxyDown, in one line, before any slot is restarted
         reasons = [why]
         if self.slots.serves(slot) == bento and not self.slots.running(slot):
             reasons.append(f"slot {slot} restarted: its server process {self.slots.pid(slot)} was gone")
