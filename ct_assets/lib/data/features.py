@@ -97,8 +97,9 @@ def check_group_columns(con: duckdb.DuckDBPyConnection, spec: PipelineSpec, grou
     try:
         described = con.execute(f"DESCRIBE {spec.sql_text(group.sql_path)}").fetchall()
     except duckdb.Error as err:
+        what = describe_group(group)
         raise FeatureDefinitionError(
-            f"{spec.spec_dir / group.sql_path}: the SQL of {_what(group)} fails: {duckdb_reason(err)}"
+            f"{spec.spec_dir / group.sql_path}: the SQL of {what} fails: {duckdb_reason(err)}"
         ) from err
     produced = [row[0] for row in described]
     expected = [spec.entity_id, *group.columns]
@@ -111,7 +112,8 @@ def check_group_columns(con: duckdb.DuckDBPyConnection, spec: PipelineSpec, grou
         )
 
 
-def _what(group: Group) -> str:
+def describe_group(group: Group) -> str:
+    """The group as a message names it: the label, or feature group 'name'."""
     return "the label" if group.name == LABEL_GROUP else f"feature group {group.name!r}"
 
 

@@ -27,11 +27,14 @@ from ct_assets.lib.core.warehouse import (
 )
 from ct_assets.lib.data.csv_format import CsvFormat
 from ct_assets.lib.data.features import (
+    FeatureDefinitionError,
     Group,
     bind_partition,
     check_group_columns,
     check_group_rows,
     definition_version,
+    describe_group,
+    duckdb_reason,
     feature_table_sql,
 )
 from ct_assets.lib.data.ingest import PROVENANCE_COLUMNS, FileReport, stage_file, stage_partition
@@ -315,8 +318,11 @@ def materialize_group(
 ) -> GroupReport:
     """Compute one feature group (or the label) for a partition and replace its table partition.
 
-    The output is checked inside the write's transaction, so a bad definition writes nothing.
+    The output is checked inside the write's transaction, so a bad definition writes nothing; SQL
+    that fails on the partition's data names its file.
     """
+    import duckdb  # loaded already: `con` is a DuckDB connection
+
     bind_partition(con, spec, partition_key)
     check_group_columns(con, spec, group)
     version = definition_version(spec, group)
@@ -325,13 +331,19 @@ def materialize_group(
         f"WHERE {PARTITION_COLUMN} = {key_literal(partition_key)})"
     )
     with transaction(con):
-        replace_partition(
-            con,
-            spec.name,
-            group.table,
-            partition_key,
-            f"SELECT *, '{version}' AS _definition_version FROM ({spec.sql_text(group.sql_path)})",
-        )
+        try:
+            replace_partition(
+                con,
+                spec.name,
+                group.table,
+                partition_key,
+                f"SELECT *, '{version}' AS _definition_version FROM ({spec.sql_text(group.sql_path)})",
+            )
+        except duckdb.DataError as err:  # a value the SQL cannot convert or compute, on this data
+            raise FeatureDefinitionError(
+                f"{spec.spec_dir / group.sql_path}: the SQL of {describe_group(group)} fails on "
+                f"partition {partition_key}: {duckdb_reason(err)}"
+            ) from err
         rows = check_group_rows(con, spec, group, written)
         nulls = con.execute(
             "SELECT "

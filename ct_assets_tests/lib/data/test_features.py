@@ -152,6 +152,23 @@ def test_sql_that_does_not_bind_names_its_file_at_run_time(
     ).fetchone()[0]
 
 
+def test_sql_that_fails_on_the_data_names_its_file_and_partition(
+    warehouse, flights_spec, flights_landing, tmp_path
+) -> None:
+    """It binds, then a value cannot be converted: the run's error names the SQL file."""
+    plane = (flights_spec.spec_dir / "features" / "plane.sql").read_text()
+    spec = _spec_with_sql(
+        tmp_path, flights_spec, "plane.sql", plane.replace("p.seats::DOUBLE", "(v.tailnum || 'x')::DOUBLE", 1)
+    )
+    _load_day(warehouse, spec, flights_landing)
+    with pytest.raises(FeatureDefinitionError) as raised:
+        data_steps.materialize_group(warehouse, spec, group_by_name(spec, "plane"), DAY)
+    message = str(raised.value)
+    assert "\n" not in message and "Conversion Error" in message
+    sql = spec.spec_dir / "features" / "plane.sql"
+    assert message.startswith(f"{sql}: the SQL of feature group 'plane' fails on partition {DAY}: ")
+
+
 def test_the_shipped_feature_sql_binds_to_empty_tables(flights_spec) -> None:
     assert definition_problems(flights_spec) == []
 
