@@ -29,6 +29,7 @@ from ct_assets.lib.serving.request_gate import INSTANCE_VARIABLE
 from ct_assets_tests.app.cli.conftest import RunCt, one_line_error, register_version
 from ct_assets_tests.conftest import FLIGHTS_SPEC, free_ports
 from ct_assets_tests.lib.serving.lock_holder import hold_the_lock
+from ct_assets_tests.lib.serving.test_slots import EMPTY_SLOT_HEALTH
 
 CANARY = "flights_delay_service:v0001-aaaaaaaaaaaa"
 
@@ -55,17 +56,7 @@ def test_status_of_a_home_where_nothing_serves(run_ct: RunCt, home: Path) -> Non
     }
     assert report["health"]["proxy"]["up"] is False and report["health"]["proxy"]["starts"] == 0
     assert "the proxy on port 3700 is down" in report["health"]["proxy"]["error"]
-    assert report["health"]["slots"] == {
-        slot: {
-            "bento": None,
-            "process": None,
-            "proxy_status": None,
-            "weight": None,
-            "last_check": None,
-            "problem": None,
-        }
-        for slot in ("blue", "green")
-    }
+    assert report["health"]["slots"] == {slot: EMPTY_SLOT_HEALTH for slot in ("blue", "green")}
     assert report["audit"] == []
 
 

@@ -23,6 +23,16 @@ from ct_assets.lib.serving.proxy import ProxyLayout
 from ct_assets.lib.serving.slots import INSTANCE_VARIABLE, SlotControl, terminate_group
 from ct_assets_tests.conftest import free_ports, requires_haproxy
 
+# `SlotControl.health`'s entry for a slot with nothing in it and no proxy to ask.
+EMPTY_SLOT_HEALTH = {
+    "bento": None,
+    "process": None,
+    "proxy_status": None,
+    "weight": None,
+    "last_check": None,
+    "problem": None,
+}
+
 
 def _group(command: str, **env: str) -> subprocess.Popen:
     return subprocess.Popen(
@@ -133,22 +143,8 @@ def test_health_without_a_proxy_reports_each_slots_process(tmp_path: Path) -> No
     health = control.health()
     assert health["proxy"]["up"] is False and health["proxy"]["supervisor_pid"] is None
     assert health["slots"] == {
-        "blue": {
-            "bento": "flights_delay:v1",
-            "process": "gone",
-            "proxy_status": None,
-            "weight": None,
-            "last_check": None,
-            "problem": None,
-        },
-        "green": {
-            "bento": None,
-            "process": None,
-            "proxy_status": None,
-            "weight": None,
-            "last_check": None,
-            "problem": None,
-        },
+        "blue": {**EMPTY_SLOT_HEALTH, "bento": "flights_delay:v1", "process": "gone"},
+        "green": EMPTY_SLOT_HEALTH,
     }
 
 
